@@ -1,0 +1,3 @@
+from pixseq.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""Model directories: ``config.json`` + ``model.safetensors``, written atomically.
+
+``config.json`` holds ``{"kind": <registry name>, "config": {...}, "pixseq_version": ...,
+"meta": {...}}``. :func:`from_pretrained` rebuilds the model from the registry and loads
+weights with ``strict=True``. Pickle-based legacy files (``.pt/.pth/.ckpt``) are read only
+through :func:`load_legacy_state`, i.e. ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from pixseq import __version__, registry
+from pixseq.config import from_dict, to_dict
+from pixseq.errors import PixseqError
+from pixseq.io import atomic_write
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike, meta: dict | None = None) -> Path:
+    """Write ``model`` (which has ``.kind`` and ``.config``) to ``directory`` atomically per file.
+
+    Weights are written before the config, so a directory with a ``config.json`` always has
+    complete weights next to it.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_write(directory / WEIGHTS_NAME) as fh:
+        fh.write(save(_dedupe_shared(state)))
+    doc = {"kind": model.kind, "config": to_dict(model.config), "pixseq_version": __version__, "meta": meta or {}}
+    with atomic_write(directory / CONFIG_NAME, "w") as fh:
+        json.dump(doc, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    return directory
+
+
+def _dedupe_shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors sharing memory (tied weights); store independent copies."""
+    seen: dict[int, str] = {}
+    out = {}
+    for k, v in state.items():
+        ptr = v.untyped_storage().data_ptr() if v.numel() else -1
+        out[k] = v.clone() if ptr in seen and ptr != -1 else v
+        seen.setdefault(ptr, k)
+    return out
+
+
+def read_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """Read and sanity-check a model directory's ``config.json``."""
+    directory = Path(directory)
+    cfg_path = directory / CONFIG_NAME
+    if not directory.is_dir():
+        raise PixseqError(f"model directory not found: {directory}")
+    if not cfg_path.is_file():
+        raise PixseqError(f"not a pixseq model directory (no {CONFIG_NAME}): {directory}")
+    try:
+        doc = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PixseqError(f"corrupt {cfg_path}: {exc}") from None
+    if not isinstance(doc, dict) or "kind" not in doc or "config" not in doc:
+        raise PixseqError(f"not a pixseq model directory ({cfg_path} lacks 'kind'/'config'): {directory}")
+    return doc
+
+
+def from_pretrained(directory: str | os.PathLike, expected_kind: str | tuple[str, ...] | None = None,
+                    map_location: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild a model from a directory written by :func:`save_pretrained`."""
+    directory = Path(directory)
+    doc = read_config(directory)
+    kind = doc["kind"]
+    if expected_kind is not None:
+        allowed = (expected_kind,) if isinstance(expected_kind, str) else expected_kind
+        if kind not in allowed:
+            raise PixseqError(f"{directory} holds a {kind!r} model, expected {' or '.join(allowed)}")
+    entry = registry.get(kind)
+    config = from_dict(entry.config_cls, doc["config"], prefix="config.")
+    model = entry.cls(config)
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise PixseqError(f"model directory {directory} has no {WEIGHTS_NAME}")
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise PixseqError(f"corrupt weights file {weights}: {exc}") from None
+    load_state_strict(model, state, source=str(weights))
+    model.pretrained_meta = doc.get("meta", {})
+    return model.eval()
+
+
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with shape checks, reported as one PixseqError line."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise PixseqError(
+            f"{source} does not match the model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise PixseqError(f"{source}: tensor {k} has shape {tuple(v.shape)}, model expects {tuple(own[k].shape)}")
+    model.load_state_dict(state, strict=True)
+
+
+def load_legacy_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a pickle-based checkpoint safely (``weights_only=True``); never executes code."""
+    path = Path(path)
+    if not path.is_file():
+        raise PixseqError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise PixseqError(f"cannot load {path} safely (weights_only=True): {str(exc).splitlines()[0]}") from None
+
+
+def model_id(directory: str | os.PathLike) -> str:
+    """A content hash identifying a model directory: sha256 of its config and weights files."""
+    directory = Path(directory)
+    doc = read_config(directory)
+    h = hashlib.sha256()
+    h.update(json.dumps({"kind": doc["kind"], "config": doc["config"]}, sort_keys=True).encode())
+    with open(directory / WEIGHTS_NAME, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def config_of(model: torch.nn.Module) -> dict[str, Any]:
+    """The registry config of a model as a dict (for logging and reports)."""
+    return to_dict(model.config)

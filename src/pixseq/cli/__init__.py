@@ -1,0 +1,98 @@
+"""``pixseq <verb> ...``: one module per verb, each with ``add_parser`` and ``run``.
+
+A verb module defines::
+
+    HELP = "one line shown in `pixseq --help`"
+    def add_parser(parser: argparse.ArgumentParser) -> None   # add the verb's options
+    def run(args: argparse.Namespace) -> int                  # do the work, return exit code
+
+:func:`main` adds ``--device`` and ``--seed`` to every verb, turns
+:class:`~pixseq.errors.PixseqError` into one line on stderr and exit code 2, and never
+shows a traceback for user errors.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from pixseq.errors import PixseqError
+
+# verb name -> module; the order is the order shown in --help.
+VERBS: dict[str, str] = {
+    "demo": "pixseq.cli.demo",
+    "train": "pixseq.cli.train",
+    "sample": "pixseq.cli.sample",
+    "complete": "pixseq.cli.complete",
+    "probe": "pixseq.cli.probe",
+    "reconstruct": "pixseq.cli.reconstruct",
+    "convert": "pixseq.cli.convert",
+    "assess": "pixseq.cli.assess",
+    "compress": "pixseq.cli.compress",
+    "decompress": "pixseq.cli.decompress",
+    "bench": "pixseq.cli.bench",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line and exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"pixseq: error: {self.prog}: {message}\n")
+        raise SystemExit(2)
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """Options every verb has."""
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where to run (auto: cuda when available, else cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def _available_verbs() -> dict[str, object]:
+    mods = {}
+    for name, modname in VERBS.items():
+        try:
+            mods[name] = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:
+            if exc.name != modname:  # a verb whose own imports are broken is a bug: show it
+                raise
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``pixseq`` parser with one sub-parser per available verb."""
+    from pixseq import __version__
+
+    parser = _Parser(prog="pixseq", description="Images as token sequences: tokenize, model, generate, compress, assess.")
+    parser.add_argument("--version", action="version", version=f"pixseq {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="<verb>", parser_class=_Parser)
+    sub.required = True
+    for name, mod in _available_verbs().items():
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_parser(p)
+        if not getattr(mod, "HAS_SUBCOMMANDS", False):
+            add_common(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pixseq`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except PixseqError as exc:
+        sys.stderr.write(f"pixseq: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("pixseq: error: interrupted; outputs written so far are complete, nothing half-written\n")
+        return 2
+    except BrokenPipeError:
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,18 @@
+"""The one user-facing error type.
+
+Anything a user can cause (a missing file, a bad option, a model directory that is
+not a model) raises :class:`PixseqError` with a one-line message. The CLI prints
+``pixseq: error: <message>`` on stderr and exits with code 2; library users catch it
+like any other exception. Programming errors stay ordinary exceptions.
+"""
+from __future__ import annotations
+
+
+class PixseqError(Exception):
+    """A problem with the user's input, files or environment, stated in one line."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str) -> None:
+        # Keep the message on one line: the CLI contract is "one clear line".
+        super().__init__(" ".join(str(message).split()))

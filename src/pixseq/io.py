@@ -1,0 +1,141 @@
+"""Image input/output and atomic file writing: the one place pixseq touches image files.
+
+Every image that enters pixseq goes through :func:`load_image`, which returns an
+``(H, W, 3)`` RGB ``uint8`` array whatever the file held: EXIF orientation is applied;
+grayscale, palette, LA/RGBA (composited on white), CMYK and 16-bit images become RGB
+uint8; a pixel-count limit guards against decompression bombs. Every user-caused
+failure is a one-line :class:`~pixseq.errors.PixseqError`.
+
+Every file pixseq writes goes through :func:`atomic_write` (temp file in the same
+folder, then ``os.replace``) so an interrupted run never leaves a half-written output.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import IO, Iterator
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pixseq.errors import PixseqError
+
+#: Default limit on decoded pixels (about 8k x 8k). Pillow's own bomb check is a
+#: warning at 89 M pixels; pixseq makes it an error and keeps it configurable.
+MAX_PIXELS = 64_000_000
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".avif")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file next to ``path``; on success rename it over ``path``.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB (alpha composited on white)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16/32-bit integer grey: scale the full range to 8 bits rather than clipping.
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr, mode="L")
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        top = 1.0 if arr.max() <= 1.0 else 255.0
+        img = Image.fromarray(np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("LA", "RGBA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Load an image file as an ``(H, W, 3)`` RGB ``uint8`` array.
+
+    Raises:
+        PixseqError: missing, empty, truncated, non-image or oversized files.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise PixseqError(f"image not found: {path}")
+    if path.is_dir():
+        raise PixseqError(f"expected an image file, got a folder: {path}")
+    if path.stat().st_size == 0:
+        raise PixseqError(f"image file is empty: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise PixseqError(
+                        f"image too large: {path} has {w}x{h} = {w * h} pixels, limit is {max_pixels}"
+                    )
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                rgb = _to_rgb(img)
+    except PixseqError:
+        raise
+    except UnidentifiedImageError:
+        raise PixseqError(f"not an image file (format not recognised): {path}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PixseqError(f"image too large (decompression bomb guard): {path}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise PixseqError(f"cannot read image {path}: {exc}") from None
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+
+
+def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike, **save_kwargs) -> Path:
+    """Write an RGB/L ``uint8`` array (or a Pillow image) atomically; format from the suffix."""
+    path = Path(path)
+    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise PixseqError(f"unknown image format for output file: {path}")
+    with atomic_write(path) as fh:
+        img.save(fh, format=fmt, **save_kwargs)
+    return path
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """All image files below ``folder`` (recursive), sorted by relative path."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PixseqError(f"not a folder: {folder}")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def to_tensor(image: np.ndarray):
+    """``(H, W, 3)`` uint8 array -> ``(3, H, W)`` float tensor in [0, 1]."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+
+
+def to_uint8(tensor) -> np.ndarray:
+    """``(3, H, W)`` float tensor in [0, 1] -> ``(H, W, 3)`` uint8 array (rounded, clipped)."""
+    arr = tensor.detach().float().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
+    return np.ascontiguousarray(arr)

@@ -1,0 +1,1 @@
+"""Image quality metrics: pure functions per image pair or set, plus thin stateful classes."""
