@@ -1,0 +1,143 @@
+"""A small HTML page builder: sections, text, tables, images, grids and matplotlib plots.
+
+Images are written as PNG files under ``<out_dir>/assets/`` and the page as
+``<out_dir>/index.html`` (written last and atomically, so a page on disk always refers to
+images that exist). The page has no external resources: it opens offline.
+"""
+from __future__ import annotations
+
+import html
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pixseq.io import atomic_write, save_image
+from pixseq.report.grid import make_grid
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.5}
+h1{border-bottom:2px solid #444;padding-bottom:.2em}h2{margin-top:2em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:1em 0;font-size:.92em}th,td{border:1px solid #ccc;padding:.3em .7em;
+text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+figure{display:inline-block;margin:.6em;vertical-align:top;text-align:center}
+figure img{image-rendering:pixelated;max-width:100%;border:1px solid #ddd}
+figcaption{font-size:.85em;color:#555;max-width:520px}.note{color:#555;font-size:.92em}
+code{background:#f4f4f4;padding:0 .25em}
+"""
+
+
+@dataclass
+class _Asset:
+    name: str
+    data: bytes
+
+
+@dataclass
+class Page:
+    """Build an HTML report piece by piece, then :meth:`save` it."""
+
+    title: str
+    _body: list[str] = field(default_factory=list)
+    _assets: list[_Asset] = field(default_factory=list)
+
+    # -- content -------------------------------------------------------------------------
+    def section(self, title: str) -> "Page":
+        """Start a new section (an ``<h2>``)."""
+        self._body.append(f"<h2 id='{_slug(title)}'>{html.escape(title)}</h2>")
+        return self
+
+    def text(self, content: str, raw_html: bool = False) -> "Page":
+        """A paragraph; plain text is escaped (``raw_html=True`` inserts HTML as is)."""
+        self._body.append(content if raw_html else f"<p>{html.escape(content)}</p>")
+        return self
+
+    def note(self, content: str) -> "Page":
+        """A small grey paragraph (caveats, settings)."""
+        self._body.append(f"<p class='note'>{html.escape(content)}</p>")
+        return self
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = "") -> "Page":
+        """A table; floats are shown with 4 significant digits."""
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+        cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+        self._body.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        return self
+
+    def image(self, image: np.ndarray | str | os.PathLike, caption: str = "", width: int | None = None) -> "Page":
+        """An image (uint8 ``(H, W, 3)`` array or an existing image file)."""
+        if isinstance(image, (str, os.PathLike)):
+            data = Path(image).read_bytes()
+            suffix = Path(image).suffix.lower() or ".png"
+        else:
+            data, suffix = _png_bytes(image), ".png"
+        name = f"assets/img{len(self._assets):03d}{suffix}"
+        self._assets.append(_Asset(name, data))
+        w = f" width='{int(width)}'" if width else ""
+        cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+        self._body.append(f"<figure><img src='{name}' alt='{html.escape(caption)}'{w}>{cap}</figure>")
+        return self
+
+    def grid(self, images: Sequence[np.ndarray], ncol: int | None = None, caption: str = "",
+             scale: int = 1, width: int | None = None) -> "Page":
+        """Several images tiled into one grid image."""
+        return self.image(make_grid(images, ncol=ncol, scale=scale), caption, width)
+
+    def plot(self, fig: Any, caption: str = "", dpi: int = 110) -> "Page":
+        """A matplotlib figure, rendered to PNG (the figure is closed afterwards)."""
+        import matplotlib.pyplot as plt
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        plt.close(fig)
+        name = f"assets/img{len(self._assets):03d}.png"
+        self._assets.append(_Asset(name, buf.getvalue()))
+        cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+        self._body.append(f"<figure><img src='{name}' alt='{html.escape(caption)}'>{cap}</figure>")
+        return self
+
+    # -- output --------------------------------------------------------------------------
+    def render(self) -> str:
+        """The page as an HTML string."""
+        return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(self.title)}"
+                f"</title><style>{_CSS}</style></head><body><h1>{html.escape(self.title)}</h1>"
+                + "\n".join(self._body) + "</body></html>\n")
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write assets, then ``index.html`` (atomically); returns the page's path."""
+        out_dir = Path(out_dir)
+        for asset in self._assets:
+            with atomic_write(out_dir / asset.name) as fh:
+                fh.write(asset.data)
+        with atomic_write(out_dir / "index.html", "w") as fh:
+            fh.write(self.render())
+        return out_dir / "index.html"
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return str(value)
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+__all__ = ["Page", "save_image"]
