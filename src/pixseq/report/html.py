@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pixseq.io import atomic_write, save_image
+from pixseq.io import atomic_write
 from pixseq.report.grid import make_grid
 
 _CSS = """
@@ -139,5 +139,3 @@ def _fmt(value: Any) -> str:
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
-
-__all__ = ["Page", "save_image"]
