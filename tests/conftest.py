@@ -1,0 +1,31 @@
+"""Shared test set-up: CPU-only, deterministic, GPU/weights tests skipped with a reason."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Tests must never reach the network (CI has none): make hub libraries fail fast offline.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("PIXSEQ_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip @gpu tests without CUDA; @weights tests unless PIXSEQ_WEIGHTS_DIR is set."""
+    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none available")
+    no_weights = pytest.mark.skip(reason="needs downloaded pretrained weights; set PIXSEQ_WEIGHTS_DIR to run")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(no_gpu)
+        if "weights" in item.keywords and not os.environ.get("PIXSEQ_WEIGHTS_DIR"):
+            item.add_marker(no_weights)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
