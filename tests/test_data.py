@@ -1,0 +1,101 @@
+"""pixseq.data: data specs (folder, fashion-mnist, photos) and their errors."""
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from pixseq import data
+from pixseq.errors import PixseqError
+from pixseq.io import save_image
+
+
+def _write_idx(path, arr: np.ndarray) -> None:
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + arr.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def fake_fmnist(tmp_path, monkeypatch):
+    """A 5-image Fashion-MNIST in IDX format, found through $PIXSEQ_FASHION_MNIST."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    y = np.array([0, 9, 3, 3, 1], dtype=np.uint8)
+    for prefix in ("train", "t10k"):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", x)
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", y)
+    monkeypatch.setenv("PIXSEQ_FASHION_MNIST", str(tmp_path))
+    return x, y
+
+
+def test_fashion_mnist_spec(fake_fmnist):
+    x, y = fake_fmnist
+    ds = data.load_data("fashion-mnist:test", limit=3)
+    assert len(ds) == 3 and ds.num_classes == 10
+    assert ds.images[0].shape == (28, 28, 3)
+    np.testing.assert_array_equal(ds.images[1][..., 2], x[1])
+    np.testing.assert_array_equal(ds.labels, y[:3])
+    assert ds.class_names[9] == "Ankle boot"
+    assert data.load_data("fashion-mnist").spec == "fashion-mnist:train"
+
+
+def test_fashion_mnist_bad_split(fake_fmnist):
+    with pytest.raises(PixseqError, match="split"):
+        data.load_data("fashion-mnist:validation")
+
+
+def test_fashion_mnist_missing_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXSEQ_FASHION_MNIST", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(data, "FASHION_MNIST_DIRS", ())
+    with pytest.raises(PixseqError, match="apt-get install dataset-fashion-mnist"):
+        data.load_data("fashion-mnist")
+
+
+def test_truncated_idx(tmp_path, monkeypatch, fake_fmnist):
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    raw = gzip.decompress(path.read_bytes())
+    with gzip.open(path, "wb") as fh:
+        fh.write(raw[:-10])
+    with pytest.raises(PixseqError, match="truncated"):
+        data.load_data("fashion-mnist:test")
+
+
+def test_folder_with_class_subfolders(tmp_path):
+    rng = np.random.default_rng(1)
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            save_image(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), tmp_path / cls / f"{i}.png")
+    ds = data.load_data(str(tmp_path))
+    assert ds.class_names == ("cat", "dog")
+    np.testing.assert_array_equal(ds.labels, [0, 0, 1, 1])
+    assert ds.names[2] == "dog/0.png"
+    assert ds.stacked().shape == (4, 8, 8, 3)
+    limited = data.load_data(str(tmp_path), limit=3)
+    assert len(limited) == 3 and len(limited.labels) == 3
+
+
+def test_flat_folder_has_no_labels_and_mixed_sizes_need_resize(tmp_path):
+    save_image(np.zeros((8, 8, 3), np.uint8), tmp_path / "a.png")
+    save_image(np.zeros((4, 6, 3), np.uint8), tmp_path / "b.png")
+    ds = data.load_data(str(tmp_path))
+    assert ds.labels is None and ds.num_classes == 0
+    with pytest.raises(PixseqError, match="different sizes"):
+        ds.stacked()
+    assert data.resize_square(ds.images, 5).shape == (2, 5, 5, 3)
+
+
+def test_empty_folder_and_unknown_spec(tmp_path):
+    with pytest.raises(PixseqError, match="no images"):
+        data.load_data(str(tmp_path))
+    with pytest.raises(PixseqError, match="unknown data spec"):
+        data.load_data("imagenet")
+
+
+def test_photos_spec():
+    ds = data.load_data("photos", limit=2)
+    assert ds.names == ["astronaut", "chelsea"]
+    assert ds.images[1].shape == (300, 451, 3) and ds.images[1].dtype == np.uint8
