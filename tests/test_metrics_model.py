@@ -1,0 +1,128 @@
+"""Model-based metrics: FID/KID/IS, LPIPS, ViT-Score — each against an independent reference."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from pixseq.metrics.fid import FID, KID, FIDInceptionV3, Reservoir, fid_from_features, frechet_distance, \
+    kid_from_features
+from pixseq.metrics.inception_score import inception_score
+
+
+def _features(n: int, d: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(d, d, generator=g, dtype=torch.float64) / d ** 0.5
+    return torch.randn(n, d, generator=g, dtype=torch.float64) @ mix + shift
+
+
+def _scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
+    """The textbook float64 formula with scipy's general sqrtm (the pytorch-fid way)."""
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def test_frechet_distance_matches_scipy_sqrtm():
+    a, b = _features(400, 32, 0), _features(300, 32, 1, shift=0.3)
+    ref = _scipy_fid(a.numpy(), b.numpy())
+    # Both are float64 on a well-conditioned problem (n >> d); the two routes to
+    # tr(sqrt(S1 S2)) differ only by round-off (~1e-12), so 1e-6 relative is generous.
+    assert fid_from_features(a, b) == pytest.approx(ref, rel=1e-6)
+    assert fid_from_features(a, a) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_streaming_stats_equal_one_shot():
+    a, b = _features(257, 16, 2), _features(190, 16, 3, shift=-0.2)
+    streamed = FID(num_features=16)
+    for chunk in torch.split(a, 37):
+        streamed.update_features(chunk, real=True)
+    for chunk in torch.split(b, 50):
+        streamed.update_features(chunk, real=False)
+    # Sums in float64 regrouped: equal up to round-off.
+    assert streamed.compute() == pytest.approx(fid_from_features(a, b), rel=1e-10)
+
+
+def test_fid_fewer_samples_than_dims_warns_not_nan():
+    a, b = _features(10, 64, 4), _features(12, 64, 5, shift=0.5)
+    m = FID(num_features=64)
+    m.update_features(a, True)
+    m.update_features(b, False)
+    with pytest.warns(UserWarning, match="singular"):
+        value = m.compute()
+    assert np.isfinite(value) and value > 0
+
+
+def test_frechet_is_real_for_singular_covariances():
+    rank1 = np.outer(np.arange(5.0), np.arange(5.0))
+    value = frechet_distance(np.zeros(5), rank1, np.ones(5), np.eye(5) * 1e-12)
+    assert np.isfinite(value) and isinstance(value, float)
+
+
+def _kid_reference(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased MMD^2 with k(a,b) = (a.b/d + 1)^3, written out as explicit double sums."""
+    d, m, n = x.shape[1], len(x), len(y)
+    k = lambda a, b: (a @ b / d + 1) ** 3  # noqa: E731
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return xx + yy - 2 * xy
+
+
+def test_kid_matches_unbiased_formula():
+    a, b = _features(30, 8, 6), _features(30, 8, 7, shift=0.4)
+    # One subset covering every sample: the estimate is the full-sample unbiased MMD^2
+    # (the permutation does not change the sums). float64 throughout -> 1e-9 relative.
+    mean, std = kid_from_features(a, b, subsets=1, subset_size=30)
+    assert mean == pytest.approx(_kid_reference(a.numpy(), b.numpy()), rel=1e-9)
+    assert std == 0.0
+    same, _ = kid_from_features(a, a.clone(), subsets=5, subset_size=20)
+    assert abs(same) < mean  # identical sets: MMD^2 near 0, far below the shifted pair
+
+
+def test_kid_class_reservoir_is_bounded_and_uniform():
+    res = Reservoir(capacity=100, seed=0)
+    for chunk in torch.arange(10_000.0).reshape(-1, 50, 1):
+        res.add(chunk)
+    kept = res.values()[:, 0]
+    assert kept.shape == (100,) and res.seen == 10_000
+    assert 3000 < float(kept.mean()) < 7000  # a uniform sample of 0..9999, not the first 100
+    kid = KID(subsets=3, subset_size=50, max_samples=80)
+    kid.update_features(_features(120, 8, 8), True)
+    kid.update_features(_features(90, 8, 9, shift=0.3), False)
+    assert kid.real.values().shape == (80, 8)
+    mean, std = kid.compute()
+    assert mean > 0 and std >= 0
+
+
+def test_inception_score_matches_numpy():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(40, 7)) * 3
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    ref = []
+    for chunk in np.array_split(p, 4):
+        py = chunk.mean(0)
+        ref.append(np.exp(np.mean(np.sum(chunk * (np.log(chunk) - np.log(py)), axis=1))))
+    mean, std = inception_score(torch.from_numpy(p), splits=4)
+    assert mean == pytest.approx(np.mean(ref), rel=1e-10) and std == pytest.approx(np.std(ref), rel=1e-8)
+    one_hot = np.eye(5)[np.arange(50) % 5]
+    assert inception_score(torch.from_numpy(one_hot), splits=1)[0] == pytest.approx(5.0)  # uniform, confident
+
+
+def test_fid_inception_has_official_layout():
+    from torchvision.models import Inception3
+
+    ours = FIDInceptionV3()
+    reference = Inception3(num_classes=1008, aux_logits=False, init_weights=False)
+    ours_sd, ref_sd = ours.net.state_dict(), reference.state_dict()
+    # pt_inception-2015-12-05 uses torchvision's key names and shapes with a 1008-way fc.
+    assert list(ours_sd) == list(ref_sd)
+    assert all(ours_sd[k].shape == ref_sd[k].shape for k in ref_sd)
+    ours.load_official(ref_sd)
+    with torch.no_grad():
+        feats = ours.eval()(torch.rand(1, 3, 64, 80))
+    assert feats.shape == (1, 2048) and torch.isfinite(feats).all()
