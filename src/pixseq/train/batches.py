@@ -1,0 +1,73 @@
+"""The Trainer's own sampler: seeded per-epoch permutation, sharded across ranks, drop_last.
+
+Equivalent to ``DistributedSampler(shuffle=True, drop_last=True)`` + ``BatchSampler``, but
+with the position inside the data (epoch, batch offset) as explicit state so a resumed
+run draws exactly the batches the uninterrupted run would have drawn.
+
+Epoch ``e`` uses ``randperm(N, generator=seed_e)``; rank ``r`` of ``W`` takes every W-th
+index starting at ``r`` (so micro-batch ``i`` of all ranks together is the contiguous
+slice ``perm[i*B*W:(i+1)*B*W]``, i.e. the same samples one process with batch ``B*W`` would
+see), cut into batches of ``batch_size``; the remainder is dropped.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from pixseq.errors import PixseqError
+
+
+class BatchStream:
+    """An endless stream of collated batches with resumable position."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 num_workers: int = 0) -> None:
+        n = len(dataset)  # type: ignore[arg-type]
+        self.batches_per_epoch = n // (batch_size * world_size)
+        if self.batches_per_epoch == 0:
+            raise PixseqError(f"dataset has {n} items, fewer than one batch of {batch_size} x {world_size} "
+                              f"process(es); lower the batch size or add data")
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
+        self.epoch, self.offset = 0, 0
+        self._iter: Iterator[Any] | None = None
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This rank's index batches for ``epoch`` (same on every run with the same seed)."""
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        perm = torch.randperm(len(self.dataset), generator=g)  # type: ignore[arg-type]
+        mine = perm[self.rank::self.world_size].tolist()
+        b = self.batch_size
+        return [mine[i * b:(i + 1) * b] for i in range(self.batches_per_epoch)]
+
+    def _start_epoch_iter(self) -> Iterator[Any]:
+        todo = self.epoch_batches(self.epoch)[self.offset:]
+        if self.num_workers == 0:
+            return (default_collate([self.dataset[i] for i in idx]) for idx in todo)
+        # Own generator: creating the loader must not draw from the global torch RNG,
+        # or a resumed run (which creates it at a different moment) would diverge.
+        g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+        return iter(DataLoader(self.dataset, batch_sampler=todo, num_workers=self.num_workers,
+                               generator=g, pin_memory=False))
+
+    def next(self) -> Any:
+        """The next batch (CPU); moves to the next epoch when this one is used up."""
+        if self._iter is None:
+            self._iter = self._start_epoch_iter()
+        batch = next(self._iter)
+        self.offset += 1
+        if self.offset == self.batches_per_epoch:
+            self.epoch, self.offset, self._iter = self.epoch + 1, 0, None
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "offset": self.offset, "batch_size": self.batch_size,
+                "world_size": self.world_size, "dataset_len": len(self.dataset)}  # type: ignore[arg-type]
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state["dataset_len"] != len(self.dataset):  # type: ignore[arg-type]
+            raise PixseqError(f"cannot resume exactly: the checkpoint was trained on {state['dataset_len']} items, "
+                              f"this dataset has {len(self.dataset)}")  # type: ignore[arg-type]
+        self.epoch, self.offset, self._iter = int(state["epoch"]), int(state["offset"]), None

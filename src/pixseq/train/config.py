@@ -1,0 +1,93 @@
+"""Training hyper-parameters and the task protocol the Trainer drives."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Protocol
+
+from torch import Tensor, nn
+
+from pixseq.errors import PixseqError
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run.
+
+    ``batch_size`` is per process and per micro-batch: one optimizer step sees
+    ``batch_size * grad_accum * world_size`` samples. ``steps`` counts optimizer steps.
+    ``ckpt_every=0`` checkpoints only at the end; ``log_every=0`` disables TensorBoard;
+    ``image_every>0`` logs image grids from ``task.sample_images`` (when the task has it).
+    """
+
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    precision: str = "fp32"
+    ema_decay: float = 0.0
+    ckpt_every: int = 200
+    log_every: int = 10
+    image_every: int = 0
+    seed: int = 0
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        # Called by from_dict too, so a bad config file gets the same one-line errors.
+        checks = [
+            (self.steps >= 0, "steps must be >= 0"), (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"), (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas must be two numbers in [0, 1)"),
+            (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
+            (0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]"),
+            (self.grad_clip >= 0, "grad_clip must be >= 0 (0 disables clipping)"),
+            (self.grad_accum >= 1, "grad_accum must be >= 1"),
+            (self.precision in ("fp32", "bf16"), f"precision must be 'fp32' or 'bf16', got {self.precision!r}"),
+            (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1) (0 disables EMA)"),
+            (min(self.ckpt_every, self.log_every, self.image_every, self.num_workers) >= 0,
+             "ckpt_every, log_every, image_every and num_workers must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise PixseqError(f"bad training config: {message}")
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+
+#: Config keys that may change between a run and its resumption without breaking exactness
+#: of what was already trained (``steps`` extends/shortens the cosine horizon).
+RESUMABLE_CHANGES = frozenset({"steps", "ckpt_every", "log_every", "image_every", "num_workers"})
+
+
+class TrainTask(Protocol):
+    """What a model family gives the Trainer.
+
+    Required: ``parts``, ``modules``, ``parameters``, ``training_step``. Optional methods the
+    Trainer uses when present:
+
+    * ``lr_scale(part) -> float``: multiply ``config.lr`` for that part's optimizer;
+    * ``optim_overrides(part) -> dict``: any of ``lr``, ``betas``, ``weight_decay`` for that part
+      (e.g. ``{"betas": (0.5, 0.999)}`` for a DCGAN);
+    * ``sample_images(batch) -> Tensor (B,3,H,W) in [0,1]``: TensorBoard image grids;
+    * ``count_tokens(batch) -> int``: tokens in a batch, for tokens/s (else samples/s);
+    * ``on_step_end(step)``: after all parts of a step were updated (e.g. codebook restarts).
+    """
+
+    def parts(self) -> list[str]:
+        """Optimizer names in update order, e.g. ``["model"]`` or ``["disc", "gen"]``."""
+        ...
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Every module that is trained and checkpointed, by name."""
+        ...
+
+    def parameters(self, part: str) -> Iterable[nn.Parameter]:
+        """The parameters ``part``'s optimizer updates."""
+        ...
+
+    def training_step(self, batch, step: int, part: str) -> tuple[Tensor, dict[str, float]]:
+        """Scalar loss for ``part`` on ``batch`` (already on the device) and scalars to log."""
+        ...

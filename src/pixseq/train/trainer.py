@@ -1,0 +1,428 @@
+"""The one training loop every pixseq model uses.
+
+For every step and every *part* (one optimizer each: ``["model"]``, or ``["disc", "gen"]``
+for a GAN) the Trainer zeroes all gradients, runs ``grad_accum`` micro-batches through
+``task.training_step`` (forward under bf16 autocast when configured), backpropagates the
+loss divided by ``grad_accum``, averages gradients over processes, clips them, and takes
+an AdamW step followed by a warm-up + cosine scheduler step. Zeroing *all* modules'
+gradients before each part is what keeps parts independent: the generator's loss
+backpropagates through the discriminator, but only generator parameters are in the
+generator's optimizer, and the discriminator's stray gradients are cleared before its turn.
+
+Checkpoint: ``out_dir/train_state.pt``, written with ``torch.save`` through
+:func:`pixseq.io.atomic_write` (temp file + rename) and read back with
+``torch.load(weights_only=True)``; it holds only tensors, numbers, strings and containers:
+
+    {"format": "pixseq-train-state", "version": 1, "step": int, "config": {...},
+     "world_size": int, "parts": [...], "modules": {name: state_dict},
+     "optimizers": {part: state_dict}, "schedulers": {part: state_dict},
+     "ema": {name: state_dict} | None, "rng": [per-rank RNG state], "data": {epoch, offset, ...}}
+
+``out_dir/history.jsonl`` (one JSON object per step) is rewritten atomically with each
+checkpoint; ``out_dir/tb/`` holds TensorBoard events. Only rank 0 writes any file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from pixseq.checkpoint import load_legacy_state, load_state_strict
+from pixseq.cli.common import notice, seed_everything
+from pixseq.config import to_dict
+from pixseq.errors import PixseqError
+from pixseq.io import atomic_write
+from pixseq.train import distributed as D
+from pixseq.train.batches import BatchStream
+from pixseq.train.config import RESUMABLE_CHANGES, TrainConfig, TrainTask
+from pixseq.train.ema import EMA
+from pixseq.train.schedule import make_scheduler
+from pixseq.train.state import get_rng_state, preserved_rng, set_rng_state
+
+CKPT_NAME = "train_state.pt"
+HISTORY_NAME = "history.jsonl"
+TB_DIR = "tb"
+FORMAT, VERSION = "pixseq-train-state", 1
+
+
+class NonFiniteError(PixseqError):
+    """The loss or gradient norm became NaN/inf; raised before the bad update is applied."""
+
+
+class Trainer:
+    """Train ``task`` on ``dataset`` with ``config``; checkpoints and logs go to ``out_dir``.
+
+    Callbacks are objects with any of ``on_step_end(trainer, step, record)`` and
+    ``on_checkpoint(trainer, step)``; ``step`` is the number of completed steps.
+    """
+
+    def __init__(self, task: TrainTask, dataset, config: TrainConfig, out_dir: str | os.PathLike,
+                 device: str | torch.device = "cpu", callbacks: Sequence[Any] = ()) -> None:
+        self.task, self.dataset, self.config = task, dataset, config
+        self.out_dir, self.callbacks = Path(out_dir), list(callbacks)
+        self.device = _resolve_device(device)
+        self.dist = D.init_from_env(self.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.modules: dict[str, nn.Module] = dict(task.modules())
+        for m in self.modules.values():
+            m.to(self.device)
+        self.parts = list(task.parts())
+        self.params = {p: _trainable(task.parameters(p), p) for p in self.parts}
+        self.optimizers = {p: self._make_optimizer(p) for p in self.parts}
+        self.schedulers = {p: make_scheduler(self.optimizers[p], config.warmup_steps, config.steps,
+                                             config.min_lr_ratio) for p in self.parts}
+        self.ema: EMA | None = None
+        self.stream = BatchStream(dataset, config.batch_size, config.seed, self.dist.rank,
+                                  self.dist.world_size, config.num_workers)
+        self.step = 0
+        self.history: list[dict] = []
+        self.last_checkpoint_step: int | None = None
+        self._writer = None
+        self._last_batch = None
+        self._in_step = False
+
+    # ------------------------------------------------------------------ set-up
+    def _make_optimizer(self, part: str) -> torch.optim.AdamW:
+        """AdamW with weight decay on matrices/kernels only (biases, norms, embeddings' 1-d
+        tensors are not decayed, as in GPT-2/nanoGPT)."""
+        cfg = self.config
+        opts = {"lr": cfg.lr, "betas": cfg.betas, "weight_decay": cfg.weight_decay}
+        if hasattr(self.task, "optim_overrides"):
+            opts.update(self.task.optim_overrides(part))
+        if hasattr(self.task, "lr_scale"):
+            opts["lr"] = opts["lr"] * float(self.task.lr_scale(part))
+        params = self.params[part]
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": opts["weight_decay"]},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=opts["lr"], betas=tuple(opts["betas"]))
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CKPT_NAME
+
+    def ema_state(self) -> dict[str, dict[str, torch.Tensor]] | None:
+        """EMA weights ``{module name: state_dict}`` (None when EMA is off)."""
+        return None if self.ema is None else self.ema.state_dict()
+
+    # ------------------------------------------------------------------ main loop
+    def fit(self, resume: bool = False) -> list[dict]:
+        """Train up to ``config.steps``; returns one record per step (losses, lr, ...).
+
+        ``resume=True`` continues from ``out_dir/train_state.pt`` exactly where it stopped.
+        At the end, EMA weights (if on) are loaded into the task's modules.
+        """
+        if resume:
+            self.load_checkpoint()
+        else:
+            self._start_fresh()
+        for m in self.modules.values():
+            m.train()
+        pbar = self._progress_bar()
+        try:
+            with _deferred_stop_signals() as stop:
+                while self.step < self.config.steps:
+                    self._run_one_step(pbar)
+                    if D.any_rank(stop.requested, self.device):
+                        raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            self._interrupted(in_step=self._in_step)
+        except NonFiniteError as exc:
+            where = (f"last good checkpoint kept: {self.checkpoint_path} (step {self.last_checkpoint_step})"
+                     if self.last_checkpoint_step is not None else "no checkpoint was written yet")
+            raise NonFiniteError(f"{exc}; training stopped, {where}") from None
+        finally:
+            pbar.close()
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        if self.last_checkpoint_step != self.step:
+            self.save_checkpoint()
+        if self.ema is not None:
+            self.ema.copy_to(self.modules)
+        return self.history
+
+    def _run_one_step(self, pbar) -> None:
+        self._in_step = True
+        record = self._train_step(self.step)
+        self.step += 1
+        self._in_step = False
+        self.history.append(record)
+        pbar.update(1)
+        pbar.set_postfix_str(f"loss {record['loss']:.4g}", refresh=False)
+        self._log(record)
+        every = self.config.ckpt_every
+        if every and self.step % every == 0 and self.step < self.config.steps:
+            self.save_checkpoint()
+        for cb in self.callbacks:
+            if hasattr(cb, "on_step_end"):
+                cb.on_step_end(self, self.step, record)
+
+    def _train_step(self, step: int) -> dict:
+        """One optimizer step for every part on ``grad_accum`` micro-batches."""
+        t0 = time.perf_counter()
+        micro = [_to_device(self.stream.next(), self.device) for _ in range(self.config.grad_accum)]
+        self._last_batch = micro[-1]
+        record: dict[str, Any] = {"step": step}
+        for part in self.parts:
+            record.update(self._update_part(part, micro, step))
+        record["loss"] = record[f"loss/{self.parts[0]}"]
+        if hasattr(self.task, "on_step_end"):
+            self.task.on_step_end(step)
+        if self.ema is not None:
+            self.ema.update(self.modules)
+        if self.dist.enabled:
+            D.broadcast_state(self.modules.values(), buffers_only=True)
+        record.update(self._throughput(micro, time.perf_counter() - t0))
+        return record
+
+    def _update_part(self, part: str, micro: list, step: int) -> dict[str, float]:
+        """Accumulate, average over ranks, clip and apply one part's gradients."""
+        for m in self.modules.values():
+            m.zero_grad(set_to_none=True)
+        accum = len(micro)
+        loss_sum = torch.zeros((), device=self.device)
+        scalar_sum: dict[str, float] = {}
+        for batch in micro:
+            with self._autocast():
+                loss, scalars = self.task.training_step(batch, step, part)
+            (loss / accum).backward()
+            loss_sum += loss.detach().float()
+            for k, v in scalars.items():
+                scalar_sum[k] = scalar_sum.get(k, 0.0) + float(v)
+        params = self.params[part]
+        keys = sorted(scalar_sum)
+        stats = torch.stack([loss_sum / accum] + [torch.tensor(scalar_sum[k] / accum, device=self.device)
+                                                  for k in keys])
+        if self.dist.enabled:  # every rank must send the same tensors: unused params send zeros
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+        stats = D.all_reduce_mean([p.grad for p in params if p.grad is not None], stats, self.dist.world_size)
+        max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        loss_value = float(stats[0])
+        for what, value in (("loss", loss_value), ("gradient norm", grad_norm)):
+            if not math.isfinite(value):
+                raise NonFiniteError(f"non-finite {what} ({value}) in part {part!r} at step {step}")
+        lr = self.optimizers[part].param_groups[0]["lr"]
+        self.optimizers[part].step()
+        self.schedulers[part].step()
+        for m in self.modules.values():
+            m.zero_grad(set_to_none=True)
+        out = {f"loss/{part}": loss_value, f"lr/{part}": lr, f"grad_norm/{part}": grad_norm}
+        out.update({f"{part}/{k}": float(v) for k, v in zip(keys, stats[1:].tolist())})
+        return out
+
+    def _autocast(self):
+        if self.config.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _throughput(self, micro: list, seconds: float) -> dict[str, float]:
+        world = self.dist.world_size
+        out = {"time_s": seconds,
+               "samples_per_s": self.config.batch_size * len(micro) * world / max(seconds, 1e-9)}
+        if hasattr(self.task, "count_tokens"):
+            tokens = sum(int(self.task.count_tokens(b)) for b in micro) * world
+            out["tokens_per_s"] = tokens / max(seconds, 1e-9)
+        return out
+
+    # ------------------------------------------------------------------ start / resume
+    def _start_fresh(self) -> None:
+        # Per-rank seeds: dropout masks and noise differ across ranks like independent samples.
+        seed_everything(self.config.seed + self.dist.rank)
+        D.broadcast_state(self.modules.values())  # identical start on every rank
+        if self.config.ema_decay > 0:
+            self.ema = EMA(self.modules, self.config.ema_decay)
+        if self.dist.is_main and self.checkpoint_path.exists():
+            notice(f"starting a fresh run: {self.checkpoint_path} will be overwritten (use --resume to continue it)")
+        self.step, self.history, self.last_checkpoint_step = 0, [], None
+        self._in_step = False
+
+    def load_checkpoint(self) -> None:
+        """Restore everything saved by :meth:`save_checkpoint` (refuses inexact resumes)."""
+        path = self.checkpoint_path
+        if not path.is_file():
+            raise PixseqError(f"nothing to resume: no {CKPT_NAME} in {self.out_dir}")
+        state = load_legacy_state(path)
+        self._check_compatible(state, path)
+        for name, m in self.modules.items():
+            load_state_strict(m, state["modules"][name], source=str(path))
+        for part in self.parts:
+            self.optimizers[part].load_state_dict(state["optimizers"][part])
+            self.schedulers[part].load_state_dict(state["schedulers"][part])
+        if self.config.ema_decay > 0:
+            self.ema = EMA(self.modules, self.config.ema_decay)
+            self.ema.load_state_dict(state["ema"])
+        self.stream.load_state_dict(state["data"])
+        set_rng_state(state["rng"][self.dist.rank])
+        self.step = self.last_checkpoint_step = int(state["step"])
+        self.history = [r for r in _read_history(self.out_dir / HISTORY_NAME) if r.get("step", -1) < self.step]
+        self._in_step = False
+
+    def _check_compatible(self, state: dict, path: Path) -> None:
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise PixseqError(f"{path} is not a pixseq training checkpoint")
+        saved, now = state["config"], to_dict(self.config)
+        diffs = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in now.items()
+                 if k not in RESUMABLE_CHANGES and saved.get(k) != v]
+        if state["world_size"] != self.dist.world_size:
+            diffs.append(f"processes: {state['world_size']} -> {self.dist.world_size}")
+        if list(state["parts"]) != self.parts or set(state["modules"]) != set(self.modules):
+            diffs.append(f"parts/modules: {state['parts']}/{sorted(state['modules'])} -> "
+                         f"{self.parts}/{sorted(self.modules)}")
+        if diffs:
+            raise PixseqError(f"cannot resume {path} exactly, the run changed ({'; '.join(diffs)}); "
+                              f"use the original settings or start a fresh run in another folder")
+
+    # ------------------------------------------------------------------ checkpoint / logs
+    def save_checkpoint(self) -> Path:
+        """Write the full training state (rank 0 only; all ranks must call it)."""
+        rng = D.gather_objects(get_rng_state())
+        if self.dist.is_main:
+            state = {
+                "format": FORMAT, "version": VERSION, "step": self.step, "config": to_dict(self.config),
+                "world_size": self.dist.world_size, "parts": self.parts,
+                "modules": {n: _cpu_state(m.state_dict()) for n, m in self.modules.items()},
+                "optimizers": {p: o.state_dict() for p, o in self.optimizers.items()},
+                "schedulers": {p: s.state_dict() for p, s in self.schedulers.items()},
+                "ema": self.ema_state(), "rng": rng, "data": self.stream.state_dict(),
+            }
+            with atomic_write(self.checkpoint_path) as fh:
+                torch.save(state, fh)
+            with atomic_write(self.out_dir / HISTORY_NAME, "w") as fh:
+                fh.writelines(json.dumps(r) + "\n" for r in self.history)
+        D.barrier()
+        self.last_checkpoint_step = self.step
+        for cb in self.callbacks:
+            if hasattr(cb, "on_checkpoint"):
+                cb.on_checkpoint(self, self.step)
+        return self.checkpoint_path
+
+    def _interrupted(self, in_step: bool) -> None:
+        if in_step:  # a step was cut in half: its state is inconsistent, keep the last checkpoint
+            last = self.last_checkpoint_step
+            raise PixseqError(f"interrupted during step {self.step}; last checkpoint is at step {last}; "
+                              f"resume with --resume") from None
+        self.save_checkpoint()
+        raise PixseqError(f"interrupted at step {self.step}; resume with --resume") from None
+
+    def _progress_bar(self):
+        from tqdm.auto import tqdm
+
+        # Rank 0 only; disable=None turns the bar off when stderr is not a terminal.
+        return tqdm(total=self.config.steps, initial=self.step, desc="train", dynamic_ncols=True,
+                    disable=None if self.dist.is_main else True, file=sys.stderr)
+
+    def _log(self, record: dict) -> None:
+        cfg = self.config
+        if not self.dist.is_main or cfg.log_every == 0:
+            return
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter  # slow import: only when logging
+
+            self._writer = SummaryWriter(str(self.out_dir / TB_DIR), purge_step=self.step)
+        if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+            for k, v in record.items():
+                if k not in ("step", "loss") and isinstance(v, (int, float)):
+                    self._writer.add_scalar(k, v, self.step)
+        if cfg.image_every and self.step % cfg.image_every == 0 and hasattr(self.task, "sample_images"):
+            self._writer.add_image("samples", self._image_grid(), self.step)
+
+    @torch.no_grad()
+    def _image_grid(self) -> torch.Tensor:
+        """A grid of ``task.sample_images`` without touching training's RNG or modes."""
+        from torchvision.utils import make_grid
+
+        modes = {n: m.training for n, m in self.modules.items()}
+        with preserved_rng():
+            for m in self.modules.values():
+                m.eval()
+            images = self.task.sample_images(self._last_batch).detach().float().clamp(0, 1).cpu()
+            for n, m in self.modules.items():
+                m.train(modes[n])
+        return make_grid(images, nrow=max(1, int(math.sqrt(len(images)))))
+
+
+# ---------------------------------------------------------------------- helpers
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PixseqError("training on cuda requested but no CUDA GPU is available")
+    return device
+
+
+def _trainable(params: Iterable[nn.Parameter], part: str) -> list[nn.Parameter]:
+    """Unique parameters that require grad, in a stable order (the all-reduce relies on it)."""
+    seen, out = set(), []
+    for p in params:
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            out.append(p)
+    if not out:
+        raise PixseqError(f"training part {part!r} has no trainable parameters")
+    return out
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+def _read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class _StopFlag:
+    requested = False
+
+
+@contextmanager
+def _deferred_stop_signals() -> Iterator[_StopFlag]:
+    """Turn the first SIGINT/SIGTERM into a request to stop at the next step boundary.
+
+    Stopping between steps lets the Trainer save a consistent checkpoint (SLURM sends SIGTERM
+    before pre-empting a job). A second signal interrupts at once. Outside the main thread
+    signals cannot be caught and the block runs unchanged.
+    """
+    flag = _StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag.requested:
+            raise KeyboardInterrupt
+        flag.requested = True
+        notice("stop requested: finishing this step and saving a checkpoint (signal again to abort now)")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
