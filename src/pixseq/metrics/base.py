@@ -60,3 +60,65 @@ class Metric:
 
     def compute(self) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
+
+
+def _describe(x: torch.Tensor) -> str:
+    return "x".join(str(s) for s in x.shape)
+
+
+def check_images(x: torch.Tensor, data_range: float = 1.0, what: str = "images") -> torch.Tensor:
+    """Validate a ``(B, C, H, W)`` batch (C = 1 or 3) and return it as a float tensor.
+
+    ``data_range`` is the span of the value scale (1.0 for [0, 1], 255 for uint8-scaled).
+    A batch whose values span clearly more than ``data_range`` is almost always a scale
+    mistake ([0, 255] images with the default ``data_range=1``), so it is rejected rather
+    than silently producing meaningless numbers.
+    """
+    from pixseq.errors import PixseqError
+
+    if not isinstance(x, torch.Tensor):
+        raise PixseqError(f"{what}: expected a torch tensor, got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise PixseqError(f"{what}: expected shape (B, C, H, W) with C = 1 or 3, got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise PixseqError(f"{what}: empty batch")
+    if not torch.is_floating_point(x):
+        x = x.to(torch.float64)
+    if not (data_range > 0):
+        raise PixseqError(f"data_range must be positive, got {data_range}")
+    if not bool(torch.isfinite(x).all()):
+        raise PixseqError(f"{what}: contain NaN or infinite values")
+    span = float(x.amax() - x.amin())
+    if span > data_range * 1.01:  # 1 % slack for clipping noise of generated images
+        raise PixseqError(
+            f"{what}: values span {span:.4g} but data_range is {data_range:g}; "
+            f"pass the right data_range (e.g. 255 for uint8-scaled images)"
+        )
+    return x
+
+
+def check_pair(
+    a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a reference / distorted pair of batches (same shape) for full-reference metrics."""
+    from pixseq.errors import PixseqError
+
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape != b.shape:
+        if a.ndim == 4 and b.ndim == 4 and a.shape[-2:] != b.shape[-2:]:
+            raise PixseqError(
+                f"image sizes differ: reference is {a.shape[-1]}x{a.shape[-2]} (WxH), "
+                f"distorted is {b.shape[-1]}x{b.shape[-2]} (WxH); resize one to match"
+            )
+        raise PixseqError(f"image batches differ in shape: {_describe(a)} vs {_describe(b)}")
+    return check_images(a, data_range, "reference images"), check_images(b, data_range, "distorted images")
+
+
+def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Apply ``reduction`` ("none" -> the (B,) tensor, "mean" -> its mean) to per-image values."""
+    from pixseq.errors import PixseqError
+
+    if reduction == "none":
+        return values
+    if reduction == "mean":
+        return values.mean()
+    raise PixseqError(f"unknown reduction {reduction!r}: use 'none' or 'mean'")

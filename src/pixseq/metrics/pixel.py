@@ -1,0 +1,114 @@
+"""Pixel-wise full-reference metrics: MSE and PSNR.
+
+Conventions (shared by every full-reference metric in :mod:`pixseq.metrics`):
+
+* inputs are float tensors ``(B, C, H, W)`` with C = 1 or 3, reference first;
+* ``data_range`` is the span of the value scale: 1.0 for [0, 1] images (the default),
+  255 for uint8-scaled ones;
+* the functions return one value per image pair, a ``(B,)`` float64 tensor
+  (``reduction="none"``), or its mean (``reduction="mean"``).
+
+All arithmetic is float64, so the values agree with scikit-image's
+``mean_squared_error`` / ``peak_signal_noise_ratio`` to rounding (the tests use 1e-6).
+"""
+from __future__ import annotations
+
+import torch
+
+from pixseq.metrics.base import Metric, check_pair, reduce
+
+
+def _per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    diff = a.to(torch.float64) - b.to(torch.float64)
+    return diff.pow(2).flatten(1).mean(1)  # (B,)
+
+
+def mse(a: torch.Tensor, b: torch.Tensor, reduction: str = "none") -> torch.Tensor:
+    """Mean squared error per image pair, over all channels and pixels (in the input's units)."""
+    a, b = check_pair(a, b, data_range=float("inf"))
+    return reduce(_per_image_mse(a, b), reduction)
+
+
+def _psnr_from_mse(err: torch.Tensor, data_range: torch.Tensor | float) -> torch.Tensor:
+    # 10 log10(R^2 / MSE); MSE = 0 gives +inf (identical images), which is what
+    # scikit-image returns too, rather than an arbitrary cap.
+    return 10.0 * torch.log10(torch.as_tensor(data_range, dtype=torch.float64) ** 2 / err)
+
+
+def psnr(
+    a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, reduction: str = "none"
+) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per image pair, ``10 log10(data_range^2 / MSE)``.
+
+    ``data_range`` is fixed (1.0 for [0, 1] images, 255 for uint8-scaled). Identical images
+    give ``inf`` (MSE = 0), as in scikit-image. ``reduction="mean"`` is the mean of the
+    per-image PSNRs (not the PSNR of the pooled MSE).
+    """
+    a, b = check_pair(a, b, data_range)
+    return reduce(_psnr_from_mse(_per_image_mse(a, b), data_range), reduction)
+
+
+def psnr_thesis(a: torch.Tensor, b: torch.Tensor, reduction: str = "none") -> torch.Tensor:
+    """The original study's PSNR: ``data_range`` = max - min of each *reference* image.
+
+    This is scikit-image's ``peak_signal_noise_ratio(ref, dist, data_range=ref.max() - ref.min())``
+    as the study called it. It is not comparable with fixed-range PSNR: a dark reference
+    image gets a smaller peak and therefore a lower PSNR for the same error.
+    """
+    a, b = check_pair(a, b, data_range=float("inf"))
+    a64 = a.to(torch.float64).flatten(1)
+    per_image_range = a64.amax(1) - a64.amin(1)  # (B,)
+    return reduce(_psnr_from_mse(_per_image_mse(a, b), per_image_range), reduction)
+
+
+class _MeanOfPerImage(Metric):
+    """A metric that is the mean of a per-image value: sums and counts, DDP-summable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.zeros((), dtype=torch.float64))
+        self.add_state("count", torch.zeros((), dtype=torch.float64))
+
+    def _values(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """Add a batch of reference / distorted image pairs."""
+        values = self._values(a, b)
+        self._accumulate("total", values.sum())
+        self._accumulate("count", torch.tensor(float(values.numel())))
+
+    def compute(self) -> torch.Tensor:
+        """Mean over every image pair seen (on every DDP process); NaN before any update."""
+        state = self.synced_state()
+        if float(state["count"]) == 0:
+            return torch.tensor(float("nan"), dtype=torch.float64)
+        return state["total"] / state["count"]
+
+
+class MSE(_MeanOfPerImage):
+    """Mean of per-image MSE over all pairs seen (equals the pooled MSE for equal-size images)."""
+
+    higher_is_better = False
+    name = "mse"
+
+    def _values(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return mse(a, b)
+
+
+class PSNR(_MeanOfPerImage):
+    """Mean of per-image PSNR (dB) over all pairs seen, at a fixed ``data_range``.
+
+    The mean of per-image PSNRs is what tables of "average PSNR" usually report; it is
+    *not* the PSNR of the pooled MSE. One identical pair makes the mean ``inf``.
+    """
+
+    higher_is_better = True
+    name = "psnr"
+
+    def __init__(self, data_range: float = 1.0) -> None:
+        super().__init__()
+        self.data_range = data_range
+
+    def _values(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return psnr(a, b, self.data_range)
