@@ -126,3 +126,36 @@ def test_fid_inception_has_official_layout():
     with torch.no_grad():
         feats = ours.eval()(torch.rand(1, 3, 64, 80))
     assert feats.shape == (1, 2048) and torch.isfinite(feats).all()
+
+
+# --------------------------------------------------------------------------- LPIPS
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_lpips_matches_reference_package_with_same_random_backbone(net):
+    lpips_pkg = pytest.importorskip("lpips")
+    from pixseq.checkpoint import load_legacy_state
+    from pixseq.metrics.lpips import LPIPSNet, lpips, lpips_heads_path
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision's deprecation notice for `pretrained=`
+        ref = lpips_pkg.LPIPS(pretrained=True, net=net, pnet_rand=True, verbose=False).eval()
+    ours = LPIPSNet(net)
+    ours.load_heads(load_legacy_state(lpips_heads_path(net)))
+    # Copy the reference's random backbone in torchvision's "features.{i}.*" key layout.
+    slices = [getattr(ref.net, f"slice{s}") for s in range(1, 6)]
+    ours.load_backbone({f"features.{k}": v for sl in slices for k, v in sl.state_dict().items()})
+    a, b = torch.rand(3, 3, 48, 56), torch.rand(3, 3, 48, 56)
+    with torch.no_grad():
+        expected = ref(a, b, normalize=True).flatten()
+    # Same float32 operations in the same order up to the final sum: agreement to ~1e-7;
+    # 1e-5 leaves room for BLAS reduction-order differences.
+    torch.testing.assert_close(lpips(a, b, ours.eval()), expected, rtol=0, atol=1e-5)
+    assert float(lpips(a, a, ours).abs().max()) < 1e-6
+
+
+def test_lpips_missing_backbone_offline_is_clear(tmp_path):
+    from pixseq.errors import PixseqError
+    from pixseq.metrics.lpips import load_lpips
+
+    with pytest.raises(PixseqError, match="alexnet-owt-7be5be79.pth.*--weights-dir"):
+        load_lpips("alex", weights_dir=tmp_path, offline=True)
