@@ -1,0 +1,292 @@
+"""The Trainer: schedule, update rule vs a plain PyTorch loop, exact resume (crash, SIGKILL,
+Ctrl-C), non-finite loss, config refusal, GAN-style parts, bf16, EMA, logs."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from pixseq.errors import PixseqError
+from pixseq.train import CKPT_NAME, HISTORY_NAME, NonFiniteError, TrainConfig, Trainer, warmup_cosine
+from pixseq.train.batches import BatchStream
+from trainer_toy import ToyTask, toy_data, weights
+
+TESTS = Path(__file__).resolve().parent
+# 64 samples, batch 8, accumulation 2 -> 4 steps per epoch: 12 steps cross two epoch boundaries.
+BASE = dict(steps=12, batch_size=8, lr=2e-2, warmup_steps=3, ckpt_every=4, log_every=0,
+            grad_accum=2, ema_decay=0.9, seed=3)
+LOSS_KEYS = ("step", "loss", "loss/model", "lr/model", "grad_norm/model", "model/mae")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Same thread count in every run (and in the subprocess) so CPU kernels reduce identically.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def curve(history: list[dict]) -> list[tuple]:
+    return [tuple(r[k] for k in LOSS_KEYS) for r in history]
+
+
+class Raise:
+    """Callback raising ``exc`` once ``step`` steps are complete."""
+
+    def __init__(self, step: int, exc: BaseException) -> None:
+        self.step, self.exc = step, exc
+
+    def on_step_end(self, trainer, step, record):
+        if step == self.step:
+            raise self.exc
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run every resume test must reproduce."""
+    torch.set_num_threads(1)
+    task = ToyTask(seed=0)
+    trainer = Trainer(task, toy_data(), TrainConfig(**BASE), tmp_path_factory.mktemp("ref"))
+    history = trainer.fit()
+    return curve(history), weights(task), trainer.ema_state()
+
+
+def test_warmup_cosine_shape():
+    # Reference values from the closed form: warm-up is linear, cosine hits the floor at the end.
+    assert warmup_cosine(0, 10, 110, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(9, 10, 110, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(10, 10, 110, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(109, 10, 110, 0.1) == pytest.approx(0.1)
+    mid = 10 + 99 / 2
+    assert warmup_cosine(mid, 10, 110, 0.1) == pytest.approx(0.55)
+    assert warmup_cosine(500, 10, 110, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(0, 0, 10, 0.0) == pytest.approx(1.0)
+
+
+def test_config_validation():
+    with pytest.raises(PixseqError, match="precision"):
+        TrainConfig(precision="fp16")
+    with pytest.raises(PixseqError, match="grad_accum"):
+        TrainConfig(grad_accum=0)
+
+
+def test_batch_stream_shards_like_one_big_batch():
+    data = toy_data(50)
+    one = BatchStream(data, 6, seed=5, rank=0, world_size=1).epoch_batches(0)
+    ranks = [BatchStream(data, 3, seed=5, rank=r, world_size=2).epoch_batches(0) for r in range(2)]
+    assert len(one) == 50 // 6 and len(ranks[0]) == 50 // 6  # drop_last
+    for i, batch in enumerate(one):  # micro-batch i of both ranks == batch i of one process
+        assert sorted(ranks[0][i] + ranks[1][i]) == sorted(batch)
+    flat = [i for b in one for i in b]
+    assert len(set(flat)) == len(flat)
+    assert one != BatchStream(data, 6, seed=5).epoch_batches(1)  # a new permutation per epoch
+
+
+def test_matches_plain_pytorch_loop(tmp_path):
+    """Accumulation, clipping, the schedule and AdamW match a hand-written loop."""
+    cfg = TrainConfig(steps=6, batch_size=8, lr=5e-2, warmup_steps=2, min_lr_ratio=0.2, grad_clip=0.3,
+                      grad_accum=2, weight_decay=0.1, log_every=0, ckpt_every=0, seed=1)
+    data = toy_data()
+    task = ToyTask(seed=4, dropout=0.0, noisy=False)
+    history = Trainer(task, data, cfg, tmp_path).fit()
+
+    ref = ToyTask(seed=4, dropout=0.0, noisy=False).net
+    decay = [p for p in ref.parameters() if p.dim() >= 2]
+    no_decay = [p for p in ref.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=5e-2, betas=cfg.betas)
+    stream = BatchStream(data, 8, seed=1)
+    batches = stream.epoch_batches(0) + stream.epoch_batches(1)  # 12 micro-batches span 2 epochs
+    for step in range(6):
+        lr = 5e-2 * warmup_cosine(step, 2, 6, 0.2)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad()
+        losses = []
+        for idx in batches[2 * step: 2 * step + 2]:
+            x, y = data.tensors[0][idx], data.tensors[1][idx]
+            loss = ((ref(x) - y) ** 2).mean()
+            (loss / 2).backward()
+            losses.append(loss.item())
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), 0.3)
+        opt.step()
+        # Same float32 ops in the same order -> equal up to rounding; 1e-6 leaves room only for that.
+        assert history[step]["loss"] == pytest.approx(sum(losses) / 2, rel=1e-6, abs=1e-6)
+        assert history[step]["lr/model"] == pytest.approx(lr, rel=1e-12)
+    for (k, a), b in zip(task.net.state_dict().items(), ref.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=k)
+
+
+def test_resume_after_crash_is_exact(tmp_path, reference):
+    ref_curve, ref_weights, ref_ema = reference
+    with pytest.raises(RuntimeError, match="boom"):
+        Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**BASE), tmp_path,
+                callbacks=[Raise(10, RuntimeError("boom"))]).fit()
+    assert torch.load(tmp_path / CKPT_NAME, weights_only=True)["step"] == 8  # steps 9-10 are lost
+    task = ToyTask(seed=123)  # a different init: everything must come from the checkpoint
+    trainer = Trainer(task, toy_data(), TrainConfig(**BASE), tmp_path)
+    history = trainer.fit(resume=True)
+    # Bitwise: weights, Adam moments, step counters, RNGs and data position are restored
+    # exactly and the same deterministic CPU kernels run, so nothing may differ at all.
+    assert curve(history) == ref_curve
+    for k, v in ref_weights.items():
+        assert torch.equal(weights(task)[k], v), k
+    for k, v in ref_ema["net"].items():
+        assert torch.equal(trainer.ema_state()["net"][k], v), k
+    assert len(_read_jsonl(tmp_path / HISTORY_NAME)) == BASE["steps"]
+
+
+def test_resume_after_sigkill_is_exact(tmp_path, reference):
+    """A real process killed with SIGKILL mid-run; the survivor checkpoint resumes exactly."""
+    script = textwrap.dedent(f"""
+        import os, signal, sys, torch
+        sys.path.insert(0, {str(TESTS)!r})
+        torch.set_num_threads(1)
+        from trainer_toy import ToyTask, toy_data
+        from pixseq.train import TrainConfig, Trainer
+        class Kill:
+            def on_step_end(self, trainer, step, record):
+                if step == 6:
+                    os.kill(os.getpid(), signal.SIGKILL)
+        Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**{BASE!r}), {str(tmp_path)!r}, callbacks=[Kill()]).fit()
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [HISTORY_NAME, CKPT_NAME]  # no temp files
+    task = ToyTask(seed=7)
+    history = Trainer(task, toy_data(), TrainConfig(**BASE), tmp_path).fit(resume=True)
+    assert curve(history) == reference[0]
+    assert all(torch.equal(weights(task)[k], v) for k, v in reference[1].items())
+
+
+def test_keyboard_interrupt_saves_then_resumes(tmp_path, reference):
+    with pytest.raises(PixseqError, match=r"interrupted at step 5; resume with --resume"):
+        Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**BASE), tmp_path,
+                callbacks=[Raise(5, KeyboardInterrupt())]).fit()
+    assert torch.load(tmp_path / CKPT_NAME, weights_only=True)["step"] == 5
+    history = Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**BASE), tmp_path).fit(resume=True)
+    assert curve(history) == reference[0]
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = TrainConfig(**{**BASE, "ema_decay": 0.0})
+    with pytest.raises(NonFiniteError, match=r"non-finite loss \(nan\).*step 6.*checkpoint.*\(step 4\)"):
+        Trainer(ToyTask(seed=0, nan_at=6), toy_data(), cfg, tmp_path).fit()
+    state = torch.load(tmp_path / CKPT_NAME, weights_only=True)
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["modules"]["net"].values())
+    assert len(_read_jsonl(tmp_path / HISTORY_NAME)) == 4
+
+
+def test_resume_refusals_and_extension(tmp_path):
+    with pytest.raises(PixseqError, match="nothing to resume"):
+        Trainer(ToyTask(), toy_data(), TrainConfig(**BASE), tmp_path).fit(resume=True)
+    Trainer(ToyTask(), toy_data(), TrainConfig(**{**BASE, "steps": 4}), tmp_path).fit()
+    with pytest.raises(PixseqError, match=r"cannot resume .*batch_size: 8 -> 4"):
+        Trainer(ToyTask(), toy_data(), TrainConfig(**{**BASE, "batch_size": 4}), tmp_path).fit(resume=True)
+    # More steps is allowed: training continues from step 4 to 6.
+    history = Trainer(ToyTask(), toy_data(), TrainConfig(**{**BASE, "steps": 6}), tmp_path).fit(resume=True)
+    assert [r["step"] for r in history] == list(range(6))
+
+
+class TwoPartTask:
+    """GAN-shaped: each part's loss depends on both modules; only its own may change."""
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        self.gen, self.disc = nn.Linear(3, 3), nn.Linear(3, 1)
+
+    def parts(self):
+        return ["disc", "gen"]
+
+    def modules(self):
+        return {"gen": self.gen, "disc": self.disc}
+
+    def parameters(self, part):
+        return getattr(self, part).parameters()
+
+    def optim_overrides(self, part):
+        return {"betas": (0.5, 0.999)} if part == "gen" else {}
+
+    def training_step(self, batch, step, part):
+        x = batch[0][:, :3]
+        score = self.disc(self.gen(x)).mean()
+        loss = -score if part == "gen" else score + self.disc(x).pow(2).mean()
+        return loss, {}
+
+
+def test_parts_update_only_their_own_parameters(tmp_path):
+    cfg = TrainConfig(steps=3, batch_size=8, lr=1e-2, warmup_steps=0, min_lr_ratio=1.0, grad_clip=0.0,
+                      weight_decay=0.0, log_every=0, ckpt_every=0)
+    task = TwoPartTask()
+    Trainer(task, toy_data(), cfg, tmp_path).fit()
+    # Reference: the textbook alternating loop (D step, then G step) with separate optimizers.
+    ref = TwoPartTask()
+    opt_d = torch.optim.AdamW(ref.disc.parameters(), lr=1e-2, weight_decay=0.0, betas=cfg.betas)
+    opt_g = torch.optim.AdamW(ref.gen.parameters(), lr=1e-2, weight_decay=0.0, betas=(0.5, 0.999))
+    data = toy_data()
+    for idx in BatchStream(data, 8, seed=0).epoch_batches(0)[:3]:
+        batch = (data.tensors[0][idx],)
+        for part, opt in (("disc", opt_d), ("gen", opt_g)):
+            ref.gen.zero_grad(), ref.disc.zero_grad()
+            ref.training_step(batch, 0, part)[0].backward()
+            opt.step()
+    for mine, theirs in ((task.gen, ref.gen), (task.disc, ref.disc)):
+        for a, b in zip(mine.parameters(), theirs.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)  # same ops: rounding only
+
+
+def test_bf16_autocast_trains(tmp_path):
+    task = ToyTask(seed=0, dropout=0.0)
+    cfg = TrainConfig(steps=30, batch_size=16, lr=3e-2, warmup_steps=2, precision="bf16", log_every=0, ckpt_every=0)
+    history = Trainer(task, toy_data(), cfg, tmp_path).fit()
+    assert torch.bfloat16 in task.seen_dtypes  # the forward really ran under autocast
+    assert all(p.dtype == torch.float32 for p in task.net.parameters())  # master weights stay fp32
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+
+
+def test_ema_matches_float64_formula(tmp_path):
+    decay = 0.8
+    task = ToyTask(seed=0)
+    shadow = {k: v.double() for k, v in weights(task).items()}
+
+    class Track:
+        def on_step_end(self, trainer, step, record):
+            for k, v in task.net.state_dict().items():
+                shadow[k] = decay * shadow[k] + (1 - decay) * v.double()
+
+    cfg = TrainConfig(steps=5, batch_size=8, lr=5e-2, warmup_steps=0, ema_decay=decay, log_every=0, ckpt_every=0)
+    trainer = Trainer(task, toy_data(), cfg, tmp_path, callbacks=[Track()])
+    trainer.fit()
+    # float32 lerp vs float64 recursion over 5 steps: errors of a few float32 ulps (~1e-7).
+    for k, v in weights(task).items():  # EMA weights were swapped in at the end
+        torch.testing.assert_close(v.double(), shadow[k], rtol=1e-6, atol=1e-6)
+        assert torch.equal(v, trainer.ema_state()["net"][k])
+
+
+def test_tensorboard_history_and_throughput(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = TrainConfig(steps=6, batch_size=8, lr=1e-2, warmup_steps=1, log_every=2, image_every=3, ckpt_every=0)
+    history = Trainer(ToyTask(seed=0), toy_data(), cfg, tmp_path).fit()
+    assert all(r["tokens_per_s"] > 0 and r["samples_per_s"] > 0 for r in history)
+    assert [r["step"] for r in _read_jsonl(tmp_path / HISTORY_NAME)] == list(range(6))
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss/model")] == [2, 4, 6]
+    assert [e.value for e in acc.Scalars("loss/model")] == pytest.approx([history[i]["loss"] for i in (1, 3, 5)])
+    assert [e.step for e in acc.Images("samples")] == [3, 6]
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
