@@ -25,10 +25,19 @@ from pixseq.errors import PixseqError
 from pixseq.metrics.base import Metric
 from pixseq.weights import resolve_weights
 
+class _VGG16Features(nn.Module):
+    """torchvision VGG16's conv trunk only: building the full model would initialise ~120 M
+    classifier weights that LPIPS never uses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = tv_models.vgg.make_layers(tv_models.vgg.cfgs["D"], batch_norm=False)
+
+
 # net -> (torchvision constructor, index just past each tapped ReLU, channels per tap)
 _NETS = {
     "alex": (tv_models.alexnet, (2, 5, 8, 10, 12), (64, 192, 384, 256, 256)),
-    "vgg": (tv_models.vgg16, (4, 9, 16, 23, 30), (64, 128, 256, 512, 512)),
+    "vgg": (lambda weights=None: _VGG16Features(), (4, 9, 16, 23, 30), (64, 128, 256, 512, 512)),
 }
 _WEIGHTS = {"alex": "alexnet", "vgg": "vgg16"}
 
