@@ -1,0 +1,179 @@
+"""Vector quantization with a learned codebook, and the tools that keep the codebook alive.
+
+Nearest-code lookup with a straight-through gradient and the VQ-VAE losses
+(van den Oord et al., "Neural Discrete Representation Learning", 2017)::
+
+    loss = ||sg[z_e] - z_q||^2  +  beta * ||z_e - sg[z_q]||^2
+
+Options, each aimed at codebook collapse (few codes used), the most common complaint
+about trained tokenizers:
+
+* ``ema``: codebook = exponential moving average of the encoder outputs assigned to each
+  code (VQ-VAE appendix / Razavi et al. 2019); the codebook-loss term is then dropped.
+* ``l2_norm``: codes and encoder outputs are compared on the unit sphere (cosine
+  similarity; Yu et al., "Vector-quantized Image Modeling with Improved VQGAN", 2022).
+* ``kmeans_init``: the codebook is initialised by k-means over the first training batch.
+* ``dead_restart``: codes unused for ``dead_after`` training steps are re-seeded from
+  recent encoder outputs (Dhariwal et al., "Jukebox", 2020; Zeghidour et al. 2021).
+
+Usage statistics are always kept while training: :meth:`usage` is the fraction of codes
+used within the last ``usage_window`` steps, ``info["perplexity"]`` the exponential of the
+entropy of the batch's code histogram (``K`` means perfectly uniform use).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class QuantizerConfig:
+    """Codebook size/dimension, loss weight and the anti-collapse options."""
+
+    num_codes: int = 1024
+    dim: int = 64
+    beta: float = 0.25
+    ema: bool = False
+    ema_decay: float = 0.99
+    l2_norm: bool = False
+    kmeans_init: bool = True
+    kmeans_iters: int = 10
+    dead_restart: bool = True
+    dead_after: int = 50  # training steps without use before a code counts as dead
+    usage_window: int = 50  # steps over which usage() counts a code as used
+    reservoir: int = 4096  # recent encoder outputs kept for restarts
+
+
+class VectorQuantizer(nn.Module):
+    """Maps ``(B, d, h, w)`` encoder outputs to their nearest codebook entries."""
+
+    def __init__(self, config: QuantizerConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        self.embedding = nn.Embedding(c.num_codes, c.dim)
+        nn.init.uniform_(self.embedding.weight, -1.0 / c.num_codes, 1.0 / c.num_codes)
+        if c.ema:
+            self.embedding.weight.requires_grad_(False)
+            self.register_buffer("ema_count", torch.ones(c.num_codes))
+            self.register_buffer("ema_sum", self.embedding.weight.detach().clone())
+        if c.kmeans_init:
+            # persistent: a resumed or loaded model must not be re-initialised
+            self.register_buffer("initialized", torch.tensor(False))
+        # Training-time statistics: not part of the model files.
+        self.register_buffer("code_age", torch.zeros(c.num_codes, dtype=torch.long), persistent=False)
+        self.register_buffer("ever_used", torch.zeros(c.num_codes, dtype=torch.bool), persistent=False)
+        self.register_buffer("recent", torch.zeros(0, c.dim), persistent=False)
+
+    @property
+    def num_codes(self) -> int:
+        return self.config.num_codes
+
+    def codebook(self) -> torch.Tensor:
+        """The ``(K, d)`` code vectors as used for lookup (unit length when ``l2_norm``)."""
+        w = self.embedding.weight
+        return F.normalize(w, dim=1) if self.config.l2_norm else w
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """``(B, h, w)`` code indices -> ``(B, d, h, w)`` code vectors."""
+        return F.embedding(indices, self.codebook()).permute(0, 3, 1, 2).contiguous()
+
+    def nearest(self, flat: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest code (squared L2) for each row of ``flat`` ``(N, d)``."""
+        cb = self.codebook()
+        # ||z - e||^2 = ||z||^2 - 2 z.e + ||e||^2, without materialising (N, K, d)
+        d2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ cb.t() + cb.pow(2).sum(1)[None]
+        return d2.argmin(1)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Quantize ``z`` ``(B, d, h, w)``.
+
+        Returns:
+            ``z_q`` with a straight-through gradient to ``z``, the VQ loss (scalar), and an
+            info dict with ``indices`` ``(B, h, w)`` and ``perplexity``.
+        """
+        B, D, H, W = z.shape
+        z = z.float()  # distances in fp32 even under autocast: argmin is sensitive to rounding
+        flat = z.permute(0, 2, 3, 1).reshape(-1, D)  # (B*h*w, d)
+        if self.config.l2_norm:
+            flat = F.normalize(flat, dim=1)
+        if self.training and self.config.kmeans_init and not bool(self.initialized):
+            self._kmeans_init(flat.detach())
+        idx = self.nearest(flat.detach())
+        zq_flat = F.embedding(idx, self.codebook())
+        commit = F.mse_loss(flat, zq_flat.detach())
+        loss = self.config.beta * commit
+        if not self.config.ema:
+            loss = loss + F.mse_loss(zq_flat, flat.detach())
+        if self.training:
+            self._update_stats(flat.detach(), idx)
+        zq_flat = flat + (zq_flat - flat).detach()  # straight-through estimator
+        z_q = zq_flat.view(B, H, W, D).permute(0, 3, 1, 2).contiguous()
+        counts = torch.bincount(idx, minlength=self.num_codes).float()
+        probs = counts / counts.sum()
+        perplexity = torch.exp(-(probs * torch.log(probs.clamp_min(1e-10))).sum())
+        return z_q, loss, {"indices": idx.view(B, H, W), "perplexity": perplexity, "commit": commit.detach()}
+
+    # -- training-time codebook maintenance ---------------------------------------------
+    @torch.no_grad()
+    def _kmeans_init(self, flat: torch.Tensor) -> None:
+        """Lloyd's k-means on one batch of encoder outputs seeds the codebook."""
+        K = self.num_codes
+        pick = torch.randint(0, flat.shape[0], (K,), device=flat.device)
+        centers = flat[pick] + 1e-4 * torch.randn(K, flat.shape[1], device=flat.device)
+        for _ in range(self.config.kmeans_iters):
+            assign = torch.cdist(flat, centers).argmin(1)
+            sums = torch.zeros_like(centers).index_add_(0, assign, flat)
+            cnt = torch.bincount(assign, minlength=K).float()
+            filled = cnt > 0
+            centers[filled] = sums[filled] / cnt[filled, None]
+        self._set_codes(torch.arange(K, device=flat.device), centers)
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def _set_codes(self, which: torch.Tensor, vectors: torch.Tensor) -> None:
+        self.embedding.weight[which] = vectors.to(self.embedding.weight.dtype)
+        if self.config.ema:
+            self.ema_sum[which] = vectors
+            self.ema_count[which] = 1.0
+
+    @torch.no_grad()
+    def _update_stats(self, flat: torch.Tensor, idx: torch.Tensor) -> None:
+        c = self.config
+        counts = torch.bincount(idx, minlength=c.num_codes)
+        self.code_age.add_(1).masked_fill_(counts > 0, 0)
+        self.ever_used |= counts > 0
+        keep = torch.randperm(flat.shape[0], device=flat.device)[: c.reservoir // 4]
+        self.recent = torch.cat([flat[keep], self.recent.to(flat.device)])[: c.reservoir]
+        if c.ema:
+            self._ema_update(flat, idx, counts.float())
+        if c.dead_restart:
+            self._restart_dead()
+
+    @torch.no_grad()
+    def _ema_update(self, flat: torch.Tensor, idx: torch.Tensor, counts: torch.Tensor) -> None:
+        d = self.config.ema_decay
+        sums = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat)
+        self.ema_count.mul_(d).add_(counts, alpha=1 - d)
+        self.ema_sum.mul_(d).add_(sums, alpha=1 - d)
+        # Laplace smoothing keeps rarely used codes from dividing by ~0
+        n = self.ema_count.sum()
+        smoothed = (self.ema_count + 1e-5) / (n + self.num_codes * 1e-5) * n
+        self.embedding.weight.copy_(self.ema_sum / smoothed[:, None])
+
+    @torch.no_grad()
+    def _restart_dead(self) -> None:
+        dead = (self.code_age >= self.config.dead_after).nonzero().flatten()
+        if dead.numel() == 0 or self.recent.shape[0] == 0:
+            return
+        pick = torch.randint(0, self.recent.shape[0], (dead.numel(),), device=dead.device)
+        noise = 1e-3 * self.recent.std() * torch.randn(dead.numel(), self.config.dim, device=dead.device)
+        self._set_codes(dead, self.recent[pick] + noise)
+        self.code_age[dead] = 0
+
+    def usage(self) -> float:
+        """Fraction of codes used within the last ``usage_window`` training steps."""
+        used = (self.code_age < self.config.usage_window) & self.ever_used
+        return float(used.float().mean())
