@@ -290,3 +290,16 @@ def test_tensorboard_history_and_throughput(tmp_path):
 
 def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_bf16_resume_is_exact(tmp_path):
+    """On CUDA too (CUDA RNG state saved; cuBLAS GEMMs are deterministic for fixed shapes)."""
+    cfg = TrainConfig(**{**BASE, "precision": "bf16"})
+    ref = Trainer(ToyTask(seed=0), toy_data(), cfg, tmp_path / "a", device="cuda").fit()
+    with pytest.raises(RuntimeError, match="boom"):
+        Trainer(ToyTask(seed=0), toy_data(), cfg, tmp_path / "b", device="cuda",
+                callbacks=[Raise(10, RuntimeError("boom"))]).fit()
+    resumed = Trainer(ToyTask(seed=5), toy_data(), cfg, tmp_path / "b", device="cuda").fit(resume=True)
+    assert curve(resumed) == curve(ref)
