@@ -1,0 +1,172 @@
+"""Generation from a :class:`~pixseq.priors.gpt.GPT` prior: KV-cached decoding and sampling.
+
+:class:`IncrementalDecoder` is the one place that steps a prior token by token. It keeps
+a pre-allocated KV cache, so step ``t`` costs O(t) attention + O(1) matmuls instead of a
+full O(t^2) recompute. It is deterministic — the same pushes give bit-identical logits in
+the same process on the same machine — because the neural codec drives it on both the
+encoding and the decoding side and the entropy coder needs identical probabilities.
+(Pushing tokens one at a time or several at once gives equal logits only up to float
+rounding: encode and decode must use the same pattern.)
+
+:func:`sample` draws sequences with temperature, top-k (Fan et al. 2018) and nucleus /
+top-p (Holtzman et al. 2020) filtering; a prefix of given tokens is kept (image completion).
+:func:`sample_full_recompute` does the same without a cache, for tests and benchmarks.
+"""
+from __future__ import annotations
+
+import torch
+
+from pixseq.priors.gpt import GPT
+
+
+class IncrementalDecoder:
+    """Step a prior one (or a few) tokens at a time with a KV cache.
+
+    Usage::
+
+        dec = IncrementalDecoder(prior, batch_size=B, cond=cond)
+        for t in range(T):
+            logits = dec.next_logits()      # (B, V) float32: distribution of token t
+            dec.push(choose(logits))        # (B,) long
+
+    Work is lazy: ``push`` only queues tokens and ``next_logits`` runs the transformer over
+    whatever is queued (the conditioning + SOS prefix at first). Pushing the final token of
+    a full-length sequence therefore costs nothing.
+    """
+
+    @torch.no_grad()
+    def __init__(self, prior: GPT, batch_size: int, cond: torch.Tensor | None = None) -> None:
+        self.prior = prior
+        self.batch_size = batch_size
+        self.cache = prior.new_cache(batch_size)
+        self.length = 0  # target tokens pushed so far
+        self._pending: list[torch.Tensor] = []
+        self._logits: torch.Tensor | None = None
+        device = prior.lm_head.weight.device
+        if cond is not None:
+            cond = cond.to(device)
+            if cond.dim() == 1:
+                cond = cond[:, None]  # (B,) class ids -> (B, 1)
+        prior._check(torch.zeros(batch_size, 0, dtype=torch.long, device=device), cond)
+        self._prefix = prior.embed_prefix(cond, batch_size)  # (B, Tc+1, C), run on first call
+        self._start = self._prefix.size(1)  # sequence position of target token 0's input slot
+
+    def push(self, tokens: torch.Tensor) -> None:
+        """Append the next target token of every sequence: ``(B,)`` long (or ``(B, P)``)."""
+        tokens = tokens.reshape(self.batch_size, -1)
+        if self.length + tokens.size(1) > self.prior.config.block_size:
+            raise ValueError(f"more than block_size={self.prior.config.block_size} tokens pushed")
+        self._pending.append(tokens)
+        self.length += tokens.size(1)
+        self._logits = None
+
+    @torch.no_grad()
+    def next_logits(self) -> torch.Tensor:
+        """``(B, V)`` float32 logits for the next target token."""
+        if self._logits is None:
+            self._logits = self._run()
+        return self._logits
+
+    def _run(self) -> torch.Tensor:
+        if self.length >= self.prior.config.block_size:
+            raise ValueError("the sequence is complete; there is no next token")
+        parts = []
+        if self._prefix is not None:
+            parts.append(self._prefix)
+            self._prefix = None
+        if self._pending:
+            tokens = torch.cat(self._pending, dim=1).to(self.cache.k.device)  # (B, P)
+            # token i sits one position after its own slot (SOS shift): start + index
+            first = self.length - tokens.size(1)
+            parts.append(self.prior.embed_tokens(tokens, self._start + first))
+            self._pending = []
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # (B, n_new, C)
+        h = self.prior.hidden(x, self.cache)  # (B, n_new, C)
+        return self.prior.lm_head(h[:, -1]).float()  # (B, V)
+
+
+def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                  top_p: float | None = None) -> torch.Tensor:
+    """Apply temperature, top-k and top-p to ``(B, V)`` logits; removed entries become -inf."""
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0 (use greedy=True for argmax decoding)")
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        if top_k < 1:
+            raise ValueError("top_k must be >= 1")
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        if top_p <= 0:
+            raise ValueError("top_p must be in (0, 1]")
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        # drop a token when the mass *before* it already reaches top_p (the top one always stays)
+        drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def choose(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+           top_p: float | None = None, generator: torch.Generator | None = None,
+           greedy: bool = False) -> torch.Tensor:
+    """Pick one token per row of ``(B, V)`` logits: argmax when ``greedy``, else a draw."""
+    if greedy:
+        return logits.argmax(-1)
+    probs = filter_logits(logits, temperature, top_k, top_p).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+
+
+def _prepare(prior: GPT, num: int, length: int, cond: torch.Tensor | None,
+             prefix: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+    """Allocate the output ``(num, length)`` and copy the prefix in; return it and its length."""
+    if not 0 < length <= prior.config.block_size:
+        raise ValueError(f"length must be in 1..{prior.config.block_size}, got {length}")
+    device = prior.lm_head.weight.device
+    out = torch.zeros(num, length, dtype=torch.long, device=device)
+    P = 0
+    if prefix is not None:
+        if prefix.dim() != 2 or prefix.size(0) != num or prefix.size(1) > length:
+            raise ValueError(f"prefix must be (num={num}, P<={length}), got {tuple(prefix.shape)}")
+        P = prefix.size(1)
+        out[:, :P] = prefix.to(device)
+    return out, P
+
+
+@torch.no_grad()
+def sample(prior: GPT, num: int, length: int, cond: torch.Tensor | None = None,
+           prefix: torch.Tensor | None = None, temperature: float = 1.0, top_k: int | None = None,
+           top_p: float | None = None, generator: torch.Generator | None = None,
+           greedy: bool = False) -> torch.Tensor:
+    """Draw ``num`` sequences of ``length`` tokens with the KV cache: ``(num, length)`` long.
+
+    ``prefix`` ``(num, P)``: tokens to keep at the start (image completion); ``cond``
+    ``(num, Tc)`` or ``(num,)``: conditioning tokens; ``generator``: the random source
+    (on the prior's device) so that samples are reproducible.
+    """
+    out, P = _prepare(prior, num, length, cond, prefix)
+    dec = IncrementalDecoder(prior, num, cond)
+    if P:
+        dec.push(out[:, :P])  # one parallel prefill pass over the kept part
+    for t in range(P, length):
+        out[:, t] = choose(dec.next_logits(), temperature, top_k, top_p, generator, greedy)
+        dec.push(out[:, t])
+    return out
+
+
+@torch.no_grad()
+def sample_full_recompute(prior: GPT, num: int, length: int, cond: torch.Tensor | None = None,
+                          prefix: torch.Tensor | None = None, temperature: float = 1.0,
+                          top_k: int | None = None, top_p: float | None = None,
+                          generator: torch.Generator | None = None, greedy: bool = False) -> torch.Tensor:
+    """:func:`sample` without a cache: each step re-runs the whole prefix (O(T^2) per step).
+    Only for tests and benchmarks."""
+    out, P = _prepare(prior, num, length, cond, prefix)
+    if cond is not None and cond.dim() == 1:
+        cond = cond[:, None]
+    for t in range(P, length):
+        # out[:, t] is still 0 here; logits[:, t] depends only on tokens < t
+        logits = prior(out[:, : t + 1], cond)[:, t].float()
+        out[:, t] = choose(logits, temperature, top_k, top_p, generator, greedy)
+    return out
