@@ -140,11 +140,12 @@ class Block(nn.Module):
     """Pre-LN transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``."""
 
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True,
-                 norm: str = "layernorm", activation: str = "gelu", mlp_ratio: int = 4) -> None:
+                 norm: str = "layernorm", activation: str = "gelu", mlp_ratio: int = 4,
+                 norm_eps: float = 1e-5) -> None:
         super().__init__()
-        self.ln_1 = make_norm(norm, n_embd, bias)
+        self.ln_1 = make_norm(norm, n_embd, bias, norm_eps)
         self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias)
-        self.ln_2 = make_norm(norm, n_embd, bias)
+        self.ln_2 = make_norm(norm, n_embd, bias, norm_eps)
         self.mlp = MLP(n_embd, mlp_ratio, dropout, bias, activation)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:

@@ -49,6 +49,7 @@ class GPTConfig:
         norm: ``"layernorm"`` (GPT-2) or ``"rmsnorm"`` (original iGPT release).
         activation: ``"gelu"``, ``"gelu_tanh"`` (GPT-2) or ``"quick_gelu"`` (iGPT release).
         mlp_ratio: MLP width as a multiple of ``n_embd``.
+        norm_eps: epsilon of the normalisation layers.
         tie_weights: share the token embedding with the output projection.
     """
 
@@ -64,6 +65,7 @@ class GPTConfig:
     norm: str = "layernorm"
     activation: str = "gelu"
     mlp_ratio: int = 4
+    norm_eps: float = 1e-5
     tie_weights: bool = False
 
     def __post_init__(self) -> None:
@@ -105,10 +107,11 @@ class GPT(nn.Module):
         self.cond_emb = nn.Embedding(config.cond_vocab_size, C) if config.cond_len else None
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(
-            Block(C, config.n_head, config.dropout, config.bias, config.norm, config.activation, config.mlp_ratio)
+            Block(C, config.n_head, config.dropout, config.bias, config.norm, config.activation, config.mlp_ratio,
+                  config.norm_eps)
             for _ in range(config.n_layer)
         )
-        self.ln_f = make_norm(config.norm, C, config.bias)
+        self.ln_f = make_norm(config.norm, C, config.bias, config.norm_eps)
         self.lm_head = nn.Linear(C, config.vocab_size, bias=False)
         init_gpt2_(self, config.n_layer)
         nn.init.normal_(self.sos, 0.0, 0.02)

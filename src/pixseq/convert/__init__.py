@@ -1,0 +1,1 @@
+"""Converters from foreign checkpoint formats to pixseq models (explicit key maps, strict shapes)."""

@@ -1,0 +1,169 @@
+"""Hugging Face ``ImageGPT`` checkpoints (``openai/imagegpt-small|medium|large``) -> :class:`IGPT`.
+
+Facts about the format (from ``transformers``' ``modeling_imagegpt.py`` / the iGPT release):
+
+* ``config.json``: ``vocab_size`` = palette size + 1 (the last id is the start-of-sequence
+  token), ``n_positions`` = pixels (1024 for 32x32), ``n_embd``, ``n_layer``, ``n_head``,
+  ``n_inner`` (None: 4 * n_embd), ``activation_function`` (``quick_gelu``),
+  ``layer_norm_epsilon``.
+* Weights (``model.safetensors`` or the pickle ``pytorch_model.bin``), keys under
+  ``transformer.``: ``wte`` (vocab+1, C), ``wpe`` (n_positions, C), per block ``ln_1/ln_2``
+  (weight only: the norm divides by the root-mean-square without centring — pixseq's
+  ``rmsnorm``), ``attn.c_attn``, ``attn.c_proj``, ``mlp.c_fc``, ``mlp.c_proj`` stored as
+  ``Conv1D`` i.e. ``(in, out)`` — the transpose of ``nn.Linear`` — plus ``ln_f`` and an
+  untied ``lm_head`` (vocab, C) without bias.
+* The sequence starts with the SOS token at position 0, then pixel ``i`` at position
+  ``i + 1``: exactly pixseq's layout with ``sos = wte[SOS]`` and no conditioning.
+* ``preprocessor_config.json``: ``clusters`` (palette, K x 3) in [-1, 1]; a pixel decodes
+  to ``rint(127.5 * (c + 1))``, so pixseq's [0, 1] palette is ``(c + 1) / 2``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pixseq.checkpoint import load_legacy_state, load_state_strict
+from pixseq.errors import PixseqError
+from pixseq.models.igpt import IGPT, IGPTConfig
+from pixseq.priors.gpt import GPTConfig
+
+_ACTIVATIONS = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_new": "gelu_tanh",
+                "gelu_pytorch_tanh": "gelu_tanh"}
+
+#: HF key (after stripping ``transformer.``) -> (pixseq GPT key, transpose Conv1D?)
+_BLOCK_MAP = {
+    "ln_1.weight": ("ln_1.weight", False),
+    "attn.c_attn.weight": ("attn.c_attn.weight", True),
+    "attn.c_attn.bias": ("attn.c_attn.bias", False),
+    "attn.c_proj.weight": ("attn.c_proj.weight", True),
+    "attn.c_proj.bias": ("attn.c_proj.bias", False),
+    "ln_2.weight": ("ln_2.weight", False),
+    "mlp.c_fc.weight": ("mlp.c_fc.weight", True),
+    "mlp.c_fc.bias": ("mlp.c_fc.bias", False),
+    "mlp.c_proj.weight": ("mlp.c_proj.weight", True),
+    "mlp.c_proj.bias": ("mlp.c_proj.bias", False),
+}
+_TOP_MAP = {"wpe.weight": "wpe.weight", "ln_f.weight": "ln_f.weight", "lm_head.weight": "lm_head.weight"}
+#: Buffers older checkpoints carry (causal masks); they hold no learned values.
+_IGNORED = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
+
+
+def gpt_config_from_hf(hf: dict[str, Any], image_size: int | None = None) -> tuple[GPTConfig, int]:
+    """The :class:`GPTConfig` (and square image side) equivalent to an HF ImageGPT config dict."""
+    for key, want in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
+                      ("add_cross_attention", False)):
+        if hf.get(key, want) != want:
+            raise PixseqError(f"unsupported ImageGPT config: {key}={hf[key]!r} (pixseq needs {want})")
+    act = hf.get("activation_function", "quick_gelu")
+    if act not in _ACTIVATIONS:
+        raise PixseqError(f"unsupported ImageGPT activation {act!r} (known: {', '.join(_ACTIVATIONS)})")
+    try:
+        C, n_pos = int(hf["n_embd"]), int(hf["n_positions"])
+        n_layer, n_head, vocab = int(hf["n_layer"]), int(hf["n_head"]), int(hf["vocab_size"]) - 1
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PixseqError(f"ImageGPT config.json lacks or mistypes {exc}") from None
+    inner = hf.get("n_inner") or 4 * C
+    if inner % C:
+        raise PixseqError(f"ImageGPT n_inner={inner} is not a multiple of n_embd={C}")
+    side = image_size or math.isqrt(n_pos)
+    if side * side > n_pos or (image_size is None and side * side != n_pos):
+        raise PixseqError(f"image size {side}x{side} does not fit the checkpoint's {n_pos} positions")
+    cfg = GPTConfig(vocab_size=vocab, block_size=side * side, n_layer=n_layer, n_head=n_head, n_embd=C,
+                    dropout=0.0, bias=True, norm="rmsnorm", activation=_ACTIVATIONS[act],
+                    mlp_ratio=inner // C, norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
+                    tie_weights=False)
+    return cfg, side
+
+
+def load_hf_imagegpt_state(hf_state: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, torch.Tensor]:
+    """Map an HF ImageGPT state dict to pixseq :class:`~pixseq.priors.gpt.GPT` keys.
+
+    Every HF tensor must be used (except causal-mask buffers) and land with the shape the
+    GPT expects; anything else is a :class:`PixseqError` naming the key.
+    """
+    src = {k.removeprefix("transformer."): v for k, v in hf_state.items()}
+    out: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
+
+    def take(key: str) -> torch.Tensor:
+        if key not in src:
+            raise PixseqError(f"ImageGPT checkpoint lacks tensor {key!r}")
+        used.add(key)
+        return src[key].float()
+
+    wte = take("wte.weight")  # (vocab + 1, C): the last row is the SOS token
+    out["wte.weight"], out["sos"] = wte[:-1], wte[-1]
+    for hf_key, key in _TOP_MAP.items():
+        out[key] = take(hf_key)
+    out["wpe.weight"] = out["wpe.weight"][: cfg.block_size]  # a smaller image uses the first positions
+    for i in range(cfg.n_layer):
+        for hf_key, (key, transpose) in _BLOCK_MAP.items():
+            t = take(f"h.{i}.{hf_key}")
+            out[f"h.{i}.{key}"] = t.T.contiguous() if transpose else t  # Conv1D (in, out) -> Linear (out, in)
+    extra = sorted(k for k in set(src) - used if not _IGNORED.match(k))
+    if extra:
+        raise PixseqError(f"ImageGPT checkpoint has tensors pixseq does not map: {extra[:5]}")
+    return out
+
+
+def _read_dir(src: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], np.ndarray | None]:
+    """config dict, state dict and clusters (or None) from an HF model directory."""
+    if not (src / "config.json").is_file():
+        raise PixseqError(f"not a Hugging Face model directory (no config.json): {src}")
+    try:
+        hf = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise PixseqError(f"corrupt {src / 'config.json'}: {exc}") from None
+    if hf.get("model_type", "imagegpt") != "imagegpt":
+        raise PixseqError(f"{src} holds a {hf.get('model_type')!r} model, not ImageGPT")
+    if (src / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(src / "model.safetensors"))
+        except Exception as exc:  # safetensors raises several types for corrupt files
+            raise PixseqError(f"corrupt {src / 'model.safetensors'}: {exc}") from None
+    elif (src / "pytorch_model.bin").is_file():
+        state = load_legacy_state(src / "pytorch_model.bin")
+    else:
+        raise PixseqError(f"{src} has neither model.safetensors nor pytorch_model.bin")
+    clusters = None
+    for name in ("preprocessor_config.json", "image_processor_config.json"):
+        if (src / name).is_file():
+            doc = json.loads((src / name).read_text(encoding="utf-8"))
+            clusters = np.asarray(doc["clusters"], dtype=np.float64) if "clusters" in doc else None
+            break
+    return hf, state, clusters
+
+
+def convert_hf_imagegpt(src: str | os.PathLike | torch.nn.Module, image_size: int | None = None,
+                        clusters: np.ndarray | None = None) -> IGPT:
+    """Build an :class:`IGPT` from an HF ImageGPT directory (or an in-memory HF model).
+
+    ``clusters`` (K x 3 in [-1, 1]) overrides / supplies the palette; a directory's
+    ``preprocessor_config.json`` provides it otherwise. ``image_size`` defaults to
+    ``sqrt(n_positions)``.
+    """
+    if isinstance(src, torch.nn.Module):
+        hf, state = src.config.to_dict(), src.state_dict()
+        found = None
+    else:
+        hf, state, found = _read_dir(Path(src))
+    clusters = found if clusters is None else np.asarray(clusters, dtype=np.float64)
+    cfg, side = gpt_config_from_hf(hf, image_size)
+    if clusters is None:
+        raise PixseqError("no colour palette: the ImageGPT directory has no preprocessor_config.json "
+                          "with 'clusters' (download it with the model)")
+    if clusters.shape != (cfg.vocab_size, 3):
+        raise PixseqError(f"palette has shape {clusters.shape}, the model needs ({cfg.vocab_size}, 3)")
+    model = IGPT(IGPTConfig(palette_size=cfg.vocab_size, image_size=side, gpt=cfg))
+    load_state_strict(model.prior, load_hf_imagegpt_state(state, model.prior.config), source="ImageGPT checkpoint")
+    model.tokenizer.set_palette(torch.from_numpy((clusters + 1.0) / 2.0).float())
+    return model.eval()
