@@ -178,6 +178,26 @@ def test_keyboard_interrupt_saves_then_resumes(tmp_path, reference):
     assert curve(history) == reference[0]
 
 
+class SignalMidStep(ToyTask):
+    """Sends this process SIGTERM (what SLURM sends before a time limit) inside step 6."""
+
+    def training_step(self, batch, step, part):
+        if step == 6 and not getattr(self, "sent", False):
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().training_step(batch, step, part)
+
+
+def test_sigterm_mid_step_finishes_the_step_then_saves(tmp_path, reference):
+    old = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(PixseqError, match=r"interrupted at step 7; resume with --resume"):
+        Trainer(SignalMidStep(seed=0), toy_data(), TrainConfig(**BASE), tmp_path).fit()
+    assert signal.getsignal(signal.SIGTERM) is old  # the Trainer's handler is gone again
+    assert torch.load(tmp_path / CKPT_NAME, weights_only=True)["step"] == 7  # step 6 (0-based) completed
+    history = Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**BASE), tmp_path).fit(resume=True)
+    assert curve(history) == reference[0]
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     cfg = TrainConfig(**{**BASE, "ema_decay": 0.0})
     with pytest.raises(NonFiniteError, match=r"non-finite loss \(nan\).*step 6.*checkpoint.*\(step 4\)"):
@@ -303,3 +323,19 @@ def test_cuda_bf16_resume_is_exact(tmp_path):
                 callbacks=[Raise(10, RuntimeError("boom"))]).fit()
     resumed = Trainer(ToyTask(seed=5), toy_data(), cfg, tmp_path / "b", device="cuda").fit(resume=True)
     assert curve(resumed) == curve(ref)
+
+
+def test_train_arguments_round_trip():
+    import argparse
+
+    from pixseq.train import add_train_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser, TrainConfig(steps=50, lr=1e-3))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(["--batch-size", "4", "--precision", "bf16", "--resume", "--seed", "9"])
+    cfg = config_from_args(args, TrainConfig(steps=50, lr=1e-3, betas=(0.5, 0.9)))
+    assert (cfg.steps, cfg.lr, cfg.batch_size, cfg.precision, cfg.seed, cfg.betas) == (50, 1e-3, 4, "bf16", 9, (0.5, 0.9))
+    assert args.resume
+    with pytest.raises(PixseqError, match="batch_size"):
+        config_from_args(parser.parse_args(["--batch-size", "0"]))

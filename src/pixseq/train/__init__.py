@@ -9,6 +9,7 @@ Typical use::
 Multi-process: run the same command under ``torchrun --nproc_per_node N``; see
 ``docs/slurm.sbatch`` for several nodes.
 """
+from pixseq.train.args import add_train_arguments, config_from_args
 from pixseq.train.config import RESUMABLE_CHANGES, TrainConfig, TrainTask
 from pixseq.train.distributed import DistInfo, init_from_env
 from pixseq.train.ema import EMA
@@ -16,4 +17,5 @@ from pixseq.train.schedule import warmup_cosine
 from pixseq.train.trainer import CKPT_NAME, HISTORY_NAME, NonFiniteError, Trainer
 
 __all__ = ["TrainConfig", "TrainTask", "Trainer", "EMA", "DistInfo", "init_from_env", "warmup_cosine",
-           "NonFiniteError", "CKPT_NAME", "HISTORY_NAME", "RESUMABLE_CHANGES"]
+           "NonFiniteError", "CKPT_NAME", "HISTORY_NAME", "RESUMABLE_CHANGES",
+           "add_train_arguments", "config_from_args"]

@@ -20,6 +20,17 @@ Checkpoint: ``out_dir/train_state.pt``, written with ``torch.save`` through
 
 ``out_dir/history.jsonl`` (one JSON object per step) is rewritten atomically with each
 checkpoint; ``out_dir/tb/`` holds TensorBoard events. Only rank 0 writes any file.
+
+Exact resume: a fresh run seeds Python/NumPy/torch with ``config.seed + rank``; the
+checkpoint restores every RNG, the data position, weights, AdamW moments and step counts,
+so on CPU a resumed run is bitwise identical to an uninterrupted one (tested). On CUDA it
+is as exact as the kernels are deterministic (``torch.use_deterministic_algorithms``).
+With ``num_workers > 0`` random augmentations inside the dataset are not replayed exactly.
+Resuming refuses changed settings other than those in ``RESUMABLE_CHANGES``.
+
+Stopping: the first SIGINT/SIGTERM finishes the current step, saves a checkpoint and raises
+``PixseqError("interrupted at step N; resume with --resume")``. A non-finite loss or
+gradient norm raises :class:`NonFiniteError` before the update; the last checkpoint is kept.
 """
 from __future__ import annotations
 
