@@ -75,12 +75,16 @@ class EffNetFeatures(nn.Module):
         return feats
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per-image distance ``(B,)`` between ``x`` and ``y`` in [-1, 1]."""
+        """Per-image distance ``(B,)`` between ``x`` and ``y`` in [-1, 1].
+
+        Mean over taps of ``||u - v||^2 / 2`` for unit-normalised channel vectors: 0 for equal
+        features, about 1 for unrelated ones (the scale of a poor LPIPS score)."""
+        fxs, fys = self.features(x), self.features(y)
         total = 0.0
-        for fx, fy in zip(self.features(x), self.features(y)):
+        for fx, fy in zip(fxs, fys):
             fx, fy = F.normalize(fx, dim=1, eps=1e-8), F.normalize(fy, dim=1, eps=1e-8)
-            total = total + (fx - fy).pow(2).sum(1).mean((1, 2))
-        return total
+            total = total + 0.5 * (fx - fy).pow(2).sum(1).mean((1, 2))
+        return total / len(fxs)
 
 
 def load_effnet_weights() -> dict[str, torch.Tensor]:
@@ -214,7 +218,7 @@ class VQGANLoss(nn.Module):
             g = g_loss_fn(c.gan_loss, self.disc(x_hat))
             lam = adaptive_weight(nll, g, last_layer, c.disc_weight) if self.training else x.new_tensor(c.disc_weight)
             loss = loss + lam * g
-            logs.update(g_adv=float(g), adaptive_weight=float(lam))
+            logs.update(g_adv=float(g.detach()), adaptive_weight=float(lam))
         return loss, logs
 
     def discriminator_loss(self, x: torch.Tensor, x_hat: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:

@@ -1,0 +1,201 @@
+"""Training Taming Transformers with the one Trainer: the VQGAN stage and the prior stage.
+
+* :class:`VQGANTask` — two parts: ``"gen"`` (encoder, codebook, decoder) and ``"disc"``
+  (PatchGAN); the discriminator reuses the generator's reconstruction of the same batch.
+* :class:`PriorTask` — one part over the GPT; the tokenizer is frozen and the codes are
+  pre-computed by :class:`~pixseq.models.taming.TamingTokenDataset`.
+
+:func:`fit_vqgan` and :func:`fit_prior` are what the CLI, the demo and the benchmarks call.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from pixseq.checkpoint import from_pretrained, model_id, save_pretrained
+from pixseq.cli.common import notice
+from pixseq.errors import PixseqError
+from pixseq.io import atomic_write
+from pixseq.models.taming import Taming, TamingConfig, TamingTokenDataset, batch_cond
+from pixseq.tokenizers.losses import VQGANLoss, VQGANLossConfig
+from pixseq.tokenizers.vqgan import VQGAN, VQGANConfig
+from pixseq.train.config import TrainConfig
+from pixseq.train.trainer import Trainer
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """uint8 images as ``{"image": (3, s, s) float in [0, 1], "label": ()}`` items.
+
+    Images of exactly ``size x size`` are used as they are. Otherwise (e.g. the photos)
+    item ``i`` is a ``size x size`` crop of image ``i % N`` at a position drawn from a
+    generator seeded with ``i`` — random crops, yet the same item on every run (resume).
+    ``length`` sets how many crops make an epoch.
+    """
+
+    def __init__(self, images: Sequence[np.ndarray], size: int, labels=None, length: int | None = None) -> None:
+        self.images = [np.ascontiguousarray(im) for im in images]
+        if not self.images:
+            raise PixseqError("no training images")
+        small = [im.shape[:2] for im in self.images if min(im.shape[:2]) < size]
+        if small:
+            raise PixseqError(f"--image-size {size} is larger than some training images (e.g. {small[0]})")
+        self.size, self.labels = size, labels
+        self.fixed = all(im.shape[:2] == (size, size) for im in self.images)
+        self.length = length or len(self.images)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        k = i % len(self.images)
+        im = self.images[k]
+        if not self.fixed:
+            g = np.random.default_rng(i)
+            y = int(g.integers(0, im.shape[0] - self.size + 1))
+            x = int(g.integers(0, im.shape[1] - self.size + 1))
+            im = im[y:y + self.size, x:x + self.size]
+        label = -1 if self.labels is None else int(self.labels[k])
+        return {"image": torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255.0),
+                "label": torch.tensor(label)}
+
+
+class VQGANTask:
+    """The Trainer's view of a VQGAN: ``gen`` and ``disc`` parts."""
+
+    def __init__(self, model: VQGAN, loss: VQGANLoss) -> None:
+        self.model, self.loss = model, loss
+        self._fake: dict[int, torch.Tensor] = {}
+
+    def parts(self) -> list[str]:
+        return ["gen", "disc"]
+
+    def modules(self) -> dict[str, nn.Module]:
+        # the frozen perceptual net stays out: it is not trained and need not be checkpointed
+        return {"vqgan": self.model, "disc": self.loss.disc}
+
+    def parameters(self, part: str) -> Iterable[nn.Parameter]:
+        return self.model.parameters() if part == "gen" else self.loss.disc.parameters()
+
+    def optim_overrides(self, part: str) -> dict:
+        return {"betas": (0.5, 0.9), "weight_decay": 0.0}  # as in taming-transformers
+
+    def training_step(self, batch: dict, step: int, part: str) -> tuple[torch.Tensor, dict[str, float]]:
+        x = batch["image"] * 2 - 1
+        if part == "gen":
+            self.loss.perceptual.to(x.device)
+            x_hat, vq_loss, info = self.model(batch["image"])
+            loss, logs = self.loss.generator_loss(x, x_hat.float(), vq_loss, step, self.model.last_layer())
+            self._fake = {id(batch["image"]): x_hat.detach()}
+            logs.update(usage=self.model.quantizer.usage(), perplexity=float(info["perplexity"]))
+            return loss, logs
+        fake = self._fake.get(id(batch["image"]))
+        if fake is None:
+            with torch.no_grad():
+                fake = self.model(batch["image"])[0]
+        return self.loss.discriminator_loss(x, fake.float(), step)
+
+    @torch.no_grad()
+    def sample_images(self, batch: dict, num: int = 8) -> torch.Tensor:
+        """Originals above their reconstructions."""
+        x = batch["image"][:num]
+        return torch.cat([x, self.model.reconstruct(x)])
+
+
+class PriorTask:
+    """The Trainer's view of the latent GPT: one part, NLL of the target codes only."""
+
+    def __init__(self, model: Taming) -> None:
+        self.model = model
+
+    def parts(self) -> list[str]:
+        return ["model"]
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"prior": self.model.prior}
+
+    def parameters(self, part: str) -> Iterable[nn.Parameter]:
+        return self.model.prior.parameters()
+
+    def training_step(self, batch: dict, step: int, part: str) -> tuple[torch.Tensor, dict[str, float]]:
+        loss = self.model.prior.loss(batch["tokens"], batch_cond(self.model, batch))
+        return loss, {"bits_per_code": loss.item() / float(np.log(2.0))}
+
+    def count_tokens(self, batch: dict) -> int:
+        return batch["tokens"].numel()
+
+
+def fit_vqgan(images: Sequence[np.ndarray], out_dir: str | os.PathLike, config: VQGANConfig,
+              loss_config: VQGANLossConfig, train_config: TrainConfig, image_size: int,
+              device: str | torch.device = "cpu", resume: bool = False, labels=None,
+              crops_per_epoch: int | None = None, meta: dict | None = None) -> tuple[VQGAN, list[dict]]:
+    """Train a VQGAN on ``images`` and write it as a model directory ``out_dir``."""
+    torch.manual_seed(train_config.seed)
+    model = VQGAN(config)
+    loss = VQGANLoss(loss_config)
+    notice(f"perceptual loss: {loss.perceptual.description}")
+    data = ImageDataset(images, image_size, labels, crops_per_epoch)
+    history = Trainer(VQGANTask(model, loss), data, train_config, out_dir, device).fit(resume=resume)
+    model.eval()
+    info = {"image_size": image_size, "perceptual": loss.perceptual.description,
+            "codebook_usage": model.quantizer.usage(), **(meta or {})}
+    save_pretrained(model.cpu(), out_dir, meta=info)
+    return model, history
+
+
+def load_tokenizer(directory: str | os.PathLike) -> VQGAN:
+    """A VQGAN model directory, or a one-line error naming the directory."""
+    path = Path(directory)
+    if not (path / "config.json").is_file():
+        raise PixseqError(f"tokenizer not found: {path} is not a VQGAN model directory (train one with "
+                          f"`pixseq train vqgan` or convert one with `pixseq convert taming`)")
+    return from_pretrained(path, "vqgan")
+
+
+TOKENIZER_RECORD = "tokenizer.json"
+
+
+def check_same_tokenizer(out_dir: Path, tokenizer_dir: Path) -> str:
+    """Record which tokenizer a prior run uses; refuse to resume it with a different one."""
+    tid = model_id(tokenizer_dir)
+    record = out_dir / TOKENIZER_RECORD
+    if record.is_file():
+        old = json.loads(record.read_text())
+        if old.get("id") != tid:
+            raise PixseqError(f"tokenizer {tokenizer_dir} is different from the one this prior was trained with "
+                              f"({old.get('path')}, id {str(old.get('id'))[:12]}); use that tokenizer or a new --out")
+    else:
+        with atomic_write(record, "w") as fh:
+            json.dump({"path": str(tokenizer_dir), "id": tid}, fh)
+    return tid
+
+
+def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], labels, out_dir: str | os.PathLike,
+              config: TamingConfig, train_config: TrainConfig, device: str | torch.device = "cpu",
+              resume: bool = False, cond_tokenizer_dir: str | os.PathLike | None = None) -> tuple[Taming, list[dict]]:
+    """Train the latent GPT over a trained tokenizer's codes; writes a ``taming`` model dir."""
+    out_dir, tokenizer_dir = Path(out_dir), Path(tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tid = check_same_tokenizer(out_dir, tokenizer_dir) if resume else None
+    if not resume:
+        (out_dir / TOKENIZER_RECORD).unlink(missing_ok=True)
+        tid = check_same_tokenizer(out_dir, tokenizer_dir)
+    torch.manual_seed(train_config.seed)
+    model = Taming(config)
+    model.tokenizer.load_state_dict(tokenizer.state_dict())
+    if model.cond_tokenizer is not None:
+        model.cond_tokenizer.load_state_dict(load_tokenizer(cond_tokenizer_dir).state_dict())
+    model.to(device)
+    data = TamingTokenDataset(model, images, labels)
+    history = Trainer(PriorTask(model), data, train_config, out_dir, device).fit(resume=resume)
+    model.eval()
+    meta = {"tokenizer": str(tokenizer_dir), "tokenizer_id": tid,
+            "final_bits_per_code": history[-1].get("model/bits_per_code") if history else None}
+    save_pretrained(model.cpu(), out_dir, meta=meta)
+    return model, history
