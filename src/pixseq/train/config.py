@@ -65,6 +65,9 @@ RESUMABLE_CHANGES = frozenset({"steps", "ckpt_every", "log_every", "image_every"
 class TrainTask(Protocol):
     """What a model family gives the Trainer.
 
+    Within one step every part sees the same ``grad_accum`` micro-batches (a GAN's
+    discriminator and generator steps use the same real images), in ``parts()`` order.
+
     Required: ``parts``, ``modules``, ``parameters``, ``training_step``. Optional methods the
     Trainer uses when present:
 
