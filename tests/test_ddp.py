@@ -1,5 +1,6 @@
 """Two CPU processes under ``torchrun`` (Gloo): identical weights on every rank, gradients
-really averaged (equal to one process with the combined batch), only rank 0 writes files."""
+really averaged (equal to one process with the combined batch), only rank 0 writes files,
+and a 2-process resume continues the run like a 1-process resume does."""
 from __future__ import annotations
 
 import os
@@ -28,8 +29,14 @@ rank = int(os.environ["RANK"])
 task = ToyTask(seed=10 + rank, dropout=0.0, noisy=False)
 trainer = Trainer(task, toy_data(), TrainConfig(**{cfg!r}), os.path.join({root!r}, f"rank{{rank}}"))
 history = trainer.fit()
+# Resume on both ranks from rank 0's checkpoint (a shared folder, as on a cluster) and go on
+# to step 8: each rank restores its own RNG state and the shared data position.
+task2 = ToyTask(seed=50 + rank, dropout=0.0, noisy=False)
+more = Trainer(task2, toy_data(), TrainConfig(**{{**{cfg!r}, "steps": 8}}), os.path.join({root!r}, "rank0"))
+history2 = more.fit(resume=True)
 torch.save({{"weights": task.net.state_dict(), "loss": [r["loss"] for r in history],
-            "world": trainer.dist.world_size}}, os.path.join({root!r}, f"result{{rank}}.pt"))
+            "world": trainer.dist.world_size, "weights2": task2.net.state_dict(),
+            "loss2": [r["loss"] for r in history2]}}, os.path.join({root!r}, f"result{{rank}}.pt"))
 """
 
 
@@ -46,6 +53,9 @@ def test_two_process_gloo_training(tmp_path):
     for k, v in r0["weights"].items():  # same start, same averaged gradients -> bitwise equal
         assert torch.equal(v, r1["weights"][k]), k
     assert r0["loss"] == r1["loss"]  # the logged loss is the mean over ranks on every rank
+    for k, v in r0["weights2"].items():  # still identical after a 2-process resume
+        assert torch.equal(v, r1["weights2"][k]), k
+    assert r0["loss2"][:6] == r0["loss"] and len(r0["loss2"]) == 8
 
     # Only rank 0 writes: its folder has the checkpoint, history and TensorBoard logs;
     # rank 1's folder was never created.
@@ -63,3 +73,9 @@ def test_two_process_gloo_training(tmp_path):
     assert [r["loss"] for r in history] == pytest.approx(r0["loss"], rel=1e-5, abs=1e-6)
     for k, v in task.net.state_dict().items():
         torch.testing.assert_close(v, r0["weights"][k], rtol=1e-5, atol=1e-5)
+    task2 = ToyTask(seed=77, dropout=0.0, noisy=False)
+    more = Trainer(task2, toy_data(), TrainConfig(**{**CFG, "steps": 8, "batch_size": 8, "log_every": 0}),
+                   tmp_path / "single")
+    assert [r["loss"] for r in more.fit(resume=True)] == pytest.approx(r0["loss2"], rel=1e-5, abs=1e-6)
+    for k, v in task2.net.state_dict().items():
+        torch.testing.assert_close(v, r0["weights2"][k], rtol=1e-5, atol=1e-5)
