@@ -1,0 +1,24 @@
+"""``pixseq convert taming CKPT DIR``: an official taming-transformers VQGAN -> a pixseq model dir."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "convert an official taming-transformers VQGAN checkpoint (.ckpt) into a pixseq 'vqgan' model directory"
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="the .ckpt file (e.g. vqgan_imagenet_f16_1024 last.ckpt)")
+    parser.add_argument("out", help="model directory to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pixseq.checkpoint import save_pretrained
+    from pixseq.convert.taming import convert_taming
+
+    model = convert_taming(args.src)
+    c = model.config
+    save_pretrained(model, args.out, meta={"converted_from": "taming-transformers", "source": Path(args.src).name})
+    print(f"wrote {args.out}: VQGAN f={c.factor}, {c.quantizer.num_codes} codes of dim {c.quantizer.dim}, "
+          f"ch={c.ch} x {list(c.ch_mult)}")
+    return 0
