@@ -130,6 +130,9 @@ class Trainer:
     def fit(self, resume: bool = False) -> list[dict]:
         """Train up to ``config.steps``; returns one record per step (losses, lr, ...).
 
+        A record's ``"step"`` is the 0-based index given to ``training_step``; TensorBoard
+        and checkpoints count completed steps (index + 1).
+
         ``resume=True`` continues from ``out_dir/train_state.pt`` exactly where it stopped.
         At the end, EMA weights (if on) are loaded into the task's modules.
         """
