@@ -99,18 +99,15 @@ def load_effnet_weights() -> dict[str, torch.Tensor]:
 
 
 def _try_lpips() -> tuple[nn.Module | None, str]:
-    """LPIPS from :mod:`pixseq.metrics.lpips` if its weights are available, else (None, why)."""
+    """LPIPS-VGG (as used by taming-transformers) if its weights resolve, else ``(None, why)``."""
     try:
-        from pixseq.metrics import lpips as lp
+        from pixseq.metrics.lpips import load_lpips
     except ImportError:
         return None, "pixseq.metrics.lpips not available"
-    builder = getattr(lp, "LPIPS", None) or getattr(lp, "build_lpips", None)
-    if builder is None:
-        return None, "pixseq.metrics.lpips has no LPIPS builder"
     try:
-        return builder(), "LPIPS"
+        return load_lpips("vgg"), "LPIPS (VGG16)"
     except (PixseqError, OSError, RuntimeError) as exc:
-        return None, f"LPIPS weights unavailable ({str(exc).splitlines()[0][:120]})"
+        return None, f"LPIPS weights unavailable: {str(exc).splitlines()[0][:160]}"
 
 
 class PerceptualLoss(nn.Module):
@@ -228,4 +225,5 @@ class VQGANLoss(nn.Module):
             return x.new_zeros((), requires_grad=True), {}
         real, fake = self.disc(x.detach()), self.disc(x_hat.detach())
         loss = d_loss_fn(c.gan_loss, real, fake)
-        return loss, {"d_loss": float(loss), "logits_real": float(real.mean()), "logits_fake": float(fake.mean())}
+        return loss, {"d_loss": float(loss.detach()), "logits_real": float(real.detach().mean()),
+                      "logits_fake": float(fake.detach().mean())}

@@ -1,0 +1,61 @@
+"""``pixseq train prior``: train the latent GPT over a VQGAN's codes (Taming Transformers, stage 2)."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "train a GPT prior over a VQGAN tokenizer's codes (unconditional, per class, or image-conditional)"
+
+
+def _defaults():
+    from pixseq.train.config import TrainConfig
+
+    return TrainConfig(steps=2000, batch_size=32, lr=5e-4, warmup_steps=100, ckpt_every=500)
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    from pixseq.train.args import add_train_arguments
+
+    parser.add_argument("--tokenizer", required=True, help="VQGAN model directory (pixseq train vqgan / convert taming)")
+    parser.add_argument("--data", required=True, help="data spec: a folder, fashion-mnist[:train|test] or photos")
+    parser.add_argument("--out", required=True, help="model directory to write (kind 'taming')")
+    parser.add_argument("--classes", action="store_true", help="class-conditional (one class token; needs labels)")
+    parser.add_argument("--condition", choices=["lowres", "edges"], default=None,
+                        help="image-conditional: codes of a half-size copy or an edge map are prepended")
+    parser.add_argument("--cond-tokenizer", default=None,
+                        help="VQGAN that encodes the conditioning image (default: --tokenizer)")
+    parser.add_argument("--size", choices=["s", "m", "l"], default="s", help="GPT size preset (default s)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="image side the prior models (default: the tokenizer's training size)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    add_train_arguments(parser, _defaults())
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pixseq.cli.common import resolve_device
+    from pixseq.data import load_data
+    from pixseq.errors import PixseqError
+    from pixseq.models.taming import taming_config
+    from pixseq.models.taming_train import fit_prior, load_tokenizer
+    from pixseq.train.args import config_from_args
+
+    tokenizer = load_tokenizer(args.tokenizer)
+    cond_tok = load_tokenizer(args.cond_tokenizer) if args.cond_tokenizer else None
+    if cond_tok is not None and not args.condition:
+        raise PixseqError("--cond-tokenizer needs --condition lowres|edges")
+    data = load_data(args.data, limit=args.limit)
+    if args.classes and data.labels is None:
+        raise PixseqError(f"--classes needs labelled data; {args.data!r} has no labels")
+    size = args.image_size or getattr(tokenizer, "pretrained_meta", {}).get("image_size")
+    if not size:
+        raise PixseqError(f"give --image-size: tokenizer {args.tokenizer} does not record its training size")
+    cfg = taming_config(tokenizer.config, (size, size), data.num_classes if args.classes else 0,
+                        args.condition or "", args.size, cond_tok.config if cond_tok is not None else None)
+    model, history = fit_prior(args.tokenizer, data.images, data.labels, args.out, cfg,
+                               config_from_args(args, _defaults()), resolve_device(args.device),
+                               resume=args.resume, cond_tokenizer_dir=args.cond_tokenizer)
+    bits = history[-1].get("model/bits_per_code", float("nan")) if history else float("nan")
+    print(f"wrote {Path(args.out)}: prior over {model.grid[0]}x{model.grid[1]} codes, "
+          f"{model.prior.num_params() / 1e6:.2f} M params, {bits:.3f} bits/code")
+    return 0
