@@ -1,0 +1,179 @@
+"""MSE / PSNR / SSIM / MS-SSIM / thesis preset against scikit-image and pytorch-msssim."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+
+from pixseq.data import load_data
+from pixseq.errors import PixseqError
+from pixseq.metrics.pixel import MSE, PSNR, mse, psnr, psnr_thesis
+from pixseq.metrics.ssim import MSSSIM, SSIM, ms_ssim, ssim, ssim_thesis
+
+
+@pytest.fixture(scope="module")
+def pairs() -> tuple[np.ndarray, np.ndarray]:
+    """Four natural-photo crops (uint8, N x 96 x 128 x 3) and noisy, partly darkened copies."""
+    photos = load_data("photos", limit=4)
+    ref = np.stack([im[40:136, 60:188] for im in photos.images])
+    rng = np.random.default_rng(0)
+    dist = ref.astype(np.float64) * np.linspace(0.6, 1.0, 128)[None, None, :, None]
+    dist = np.clip(dist + rng.normal(0, 12, ref.shape), 0, 255).round().astype(np.uint8)
+    return ref, dist
+
+
+def to_t(x: np.ndarray) -> torch.Tensor:
+    """N x H x W x C uint8 -> (N, C, H, W) float64 in 0..255 (same values skimage sees)."""
+    return torch.from_numpy(x).permute(0, 3, 1, 2).to(torch.float64)
+
+
+def wang_sk(r: np.ndarray, d: np.ndarray, data_range: float) -> float:
+    return structural_similarity(
+        r, d, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+        data_range=data_range, channel_axis=-1,
+    )
+
+
+# ---------------------------------------------------------------- MSE / PSNR
+
+def test_mse_psnr_match_skimage(pairs):
+    ref, dist = pairs
+    a, b = to_t(ref), to_t(dist)
+    want_mse = [mean_squared_error(r, d) for r, d in zip(ref, dist)]
+    want_psnr = [peak_signal_noise_ratio(r, d, data_range=255) for r, d in zip(ref, dist)]
+    # Both sides are float64 means of the same squared errors; only summation order
+    # differs (~1e-13 relative), so 1e-6 is a comfortable bound.
+    torch.testing.assert_close(mse(a, b), torch.tensor(want_mse, dtype=torch.float64), rtol=1e-6, atol=0)
+    torch.testing.assert_close(psnr(a, b, data_range=255), torch.tensor(want_psnr, dtype=torch.float64),
+                               rtol=0, atol=1e-6)
+    # Same images on the [0, 1] scale with data_range 1 give the same PSNR.
+    torch.testing.assert_close(psnr(a / 255, b / 255), torch.tensor(want_psnr, dtype=torch.float64),
+                               rtol=0, atol=1e-6)
+    assert psnr(a, b, 255, reduction="mean").item() == pytest.approx(np.mean(want_psnr), abs=1e-6)
+
+
+def test_psnr_identical_is_inf_and_thesis_matches_skimage(pairs):
+    ref, dist = pairs
+    a, b = to_t(ref), to_t(dist)
+    assert torch.isinf(psnr(a, a, 255)).all()
+    want = [peak_signal_noise_ratio(r, d, data_range=float(r.max()) - float(r.min())) for r, d in zip(ref, dist)]
+    torch.testing.assert_close(psnr_thesis(a, b), torch.tensor(want, dtype=torch.float64), rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------- SSIM
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_ssim_wang_matches_skimage(pairs, precision):
+    ref, dist = pairs
+    want = torch.tensor([wang_sk(r, d, 255) for r, d in zip(ref, dist)], dtype=torch.float64)
+    got = ssim(to_t(ref), to_t(dist), data_range=255, precision=precision)
+    # float64: same formula, same 11-tap kernel, same cropped border -> ~1e-15.
+    # float32: inputs are rescaled to [0, 1] and mean-shifted before filtering, which keeps
+    # the variance cancellation error ~1e-7, well inside the 1e-5 requirement.
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    assert got.dtype == torch.float64 and got.shape == (len(ref),)
+    assert (got < 0.99).all()  # the distortion is visible: not a vacuous comparison
+
+
+def test_ssim_grey_and_identical(pairs):
+    ref, dist = pairs
+    g_ref, g_dist = ref[..., :1], dist[..., :1]
+    want = [structural_similarity(r[..., 0], d[..., 0], gaussian_weights=True, sigma=1.5,
+                                  use_sample_covariance=False, data_range=255) for r, d in zip(g_ref, g_dist)]
+    torch.testing.assert_close(ssim(to_t(g_ref), to_t(g_dist), 255), torch.tensor(want, dtype=torch.float64),
+                               rtol=0, atol=1e-5)
+    a = to_t(ref) / 255
+    torch.testing.assert_close(ssim(a, a), torch.ones(len(ref), dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_ssim_thesis_matches_skimage_defaults(pairs):
+    ref, dist = pairs
+    # The study's call: skimage defaults (7x7 uniform, sample covariance) on float images
+    # with data_range = max - min of the reference.
+    want = [structural_similarity(r.astype(np.float64), d.astype(np.float64),
+                                  data_range=float(r.max()) - float(r.min()), channel_axis=-1)
+            for r, d in zip(ref, dist)]
+    got = ssim_thesis(to_t(ref), to_t(dist))
+    torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64), rtol=0, atol=1e-5)
+    # ... and it is *not* the standard SSIM: the preset matters.
+    assert (got - ssim(to_t(ref), to_t(dist), 255)).abs().max() > 1e-3
+
+
+def test_ms_ssim_matches_pytorch_msssim():
+    pytorch_msssim = pytest.importorskip("pytorch_msssim")
+    g = torch.Generator().manual_seed(0)
+    # Odd sizes exercise the zero-padded pooling; smooth + noise is image-like.
+    a = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 163, 175, generator=g, dtype=torch.float64), 3, 1, 1)
+    b = (a + 0.05 * torch.randn(a.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    want = pytorch_msssim.ms_ssim(a, b, data_range=1.0, size_average=False)
+    # [0, 1] float64 inputs: the reference's float32-rounded window shifts its values by
+    # ~1e-7 here (at data_range=255 that grows to ~1e-5 through E[x^2] - E[x]^2), so 1e-5 holds.
+    torch.testing.assert_close(ms_ssim(a, b), want, rtol=0, atol=1e-5)
+    torch.testing.assert_close(ms_ssim(a, b, precision="float32"), want, rtol=0, atol=1e-5)
+    assert want.min() < 0.99
+
+
+# ---------------------------------------------------------------- Metric classes
+
+def test_metric_classes_accumulate_like_one_shot(pairs):
+    ref, dist = pairs
+    a, b = to_t(ref) / 255, to_t(dist) / 255
+    for metric, fn in [(MSE(), mse), (PSNR(), psnr), (SSIM(), ssim)]:
+        metric.update(a[:1], b[:1])
+        metric.update(a[1:], b[1:])
+        torch.testing.assert_close(metric.compute(), fn(a, b).mean(), rtol=1e-12, atol=0)
+        metric.reset()
+        assert torch.isnan(metric.compute())
+    assert MSE.higher_is_better is False and PSNR.higher_is_better and SSIM.higher_is_better
+    assert MSSSIM.higher_is_better
+
+
+def _ddp_worker(rank: int, init_file: str, a: torch.Tensor, b: torch.Tensor, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        metrics = [MSE(), PSNR(), SSIM()]
+        half = slice(0, 1) if rank == 0 else slice(1, None)  # unequal shards on purpose
+        for m in metrics:
+            m.update(a[half], b[half])
+        values = torch.stack([m.compute() for m in metrics])
+        if rank == 0:
+            torch.save(values, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_metric_classes_sum_across_ddp_ranks(pairs, tmp_path):
+    ref, dist = pairs
+    a, b = to_t(ref) / 255, to_t(dist) / 255
+    out = tmp_path / "values.pt"
+    mp.start_processes(_ddp_worker, args=(str(tmp_path / "init"), a, b, str(out)), nprocs=2,
+                       start_method="spawn")
+    got = torch.load(out, weights_only=True)
+    want = torch.stack([mse(a, b).mean(), psnr(a, b).mean(), ssim(a, b).mean()])
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+
+
+# ---------------------------------------------------------------- bad input
+
+def test_bad_inputs_raise_pixseq_error():
+    x = torch.rand(2, 3, 32, 40)
+    with pytest.raises(PixseqError, match=r"40x32.*48x32"):
+        psnr(x, torch.rand(2, 3, 32, 48))
+    with pytest.raises(PixseqError, match="differ in shape"):
+        ssim(x, torch.rand(2, 1, 32, 40))
+    with pytest.raises(PixseqError, match="data_range"):
+        psnr(x * 255, x * 255)  # uint8-scaled values with the default data_range=1
+    with pytest.raises(PixseqError, match="C = 1 or 3"):
+        mse(x[:, :2], x[:, :2])
+    with pytest.raises(PixseqError, match="smaller than"):
+        ssim(x[..., :8, :8], x[..., :8, :8])
+    with pytest.raises(PixseqError, match="MS-SSIM"):
+        ms_ssim(x, x)
+    with pytest.raises(PixseqError, match="reduction"):
+        mse(x, x, reduction="sum")
+    with pytest.raises(PixseqError, match="NaN"):
+        psnr(x * float("nan"), x)
