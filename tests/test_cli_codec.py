@@ -1,0 +1,112 @@
+"""`pixseq compress` / `pixseq decompress` in-process: round trip, --force, atomic outputs, one-line errors."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pixseq.checkpoint import save_pretrained
+from pixseq.cli import main
+from pixseq.codec import reconstruct
+from pixseq.io import load_image, save_image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _codec_models import sample_image, tiny_igpt  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_codec")
+    model = tiny_igpt()
+    save_pretrained(model, root / "model")
+    save_pretrained(tiny_igpt(seed=1), root / "other")
+    img = sample_image(12, 10)
+    save_image(img, root / "in.png")
+    assert main(["compress", str(root / "in.png"), "--model", str(root / "model"),
+                 "--out", str(root / "a.pxs"), "--batch", "2"]) == 0
+    return root, model, img
+
+
+def _one_line_error(capsys, code: int, *words: str) -> None:
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("pixseq: error:") and "\n" not in err and "Traceback" not in err
+    for w in words:
+        assert w in err, err
+
+
+def test_round_trip_using_the_model_path_recorded_in_the_file(setup, capsys):
+    root, model, img = setup
+    capsys.readouterr()
+    assert main(["decompress", str(root / "a.pxs"), "--out", str(root / "a.png")]) == 0
+    assert "recorded in the file" in capsys.readouterr().err
+    np.testing.assert_array_equal(load_image(root / "a.png"), reconstruct(img, model, batch=2))
+
+
+def test_compress_prints_rate_and_never_overwrites_without_force(setup, capsys):
+    root, _, _ = setup
+    out = root / "b.pxs"
+    args = ["compress", str(root / "in.png"), "--model", str(root / "model"), "--out", str(out), "--no-path"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "bpp" in printed and "tokens" in printed and "overhead" in printed
+    before = out.read_bytes()
+    assert f"= {len(before) * 8 / 120:.4f} bpp" in printed  # 12x10 image, header included
+    _one_line_error(capsys, main(args), "output exists", "--force")
+    assert out.read_bytes() == before
+    assert main(args + ["--force"]) == 0
+    assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]  # atomic: no temp files left
+    # --no-path: decoding needs --model
+    _one_line_error(capsys, main(["decompress", str(out), "--out", str(root / "b.png")]), "--model")
+    assert main(["decompress", str(out), "--out", str(root / "b.png"), "--model", str(root / "model")]) == 0
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda d: d[: len(d) // 2], ("truncated",)),
+    (lambda d: d[:4] + bytes([9]) + d[5:], ("newer", "upgrade")),
+    (lambda d: d[:-5] + bytes([d[-5] ^ 0xFF]) + d[-4:], ("corrupt",)),
+    (lambda d: b"", ("magic",)),
+])
+def test_damaged_files_are_one_line_errors(setup, capsys, damage, words):
+    root, _, _ = setup
+    bad = root / "bad.pxs"
+    bad.write_bytes(damage((root / "a.pxs").read_bytes()))
+    out = root / "bad.png"
+    _one_line_error(capsys, main(["decompress", str(bad), "--out", str(out), "--force"]), *words)
+    assert not out.exists()
+
+
+def test_wrong_missing_or_moved_model(setup, capsys, tmp_path):
+    root, _, _ = setup
+    data = str(root / "a.pxs")
+    _one_line_error(capsys, main(["decompress", data, "--out", str(tmp_path / "x.png"), "--model",
+                                  str(root / "other")]), "wrong model")
+    _one_line_error(capsys, main(["decompress", str(tmp_path / "nope.pxs"), "--out", str(tmp_path / "x.png")]),
+                    "not found")
+    _one_line_error(capsys, main(["decompress", data, "--out", str(tmp_path / "x.png"), "--model",
+                                  str(tmp_path)]), "not a pixseq model")
+    _one_line_error(capsys, main(["decompress", data, "--out", str(tmp_path / "x.xyz")]), "unknown image format")
+    # the recorded directory moved away: clear error, and --model still works
+    moved = tmp_path / "moved"
+    shutil.copytree(root / "model", moved)
+    shutil.rmtree(root / "model")
+    try:
+        _one_line_error(capsys, main(["decompress", data, "--out", str(tmp_path / "x.png")]), "missing")
+        assert main(["decompress", data, "--out", str(tmp_path / "x.png"), "--model", str(moved)]) == 0
+    finally:
+        shutil.copytree(moved, root / "model")
+
+
+def test_compress_bad_inputs(setup, capsys, tmp_path):
+    root, _, _ = setup
+    (tmp_path / "not.png").write_text("hello")
+    _one_line_error(capsys, main(["compress", str(tmp_path / "not.png"), "--model", str(root / "model"),
+                                  "--out", str(tmp_path / "o.pxs")]), "not an image")
+    _one_line_error(capsys, main(["compress", str(root / "in.png"), "--model", str(tmp_path / "none"),
+                                  "--out", str(tmp_path / "o.pxs")]), "not found")
+    _one_line_error(capsys, main(["compress", str(root / "in.png"), "--model", str(root / "model"),
+                                  "--out", str(tmp_path / "o.pxs"), "--label", "1"]), "unconditional")
+    assert not (tmp_path / "o.pxs").exists()
