@@ -1,0 +1,100 @@
+"""CLI of the Taming system: train vqgan / train prior / reconstruct, and their bad inputs."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pixseq.checkpoint import from_pretrained
+from pixseq.cli import main
+from pixseq.errors import PixseqError
+from pixseq.io import load_image, save_image
+
+TINY = ["--factor", "4", "--codes", "16", "--dim", "8", "--ch", "8", "--batch-size", "8",
+        "--perceptual", "none", "--log-every", "0", "--ckpt-every", "0", "--warmup-steps", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny VQGAN and a class-conditional prior on 32 Fashion-MNIST test images."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("taming")
+    vq, prior = root / "vq", root / "prior"
+    assert main(["train", "vqgan", "--data", "fashion-mnist:test", "--limit", "32", "--out", str(vq),
+                 "--steps", "3", "--disc-start", "2", *TINY]) == 0
+    assert main(["train", "prior", "--tokenizer", str(vq), "--data", "fashion-mnist:test", "--limit", "32",
+                 "--out", str(prior), "--classes", "--steps", "3", "--batch-size", "8", "--log-every", "0",
+                 "--ckpt-every", "0"]) == 0
+    return root, vq, prior
+
+
+def _one_line_error(capsys, *words):
+    err = capsys.readouterr().err
+    assert err.startswith("pixseq: error:") and err.count("\n") == 1, err
+    for w in words:
+        assert w in err, err
+
+
+def test_train_writes_loadable_models(trained):
+    _, vq, prior = trained
+    tok = from_pretrained(vq, "vqgan")
+    assert tok.factor == 4 and tok.vocab_size == 16 and tok.pretrained_meta["image_size"] == 28
+    model = from_pretrained(prior, "taming")
+    assert model.num_classes == 10 and model.image_size == (28, 28) and model.grid == (7, 7)
+    assert torch.equal(model.tokenizer.state_dict()["quantizer.embedding.weight"],
+                       tok.state_dict()["quantizer.embedding.weight"])
+    assert model.generate(2, labels=[3, 9], size=(56, 28)).shape == (2, 3, 56, 28)
+
+
+def test_reconstruct_pads_crops_and_reports(trained, tmp_path, capsys):
+    _, vq, prior = trained
+    rng = np.random.default_rng(0)
+    save_image(rng.integers(0, 256, (30, 21, 3), dtype=np.uint8), tmp_path / "in.png")  # not divisible by 4
+    for model in (vq, prior):
+        assert main(["reconstruct", str(tmp_path / "in.png"), "--model", str(model),
+                     "--out", str(tmp_path / "out.png")]) == 0
+        out = capsys.readouterr().out
+        assert load_image(tmp_path / "out.png").shape == (30, 21, 3)
+        # 8x6 codes of 16 entries: 48 * 4 bits over 630 pixels
+        assert f"{48 * math.log2(16) / 630:.4f} bits/pixel" in out and "PSNR" in out
+
+
+def test_prior_with_missing_or_different_tokenizer(trained, tmp_path, capsys):
+    root, vq, prior = trained
+    assert main(["train", "prior", "--tokenizer", str(tmp_path / "nope"), "--data", "fashion-mnist:test",
+                 "--out", str(tmp_path / "p")]) == 2
+    _one_line_error(capsys, "tokenizer not found", "nope")
+    other = root / "vq2"
+    assert main(["train", "vqgan", "--data", "fashion-mnist:test", "--limit", "16", "--out", str(other),
+                 "--steps", "1", "--seed", "5", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["train", "prior", "--tokenizer", str(other), "--data", "fashion-mnist:test", "--limit", "32",
+                 "--out", str(prior), "--classes", "--steps", "4", "--batch-size", "8", "--resume"]) == 2
+    _one_line_error(capsys, "different", str(other))
+
+
+def test_bad_sampling_requests(trained):
+    model = from_pretrained(trained[2], "taming")
+    with pytest.raises(PixseqError, match="class index out of range"):
+        model.generate(1, labels=10)
+    with pytest.raises(PixseqError, match="smaller than the model's window"):
+        model.generate(1, labels=0, size=(16, 28))
+
+
+def test_bad_vqgan_options(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:  # argparse usage errors exit 2 themselves
+        main(["train", "vqgan", "--data", "fashion-mnist:test", "--out", str(tmp_path / "x"), "--factor", "3"])
+    assert exc.value.code == 2
+    _one_line_error(capsys, "--factor")
+    assert main(["train", "vqgan", "--data", "no-such-data", "--out", str(tmp_path / "x")]) == 2
+    _one_line_error(capsys, "no-such-data")
