@@ -41,7 +41,7 @@ def topk_overlap(logits_a: torch.Tensor, logits_b: torch.Tensor, k: int = 100) -
             -1, logits.topk(k, -1).indices, True)
 
     in_a, in_b = member(logits_a), member(logits_b)
-    return (in_a & in_b).sum(-1).float() / k
+    return (in_a & in_b).sum(-1).double() / k
 
 
 def weighted_overlap(logits_a: torch.Tensor, logits_b: torch.Tensor, k: int = 100) -> torch.Tensor:
@@ -92,7 +92,10 @@ def vit_score(a: torch.Tensor, b: torch.Tensor, classifier: Classifier, k: int =
         raise PixseqError(f"unknown ViT-Score variant {variant!r} (known: {', '.join(VARIANTS)})")
     if variant == "cosine":
         return cosine_similarity(classifier.embeddings(a), classifier.embeddings(b))
-    la, lb = classifier.logits(a), classifier.logits(b)
+    if a.shape == b.shape:  # one forward pass for both images
+        la, lb = classifier.logits(torch.cat([a, b])).chunk(2)
+    else:
+        la, lb = classifier.logits(a), classifier.logits(b)
     fn = {"overlap": topk_overlap, "weighted": weighted_overlap, "rbo": rank_biased_overlap}[variant]
     return fn(la, lb, k)
 

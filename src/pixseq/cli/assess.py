@@ -1,0 +1,404 @@
+"""``pixseq assess REF DIST``: score regenerated images against their references.
+
+REF and DIST are two images or two folders; folder images are matched by relative file
+name (exactly, else ignoring the suffix so ``a.png`` matches ``a.jpg``), and files without a
+partner are listed, never silently dropped. Per image pair: ViT-Score (or a label-overlap
+score under its backbone's own name), SSIM, MSE, PSNR, LPIPS and BRISQUE of both images;
+for folders also the set metrics FID, KID and IS. ``--preset thesis`` swaps SSIM/PSNR for
+the original study's settings, labelled as such.
+
+Metrics whose weights are missing are skipped with a note under ``--metrics all`` and are a
+clear error (exit 2) when asked for by name.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pixseq.cli.common import notice, resolve_device, seed_everything
+from pixseq.errors import PixseqError
+from pixseq.io import atomic_write, list_images, load_image, to_tensor
+
+HELP = "score regenerated images against references (ViT-Score, SSIM, MSE, PSNR, LPIPS, BRISQUE, FID/KID/IS)"
+
+PAIR_METRICS = ("vit_score", "ssim", "ms_ssim", "mse", "psnr", "lpips", "brisque")
+SET_METRICS = ("fid", "kid", "is")
+ALL = ("vit_score", "ssim", "mse", "psnr", "lpips", "brisque", "fid", "kid", "is")
+MODEL_METRICS = ("vit_score", "lpips", "fid", "kid", "is")
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ref", help="reference image or folder")
+    p.add_argument("dist", help="regenerated / distorted image or folder (matched by relative file name)")
+    p.add_argument("--metrics", default="all",
+                   help=f"'all' or a comma list of {', '.join(PAIR_METRICS + SET_METRICS)}")
+    p.add_argument("--backbone", default=None,
+                   help="classifier for ViT-Score: vit_b16_study (default when its weights exist), "
+                        "efficientnet_lite0, a timm model name, or hf:<repo>")
+    p.add_argument("-k", "--top-k", dest="k", type=int, default=100, help="K of the top-K label overlap (100)")
+    p.add_argument("--variant", default="overlap", choices=("overlap", "weighted", "rbo", "cosine"),
+                   help="ViT-Score variant (overlap = the original definition)")
+    p.add_argument("--lpips-net", default="alex", choices=("alex", "vgg"), help="LPIPS backbone")
+    p.add_argument("--preset", default="standard", choices=("standard", "thesis"),
+                   help="standard: Wang SSIM / fixed-range PSNR; thesis: the study's scikit-image defaults")
+    p.add_argument("--resize", action="store_true", help="resize each DIST image to its REF's size")
+    p.add_argument("--json", type=Path, help="write all results as JSON")
+    p.add_argument("--csv", type=Path, help="write the per-image table as CSV")
+    p.add_argument("--html", type=Path, help="write an HTML report into this folder")
+    p.add_argument("--weights-dir", type=Path, default=None, help="folder holding pretrained weight files")
+    p.add_argument("--offline", action="store_true", default=None, help="never download weights")
+
+
+# --------------------------------------------------------------------------- inputs
+
+@dataclass
+class Pairs:
+    """Matched (name, ref path, dist path) triples and the files left without a partner."""
+
+    items: list[tuple[str, Path, Path]]
+    ref_only: list[str] = field(default_factory=list)
+    dist_only: list[str] = field(default_factory=list)
+    folders: bool = False
+
+
+def find_pairs(ref: Path, dist: Path) -> Pairs:
+    """Two files -> one pair; two folders -> pairs matched by relative name (suffix-insensitive fallback)."""
+    for p in (ref, dist):
+        if not p.exists():
+            raise PixseqError(f"not found: {p}")
+    if ref.is_file() and dist.is_file():
+        return Pairs([(dist.name, ref, dist)])
+    if ref.is_dir() != dist.is_dir():
+        raise PixseqError("REF and DIST must both be images or both be folders")
+    refs = {str(f.relative_to(ref)): f for f in list_images(ref)}
+    dists = {str(f.relative_to(dist)): f for f in list_images(dist)}
+    for folder, files in ((ref, refs), (dist, dists)):
+        if not files:
+            raise PixseqError(f"no images found in folder {folder}")
+    items, used = [], set()
+    stem = lambda name: str(Path(name).with_suffix(""))  # noqa: E731
+    by_stem: dict[str, list[str]] = {}
+    for name in dists:
+        by_stem.setdefault(stem(name), []).append(name)
+    ref_only = []
+    for name, path in refs.items():
+        match = name if name in dists else None
+        if match is None and len(by_stem.get(stem(name), [])) == 1:
+            match = by_stem[stem(name)][0]
+        if match is None or match in used:
+            ref_only.append(name)
+            continue
+        used.add(match)
+        items.append((name, path, dists[match]))
+    if not items:
+        raise PixseqError(f"no file names in {dist} match those in {ref}")
+    return Pairs(items, ref_only, sorted(set(dists) - used), folders=True)
+
+
+def load_pair(ref: Path, dist: Path, resize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both images as (1,3,H,W) in [0,1]; sizes must match unless ``resize``."""
+    a, b = load_image(ref), load_image(dist)
+    if a.shape != b.shape:
+        if not resize:
+            raise PixseqError(f"size mismatch: {ref} is {a.shape[1]}x{a.shape[0]}, {dist} is "
+                              f"{b.shape[1]}x{b.shape[0]}; pass --resize to resize DIST to the reference size")
+        from PIL import Image
+
+        b = np.asarray(Image.fromarray(b).resize((a.shape[1], a.shape[0]), Image.BICUBIC))
+    return to_tensor(np.array(a))[None], to_tensor(np.array(b))[None]  # writable copies for torch
+
+
+def parse_metrics(spec: str, folders: bool) -> tuple[list[str], bool]:
+    """(metric names, explicitly requested?)."""
+    if spec.strip() == "all":
+        return [m for m in ALL if folders or m not in SET_METRICS], False
+    names = [m.strip().lower().replace("-", "_") for m in spec.split(",") if m.strip()]
+    known = PAIR_METRICS + SET_METRICS
+    for m in names:
+        if m not in known:
+            raise PixseqError(f"unknown metric {m!r} (known: all, {', '.join(known)})")
+        if m in SET_METRICS and not folders:
+            raise PixseqError(f"{m} is a set metric: give two folders of images")
+    if not names:
+        raise PixseqError("--metrics is empty")
+    return list(dict.fromkeys(names)), True
+
+
+# --------------------------------------------------------------------------- models
+
+@dataclass
+class Models:
+    """The networks the requested metrics need, plus notes about what was substituted or skipped."""
+
+    classifier: object = None
+    lpips: object = None
+    inception: object = None
+    notes: list[str] = field(default_factory=list)
+
+
+def load_models(metrics: list[str], explicit: bool, args: argparse.Namespace, device: torch.device) -> Models:
+    from pixseq.metrics.backbones import default_classifier, load_classifier
+    from pixseq.metrics.fid import load_fid_inception
+    from pixseq.metrics.lpips import load_lpips
+
+    models, wd, off = Models(), args.weights_dir, args.offline
+
+    def attempt(metric: str, loader):
+        try:
+            return loader()
+        except PixseqError as exc:
+            if explicit:
+                raise
+            models.notes.append(f"skipped {metric}: {exc}")
+            return None
+
+    if "vit_score" in metrics:
+        if args.backbone:  # named by the user: missing weights are an error, never a substitution
+            models.classifier = load_classifier(args.backbone, wd, off).to(device)
+        else:
+            models.classifier, note = default_classifier(wd, off)
+            models.classifier.to(device)
+            if note:
+                models.notes.append(note)
+    if "lpips" in metrics:
+        models.lpips = attempt("lpips", lambda: load_lpips(args.lpips_net, weights_dir=wd, offline=off))
+    if set(metrics) & set(SET_METRICS):
+        models.inception = attempt("/".join(m for m in metrics if m in SET_METRICS),
+                                   lambda: load_fid_inception(weights_dir=wd, offline=off))
+    for m in (models.lpips, models.inception):
+        if m is not None:
+            m.to(device)
+    return models
+
+
+def column_labels(metrics: list[str], models: Models, args: argparse.Namespace) -> dict[str, str]:
+    """Column key -> what exactly it holds (stated in every output)."""
+    from pixseq.metrics.vit_score import score_label
+
+    thesis = args.preset == "thesis"
+    labels = {
+        "vit_score": score_label(models.classifier.name, args.k, args.variant) if models.classifier else "",
+        "ssim": ("SSIM [thesis preset: scikit-image defaults, 7x7 uniform, sample cov., per-image range]"
+                 if thesis else "SSIM (Wang: 11x11 Gaussian s=1.5, range 1)"),
+        "ms_ssim": "MS-SSIM (5 scales, range 1)",
+        "mse": "MSE ([0,1] scale)",
+        "psnr": "PSNR dB [thesis preset: per-image range]" if thesis else "PSNR dB (range 1)",
+        "lpips": f"LPIPS ({args.lpips_net})",
+        "brisque_ref": "BRISQUE ref", "brisque_dist": "BRISQUE dist",
+    }
+    cols = []
+    for m in metrics:
+        if m == "brisque":
+            cols += ["brisque_ref", "brisque_dist"]
+        elif m in PAIR_METRICS and not (m == "lpips" and models.lpips is None):
+            cols.append(m)
+    return {c: labels[c] for c in cols}
+
+
+# --------------------------------------------------------------------------- scoring
+
+def pair_scores(a: torch.Tensor, b: torch.Tensor, columns: dict[str, str], models: Models,
+                args: argparse.Namespace) -> dict[str, float]:
+    """Every per-pair column for one (1,3,H,W) pair."""
+    from pixseq.metrics import pixel, ssim as ssim_mod
+    from pixseq.metrics.brisque import brisque
+    from pixseq.metrics.lpips import lpips
+    from pixseq.metrics.vit_score import vit_score
+
+    thesis = args.preset == "thesis"
+    fns = {
+        "vit_score": lambda: vit_score(a, b, models.classifier, args.k, args.variant),
+        "ssim": lambda: ssim_mod.ssim_thesis(a, b) if thesis else ssim_mod.ssim(a, b, data_range=1.0),
+        "ms_ssim": lambda: ssim_mod.ms_ssim(a, b, data_range=1.0),
+        "mse": lambda: pixel.mse(a, b),
+        "psnr": lambda: pixel.psnr_thesis(a, b) if thesis else pixel.psnr(a, b, data_range=1.0),
+        "lpips": lambda: lpips(a, b, models.lpips),
+        "brisque_ref": lambda: brisque(a),
+        "brisque_dist": lambda: brisque(b),
+    }
+    return {c: float(fns[c]().flatten()[0]) for c in columns}
+
+
+class SetScores:
+    """Streams Inception features of both sets into FID / KID / IS accumulators."""
+
+    def __init__(self, metrics: list[str], model) -> None:
+        from pixseq.metrics.fid import FID, KID
+        from pixseq.metrics.inception_score import InceptionScore
+
+        self.model, self.metrics = model, [m for m in metrics if m in SET_METRICS]
+        self.fid = FID(num_features=model.num_features)
+        self.kid = KID()
+        self.is_ref, self.is_dist = InceptionScore(), InceptionScore()
+        self.n = 0
+
+    def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        with torch.no_grad():
+            for images, real in ((a, True), (b, False)):
+                feats = self.model.pool_features(images).double().cpu()
+                self.fid.update_features(feats, real)
+                self.kid.update_features(feats, real)
+                (self.is_ref if real else self.is_dist).update_logits(self.model.logits_unbiased(feats.float()))
+        self.n += 1
+
+    def compute(self, notes: list[str]) -> dict[str, dict]:
+        out = {}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if "fid" in self.metrics:
+                out["fid"] = {"label": f"FID (Inception-v3 pt_inception-2015-12-05, {self.n} pairs)",
+                              "value": self.fid.compute()}
+            if "kid" in self.metrics:
+                self.kid.subset_size = min(self.kid.subset_size, self.n)
+                mean, std = self.kid.compute()
+                out["kid"] = {"label": f"KID (subsets of {self.kid.subset_size}, mean ± std)", "value": mean, "std": std}
+            if "is" in self.metrics:
+                splits = min(10, self.n)
+                self.is_ref.splits = self.is_dist.splits = splits
+                for key, m in (("is_dist", self.is_dist), ("is_ref", self.is_ref)):
+                    mean, std = m.compute()
+                    out[key] = {"label": f"IS {key[3:]} ({splits} splits, mean ± std)", "value": mean, "std": std}
+        notes += [str(w.message) for w in caught]
+        return out
+
+
+# --------------------------------------------------------------------------- outputs
+
+def _fmt(v: float) -> str:
+    if not math.isfinite(v):
+        return "inf" if v > 0 else ("-inf" if v < 0 else "nan")
+    return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.4e}"
+
+
+def _jsonable(v: float) -> float | str:
+    return v if math.isfinite(v) else _fmt(v)
+
+
+def format_table(rows: list[dict], columns: dict[str, str]) -> str:
+    """An aligned plain-text table with a mean row."""
+    header = ["image"] + [columns[c] for c in columns]
+    body = [[r["name"]] + [_fmt(r[c]) for c in columns] for r in rows]
+    if len(rows) > 1:
+        body.append(["mean"] + [_fmt(float(np.mean([r[c] for r in rows]))) for c in columns])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    lines = ["  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w) for i, (x, w) in enumerate(zip(line, widths)))
+             for line in [header] + body]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_outputs(args, rows, columns, sets, pairs: Pairs, notes: list[str]) -> None:
+    if args.json:
+        doc = {"ref": str(args.ref), "dist": str(args.dist), "preset": args.preset, "columns": columns,
+               "pairs": [{k: (_jsonable(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+               "set_metrics": sets, "unmatched": {"ref_only": pairs.ref_only, "dist_only": pairs.dist_only},
+               "notes": notes}
+        with atomic_write(args.json, "w") as fh:
+            json.dump(doc, fh, indent=2, ensure_ascii=False)
+    if args.csv:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["image"] + [columns[c] for c in columns])
+        for r in rows:
+            writer.writerow([r["name"]] + [_fmt(r[c]) if not math.isfinite(r[c]) else repr(r[c]) for c in columns])
+        with atomic_write(args.csv, "w") as fh:
+            fh.write(buf.getvalue())
+    if args.html:
+        write_html(args, rows, columns, sets, pairs, notes)
+
+
+def _thumb(image: np.ndarray, side: int = 256) -> np.ndarray:
+    from PIL import Image
+
+    img = Image.fromarray(image)
+    img.thumbnail((side, side), Image.BICUBIC)
+    return np.asarray(img)
+
+
+def write_html(args, rows, columns, sets, pairs: Pairs, notes: list[str], max_pairs: int = 100) -> None:
+    """Pairs side by side with their scores, the score table, set metrics and distributions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pixseq.report import Page
+
+    page = Page(f"pixseq assess: {args.ref} vs {args.dist}")
+    page.note(f"preset: {args.preset}. " + " ".join(notes))
+    if pairs.ref_only or pairs.dist_only:
+        page.note(f"unmatched — only in REF: {', '.join(pairs.ref_only) or 'none'}; "
+                  f"only in DIST: {', '.join(pairs.dist_only) or 'none'}")
+    page.section("Scores").table(["image"] + list(columns.values()),
+                                 [[r["name"]] + [r[c] for c in columns] for r in rows])
+    if sets:
+        page.section("Set metrics").table(
+            ["metric", "value", "std"], [[s["label"], s["value"], s.get("std", "")] for s in sets.values()])
+    if rows and columns:
+        fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 2.6), squeeze=False)
+        for ax, (c, label) in zip(axes[0], columns.items()):
+            vals = [r[c] for r in rows if math.isfinite(r[c])]
+            ax.hist(vals, bins=min(20, max(1, len(vals))), color="#4a7bb7")
+            ax.set_title(label if len(label) < 40 else c, fontsize=8)
+        page.section("Score distributions").plot(fig, "histograms of the per-image scores")
+    page.section("Image pairs")
+    for r in rows[:max_pairs]:
+        scores = ", ".join(f"{c}={_fmt(r[c])}" for c in columns)
+        page.image(_thumb(load_image(r["ref_path"])), f"REF {r['name']}")
+        page.image(_thumb(load_image(r["dist_path"])), f"DIST {r['name']}: {scores}")
+        page.text("<div></div>", raw_html=True)
+    if len(rows) > max_pairs:
+        page.note(f"first {max_pairs} of {len(rows)} pairs shown")
+    page.save(args.html)
+
+
+# --------------------------------------------------------------------------- main
+
+def run(args: argparse.Namespace) -> int:
+    seed_everything(args.seed)
+    device = resolve_device(args.device)
+    if args.k < 1:
+        raise PixseqError(f"-k must be a positive integer, got {args.k}")
+    pairs = find_pairs(Path(args.ref), Path(args.dist))
+    metrics, explicit = parse_metrics(args.metrics, pairs.folders)
+    models = load_models(metrics, explicit, args, device)
+    columns = column_labels(metrics, models, args)
+    sets = SetScores(metrics, models.inception) if models.inception is not None else None
+    rows = []
+    for name, ref, dist in pairs.items:
+        a, b = load_pair(ref, dist, args.resize)
+        a, b = a.to(device), b.to(device)
+        rows.append({"name": name, "ref_path": str(ref), "dist_path": str(dist),
+                     **pair_scores(a, b, columns, models, args)})
+        if sets is not None:
+            sets.update(a, b)
+    notes = list(models.notes)
+    set_results = {}
+    if sets is not None:
+        if sets.n < 2:
+            msg = "FID/KID/IS need at least 2 matched pairs"
+            if explicit:
+                raise PixseqError(msg)
+            notes.append(f"skipped set metrics: {msg}")
+        else:
+            set_results = sets.compute(notes)
+    for note in notes:
+        notice(note)
+    if pairs.ref_only or pairs.dist_only:
+        notice(f"unmatched files — only in REF: {', '.join(pairs.ref_only) or 'none'}; "
+               f"only in DIST: {', '.join(pairs.dist_only) or 'none'}")
+    print(format_table(rows, columns))
+    for s in set_results.values():
+        extra = f" ± {_fmt(s['std'])}" if "std" in s else ""
+        print(f"{s['label']}: {_fmt(s['value'])}{extra}")
+    write_outputs(args, rows, columns, set_results, pairs, notes)
+    return 0
