@@ -132,7 +132,8 @@ def to_tensor(image: np.ndarray):
     """``(H, W, 3)`` uint8 array -> ``(3, H, W)`` float tensor in [0, 1]."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    # np.array copies: arrays from PIL (np.asarray) are read-only, which torch warns about.
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
 
 
 def to_uint8(tensor) -> np.ndarray:

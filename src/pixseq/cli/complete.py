@@ -1,0 +1,119 @@
+"""``pixseq complete IMAGE``: keep the top rows of an image and let the model draw the rest.
+
+The output is one grid row: original | kept part (the rest greyed out) | completions.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from pixseq.errors import PixseqError
+
+HELP = "complete the bottom of an image with an igpt / taming model (grid: original | kept | completions)"
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    from pixseq.cli.sample import add_sampling_options
+
+    parser.add_argument("image", help="image file (any size: it is resized to the model's size with a notice)")
+    parser.add_argument("--model", required=True, help="model directory (pixseq train igpt / train prior)")
+    parser.add_argument("--keep", type=float, default=0.5, help="fraction of rows kept from the top, in (0, 1)")
+    parser.add_argument("-n", "--num", type=int, default=4, help="number of completions (default 4)")
+    parser.add_argument("--out", required=True, help="output grid image, e.g. completions.png")
+    parser.add_argument("--class", dest="cls", default=None,
+                        help="class index or name for class-conditional models (default: the class under "
+                             "which the kept rows are most likely)")
+    add_sampling_options(parser)
+
+
+def fit_to_model(image: np.ndarray, size: tuple[int, int], name: str = "image") -> np.ndarray:
+    """Resize ``(H, W, 3)`` uint8 to the model's ``size`` (bicubic), with a notice when it changes."""
+    from PIL import Image
+
+    from pixseq.cli.common import notice
+
+    H, W = size
+    if image.shape[:2] == (H, W):
+        return image
+    notice(f"{name} is {image.shape[1]}x{image.shape[0]} (WxH) but the model's context is {W}x{H}; resized to {W}x{H}")
+    return np.asarray(Image.fromarray(image).resize((W, H), Image.BICUBIC))
+
+
+def keep_rows_for(keep: float, height: int) -> int:
+    """Pixel rows kept for a ``--keep`` fraction: at least one, and at least one left to sample."""
+    if not 0 < keep < 1:
+        raise PixseqError(f"--keep must be a fraction strictly between 0 and 1, got {keep}")
+    return max(1, min(height - 1, round(keep * height)))
+
+
+@torch.no_grad()
+def guess_class(model, x: torch.Tensor, keep_rows: int) -> int | None:
+    """The class under which the kept token rows are likeliest (Bayes with a uniform class prior).
+
+    Returns None when no whole token row is kept (then there is nothing to judge by).
+    """
+    x = x.to(model.device)
+    encode = getattr(model, "encode", model.tokenizer.encode)  # taming pads to whole codes; igpt: pixels
+    tokens = encode(x).flatten(1)  # (1, h*w)
+    h = model.tokenizer.grid_size(*model.image_size)[0]
+    w = tokens.size(1) // h
+    kept = (keep_rows * h // model.image_size[0]) * w  # tokens wholly inside the kept rows
+    if kept == 0:
+        return None
+    K = model.num_classes
+    labels = torch.arange(K, device=model.device)
+    if hasattr(model, "make_cond"):  # taming: class token (+ codes of a conditioning image)
+        cond_images = x.expand(K, -1, -1, -1) if getattr(model.config, "condition", "") else None
+        cond = model.make_cond(K, labels, cond_images)  # (K, Tc)
+    else:
+        cond = labels[:, None]  # (K, 1)
+    prefix = tokens[:, :kept].expand(K, -1)  # (K, kept)
+    logp = model.prior(prefix, cond).float().log_softmax(-1)  # (K, kept, V)
+    score = logp.gather(-1, prefix[..., None]).squeeze(-1).sum(1)  # (K,)
+    return int(score.argmax())
+
+
+def run(args: argparse.Namespace) -> int:
+    from pixseq.cli.common import notice, resolve_device, seed_everything
+    from pixseq.cli.sample import (class_names, legible_scale, load_token_model, output_path, parse_class,
+                                   sampling_kwargs, to_uint8_batch)
+    from pixseq.io import load_image, save_image, to_tensor
+    from pixseq.report import make_grid
+
+    if args.num < 1:
+        raise PixseqError(f"-n must be >= 1, got {args.num}")
+    out = output_path(args.out)
+    if not 0 < args.keep < 1:
+        raise PixseqError(f"--keep must be a fraction strictly between 0 and 1, got {args.keep}")
+    image = load_image(args.image)
+    device = resolve_device(args.device)
+    seed_everything(args.seed)
+    model = load_token_model(args.model, device)
+    H, W = model.image_size
+    image = fit_to_model(image, (H, W), name=args.image)
+    keep_rows = keep_rows_for(args.keep, H)
+    x = to_tensor(image)[None]  # (1, 3, H, W)
+    labels = None
+    if model.num_classes:
+        cls = parse_class(model, args.cls)
+        if cls is None:
+            cls = guess_class(model, x, keep_rows)
+            names = class_names(model)
+            if cls is not None:
+                notice(f"no --class given: using class {cls}{f' ({names[cls]})' if cls < len(names) else ''}, "
+                       f"under which the kept rows are most likely")
+        labels = torch.full((1,), cls, dtype=torch.long) if cls is not None else torch.arange(args.num) % model.num_classes
+        if cls is None:  # nothing kept to judge by: one completion per class in turn
+            x = x.expand(args.num, -1, -1, -1)
+    else:
+        parse_class(model, args.cls)  # an unconditional model with --class is an error
+    num = args.num if x.size(0) == 1 else 1
+    completions = model.complete(x, keep_rows, num=num, labels=labels, **sampling_kwargs(args, device))
+    kept = image.copy()
+    kept[keep_rows:] = 128  # grey: the part the model has to draw
+    tiles = [image, kept] + to_uint8_batch(completions)
+    save_image(make_grid(tiles, ncol=len(tiles), scale=legible_scale(H)), out)
+    print(f"wrote {out}: original | top {keep_rows} of {H} rows kept | {len(tiles) - 2} completions")
+    return 0

@@ -1,0 +1,33 @@
+"""``pixseq convert hf-imagegpt SRC DIR``: a Hugging Face ImageGPT checkpoint -> an ``igpt`` model dir."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "convert a Hugging Face ImageGPT checkpoint (openai/imagegpt-small|medium|large layout) into an igpt model"
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="HF model folder: config.json, model.safetensors or pytorch_model.bin, "
+                                    "preprocessor_config.json (the palette)")
+    parser.add_argument("out", help="pixseq model directory to write")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="image side (default: sqrt of the checkpoint's positions, 32 for openai/imagegpt-*)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing model directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pixseq.checkpoint import save_pretrained
+    from pixseq.cli.sample import refuse_existing_model
+    from pixseq.convert.hf_imagegpt import convert_hf_imagegpt
+    from pixseq.errors import PixseqError
+
+    if not Path(args.src).is_dir():
+        raise PixseqError(f"not a folder: {args.src} (expected a Hugging Face ImageGPT model folder)")
+    refuse_existing_model(args.out, args.force)
+    model = convert_hf_imagegpt(args.src, image_size=args.image_size)
+    g = model.prior.config
+    save_pretrained(model, args.out, meta={"converted_from": "huggingface-imagegpt", "source": Path(args.src).name})
+    print(f"wrote {args.out}: iGPT {model.image_size[0]}x{model.image_size[1]}, palette {model.config.palette_size}, "
+          f"{g.n_layer} layers x {g.n_embd} wide, {model.prior.num_params() / 1e6:.2f} M params")
+    return 0

@@ -1,0 +1,176 @@
+"""``pixseq sample``: draw images from a token-image model (iGPT, VQGAN + GPT) as one grid.
+
+Also holds the helpers the other model-using verbs share (loading a model directory,
+class arguments, sampling options, legible grids of tiny images).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pixseq.errors import PixseqError
+
+HELP = "sample images from an igpt / taming model into one grid image"
+
+#: Model kinds with a tokenizer + prior (the TokenImageModel contract in models/base.py).
+TOKEN_MODEL_KINDS = ("igpt", "taming")
+
+
+# ---------------------------------------------------------------- shared helpers
+def load_token_model(directory: str, device: torch.device) -> torch.nn.Module:
+    """A TokenImageModel from a model directory, on ``device``, in eval mode."""
+    from pixseq.checkpoint import from_pretrained
+
+    return from_pretrained(directory, expected_kind=TOKEN_MODEL_KINDS).to(device).eval()
+
+
+def refuse_existing_model(directory: str | Path, force: bool) -> None:
+    """Refuse to overwrite a finished model directory unless ``force``."""
+    if (Path(directory) / "config.json").exists() and not force:
+        raise PixseqError(f"{directory} already holds a model; use --force to overwrite it (or another --out)")
+
+
+def class_names(model) -> list[str]:
+    """Class names stored with the model at training time (may be empty)."""
+    return list(getattr(model, "pretrained_meta", {}).get("class_names", []))
+
+
+def parse_class(model, value: str | None) -> int | None:
+    """``--class`` as an index; accepts an index or a stored class name (case-insensitive)."""
+    if value is None:
+        return None
+    if not model.num_classes:
+        raise PixseqError("--class given but this model is unconditional (it was trained without classes)")
+    names = class_names(model)
+    lowered = [n.lower() for n in names]
+    if value.lower() in lowered:
+        return lowered.index(value.lower())
+    try:
+        index = int(value)
+    except ValueError:
+        known = f" or one of: {', '.join(names)}" if names else ""
+        raise PixseqError(f"--class {value!r} is not a class index 0..{model.num_classes - 1}{known}") from None
+    if not 0 <= index < model.num_classes:
+        raise PixseqError(f"--class {index} is out of range: this model has classes 0..{model.num_classes - 1}")
+    return index
+
+
+def add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    """--temperature, --top-k, --top-p."""
+    parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default 1.0)")
+    parser.add_argument("--top-k", type=int, default=None, help="sample only among the K likeliest tokens")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with mass P")
+
+
+def sampling_kwargs(args: argparse.Namespace, device: torch.device) -> dict:
+    """Validated sampling options + a seeded generator on ``device``."""
+    if not args.temperature > 0:
+        raise PixseqError(f"--temperature must be > 0, got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise PixseqError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise PixseqError(f"--top-p must be in (0, 1], got {args.top_p}")
+    gen = torch.Generator(device).manual_seed(args.seed)
+    return dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, generator=gen)
+
+
+def to_uint8_batch(images: torch.Tensor) -> list[np.ndarray]:
+    """``(B, 3, H, W)`` float in [0, 1] -> list of ``(H, W, 3)`` uint8."""
+    from pixseq.io import to_uint8
+
+    return [to_uint8(im) for im in images]
+
+
+def legible_scale(height: int, min_side: int = 84) -> int:
+    """Integer nearest-neighbour zoom so tiny images (16x16, 28x28) stay legible in a grid."""
+    return max(1, math.ceil(min_side / max(1, height)))
+
+
+def output_path(path: str) -> Path:
+    """Check an output image path before spending time on sampling."""
+    from PIL import Image
+
+    out = Path(path)
+    if Image.registered_extensions().get(out.suffix.lower()) is None:
+        raise PixseqError(f"unknown image format for --out {path} (use e.g. .png)")
+    if out.is_dir():
+        raise PixseqError(f"--out {path} is a folder; give an image file name such as samples.png")
+    return out
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``"HxW"`` or ``"N"`` -> ``(H, W)``."""
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    try:
+        hw = tuple(int(p) for p in parts)
+    except ValueError:
+        hw = ()
+    if len(hw) == 1:
+        hw = (hw[0], hw[0])
+    if len(hw) != 2 or min(hw) < 1:
+        raise PixseqError(f"--size must look like 64x96 (height x width), got {text!r}")
+    return hw  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- the verb
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model directory (pixseq train igpt / train prior / convert)")
+    parser.add_argument("-n", "--num", type=int, default=16, help="number of images (default 16)")
+    parser.add_argument("--out", required=True, help="output grid image, e.g. samples.png")
+    parser.add_argument("--class", dest="cls", default=None,
+                        help="class index or name (class-conditional models; default: cycle through all classes)")
+    add_sampling_options(parser)
+    parser.add_argument("--size", default=None,
+                        help="output size HxW; larger than trained needs a model with sliding-window sampling")
+    parser.add_argument("--ncol", type=int, default=None, help="grid columns (default: one per class, or square)")
+
+
+def sample_images(model, num: int, cls: int | None, size: tuple[int, int] | None, **sampling) -> tuple[torch.Tensor, int]:
+    """Sample ``num`` images; returns them and a sensible grid width.
+
+    A class-conditional model without ``cls`` cycles through its classes (one grid column each).
+    """
+    ncol = None
+    labels = None
+    if model.num_classes:
+        if cls is None:
+            labels = torch.arange(num) % model.num_classes
+            ncol = min(num, model.num_classes)
+        else:
+            labels = torch.full((num,), cls, dtype=torch.long)
+    kwargs = dict(sampling)
+    if size is not None and tuple(size) != tuple(model.image_size):
+        import inspect
+
+        if "size" not in inspect.signature(model.generate).parameters:
+            raise PixseqError(f"this {model.kind} model samples only its trained size "
+                              f"{model.image_size[0]}x{model.image_size[1]}; drop --size")
+        kwargs["size"] = tuple(size)
+    return model.generate(num, labels, **kwargs), ncol or math.ceil(math.sqrt(num))
+
+
+def run(args: argparse.Namespace) -> int:
+    from pixseq.cli.common import resolve_device, seed_everything
+    from pixseq.io import save_image
+    from pixseq.report import make_grid
+
+    if args.num < 1:
+        raise PixseqError(f"-n must be >= 1, got {args.num}")
+    out = output_path(args.out)
+    size = parse_size(args.size)
+    device = resolve_device(args.device)
+    seed_everything(args.seed)
+    model = load_token_model(args.model, device)
+    cls = parse_class(model, args.cls)
+    images, ncol = sample_images(model, args.num, cls, size, **sampling_kwargs(args, device))
+    tiles = to_uint8_batch(images)
+    save_image(make_grid(tiles, ncol=args.ncol or ncol, scale=legible_scale(tiles[0].shape[0])), out)
+    what = f"class {cls}" if cls is not None else ("all classes" if model.num_classes else "unconditional")
+    print(f"wrote {out}: {args.num} samples ({what}), {tiles[0].shape[0]}x{tiles[0].shape[1]} each")
+    return 0

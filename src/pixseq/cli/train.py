@@ -1,0 +1,28 @@
+"""``pixseq train <what>``: one sub-command per trainable system.
+
+A new system adds its trainer with ONE line in :data:`TARGETS`; a module that does not
+exist yet is simply not listed.
+"""
+from __future__ import annotations
+
+import argparse
+
+from pixseq.cli.common import add_subcommands, run_subcommand
+
+HELP = "train a model (igpt: pixel palette + GPT prior)"
+HAS_SUBCOMMANDS = True
+
+#: sub-command -> module with HELP, add_parser(parser), run(args)
+TARGETS: dict[str, str] = {
+    "igpt": "pixseq.cli.train_igpt",
+    "vqgan": "pixseq.cli.train_vqgan",
+    "prior": "pixseq.cli.train_prior",
+}
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    add_subcommands(parser, TARGETS, dest="target")
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_subcommand(args)

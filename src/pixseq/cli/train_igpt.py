@@ -1,0 +1,151 @@
+"""``pixseq train igpt``: fit a colour palette on the data, then train the GPT prior over pixels.
+
+Layout of ``--out DIR``::
+
+    DIR/config.json, DIR/model.safetensors   the finished model (written last, atomically)
+    DIR/train/run.json                       the model/data settings (reused by --resume)
+    DIR/train/train_state.pt, history.jsonl  the Trainer's checkpoint and loss history
+    DIR/train/tb/                            TensorBoard scalars
+
+so ``pixseq sample --model DIR`` works on the same path.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pixseq.errors import PixseqError
+
+HELP = "train an iGPT (k-means colour palette + GPT prior over pixels) on a data spec"
+
+RUN_NAME = "run.json"
+#: Model/data settings stored in run.json; --resume refuses to change them.
+RUN_KEYS = ("data", "limit", "size", "image_size", "palette", "classes")
+
+
+def _defaults():
+    from pixseq.train import TrainConfig
+
+    return TrainConfig(steps=2000, batch_size=32, lr=1e-3, warmup_steps=100, ckpt_every=200, log_every=10)
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    from pixseq.train import add_train_arguments
+
+    parser.add_argument("--data", required=True, help="data spec: fashion-mnist[:train|test], a folder, photos")
+    parser.add_argument("--out", required=True, help="model directory to write")
+    parser.add_argument("--size", choices=["s", "m", "l"], default=None, help="GPT size preset (default s)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="square side images are resized to (default: the data's side up to 32)")
+    parser.add_argument("--palette", type=int, default=None, help="palette colours = vocabulary (default 512)")
+    parser.add_argument("--classes", action="store_true", default=None,
+                        help="class-conditional: a class token from the data's labels is prepended")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    parser.add_argument("--bf16", dest="train_precision", action="store_const", const="bf16",
+                        default=argparse.SUPPRESS, help="bf16 autocast (same as --precision bf16)")
+    parser.add_argument("--force", action="store_true", help="overwrite a finished model in --out")
+    add_train_arguments(parser, _defaults())
+
+
+# ---------------------------------------------------------------- library-level pieces
+def default_image_size(images: Sequence[np.ndarray], cap: int = 32) -> int:
+    """The data's own side when images are square and small, else ``cap``."""
+    sides = {im.shape[0] for im in images} | {im.shape[1] for im in images}
+    return min(sides.pop(), cap) if len(sides) == 1 else cap
+
+
+def build_igpt(images: np.ndarray, size: str, palette: int, num_classes: int, seed: int, **gpt_overrides):
+    """A fresh iGPT for uint8 ``(N, S, S, 3)`` images: palette fitted, GPT preset ``size``."""
+    from pixseq.models.igpt import IGPT, IGPTConfig
+    from pixseq.priors.gpt import gpt_config
+
+    cfg = IGPTConfig(palette_size=palette, image_size=int(images.shape[1]),
+                     gpt=gpt_config(size, **gpt_overrides), num_classes=num_classes)
+    return IGPT.from_data(images, cfg, seed=seed)
+
+
+def fit_igpt(model, images: np.ndarray, labels: np.ndarray | None, out_dir: str | Path, train_config,
+             device, resume: bool = False, meta: dict[str, Any] | None = None, callbacks=()):
+    """Train ``model`` with the Trainer (state in ``out_dir/train``), then save it to ``out_dir``.
+
+    Returns ``(model, history)``. The model directory is written only when training finished.
+    """
+    from pixseq.checkpoint import save_pretrained
+    from pixseq.models.igpt import IGPTTask, IGPTTokenDataset
+    from pixseq.train import Trainer
+
+    out_dir = Path(out_dir)
+    dataset = IGPTTokenDataset(model, images, labels if model.num_classes else None)
+    trainer = Trainer(IGPTTask(model), dataset, train_config, out_dir / "train", device, callbacks=callbacks)
+    start = time.perf_counter()
+    history = trainer.fit(resume=resume)
+    seconds = time.perf_counter() - start
+    if trainer.dist.is_main:
+        last = history[-1] if history else {}
+        info = {"steps": train_config.steps, "train_seconds_last_session": round(seconds, 1),
+                "final_loss": last.get("loss"), "images": int(len(dataset))}
+        save_pretrained(model.cpu(), out_dir, meta={**(meta or {}), **info})
+    return model, history
+
+
+def _run_settings(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """The model/data settings: from the command line, or from run.json when resuming."""
+    given = {k: getattr(args, k) for k in RUN_KEYS}
+    path = out / "train" / RUN_NAME
+    if not args.resume:
+        return given
+    if not path.is_file():
+        raise PixseqError(f"nothing to resume in {out}: no train/{RUN_NAME} (start without --resume)")
+    saved = json.loads(path.read_text())
+    changed = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {v!r}" for k, v in given.items()
+               if v is not None and v != saved.get(k)]
+    if changed:
+        raise PixseqError(f"--resume must keep the run's model/data settings ({'; '.join(changed)}); "
+                          f"drop those options or start a fresh run with another --out")
+    return saved
+
+
+def run(args: argparse.Namespace) -> int:
+    from pixseq.cli.common import resolve_device
+    from pixseq.data import load_data, resize_square
+    from pixseq.io import atomic_write
+    from pixseq.train import config_from_args
+
+    out = Path(args.out)
+    if (out / "config.json").exists() and not (args.resume or args.force):
+        raise PixseqError(f"{out} already holds a trained model; use --resume to continue it or --force to retrain")
+    if args.resume and args.force:
+        raise PixseqError("--resume and --force contradict each other; choose one")
+    settings = _run_settings(args, out)
+    train_config = config_from_args(args, _defaults())
+    if settings["limit"] is not None and settings["limit"] < 1:
+        raise PixseqError(f"--limit must be >= 1, got {settings['limit']}")
+    data = load_data(settings["data"], limit=settings["limit"])
+    if settings["classes"] and data.labels is None:
+        raise PixseqError(f"--classes needs labelled data; {settings['data']!r} has no labels")
+    side = settings["image_size"] or default_image_size(data.images)
+    palette = settings["palette"] or 512
+    if not 1 <= side <= 256 or palette < 2:
+        raise PixseqError(f"--image-size must be in 1..256 and --palette >= 2, got {side} and {palette}")
+    settings = {**settings, "size": settings["size"] or "s", "image_size": side, "palette": palette,
+                "classes": bool(settings["classes"])}
+    images = resize_square(data.images, side)
+    num_classes = data.num_classes if settings["classes"] else 0
+    model = build_igpt(images, settings["size"], palette, num_classes, train_config.seed)
+    if not args.resume:
+        with atomic_write(out / "train" / RUN_NAME, "w") as fh:
+            json.dump(settings, fh, indent=2)
+    meta = {"class_names": list(data.class_names) if num_classes else [], "data": settings["data"]}
+    model, history = fit_igpt(model, images, data.labels, out, train_config, resolve_device(args.device),
+                              resume=args.resume, meta=meta)
+    last = history[-1] if history else {}
+    loss = last.get("loss", float("nan"))
+    print(f"wrote {out}: iGPT {side}x{side}, palette {palette}, preset {settings['size']} "
+          f"({model.prior.num_params() / 1e6:.2f} M params), {train_config.steps} steps, "
+          f"final loss {loss:.3f} nats/pixel ({loss / np.log(2):.3f} bits)")
+    return 0

@@ -1,0 +1,132 @@
+"""Linear probes: how much class information each layer of a generative prior holds.
+
+iGPT (Chen et al. 2020, section 3.2 / 4.1) average-pools a layer's features over the
+sequence and fits a logistic-regression classifier on them; the best layer sits in the
+middle of the network, because the last layers specialise in predicting the next pixel.
+Here the classifier is scikit-learn's ``LogisticRegression`` on standardised features,
+fitted on one part of the data and scored on a held-out part. Raw pixels are probed the
+same way as a baseline: a layer is only interesting if it beats them.
+
+Class-conditional models get the *same* class token (class 0) for every image, so the
+label cannot leak into the features through the conditioning.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pixseq.errors import PixseqError
+
+
+@dataclass
+class ProbeRow:
+    """Accuracy of one linear probe."""
+
+    layer: str
+    dim: int
+    train_accuracy: float
+    test_accuracy: float
+
+
+def layer_names(num_layers: int) -> list[str]:
+    """Names of the ``num_layers + 1`` feature sets a GPT prior returns."""
+    return [f"block {i + 1}" for i in range(num_layers)] + ["final norm"]
+
+
+@torch.no_grad()
+def extract_features(model, images: np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
+    """Mean-pooled features of every layer: a list of ``(N, C)`` float32 arrays.
+
+    ``images``: uint8 ``(N, H, W, 3)`` at the model's size. The model needs
+    ``pooled_features(tokens, labels)`` (iGPT has it).
+    """
+    if not hasattr(model, "pooled_features"):
+        raise PixseqError(f"linear probes need a model with pooled features (igpt); got {model.kind!r}")
+    H, W = model.image_size
+    if images.ndim != 4 or tuple(images.shape[1:3]) != (H, W):
+        raise PixseqError(f"probe images must be {H}x{W} for this model, got {images.shape}")
+    device = next(model.parameters()).device
+    out: list[list[np.ndarray]] = []
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).permute(0, 3, 1, 2).float() / 255
+        tokens = model.tokenizer.encode(x.to(device)).flatten(1)  # (B, h*w)
+        labels = torch.zeros(len(x), dtype=torch.long) if model.num_classes else None  # same class for all
+        feats = model.pooled_features(tokens, labels)
+        if not out:
+            out = [[] for _ in feats]
+        for store, f in zip(out, feats):
+            store.append(f.float().cpu().numpy())
+    return [np.concatenate(chunks) for chunks in out]
+
+
+def split_indices(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded train/test split, stratified by class when every class has two or more images."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < test_fraction < 1:
+        raise PixseqError(f"test fraction must be in (0, 1), got {test_fraction}")
+    idx = np.arange(len(labels))
+    _, counts = np.unique(labels, return_counts=True)
+    strat = labels if counts.min() >= 2 and len(counts) <= test_fraction * len(labels) else None
+    return train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
+
+
+def fit_probe(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray,
+              max_iter: int = 1000) -> tuple[float, float]:
+    """Logistic regression on standardised ``features``: (train accuracy, test accuracy)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
+    with warnings.catch_warnings():
+        # A probe that has not fully converged is still a fair probe; don't spam the user.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(features[train], labels[train])
+    return float(clf.score(features[train], labels[train])), float(clf.score(features[test], labels[test]))
+
+
+def linear_probe(model, images: np.ndarray, labels: np.ndarray, test_fraction: float = 0.25,
+                 seed: int = 0, batch_size: int = 64) -> list[ProbeRow]:
+    """Probe raw pixels and every layer of ``model`` on uint8 ``(N, H, W, 3)`` images.
+
+    Returns one :class:`ProbeRow` per feature set: ``"pixels"`` first, then the layers.
+    """
+    labels = np.asarray(labels)
+    if len(labels) != len(images):
+        raise PixseqError(f"{len(images)} images but {len(labels)} labels")
+    if len(np.unique(labels)) < 2:
+        raise PixseqError("a linear probe needs images of at least two classes")
+    if len(images) < 8:
+        raise PixseqError(f"a linear probe needs at least 8 images, got {len(images)}")
+    train, test = split_indices(labels, test_fraction, seed)
+    pixels = images.reshape(len(images), -1).astype(np.float32) / 255.0
+    sets = [("pixels", pixels)]
+    feats = extract_features(model, images, batch_size)
+    sets += list(zip(layer_names(len(feats) - 1), feats))
+    rows = []
+    for name, f in sets:
+        tr, te = fit_probe(f, labels, train, test)
+        rows.append(ProbeRow(name, f.shape[1], tr, te))
+    return rows
+
+
+def best_layer(rows: list[ProbeRow]) -> ProbeRow:
+    """The model layer (not the pixel baseline) with the highest test accuracy."""
+    layers = [r for r in rows if r.layer != "pixels"]
+    return max(layers, key=lambda r: r.test_accuracy)
+
+
+def format_table(rows: list[ProbeRow]) -> str:
+    """A markdown table of probe accuracies, best layer marked."""
+    best = best_layer(rows).layer
+    lines = ["| features | dim | train acc | test acc |", "|---|---:|---:|---:|"]
+    for r in rows:
+        mark = " **best**" if r.layer == best else ""
+        lines.append(f"| {r.layer}{mark} | {r.dim} | {r.train_accuracy:.3f} | {r.test_accuracy:.3f} |")
+    return "\n".join(lines)
