@@ -265,3 +265,31 @@ def test_lite0_label_overlap_falls_with_jpeg_quality():
     means = np.mean(per_photo, axis=0)
     assert all(x > y for x, y in zip(means, means[1:])), means
     assert means[0] > 0.8  # near-lossless JPEG keeps most of the top-100 labels
+
+
+def test_b16_imagenet1k_key_map_round_trip():
+    """A PyTorch-Pretrained-ViT state dict converts to timm keys and gives the same network."""
+    import timm
+
+    from pixseq.metrics.backbones import convert_b16_imagenet1k
+
+    vit = timm.create_model("vit_base_patch16_384", pretrained=False, img_size=32, patch_size=8,
+                            embed_dim=32, depth=2, num_heads=2, num_classes=1000).eval()
+    sd = vit.state_dict()
+    luke = {"patch_embedding.weight": sd["patch_embed.proj.weight"], "patch_embedding.bias": sd["patch_embed.proj.bias"],
+            "class_token": sd["cls_token"], "positional_embedding.pos_embedding": sd["pos_embed"],
+            "norm.weight": sd["norm.weight"], "norm.bias": sd["norm.bias"],
+            "fc.weight": sd["head.weight"], "fc.bias": sd["head.bias"]}
+    for i in range(2):
+        for kind in ("weight", "bias"):
+            q, k, v = sd[f"blocks.{i}.attn.qkv.{kind}"].chunk(3)
+            luke.update({f"transformer.blocks.{i}.attn.proj_q.{kind}": q, f"transformer.blocks.{i}.attn.proj_k.{kind}": k,
+                         f"transformer.blocks.{i}.attn.proj_v.{kind}": v,
+                         f"transformer.blocks.{i}.proj.{kind}": sd[f"blocks.{i}.attn.proj.{kind}"],
+                         f"transformer.blocks.{i}.pwff.fc1.{kind}": sd[f"blocks.{i}.mlp.fc1.{kind}"],
+                         f"transformer.blocks.{i}.pwff.fc2.{kind}": sd[f"blocks.{i}.mlp.fc2.{kind}"],
+                         f"transformer.blocks.{i}.norm1.{kind}": sd[f"blocks.{i}.norm1.{kind}"],
+                         f"transformer.blocks.{i}.norm2.{kind}": sd[f"blocks.{i}.norm2.{kind}"]})
+    converted = convert_b16_imagenet1k(luke)
+    assert set(converted) == set(sd)
+    assert all(torch.equal(converted[k], sd[k]) for k in sd)

