@@ -315,7 +315,7 @@ class KID(Metric):
 
 
 def _gather(local: torch.Tensor) -> torch.Tensor:
-    """Concatenate a (n_i, D) tensor over DDP ranks (sizes may differ)."""
+    """Concatenate a (n_i, D) tensor over DDP ranks (sizes may differ); rank order is kept."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:

@@ -64,7 +64,10 @@ class InceptionScore(Metric):
     def compute(self) -> tuple[float, float]:
         if not self._probs:
             raise PixseqError("Inception Score: no images were given")
-        return inception_score(torch.cat(self._probs), self.splits)
+        from pixseq.metrics.fid import _gather
+
+        # Under DDP every rank's probabilities are gathered (the splits need the whole set).
+        return inception_score(_gather(torch.cat(self._probs)), self.splits)
 
 
 def inception_logits(model) -> Callable[[torch.Tensor], torch.Tensor]:
