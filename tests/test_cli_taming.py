@@ -98,3 +98,15 @@ def test_bad_vqgan_options(tmp_path, capsys):
     _one_line_error(capsys, "--factor")
     assert main(["train", "vqgan", "--data", "no-such-data", "--out", str(tmp_path / "x")]) == 2
     _one_line_error(capsys, "no-such-data")
+
+
+def test_demo_section_quick(tmp_path):
+    from pixseq.models.taming import demo_section
+    from pixseq.report import Page
+
+    page = Page("demo")
+    stats = demo_section(page, tmp_path, "cpu", quick=True)
+    assert 0 < stats["codebook_usage"] <= 1 and stats["bits_per_pixel_raw"] == pytest.approx(49 * 9 / 784)
+    html = page.render()
+    assert "Taming Transformers" in html and "sliding attention window" in html
+    assert (tmp_path / "taming-prior" / "config.json").is_file()

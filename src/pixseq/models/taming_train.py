@@ -100,6 +100,9 @@ class VQGANTask:
                 fake = self.model(batch["image"])[0]
         return self.loss.discriminator_loss(x, fake.float(), step)
 
+    def on_step_end(self, step: int) -> None:
+        self.model.quantizer.sync()  # identical codebooks on every rank (restarts/EMA are per rank)
+
     @torch.no_grad()
     def sample_images(self, batch: dict, num: int = 8) -> torch.Tensor:
         """Originals above their reconstructions."""

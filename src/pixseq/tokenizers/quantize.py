@@ -173,6 +173,19 @@ class VectorQuantizer(nn.Module):
         self._set_codes(dead, self.recent[pick] + noise)
         self.code_age[dead] = 0
 
+    @torch.no_grad()
+    def sync(self) -> None:
+        """Under ``torch.distributed``, make every rank use rank 0's codebook.
+
+        Restarts and EMA updates use each rank's own encoder outputs, so codebooks would
+        drift apart; the trainer calls this after every step (via the task's ``on_step_end``).
+        A no-op in a single process.
+        """
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.broadcast(self.embedding.weight.data, src=0)
+
     def usage(self) -> float:
         """Fraction of codes used within the last ``usage_window`` training steps."""
         used = (self.code_age < self.config.usage_window) & self.ever_used
