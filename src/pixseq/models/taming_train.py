@@ -185,10 +185,9 @@ def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], la
     out_dir, tokenizer_dir = Path(out_dir), Path(tokenizer_dir)
     tokenizer = load_tokenizer(tokenizer_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tid = check_same_tokenizer(out_dir, tokenizer_dir) if resume else None
-    if not resume:
+    if not resume:  # a fresh run may use any tokenizer; a resumed one must keep its own
         (out_dir / TOKENIZER_RECORD).unlink(missing_ok=True)
-        tid = check_same_tokenizer(out_dir, tokenizer_dir)
+    tid = check_same_tokenizer(out_dir, tokenizer_dir)
     torch.manual_seed(train_config.seed)
     model = Taming(config)
     model.tokenizer.load_state_dict(tokenizer.state_dict())
