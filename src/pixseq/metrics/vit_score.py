@@ -102,6 +102,8 @@ def vit_score(a: torch.Tensor, b: torch.Tensor, classifier: Classifier, k: int =
 
 def score_label(backbone: str, k: int = 100, variant: str = "overlap") -> str:
     """What the number is, for tables: 'ViT-Score (...)' only for the study's backbone."""
+    if variant == "cosine":  # no labels involved: say what it is
+        return f"pooled-embedding cosine similarity ({backbone})"
     base = "ViT-Score" if backbone == STUDY_BACKBONE else "label-overlap score"
     extra = "" if variant == "overlap" else f", {variant}"
     return f"{base} ({backbone}, K={k}{extra})"
