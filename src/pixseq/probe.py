@@ -7,8 +7,9 @@ Here the classifier is scikit-learn's ``LogisticRegression`` on standardised fea
 fitted on one part of the data and scored on a held-out part. Raw pixels are probed the
 same way as a baseline: a layer is only interesting if it beats them.
 
-Class-conditional models get the *same* class token (class 0) for every image, so the
-label cannot leak into the features through the conditioning.
+Class-conditional models get the *same* class token for every image, so the label cannot
+leak into the features through the conditioning: the model's "any class" token when it was
+trained with one (see :data:`NULL_CLASS_NAME`), else class 0.
 """
 from __future__ import annotations
 
@@ -18,6 +19,17 @@ import numpy as np
 import torch
 
 from pixseq.errors import PixseqError
+
+
+#: Class name of the "no particular class" token of models trained with label dropout
+#: (``pixseq demo`` does that, so one model gives conditional and unconditional samples).
+NULL_CLASS_NAME = "any (unconditional)"
+
+
+def probe_class(model) -> int:
+    """The class token probes feed a class-conditional model: its "any class" token, else 0."""
+    names = list(getattr(model, "pretrained_meta", {}).get("class_names", []))
+    return names.index(NULL_CLASS_NAME) if NULL_CLASS_NAME in names else 0
 
 
 @dataclass
@@ -36,11 +48,13 @@ def layer_names(num_layers: int) -> list[str]:
 
 
 @torch.no_grad()
-def extract_features(model, images: np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
+def extract_features(model, images: np.ndarray, batch_size: int = 64,
+                     cond_class: int | None = None) -> list[np.ndarray]:
     """Mean-pooled features of every layer: a list of ``(N, C)`` float32 arrays.
 
     ``images``: uint8 ``(N, H, W, 3)`` at the model's size. The model needs
-    ``pooled_features(tokens, labels)`` (iGPT has it).
+    ``pooled_features(tokens, labels)`` (iGPT has it). ``cond_class``: the class token given
+    to every image of a class-conditional model (default :func:`probe_class`).
     """
     if not hasattr(model, "pooled_features"):
         raise PixseqError(f"linear probes need a model with pooled features (igpt); got {model.kind!r}")
@@ -48,11 +62,12 @@ def extract_features(model, images: np.ndarray, batch_size: int = 64) -> list[np
     if images.ndim != 4 or tuple(images.shape[1:3]) != (H, W):
         raise PixseqError(f"probe images must be {H}x{W} for this model, got {images.shape}")
     device = next(model.parameters()).device
+    cls = probe_class(model) if cond_class is None else cond_class
     out: list[list[np.ndarray]] = []
     for i in range(0, len(images), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).permute(0, 3, 1, 2).float() / 255
         tokens = model.tokenizer.encode(x.to(device)).flatten(1)  # (B, h*w)
-        labels = torch.zeros(len(x), dtype=torch.long) if model.num_classes else None  # same class for all
+        labels = torch.full((len(x),), cls, dtype=torch.long) if model.num_classes else None  # same for all
         feats = model.pooled_features(tokens, labels)
         if not out:
             out = [[] for _ in feats]
@@ -92,7 +107,7 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test:
 
 
 def linear_probe(model, images: np.ndarray, labels: np.ndarray, test_fraction: float = 0.25,
-                 seed: int = 0, batch_size: int = 64) -> list[ProbeRow]:
+                 seed: int = 0, batch_size: int = 64, cond_class: int | None = None) -> list[ProbeRow]:
     """Probe raw pixels and every layer of ``model`` on uint8 ``(N, H, W, 3)`` images.
 
     Returns one :class:`ProbeRow` per feature set: ``"pixels"`` first, then the layers.
@@ -107,7 +122,7 @@ def linear_probe(model, images: np.ndarray, labels: np.ndarray, test_fraction: f
     train, test = split_indices(labels, test_fraction, seed)
     pixels = images.reshape(len(images), -1).astype(np.float32) / 255.0
     sets = [("pixels", pixels)]
-    feats = extract_features(model, images, batch_size)
+    feats = extract_features(model, images, batch_size, cond_class)
     sets += list(zip(layer_names(len(feats) - 1), feats))
     rows = []
     for name, f in sets:

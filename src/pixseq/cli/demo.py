@@ -1,0 +1,42 @@
+"""``pixseq demo``: the main job - train a small iGPT on Fashion-MNIST, write an HTML report."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "train a small iGPT on Fashion-MNIST (a few CPU minutes) and write an HTML page of what it learned"
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="pixseq-demo", help="output folder (default ./pixseq-demo); "
+                                                               "the page is OUT/index.html, the model OUT/model")
+    parser.add_argument("--quick", action="store_true", help="a tiny version in well under a minute (tests, CI)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 600; 25 with --quick)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="training time cap in seconds (default 170; 20 with --quick)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from pixseq.cli.common import resolve_device, seed_everything
+    from pixseq.demo import FULL, QUICK, check_demo_data, run_demo
+    from pixseq.errors import PixseqError
+
+    settings = QUICK if args.quick else FULL
+    if args.steps is not None:
+        if args.steps < 1:
+            raise PixseqError(f"--steps must be >= 1, got {args.steps}")
+        settings = dataclasses.replace(settings, steps=args.steps)
+    if args.budget is not None:
+        if args.budget <= 0:
+            raise PixseqError(f"--budget must be > 0 seconds, got {args.budget}")
+        settings = dataclasses.replace(settings, time_budget_s=args.budget)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise PixseqError(f"--out {out} exists and is not a folder")
+    check_demo_data()
+    device = resolve_device(args.device)
+    seed_everything(args.seed)
+    run_demo(out, device, quick=args.quick, seed=args.seed, settings=settings)
+    return 0
