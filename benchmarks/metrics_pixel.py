@@ -1,0 +1,105 @@
+"""Throughput of pixseq's PSNR / SSIM / MS-SSIM vs torchmetrics, pytorch-msssim and scikit-image.
+
+Same inputs for everyone: a batch of natural-photo crops in [0, 1] and noisy copies.
+torchmetrics / pytorch-msssim get the batch as float32 tensors (their usual use), pixseq
+the same float32 batch (it computes in float64 by default, ``precision="float32"`` is also
+shown), scikit-image one HxWx3 float64 image pair at a time. Time = best of ``--repeats``
+(the machine is shared; the minimum is the least disturbed run). Prints a markdown table.
+
+    python benchmarks/metrics_pixel.py [--batch 8] [--size 256] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up (first-call allocations, kernel selection)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def make_inputs(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from pixseq.data import load_data, resize_square
+
+    photos = load_data("photos")
+    imgs = resize_square([photos.images[i % len(photos.images)] for i in range(batch)], size)
+    a = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    g = torch.Generator().manual_seed(0)
+    b = (a + 0.05 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    return a, b
+
+
+def contenders(a: torch.Tensor, b: torch.Tensor) -> dict[str, dict[str, Callable[[], object]]]:
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+    from torchmetrics.functional.image import (
+        multiscale_structural_similarity_index_measure as tm_msssim,
+        peak_signal_noise_ratio as tm_psnr,
+        structural_similarity_index_measure as tm_ssim,
+    )
+
+    from pixseq.metrics.pixel import psnr
+    from pixseq.metrics.ssim import ms_ssim, ssim
+
+    an = [x.permute(1, 2, 0).double().numpy() for x in a]
+    bn = [x.permute(1, 2, 0).double().numpy() for x in b]
+    sk_ssim = lambda: [structural_similarity(x, y, gaussian_weights=True, sigma=1.5,  # noqa: E731
+                                             use_sample_covariance=False, data_range=1.0, channel_axis=-1)
+                       for x, y in zip(an, bn)]
+    out = {
+        "PSNR": {
+            "pixseq": lambda: psnr(a, b),
+            "torchmetrics": lambda: tm_psnr(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3)),
+            "scikit-image (per image)": lambda: [peak_signal_noise_ratio(x, y, data_range=1.0) for x, y in zip(an, bn)],
+        },
+        "SSIM": {
+            "pixseq": lambda: ssim(a, b),
+            "pixseq (float32)": lambda: ssim(a, b, precision="float32"),
+            "torchmetrics": lambda: tm_ssim(a, b, data_range=1.0, reduction="none"),
+            "scikit-image (per image)": sk_ssim,
+        },
+        "MS-SSIM": {
+            "pixseq": lambda: ms_ssim(a, b),
+            "pixseq (float32)": lambda: ms_ssim(a, b, precision="float32"),
+            "torchmetrics": lambda: tm_msssim(a, b, data_range=1.0, reduction="none"),
+        },
+    }
+    try:
+        import pytorch_msssim
+
+        out["MS-SSIM"]["pytorch-msssim"] = lambda: pytorch_msssim.ms_ssim(a, b, data_range=1.0, size_average=False)
+    except ImportError:
+        pass
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    a, b = make_inputs(args.batch, args.size)
+    print(f"{args.batch} image pairs of {args.size}x{args.size}x3, torch threads = {args.threads}, "
+          f"best of {args.repeats}\n")
+    print("| metric | implementation | images/s | pixseq speed-up |")
+    print("|---|---|---:|---:|")
+    for metric, impls in contenders(a, b).items():
+        rates = {name: args.batch / best_time(fn, args.repeats) for name, fn in impls.items()}
+        for name, rate in rates.items():
+            print(f"| {metric} | {name} | {rate:,.1f} | {rates['pixseq'] / rate:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
