@@ -134,13 +134,37 @@ def ref_decode(sd, codes):
     return _conv(sd, "decoder.conv_out", F.silu(_gn(sd, "decoder.norm_out", h)))
 
 
+def _save_like_lightning(obj: dict, path) -> None:
+    """torch.save with a callback state keyed by a pytorch_lightning class (as Lightning 1.x
+    writes ``checkpoint["callbacks"]``), from a stand-in module that is gone at load time."""
+    import sys
+    import types
+
+    name = "pytorch_lightning.callbacks.model_checkpoint"
+    mod = types.ModuleType(name)
+    cls = type("ModelCheckpoint", (), {"__module__": name})
+    mod.ModelCheckpoint = cls
+    parents = ("pytorch_lightning", "pytorch_lightning.callbacks")
+    saved = {n: sys.modules.get(n) for n in (*parents, name)}
+    sys.modules.update({n: types.ModuleType(n) for n in parents})
+    sys.modules[name] = mod
+    try:
+        torch.save({**obj, "callbacks": {cls: {"best_model_score": torch.tensor(0.5)}}}, path)
+    finally:
+        for n, m in saved.items():
+            if m is None:
+                sys.modules.pop(n, None)
+            else:
+                sys.modules[n] = m
+
+
 @pytest.fixture
 def official_ckpt(tmp_path):
     g = torch.Generator().manual_seed(0)
     sd = {k: torch.randn(shape, generator=g) * 0.2 for k, shape in _official_shapes().items()}
     sd["quantize.embedding.weight"] *= 5  # spread codes so several are used
     path = tmp_path / "last.ckpt"
-    torch.save({"state_dict": sd, "global_step": 1}, path)
+    _save_like_lightning({"state_dict": sd, "global_step": 1}, path)
     return path, {k: v.double() for k, v in sd.items()}
 
 
@@ -176,3 +200,9 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(PixseqError, match="unexpected key"):
         map_key("encoder.down.0.block.0.temb_proj.weight")
     assert map_key("loss.discriminator.main.0.weight") is None
+
+
+def test_non_metadata_globals_are_still_refused(tmp_path, capsys):
+    torch.save({"state_dict": {}, "x": torch.nn.ReLU()}, tmp_path / "evil.ckpt")  # a pickled module
+    assert main(["convert", "taming", str(tmp_path / "evil.ckpt"), str(tmp_path / "o")]) == 2
+    assert "weights_only" in capsys.readouterr().err

@@ -125,6 +125,33 @@ def convert_state(sd: dict[str, torch.Tensor]) -> VQGAN:
     return model.eval()
 
 
+#: Modules whose objects Lightning checkpoints carry as training metadata (callback states
+#: keyed by class, hyper-parameters as OmegaConf containers): never needed for the weights.
+_METADATA_MODULES = ("pytorch_lightning.", "lightning.", "lightning_fabric.", "omegaconf.")
+
+
+class _Inert:
+    """Stand-in for a metadata class during a ``weights_only`` load: stores state, runs nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+def load_checkpoint(path: str | os.PathLike) -> Any:
+    """``torch.load(weights_only=True)`` of a Lightning ``.ckpt``; its Lightning/OmegaConf
+    metadata objects are read as inert stand-ins (no code from the file is ever run)."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - missing/corrupt files get their error from load_legacy_state
+        names = []
+    stubs = [(_Inert, n) for n in names if n.startswith(_METADATA_MODULES)]
+    with torch.serialization.safe_globals(stubs):
+        return load_legacy_state(path)
+
+
 def convert_taming(path: str | os.PathLike) -> VQGAN:
     """Load an official ``.ckpt`` safely (``torch.load(weights_only=True)``) and convert it."""
-    return convert_state(state_dict_of(load_legacy_state(path)))
+    return convert_state(state_dict_of(load_checkpoint(path)))
