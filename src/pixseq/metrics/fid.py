@@ -140,17 +140,20 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
     """Fréchet distance between N(mu1, cov1) and N(mu2, cov2), in float64.
 
     ``tr((S1 S2)^{1/2})`` equals the sum of square roots of the eigenvalues of the *symmetric*
-    PSD matrix ``S1^{1/2} S2 S1^{1/2}`` (similar to S1 S2), so we use two symmetric eigen-
-    decompositions instead of a general ``sqrtm``: the result is real, and rank-deficient
+    PSD matrix ``C^T S2 C`` with ``S1 = C C^T`` (similar to S2 S1), so we use two symmetric
+    eigendecompositions instead of a general ``sqrtm``: the result is real, and rank-deficient
     covariances (fewer samples than dimensions) give no NaN — tiny negative eigenvalues from
-    round-off are clipped to 0.
+    round-off are clipped to 0. Peak extra memory is about four D x D float64 matrices.
     """
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     cov1, cov2 = np.asarray(cov1, np.float64), np.asarray(cov2, np.float64)
-    w1, v1 = np.linalg.eigh((cov1 + cov1.T) / 2)
-    sqrt1 = (v1 * np.sqrt(np.clip(w1, 0, None))) @ v1.T
-    m = sqrt1 @ cov2 @ sqrt1
-    eig = np.linalg.eigvalsh((m + m.T) / 2)
+    # eigh/eigvalsh read one triangle only, so they see the symmetric part of their input.
+    w1, c = np.linalg.eigh(cov1)
+    c *= np.sqrt(np.clip(w1, 0, None))  # C = V diag(sqrt w): S1 = C C^T, in place (D x D float64 each)
+    # eig(C^T S2 C) = eig(S2 C C^T) = eig(S2 S1): the symmetric form, without forming S1^{1/2}.
+    m = c.T @ (cov2 @ c)
+    del c
+    eig = np.linalg.eigvalsh(m)
     tr_covmean = float(np.sqrt(np.clip(eig, 0, None)).sum())
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * tr_covmean)
@@ -160,9 +163,10 @@ def gaussian_stats(n: float, total: torch.Tensor, outer: torch.Tensor) -> tuple[
     """Mean and unbiased covariance from a count, ``sum x`` and ``sum x x^T`` (float64)."""
     if n < 2:
         raise PixseqError(f"FID needs at least 2 images per set, got {int(n)}")
-    mu = total.double().cpu().numpy() / n
-    cov = (outer.double().cpu().numpy() - n * np.outer(mu, mu)) / (n - 1)
-    return mu, cov
+    mu = total.double().cpu() / n
+    cov = outer.double().cpu().clone()  # one copy; the accumulated state stays untouched
+    cov.addr_(mu, mu, alpha=-n).div_(n - 1)  # (S - n mu mu^T) / (n - 1), in place
+    return mu.numpy(), cov.numpy()
 
 
 def _to_features(extractor: FeatureExtractor, images: torch.Tensor) -> torch.Tensor:
@@ -191,10 +195,18 @@ class FID(Metric):
         if d is None:
             raise ValueError("FID needs num_features when the extractor does not declare it")
         self.num_features = int(d)
+        # Scalar defaults, materialised on the first update: the base class keeps a copy of
+        # every default for reset(), and two idle D x D float64 zeros would cost 64 MiB at D=2048.
         for side in ("real", "fake"):
-            self.add_state(f"{side}_n", torch.zeros((), dtype=torch.float64))
-            self.add_state(f"{side}_sum", torch.zeros(d, dtype=torch.float64))
-            self.add_state(f"{side}_outer", torch.zeros(d, d, dtype=torch.float64))
+            for key in ("n", "sum", "outer"):
+                self.add_state(f"{side}_{key}", torch.zeros((), dtype=torch.float64))
+
+    def _materialise(self) -> None:
+        d = self.num_features
+        for side in ("real", "fake"):
+            for key, shape in (("sum", (d,)), ("outer", (d, d))):
+                if self._state[f"{side}_{key}"].ndim == 0:
+                    self._state[f"{side}_{key}"] = torch.zeros(shape, dtype=torch.float64)
 
     def update(self, images: torch.Tensor, real: bool) -> None:
         """Add a batch of images (needs an extractor)."""
@@ -208,11 +220,13 @@ class FID(Metric):
         if f.shape[1] != self.num_features:
             raise PixseqError(f"FID expects {self.num_features}-d features, got {f.shape[1]}")
         side = "real" if real else "fake"
-        self._accumulate(f"{side}_n", torch.tensor(float(f.shape[0]), dtype=torch.float64))
-        self._accumulate(f"{side}_sum", f.sum(0))
-        self._accumulate(f"{side}_outer", f.T @ f)  # (D, D)
+        self._materialise()
+        self._state[f"{side}_n"] = self._state[f"{side}_n"] + f.shape[0]
+        self._state[f"{side}_sum"].add_(f.sum(0))
+        self._state[f"{side}_outer"].addmm_(f.T, f)  # += f^T f in place: no D x D temporary
 
     def compute(self) -> float:
+        self._materialise()  # every DDP rank must reduce same-shaped tensors, even one with no data
         s = self.synced_state()
         n_r, n_f = float(s["real_n"]), float(s["fake_n"])
         if min(n_r, n_f) < self.num_features:
