@@ -33,6 +33,7 @@ header included. :class:`CodecStats` also reports the model's cross-entropy
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import zlib
 from dataclasses import asdict, dataclass
@@ -46,7 +47,7 @@ from pixseq.codec import container
 from pixseq.codec.container import Header
 from pixseq.codec.entropy import TokenDecoder, TokenEncoder, probabilities
 from pixseq.errors import PixseqError
-from pixseq.io import to_tensor, to_uint8
+from pixseq.io import MAX_PIXELS, to_tensor, to_uint8
 from pixseq.priors.sampling import IncrementalDecoder
 
 DEFAULT_BATCH = 16
@@ -190,6 +191,8 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 1:
         raise PixseqError(f"compress needs an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+    if image.shape[0] * image.shape[1] > MAX_PIXELS:
+        raise PixseqError(f"image too large to compress: {image.shape[1]}x{image.shape[0]} > {MAX_PIXELS} pixels")
     return np.ascontiguousarray(image)
 
 
@@ -220,7 +223,7 @@ def compress_with_stats(image: np.ndarray, model, model_dir: str | None = None, 
                 stepper.push(flat[:, t])
             crc = zlib.crc32(flat.cpu().numpy().astype("<i4").tobytes(), crc)
     payload = enc.finish()
-    header = Header(**{**header.__dict__, "token_crc": crc, "model_path": str(model_dir or "")})
+    header = dataclasses.replace(header, token_crc=crc, model_path=str(model_dir or ""))
     data = container.pack(header, payload)
     stats = CodecStats(header.height, header.width, len(data), len(data) - len(payload), enc.num_symbols,
                        enc.ideal_bits, time.perf_counter() - t0)
