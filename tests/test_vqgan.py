@@ -183,3 +183,12 @@ def test_tiny_vqgan_learns_to_reconstruct():
         opt.step()
         first = first if first is not None else logs["rec"]
     assert logs["rec"] < 0.7 * first  # measured ~0.55 after 40 steps
+
+
+def test_nearest_code_is_fp32_under_bf16_autocast():
+    q = _vq(num_codes=64, dim=8).eval()
+    z = torch.randn(4, 8, 5, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, _, info = q(z)
+    ref = torch.cdist(z.double().permute(0, 2, 3, 1).reshape(-1, 8), q.embedding.weight.double()).argmin(1)
+    assert torch.equal(info["indices"].flatten(), ref)

@@ -82,9 +82,11 @@ class VectorQuantizer(nn.Module):
 
     def nearest(self, flat: torch.Tensor) -> torch.Tensor:
         """Index of the nearest code (squared L2) for each row of ``flat`` ``(N, d)``."""
-        cb = self.codebook()
-        # ||z - e||^2 = ||z||^2 - 2 z.e + ||e||^2, without materialising (N, K, d)
-        d2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ cb.t() + cb.pow(2).sum(1)[None]
+        # fp32 even under bf16 autocast: the argmin is sensitive to rounding of the distances
+        with torch.autocast(device_type=flat.device.type, enabled=False):
+            flat, cb = flat.float(), self.codebook().float()
+            # ||z - e||^2 = ||z||^2 - 2 z.e + ||e||^2, without materialising (N, K, d)
+            d2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ cb.t() + cb.pow(2).sum(1)[None]
         return d2.argmin(1)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -95,7 +97,7 @@ class VectorQuantizer(nn.Module):
             info dict with ``indices`` ``(B, h, w)`` and ``perplexity``.
         """
         B, D, H, W = z.shape
-        z = z.float()  # distances in fp32 even under autocast: argmin is sensitive to rounding
+        z = z.float()
         flat = z.permute(0, 2, 3, 1).reshape(-1, D)  # (B*h*w, d)
         if self.config.l2_norm:
             flat = F.normalize(flat, dim=1)
