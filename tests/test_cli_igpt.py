@@ -1,0 +1,270 @@
+"""The iGPT command line, in-process: train igpt, sample, complete, probe, convert hf-imagegpt, demo.
+
+Tiny models on a tiny synthetic folder dataset (two classes that differ in where the
+bright half is), a few steps each: these check the wiring, the files and the errors, not
+image quality.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pixseq import checkpoint
+from pixseq.cli import main
+from pixseq.io import save_image
+
+SIDE = 8
+TRAIN = ["--image-size", str(SIDE), "--palette", "4", "--batch-size", "8", "--lr", "3e-3", "--warmup-steps", "1",
+         "--log-every", "0", "--ckpt-every", "0"]
+
+
+def _one_line_error(capsys, code: int) -> str:
+    """The exit code is 2 and stderr ends with exactly one 'pixseq: error:' line, no traceback."""
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("pixseq: error:") and sum(l.startswith("pixseq: error") for l in err.splitlines()) == 1
+    return last
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """These models are tiny: one thread is faster than two fighting over shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Two classes of 8x8 grey images: 'top' is bright above, 'bottom' bright below (+ noise)."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for cls, bright_top in (("bottom", False), ("top", True)):
+        (root / cls).mkdir()
+        for i in range(24):
+            im = rng.integers(0, 60, (SIDE, SIDE), dtype=np.uint8)
+            half = slice(0, SIDE // 2) if bright_top else slice(SIDE // 2, SIDE)
+            im[half] += 190
+            save_image(np.repeat(im[..., None], 3, axis=-1), root / cls / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_dir(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "m"
+    assert main(["train", "igpt", "--data", str(folder), "--out", str(out), "--classes", "--steps", "4"] + TRAIN) == 0
+    return out
+
+
+def test_help_lists_verbs_and_common_options(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for verb in ("demo", "train", "sample", "complete", "probe", "convert"):
+        assert verb in out
+    for argv in (["train", "igpt"], ["sample"], ["complete"], ["probe"], ["convert", "hf-imagegpt"], ["demo"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv + ["--help"])
+        text = capsys.readouterr().out
+        assert info.value.code == 0 and "--device" in text and "--seed" in text, argv
+
+
+def test_train_writes_a_model_dir(model_dir, capsys):
+    model = checkpoint.from_pretrained(model_dir, expected_kind="igpt")
+    assert model.num_classes == 2 and model.image_size == (SIDE, SIDE) and model.tokenizer.vocab_size == 4
+    assert model.pretrained_meta["class_names"] == ["bottom", "top"]
+    history = [json.loads(line) for line in (model_dir / "train" / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in history] == [0, 1, 2, 3]
+    assert json.loads((model_dir / "train" / "run.json").read_text())["palette"] == 4
+
+
+def test_train_refuses_to_overwrite_and_bad_resume(model_dir, folder, capsys):
+    base = ["train", "igpt", "--data", str(folder), "--out", str(model_dir)]
+    assert "--resume" in _one_line_error(capsys, main(base + ["--steps", "4"] + TRAIN))
+    msg = _one_line_error(capsys, main(base + ["--resume", "--palette", "8", "--steps", "4"]))
+    assert "--palette" in msg
+    assert "unknown data spec" in _one_line_error(capsys, main(["train", "igpt", "--data", "nope", "--out",
+                                                                str(model_dir.parent / "x")]))
+
+
+def test_interrupted_training_resumes_exactly(model_dir, folder, tmp_path, monkeypatch, capsys):
+    from pixseq.train import trainer as trainer_mod
+
+    args = ["--data", str(folder), "--classes", "--steps", "4"] + TRAIN  # as model_dir was trained
+    original = trainer_mod.Trainer._run_one_step
+
+    def stop_after_two(self, pbar):
+        original(self, pbar)
+        if self.step == 2:
+            raise KeyboardInterrupt  # what Ctrl-C between two steps does
+
+    monkeypatch.setattr(trainer_mod.Trainer, "_run_one_step", stop_after_two)
+    msg = _one_line_error(capsys, main(["train", "igpt", "--out", str(tmp_path / "b")] + args))
+    assert "interrupted" in msg and "--resume" in msg
+    assert not (tmp_path / "b" / "config.json").exists()  # no half-finished model directory
+    monkeypatch.setattr(trainer_mod.Trainer, "_run_one_step", original)
+    assert main(["train", "igpt", "--out", str(tmp_path / "b"), "--resume"] + args) == 0
+    a = checkpoint.from_pretrained(model_dir).state_dict()
+    b = checkpoint.from_pretrained(tmp_path / "b").state_dict()
+    for k in a:  # CPU training is deterministic: the resumed run matches bit for bit
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_sample(model_dir, tmp_path, capsys):
+    out = tmp_path / "s.png"
+    assert main(["sample", "--model", str(model_dir), "-n", "4", "--out", str(out), "--top-k", "3"]) == 0
+    grid = np.asarray(Image.open(out))
+    assert grid.ndim == 3 and grid.shape[1] > 2 * SIDE  # two columns (one per class), upscaled
+    assert main(["sample", "--model", str(model_dir), "-n", "2", "--class", "top", "--out", str(out)]) == 0
+    assert "class 1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, pattern", [
+    (["--class", "2"], "out of range"),
+    (["--class", "shoe"], "not a class index"),
+    (["--temperature", "0"], "temperature"),
+    (["--top-p", "1.5"], "top-p"),
+    (["--size", "16x16"], "trained size"),
+    (["-n", "0"], "-n"),
+])
+def test_sample_bad_input(model_dir, tmp_path, capsys, extra, pattern):
+    code = main(["sample", "--model", str(model_dir), "--out", str(tmp_path / "s.png")] + extra)
+    assert pattern in _one_line_error(capsys, code)
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_sample_not_a_model_dir(tmp_path, capsys):
+    msg = _one_line_error(capsys, main(["sample", "--model", str(tmp_path), "--out", str(tmp_path / "s.png")]))
+    assert "not a pixseq model directory" in msg
+
+
+def test_complete_resizes_with_notice_and_writes_grid(model_dir, tmp_path, capsys):
+    img = np.zeros((20, 20, 3), np.uint8)
+    img[:10] = 230  # bright top: the 'top' class
+    save_image(img, tmp_path / "in.png")
+    out = tmp_path / "c.png"
+    assert main(["complete", str(tmp_path / "in.png"), "--model", str(model_dir), "-n", "3", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "resized to 8x8" in captured.err and "no --class given" in captured.err
+    assert "3 completions" in captured.out
+    grid = np.asarray(Image.open(out))
+    scale = (grid.shape[0] - 4) // SIDE  # make_grid: pad 2 around one row of upscaled tiles
+    assert grid.shape[1] == 5 * SIDE * scale + 6 * 2  # original | kept | 3 completions
+    kept = grid[2:2 + SIDE * scale, 2 + SIDE * scale + 2: 2 + 2 * SIDE * scale + 2]
+    assert (kept[SIDE * scale // 2:] == 128).all()  # the bottom half is greyed out
+
+
+@pytest.mark.parametrize("case", ["keep0", "keep1", "missing", "corrupt", "class"])
+def test_complete_bad_input(model_dir, tmp_path, capsys, case):
+    image = tmp_path / "in.png"
+    save_image(np.zeros((8, 8, 3), np.uint8), image)
+    extra = {"keep0": ["--keep", "0"], "keep1": ["--keep", "1.5"], "class": ["--class", "-1"]}.get(case, [])
+    if case == "missing":
+        image = tmp_path / "none.png"
+    if case == "corrupt":
+        image.write_bytes(image.read_bytes()[:30])
+    code = main(["complete", str(image), "--model", str(model_dir), "--out", str(tmp_path / "c.png")] + extra)
+    msg = _one_line_error(capsys, code)
+    pattern = {"keep0": "--keep", "keep1": "--keep", "missing": "not found",
+               "corrupt": "not an image|cannot read", "class": "out of range"}[case]
+    assert re.search(pattern, msg)
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_probe(model_dir, folder, capsys):
+    assert main(["probe", "--model", str(model_dir), "--data", str(folder), "--limit", "48"]) == 0
+    out = capsys.readouterr().out
+    assert "| pixels |" in out and "block 1" in out and "final norm" in out and "best layer" in out
+
+
+def test_probe_needs_labels(model_dir, tmp_path, capsys):
+    for i in range(8):
+        save_image(np.full((8, 8, 3), i * 20, np.uint8), tmp_path / f"{i}.png")
+    assert "no labels" in _one_line_error(capsys, main(["probe", "--model", str(model_dir), "--data", str(tmp_path)]))
+
+
+def test_linear_probe_finds_the_informative_feature():
+    """fit_probe on synthetic features: one informative direction -> high accuracy, noise -> chance."""
+    from pixseq.probe import fit_probe, split_indices
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 100)
+    noise = rng.normal(size=(200, 5))
+    informative = noise.copy()
+    informative[:, 0] += 4.0 * labels  # classes separated by 4 standard deviations
+    train, test = split_indices(labels, 0.25, 0)
+    assert fit_probe(informative, labels, train, test)[1] > 0.95
+    assert fit_probe(noise, labels, train, test)[1] < 0.75
+
+
+def test_convert_hf_imagegpt(tmp_path, capsys):
+    transformers = pytest.importorskip("transformers")
+    K = 6
+    cfg = transformers.ImageGPTConfig(vocab_size=K + 1, n_positions=16, n_embd=16, n_layer=1, n_head=2)
+    torch.manual_seed(0)
+    transformers.ImageGPTForCausalImageModeling(cfg).save_pretrained(tmp_path / "hf")
+    clusters = np.random.default_rng(0).uniform(-1, 1, (K, 3))
+    (tmp_path / "hf" / "preprocessor_config.json").write_text(json.dumps({"clusters": clusters.tolist()}))
+    assert main(["convert", "hf-imagegpt", str(tmp_path / "hf"), str(tmp_path / "m")]) == 0
+    model = checkpoint.from_pretrained(tmp_path / "m", expected_kind="igpt")
+    assert model.image_size == (4, 4)
+    torch.testing.assert_close(model.tokenizer.palette, torch.from_numpy((clusters + 1) / 2).float())
+    assert main(["sample", "--model", str(tmp_path / "m"), "-n", "2", "--out", str(tmp_path / "s.png")]) == 0
+    assert "--force" in _one_line_error(capsys, main(["convert", "hf-imagegpt", str(tmp_path / "hf"),
+                                                      str(tmp_path / "m")]))
+    assert "not a folder" in _one_line_error(capsys, main(["convert", "hf-imagegpt", str(tmp_path / "x"),
+                                                           str(tmp_path / "m2")]))
+
+
+def _fake_fashion_mnist(root, n: int = 60) -> None:
+    """A small Fashion-MNIST in IDX format: blobs whose size depends on the class (0..9 cycled)."""
+    yy, xx = np.mgrid[:28, :28]
+    labels = np.arange(n) % 10
+    images = np.stack([((yy - 14) ** 2 + (xx - 14) ** 2 < (3 + c) ** 2) * 220 for c in labels]).astype(np.uint8)
+    for prefix in ("train", "t10k"):
+        for kind, arr in (("images-idx3", images), ("labels-idx1", labels.astype(np.uint8))):
+            header = struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+            with gzip.open(root / f"{prefix}-{kind}-ubyte.gz", "wb") as fh:
+                fh.write(header + arr.tobytes())
+
+
+def test_demo_quick(tmp_path, monkeypatch, capsys):
+    from pixseq import demo
+
+    _fake_fashion_mnist(tmp_path)
+    monkeypatch.setenv("PIXSEQ_FASHION_MNIST", str(tmp_path))
+    monkeypatch.setattr(demo, "SECTION_PROVIDERS", ())  # other systems' sections have their own tests
+    calls = []
+    monkeypatch.setattr(demo, "SECTIONS", [lambda page, out, device, quick: calls.append(quick) or
+                                           page.section("Extra section")])
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--steps", "6"]) == 0
+    html = (out / "index.html").read_text()
+    for heading in ("Training loss", "Completions of held-out images", "Class-conditional samples",
+                    "Unconditional samples", "Linear probe", "Extra section", "Run summary"):
+        assert heading in html
+    assert calls == [True]
+    for src in re.findall(r"src='([^']+)'", html):
+        assert (out / src).is_file()
+    model = checkpoint.from_pretrained(out / "model")
+    assert model.num_classes == 11 and model.pretrained_meta["class_names"][-1] == "any (unconditional)"
+
+
+def test_demo_without_fashion_mnist(tmp_path, monkeypatch, capsys):
+    from pixseq import data
+
+    monkeypatch.setenv("PIXSEQ_FASHION_MNIST", str(tmp_path))
+    monkeypatch.setattr(data, "FASHION_MNIST_DIRS", ())
+    msg = _one_line_error(capsys, main(["demo", "--quick", "--out", str(tmp_path / "d")]))
+    assert "dataset-fashion-mnist" in msg and not (tmp_path / "d").exists()
