@@ -150,6 +150,8 @@ def ssim(
     window is the Gaussian sampled over ``win_size`` taps (scikit-image's 11-tap filter
     for sigma = 1.5); ``gaussian=False`` gives a uniform ``win_size`` box. The border of
     ``(win_size - 1) / 2`` pixels is excluded (valid windows only, as scikit-image).
+    (scikit-image always truncates its Gaussian at 3.5 sigma, so the two agree when
+    ``win_size = 2 * int(3.5 * sigma + 0.5) + 1``, e.g. 11 for sigma = 1.5.)
     Equals ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=data_range, channel_axis=-1)``.
     """
