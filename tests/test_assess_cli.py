@@ -62,8 +62,9 @@ def test_folders_tables_json_csv_html(folders, tmp_path, capsys):
 
     a = np.asarray(Image.open(ref / "im1.png"), dtype=np.float64) / 255
     b = np.asarray(Image.open(dist / "im1.png"), dtype=np.float64) / 255
-    # float64 on both sides: agreement to round-off.
-    assert doc["pairs"][1]["psnr"] == pytest.approx(peak_signal_noise_ratio(a, b, data_range=1.0), rel=1e-9)
+    # pixseq's tensors hold pixel/255 in float32 (~6e-8 relative per value) before the float64
+    # metric; 1e-6 relative on PSNR (the PSNR tolerance) covers that.
+    assert doc["pairs"][1]["psnr"] == pytest.approx(peak_signal_noise_ratio(a, b, data_range=1.0), rel=1e-6)
     assert len((out / "r.csv").read_text().strip().splitlines()) == 4
     html = (out / "page" / "index.html").read_text()
     assert "Score distributions" in html and "im2.png" in html and "only_ref.png" in html
