@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import re
 import sys
 import time
 from pathlib import Path
@@ -69,7 +70,7 @@ def main() -> int:
             outcome = "decoded (damage left a valid file)"
         except PixseqError as exc:
             msg = str(exc)
-            outcome = "PixseqError: " + msg.split(":")[0][:60]
+            outcome = "PixseqError: " + re.sub(r"\d+", "N", msg.split(":")[0])[:60]
             if "\n" in msg:
                 bad.append((i, kind, "multi-line message"))
         except Exception as exc:  # noqa: BLE001 - exactly what the fuzzer hunts for
