@@ -17,7 +17,7 @@ from pixseq.codec.entropy import MIN_PROBABILITY, TokenDecoder, TokenEncoder
 from pixseq.errors import PixseqError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _codec_models import sample_image, tiny_igpt  # noqa: E402
+from _codec_models import sample_image, tiny_igpt, tiny_taming  # noqa: E402
 
 
 # ------------------------------------------------------------------ entropy coding
@@ -157,6 +157,22 @@ def test_class_conditional_model_records_its_label():
         compress(img, m, label=3)
     with pytest.raises(PixseqError, match="unconditional"):
         compress(img, tiny_igpt(), label=0)
+
+
+def test_vqgan_latent_gpt_model_round_trip():
+    """The taming pair (VQGAN tokenizer, factor 4) through the same codec: tiles of 16x16 px, 4x4 codes."""
+    m = tiny_taming()
+    img = sample_image(30, 21, seed=4)
+    data, stats = compress_with_stats(img, m, batch=3)
+    h = read_header(data)
+    assert (h.tile, h.grid, h.tiles, h.vocab_size) == ((16, 16), (4, 4), (2, 2), 32)
+    assert stats.tokens == 4 * 16
+    out = decompress(data, m)
+    assert out.shape == img.shape
+    # the VQGAN's decoder sees one tile at a time, so the reference is the tiled reconstruction
+    np.testing.assert_array_equal(out, reconstruct(img, m, batch=3))
+    with pytest.raises(PixseqError, match="wrong model"):
+        decompress(data, tiny_taming(seed=1))
 
 
 def test_bad_images_are_rejected(model):

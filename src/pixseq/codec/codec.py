@@ -106,6 +106,9 @@ def plan(model, height: int, width: int, scale: int = 1, batch: int = DEFAULT_BA
     block = getattr(getattr(model.prior, "config", None), "block_size", gh * gw)
     if gh * gw > block:
         raise PixseqError(f"model's token grid {gh}x{gw} exceeds its prior's context of {block} tokens")
+    if getattr(getattr(model, "config", None), "condition", ""):
+        raise PixseqError("the codec does not support image-conditional priors (the condition image would have "
+                          "to be coded too); use an unconditional or class-conditional model")
     num_classes = int(getattr(model, "num_classes", 0) or 0)
     if num_classes and not 0 <= label < num_classes:
         raise PixseqError(f"this model is class-conditional: give a class label in 0..{num_classes - 1}")
