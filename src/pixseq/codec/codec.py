@@ -94,8 +94,12 @@ def _device(model: torch.nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def plan(model, height: int, width: int, scale: int = 1, batch: int = DEFAULT_BATCH, label: int = -1) -> Header:
-    """The header geometry for coding an ``height x width`` image with ``model`` (no payload yet)."""
+def plan(model, height: int, width: int, scale: int = 1, batch: int = DEFAULT_BATCH, label: int = -1,
+         model_id: bytes | None = None) -> Header:
+    """The header geometry for coding an ``height x width`` image with ``model`` (no payload yet).
+
+    ``model_id``: the model's fingerprint when already known (hashing a large model's weights
+    takes a moment, so callers that have it pass it)."""
     if not isinstance(scale, int) or scale < 1 or scale > 255:
         raise PixseqError(f"scale must be an integer in 1..255, got {scale!r}")
     if not 1 <= batch <= 0xFFFF:
@@ -114,7 +118,8 @@ def plan(model, height: int, width: int, scale: int = 1, batch: int = DEFAULT_BA
         raise PixseqError(f"this model is class-conditional: give a class label in 0..{num_classes - 1}")
     if not num_classes and label != -1:
         raise PixseqError("this model is unconditional; it takes no class label")
-    return Header(model_id=container.model_fingerprint(model)[:container.MODEL_ID_BYTES], height=height,
+    model_id = model_id or container.model_fingerprint(model)[:container.MODEL_ID_BYTES]
+    return Header(model_id=model_id, height=height,
                   width=width, tile=(th, tw), grid=(gh, gw), tiles=(-(-hc // th), -(-wc // tw)),
                   batch=batch, vocab_size=int(model.tokenizer.vocab_size), scale=scale, label=label,
                   device=_device(model).type)
@@ -251,7 +256,7 @@ def check_model(header: Header, model, model_dir: str | None = None) -> None:
         hint = f"; it names {header.model_path}" if header.model_path else ""
         raise PixseqError(f"wrong model: the file was compressed with model {header.model_id.hex()}, "
                           f"the given model{where} is {mine.hex()}{hint}")
-    expect = plan(model, header.height, header.width, header.scale, header.batch, header.label)
+    expect = plan(model, header.height, header.width, header.scale, header.batch, header.label, mine)
     if (expect.tile, expect.grid, expect.vocab_size) != (header.tile, header.grid, header.vocab_size):
         raise PixseqError("corrupt .pxs header: token geometry does not match the model it names")
     device = _device(model).type
@@ -294,7 +299,8 @@ def reconstruct(image: np.ndarray, model, *, scale: int = 1, batch: int = DEFAUL
     """The tokenizer's own reconstruction with the codec's tiling: what :func:`decompress` must return."""
     image = _check_image(image)
     label = 0 if int(getattr(model, "num_classes", 0) or 0) else -1
-    header = plan(model, image.shape[0], image.shape[1], scale, batch, label)
+    # no file is written, so the (costly for big models) fingerprint is not needed
+    header = plan(model, image.shape[0], image.shape[1], scale, batch, label, model_id=bytes(16))
     device, canvas = _device(model), _Canvas(header)
     for tiles in _tile_batches(_coded_image(image, header), header):
         canvas.add(model.tokenizer.decode(model.tokenizer.encode(_to_batch(tiles, device))))
