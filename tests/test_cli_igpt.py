@@ -18,6 +18,7 @@ from PIL import Image
 
 from pixseq import checkpoint
 from pixseq.cli import main
+from pixseq.cli.complete import MASK_COLOUR
 from pixseq.io import save_image
 
 SIDE = 8
@@ -162,7 +163,7 @@ def test_complete_resizes_with_notice_and_writes_grid(model_dir, tmp_path, capsy
     scale = (grid.shape[0] - 4) // SIDE  # make_grid: pad 2 around one row of upscaled tiles
     assert grid.shape[1] == 5 * SIDE * scale + 6 * 2  # original | kept | 3 completions
     kept = grid[2:2 + SIDE * scale, 2 + SIDE * scale + 2: 2 + 2 * SIDE * scale + 2]
-    assert (kept[SIDE * scale // 2:] == 128).all()  # the bottom half is greyed out
+    assert (kept[SIDE * scale // 2:] == MASK_COLOUR).all()  # the bottom half is masked
 
 
 @pytest.mark.parametrize("case", ["keep0", "keep1", "missing", "corrupt", "class"])

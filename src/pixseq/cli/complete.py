@@ -1,6 +1,6 @@
 """``pixseq complete IMAGE``: keep the top rows of an image and let the model draw the rest.
 
-The output is one grid row: original | kept part (the rest greyed out) | completions.
+The output is one grid row: original | kept part (the rest filled blue) | completions.
 """
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import numpy as np
 import torch
 
 from pixseq.errors import PixseqError
+
+#: Fill colour of the rows the model has to draw (blue: distinct from grey images' own pixels).
+MASK_COLOUR = (90, 140, 200)
 
 HELP = "complete the bottom of an image with an igpt / taming model (grid: original | kept | completions)"
 
@@ -112,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     num = args.num if x.size(0) == 1 else 1
     completions = model.complete(x, keep_rows, num=num, labels=labels, **sampling_kwargs(args, device))
     kept = image.copy()
-    kept[keep_rows:] = 128  # grey: the part the model has to draw
+    kept[keep_rows:] = MASK_COLOUR  # the part the model has to draw
     tiles = [image, kept] + to_uint8_batch(completions)
     save_image(make_grid(tiles, ncol=len(tiles), scale=legible_scale(H)), out)
     print(f"wrote {out}: original | top {keep_rows} of {H} rows kept | {len(tiles) - 2} completions")

@@ -9,7 +9,7 @@ import argparse
 
 from pixseq.cli.common import add_subcommands, run_subcommand
 
-HELP = "train a model (igpt: pixel palette + GPT prior)"
+HELP = "train a model: igpt (palette + GPT), vqgan, prior (latent GPT); see pixseq train <what> --help"
 HAS_SUBCOMMANDS = True
 
 #: sub-command -> module with HELP, add_parser(parser), run(args)
