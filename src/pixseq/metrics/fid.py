@@ -336,7 +336,8 @@ def _gather(local: torch.Tensor) -> torch.Tensor:
         return local
     parts: list = [None] * dist.get_world_size()
     dist.all_gather_object(parts, local)
-    return torch.cat(parts)
+    parts = [p for p in parts if p.numel()]  # a rank that saw no images holds an empty (0, 0) tensor
+    return torch.cat(parts) if parts else local
 
 
 def fid_from_features(real: torch.Tensor, fake: torch.Tensor) -> float:
