@@ -35,16 +35,18 @@ def hf_and_pixseq(preset: str, palette: int = 512, side: int = 32, seed: int = 0
     return hf, convert_hf_imagegpt(hf, clusters=clusters)
 
 
-def timeit(fns: dict[str, Callable[[], object]], repeats: int = 3) -> dict[str, float]:
-    """Median seconds per call of each function, interleaved (A, B, A, B, ...) so that load
-    from other processes on the machine hits every contender alike."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
+def timeit(fns: dict[str, Callable[[], object]], repeats: int = 3) -> dict[str, tuple[float, float]]:
+    """Median (CPU seconds, wall seconds) per call of each function, interleaved (A, B, A,
+    B, ...) so that load from other processes hits every contender alike. With one thread,
+    process CPU time is the robust measure on a shared machine: wall time also counts the
+    time the scheduler gave to the neighbours."""
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            c0, w0 = time.process_time(), time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+            times[name].append((time.process_time() - c0, time.perf_counter() - w0))
+    return {k: (statistics.median(c for c, _ in v), statistics.median(w for _, w in v)) for k, v in times.items()}
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 1024, repeats: int = 5) -> float:

@@ -90,7 +90,7 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | N
     """Apply temperature, top-k and top-p to ``(B, V)`` logits; removed entries become -inf."""
     if temperature <= 0:
         raise ValueError("temperature must be > 0 (use greedy=True for argmax decoding)")
-    logits = logits.float() / temperature
+    logits = logits.float() if temperature == 1.0 else logits.float() / temperature
     if top_k is not None and top_k < logits.size(-1):
         if top_k < 1:
             raise ValueError("top_k must be >= 1")
