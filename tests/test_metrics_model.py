@@ -230,6 +230,53 @@ def test_named_backbone_missing_offline_is_clear(tmp_path):
         load_classifier("vit_b16_study", weights_dir=tmp_path, offline=True)
     with pytest.raises(PixseqError, match="unknown backbone 'not_a_net'"):
         load_classifier("not_a_net", weights_dir=tmp_path, offline=True)
+    with pytest.raises(PixseqError, match="timm--resnet50.a1_in1k.safetensors"):
+        load_classifier("resnet50.a1_in1k", weights_dir=tmp_path, offline=True)
+    with pytest.raises(PixseqError, match="hf--google--vit-base-patch16-224/config.json"):
+        load_classifier("hf:google/vit-base-patch16-224", weights_dir=tmp_path, offline=True)
+
+
+def test_preprocessing_matches_torchvision_pil_transforms():
+    """Tensor preprocessing vs the PIL pipelines the weights were published with."""
+    from PIL import Image
+    from skimage import data
+    from torchvision import transforms as T
+
+    from pixseq.io import to_tensor
+    from pixseq.metrics.backbones import Preprocess
+
+    img = data.chelsea()  # 300 x 451: exercises both the short-side resize and the squash
+    norm = [T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)]
+    lite0 = T.Compose([T.Resize(256, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(224), *norm])
+    study = T.Compose([T.Resize((384, 384)), *norm])  # the original ViT-Score transform
+    x = to_tensor(img.copy())[None]
+    for ref_tf, ours in ((lite0, Preprocess(224, "crop", 256, "bicubic")),
+                         (study, Preprocess(384, "squash", 0, "bilinear"))):
+        ref = ref_tf(Image.fromarray(img))
+        got = ours(x)[0]
+        assert got.shape == ref.shape
+        # PIL rounds its resized pixels to uint8 (up to 1/255 = 0.0078 in these [-1, 1] units) and
+        # its filter taps differ slightly from torch's antialiased kernels: 0.02 max, 0.005 mean.
+        assert float((got - ref).abs().max()) < 0.02 and float((got - ref).abs().mean()) < 0.005
+
+
+def test_timm_backbone_loads_from_the_weights_cache(tmp_path):
+    """A timm name resolves its hub file in the cache, loads strictly and keeps timm's preprocessing."""
+    import timm
+    from safetensors.torch import save_file
+
+    from pixseq.metrics.backbones import load_classifier
+
+    name = "mobilenetv3_small_050.lamb_in1k"
+    net = timm.create_model(name, pretrained=False).eval()
+    save_file(net.state_dict(), str(tmp_path / "timm--mobilenetv3_small_050.lamb_in1k.safetensors"))
+    clf = load_classifier(name, weights_dir=tmp_path, offline=True)
+    assert clf.name == name and clf.preprocess.size == 224 and clf.preprocess.short_side == int(224 / 0.875)
+    x = torch.rand(2, 3, 200, 240)
+    with torch.no_grad():
+        expected = net(clf.preprocess(x))
+    torch.testing.assert_close(clf.logits(x), expected, rtol=0, atol=1e-5)  # same weights, same input
+    assert clf.embeddings(x).shape[0] == 2
 
 
 def test_default_backbone_falls_back_to_lite0_and_says_so(tmp_path):
