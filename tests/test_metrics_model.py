@@ -383,3 +383,46 @@ def test_set_metrics_combine_across_ddp_ranks(tmp_path):
         assert got["fid"] == pytest.approx(fid_from_features(real, fake), rel=1e-10)
         assert got["kid"] == pytest.approx(one.compute(), rel=1e-6)  # same gathered rows, same subsets
         assert got["is"] == pytest.approx(inception_score(probs, splits=2), rel=1e-10)
+
+
+# --------------------------------------------------------------------------- real weights (skipped here)
+
+def _need(loader):
+    from pixseq.errors import PixseqError
+
+    try:
+        return loader()
+    except PixseqError as exc:
+        pytest.skip(f"weights not in $PIXSEQ_WEIGHTS_DIR: {exc}")
+
+
+@pytest.mark.weights
+def test_real_study_vit_classifies_chelsea_as_a_cat():
+    from skimage import data
+
+    from pixseq.io import to_tensor
+    from pixseq.metrics.backbones import load_classifier
+
+    clf = _need(lambda: load_classifier("vit_b16_study", offline=True))
+    top = int(clf.logits(to_tensor(data.chelsea().copy())[None]).argmax())
+    assert 281 <= top <= 285  # ImageNet cat classes (tabby, tiger cat, Persian, Siamese, Egyptian)
+
+
+@pytest.mark.weights
+def test_real_lpips_alex_is_small_for_jpeg_95_and_larger_for_jpeg_10():
+    import io
+
+    from PIL import Image
+    from skimage import data
+
+    from pixseq.io import to_tensor
+    from pixseq.metrics.lpips import load_lpips, lpips
+
+    model = _need(lambda: load_lpips("alex", offline=True))
+    img = data.astronaut()
+    out = []
+    for q in (95, 10):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=q)
+        out.append(float(lpips(to_tensor(img.copy())[None], to_tensor(np.array(Image.open(buf)))[None], model)))
+    assert out[0] < 0.05 < out[1]
