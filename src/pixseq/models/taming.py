@@ -35,7 +35,7 @@ CONDITIONS = ("", "lowres", "edges")
 
 #: Demo-scale settings (pixseq demo, benchmarks/taming_codebook_usage.py): Fashion-MNIST,
 #: f=4 (7x7 codes), K=512; sized for a few minutes on 2 shared CPU cores.
-DEMO = dict(images=4096, factor=4, codes=512, dim=32, ch=16, vq_steps=240, vq_batch=16, vq_lr=5e-4,
+DEMO = dict(images=4096, factor=4, codes=512, dim=32, ch=16, vq_steps=240, vq_batch=16, vq_lr=1.5e-3,
             disc_start=180, prior_steps=300, prior_batch=32, prior_lr=1e-3)
 
 
