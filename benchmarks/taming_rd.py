@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--factor", type=int, default=4)
     ap.add_argument("--codes", type=int, default=256)
     ap.add_argument("--crop", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -71,14 +72,14 @@ def main() -> None:
     train = [im for im, n in zip(photos.images, photos.names) if n not in HELD_OUT]
     test = [square(im) for im, n in zip(photos.images, photos.names) if n in HELD_OUT]
     cfg = vqgan_config(args.factor, args.codes, 32, args.ch)
-    tc = TrainConfig(steps=args.steps, batch_size=16, lr=5e-4, warmup_steps=20, log_every=0, ckpt_every=0)
+    tc = TrainConfig(steps=args.steps, batch_size=16, lr=args.lr, warmup_steps=20, log_every=0, ckpt_every=0)
     loss = VQGANLossConfig(rec="l2", perceptual="none", disc_start=10**9)
     with tempfile.TemporaryDirectory() as out:
         model, _ = fit_vqgan(train, out, cfg, loss, tc, args.crop, crops_per_epoch=4096)
     bpp = math.log2(args.codes) / args.factor ** 2
     rows = []
     for name, im in zip([n for n in photos.names if n in HELD_OUT], test):
-        x = torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(im.copy()).permute(2, 0, 1)[None].float() / 255
         with torch.no_grad():
             codes = model.encode(x)
             rec = (model.decode(codes)[0].permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
