@@ -74,6 +74,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16, n=512, repeats=2)
+    peak32 = max(peak32, matmul_peak(torch.float32, n=2048, repeats=3))
     try_bf16 = args.bf16 or peak16 > 0.5 * peak32
     hf, converted = hf_and_pixseq(args.preset, side=args.side)
     hf.train()

@@ -71,8 +71,9 @@ class IGPT(nn.Module):
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise PixseqError(f"palette fitting needs uint8 (N, H, W, 3) images, got {images.dtype} {images.shape}")
-        torch.manual_seed(seed)  # the GPT's initial weights follow the seed too
-        model = cls(config)
+        with torch.random.fork_rng(devices=[]):  # initial weights follow `seed`; global RNG untouched
+            torch.manual_seed(seed)
+            model = cls(config)
         model.tokenizer.set_palette(fit_palette(images.reshape(-1, 3), config.palette_size, seed=seed))
         return model
 
