@@ -105,7 +105,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
         raise PixseqError(f"image too large (decompression bomb guard): {path}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise PixseqError(f"cannot read image {path}: {exc}") from None
-    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+    return np.array(rgb, dtype=np.uint8)  # a writable copy (np.asarray of a PIL image is read-only)
 
 
 def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike, **save_kwargs) -> Path:
