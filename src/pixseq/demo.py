@@ -52,8 +52,8 @@ class DemoSettings:
     warmup_steps: int = 40
     null_fraction: float = 0.15
     train_limit: int | None = None
-    probe_limit: int = 1200
-    time_budget_s: float = 170.0
+    probe_limit: int = 800
+    time_budget_s: float = 150.0
     completion_images: int = 8
     completions: int = 4
     samples_per_class: int = 6
@@ -318,15 +318,39 @@ def extra_sections() -> list[Callable]:
     return found
 
 
+def pick_threads() -> int:
+    """Torch threads for the demo: the idle cores (cores minus the 1-minute load average), at least 1.
+
+    The demo's matmuls are small; a second thread that has to wait for a busy core makes a
+    step several times slower (``benchmarks/cli_demo_threads.py``). ``OMP_NUM_THREADS``, when
+    set, wins.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(torch.get_num_threads(), int(cores - load + 0.5)))
+
+
 def run_demo(out_dir: str | os.PathLike, device: torch.device, quick: bool = False, seed: int = 0,
              settings: DemoSettings | None = None, log: Callable[[str], None] = print) -> Path:
     """Run the whole demo; returns the path of ``out_dir/index.html``."""
-    from pixseq.report import Page
-
     out_dir = Path(out_dir)
     s = dataclasses.replace(settings or (QUICK if quick else FULL))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(pick_threads())
+    try:
+        return _run_demo(out_dir, device, quick, seed, s, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_demo(out_dir: Path, device: torch.device, quick: bool, seed: int, s: DemoSettings,
+              log: Callable[[str], None]) -> Path:
+    from pixseq.report import Page
+
     start = _now()
-    log(f"demo: training a {s.n_layer}-layer iGPT on Fashion-MNIST {s.image_size}x{s.image_size} "
+    log(f"demo: {torch.get_num_threads()} torch thread(s); training a {s.n_layer}-layer iGPT on Fashion-MNIST {s.image_size}x{s.image_size} "
         f"(at most {s.steps} steps / {s.time_budget_s:.0f} s) ...")
     run = train_demo_model(out_dir, device, s, seed)
     timings = dict(run.timings)

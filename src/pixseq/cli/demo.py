@@ -10,9 +10,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="pixseq-demo", help="output folder (default ./pixseq-demo); "
                                                                "the page is OUT/index.html, the model OUT/model")
     parser.add_argument("--quick", action="store_true", help="a tiny version in well under a minute (tests, CI)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default 600; 25 with --quick)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 300; 25 with --quick)")
     parser.add_argument("--budget", type=float, default=None,
-                        help="training time cap in seconds (default 170; 20 with --quick)")
+                        help="training time cap in seconds (default 150; 20 with --quick)")
 
 
 def run(args: argparse.Namespace) -> int:
