@@ -119,7 +119,8 @@ class GPT(nn.Module):
             self.lm_head.weight = self.wte.weight
 
     # ---------------------------------------------------------------- inputs
-    def _check(self, tokens: torch.Tensor, cond: torch.Tensor | None) -> None:
+    def check_inputs(self, tokens: torch.Tensor, cond: torch.Tensor | None) -> None:
+        """Raise ValueError unless tokens are (B, T<=block_size) and cond matches the config."""
         cfg = self.config
         if tokens.dim() != 2 or tokens.size(1) > cfg.block_size:
             raise ValueError(f"tokens must be (B, T<={cfg.block_size}), got {tuple(tokens.shape)}")
@@ -145,7 +146,7 @@ class GPT(nn.Module):
 
     def _input(self, tokens: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         """The shifted input sequence ``[cond, SOS, x_0..x_{T-2}]``: ``(B, Tc + T, C)``."""
-        self._check(tokens, cond)
+        self.check_inputs(tokens, cond)
         prefix = self.embed_prefix(cond, tokens.size(0))
         body = self.embed_tokens(tokens[:, :-1], prefix.size(1))
         return self.drop(torch.cat([prefix, body], dim=1))

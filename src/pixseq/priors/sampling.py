@@ -47,7 +47,7 @@ class IncrementalDecoder:
             cond = cond.to(device)
             if cond.dim() == 1:
                 cond = cond[:, None]  # (B,) class ids -> (B, 1)
-        prior._check(torch.zeros(batch_size, 0, dtype=torch.long, device=device), cond)
+        prior.check_inputs(torch.zeros(batch_size, 0, dtype=torch.long, device=device), cond)
         self._prefix = prior.embed_prefix(cond, batch_size)  # (B, Tc+1, C), run on first call
         self._start = self._prefix.size(1)  # sequence position of target token 0's input slot
 
