@@ -184,8 +184,8 @@ def _ggd_aggd(sums: torch.Tensor, n: int) -> torch.Tensor:
 def scale_features(luma: torch.Tensor, map_dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """The 18 BRISQUE features of one scale: ``(B, H, W)`` luma -> ``(B, 18)``.
 
-    The MSCN map is computed in float64 and its neighbour products and moments in
-    ``map_dtype`` (float32 halves memory traffic; the sums accumulate in float64).
+    The neighbour products and their moments are float64 by default (scores then match
+    the reference to ~1e-12); float32 is no faster on CPU and drifts by ~1e-3 at times.
     """
     m = mscn(luma).to(map_dtype)
     sums = torch.stack([_signed_sums(m)] + [_product_sums(m, s) for s in _SHIFTS], dim=1)  # (B, 5, 5)
@@ -234,7 +234,7 @@ def brisque_features(images: torch.Tensor, data_range: float = 1.0, chunk_pixels
     pixels) so the float64 maps stay in cache; on GPU the whole batch goes at once.
     """
     images = check_images(images, data_range, "images")
-    if images.amin() < -0.01 * data_range:
+    if float(images.amin()) < -0.01 * data_range:
         raise PixseqError("BRISQUE expects images in [0, data_range]; got negative values")
     if min(images.shape[-2:]) < _MIN_SIDE:
         raise PixseqError(
