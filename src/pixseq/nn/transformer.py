@@ -68,17 +68,21 @@ class KVCache:
         shape = (n_layer, batch_size, n_head, max_len, head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
+        # per-layer views, made once: indexing costs microseconds, and a decoding step is
+        # short enough for that to show
+        self._k, self._v = self.k.unbind(0), self.v.unbind(0)  # n_layer x (B, nh, max_len, hs)
         self.max_len = max_len
         self.pos = 0  # number of positions already filled (same for all layers)
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store ``k, v`` ``(B, nh, T, hs)`` at ``[pos, pos+T)``; return all keys/values so far."""
-        end = self.pos + k.size(2)
+        T, end = k.size(2), self.pos + k.size(2)
         if end > self.max_len:
             raise ValueError(f"KV cache full: {end} > {self.max_len} positions")
-        self.k[layer, :, :, self.pos:end] = k
-        self.v[layer, :, :, self.pos:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]  # (B, nh, end, hs)
+        ck, cv = self._k[layer], self._v[layer]
+        ck.narrow(2, self.pos, T).copy_(k)
+        cv.narrow(2, self.pos, T).copy_(v)
+        return ck.narrow(2, 0, end), cv.narrow(2, 0, end)  # (B, nh, end, hs)
 
     def advance(self, n: int) -> None:
         """Called once per model step, after every layer has appended ``n`` positions."""

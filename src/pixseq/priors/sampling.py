@@ -75,7 +75,9 @@ class IncrementalDecoder:
             parts.append(self._prefix)
             self._prefix = None
         if self._pending:
-            tokens = torch.cat(self._pending, dim=1).to(self.cache.k.device)  # (B, P)
+            pending = self._pending
+            tokens = pending[0] if len(pending) == 1 else torch.cat(pending, dim=1)  # (B, P)
+            tokens = tokens.to(self.cache.k.device)
             # token i sits one position after its own slot (SOS shift): start + index
             first = self.length - tokens.size(1)
             parts.append(self.prior.embed_tokens(tokens, self._start + first))
