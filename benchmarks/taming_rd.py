@@ -53,7 +53,7 @@ def jpeg_at(im: np.ndarray, max_bpp: float) -> tuple[float, float, int]:
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    ta, tb = (torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255 for x in (a, b))
+    ta, tb = (torch.from_numpy(np.array(x)).permute(2, 0, 1)[None].float() / 255 for x in (a, b))
     return float(psnr(ta, tb))
 
 
