@@ -82,7 +82,7 @@ def main() -> int:
             bad.append((i, kind, f"slow: {dt:.1f}s"))
         outcomes[(("sealed " if sealed else "raw ") + kind, outcome)] += 1
     total = time.perf_counter() - t_all
-    print(f"| damage | outcome | cases |\n|---|---|---|")
+    print("| damage | outcome | cases |\n|---|---|---|")
     for (k, o), n in sorted(outcomes.items()):
         print(f"| {k} | {o} | {n} |")
     print(f"\n{args.cases} cases in {total:.1f}s ({1000 * total / args.cases:.2f} ms/case, slowest {slowest * 1000:.0f} ms); "

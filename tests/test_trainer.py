@@ -3,7 +3,6 @@ Ctrl-C), non-finite loss, config refusal, GAN-style parts, bf16, EMA, logs."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess

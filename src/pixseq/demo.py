@@ -17,7 +17,7 @@ before they start, so a failure there never loses the iGPT results). A
 from __future__ import annotations
 
 import dataclasses
-import importlib
+from pixseq.plugins import import_optional
 import math
 import os
 import time
@@ -306,11 +306,8 @@ def extra_sections() -> list[Callable]:
     """:data:`SECTIONS` plus the ``demo_section`` of every installed :data:`SECTION_PROVIDERS` module."""
     found = list(SECTIONS)
     for name in SECTION_PROVIDERS:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
+        mod = import_optional(name)
+        if mod is None:
             continue
         fn = getattr(mod, "demo_section", None)
         if fn is not None and fn not in found:

@@ -10,7 +10,7 @@ There is deliberately no second name table anywhere else.
 """
 from __future__ import annotations
 
-import importlib
+from pixseq.plugins import import_optional
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -52,12 +52,7 @@ def register(name: str, config_cls: type, description: str = "") -> Callable[[ty
 
 def _load_providers() -> None:
     for mod in _PROVIDERS:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            # Only tolerate the provider module itself being absent, never a broken import inside it.
-            if exc.name != mod:
-                raise
+        import_optional(mod)
 
 
 def get(name: str) -> Entry:

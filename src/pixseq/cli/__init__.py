@@ -13,7 +13,7 @@ shows a traceback for user errors.
 from __future__ import annotations
 
 import argparse
-import importlib
+from pixseq.plugins import import_optional
 import sys
 from typing import Sequence
 
@@ -53,11 +53,9 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 def _available_verbs() -> dict[str, object]:
     mods = {}
     for name, modname in VERBS.items():
-        try:
-            mods[name] = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:
-            if exc.name != modname:  # a verb whose own imports are broken is a bug: show it
-                raise
+        mod = import_optional(modname)
+        if mod is not None:
+            mods[name] = mod
     return mods
 
 

@@ -38,18 +38,15 @@ def add_subcommands(parser, table: dict[str, str], dest: str) -> None:
     yet are skipped (so a later system adds its sub-command with one line in ``table``);
     a module whose own imports are broken is a bug and raises.
     """
-    import importlib
+    from pixseq.plugins import import_optional
 
     from pixseq.cli import _Parser, add_common
 
     sub = parser.add_subparsers(dest=dest, metavar="<what>", parser_class=_Parser)
     sub.required = True
     for name, modname in table.items():
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:
-            if exc.name != modname:
-                raise
+        mod = import_optional(modname)
+        if mod is None:
             continue
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_parser(p)

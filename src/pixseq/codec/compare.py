@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 from PIL import Image, features
 
 from pixseq.codec.codec import compress_with_stats, decompress
