@@ -19,8 +19,13 @@ that values agree with it.
 
 Internals: the five window statistics of a batch are filtered together by one separable
 (row then column) convolution. Inputs are rescaled to [0, 1] and shifted by the per-image
-mean before filtering so that ``E[x^2] - E[x]^2`` does not lose precision; the arithmetic
-is float64 by default (``precision="float32"`` is faster and agrees to ~1e-6).
+mean before filtering so that ``E[x^2] - E[x]^2`` does not lose precision.
+
+*Precision*: the arithmetic is float32 by default (``precision="float64"`` is available).
+With the [0, 1] rescaling and the mean shift, the float32 cancellation error of the
+variances is ~1e-7 of the score on photos (the tests check 1e-5 against scikit-image's
+float64 result at both data ranges), while float32 is about 2x faster on CPU (half the
+memory traffic, twice the SIMD width). Per-image means are still accumulated in float64.
 """
 from __future__ import annotations
 
@@ -102,18 +107,25 @@ def _ssim_cs_maps(
     """Mean SSIM and cs of each ``(N, H, W)`` map pair -> two ``(N,)`` float64 tensors."""
     # Shift both images by the same per-map constant: variances and covariance are
     # shift-invariant, and small values keep E[x^2] - E[x]^2 accurate.
-    shift = a.mean(dim=(1, 2), keepdim=True)
+    # (Row sums first, then float64: the result per map does not depend on how many maps
+    # share the call, so batched and one-at-a-time scores agree bitwise.)
+    shift = (a.sum(-1).sum(-1, keepdim=True, dtype=torch.float64) / a[0].numel()).to(a.dtype).unsqueeze(-1)
     a, b = a - shift, b - shift
     stats = _filter_valid(torch.stack([a, b, a * a, b * b, a * b]), w)  # (5, N, h', w')
     mu_a, mu_b, e_aa, e_bb, e_ab = stats.unbind(0)
-    var_sum = (e_aa + e_bb).sub_(mu_a * mu_a).sub_(mu_b * mu_b).mul_(cov_norm)
-    cov2 = (e_ab - mu_a * mu_b).mul_(2 * cov_norm)
+    # Grouped as (E[a^2] - mu_a^2) + (E[b^2] - mu_b^2) vs 2 (E[ab] - mu_a mu_b) so that
+    # identical inputs give bitwise-equal numerator and denominator (SSIM exactly 1) in
+    # either precision.
+    var_sum = (e_aa - mu_a * mu_a).add_(e_bb - mu_b * mu_b).mul_(cov_norm)
+    cov2 = (e_ab - mu_a * mu_b).mul_(2).mul_(cov_norm)
     c1, c2 = k1**2, k2**2  # data_range is 1 after rescaling
     cs_map = cov2.add_(c2).div_(var_sum.add_(c2))
     mu_a, mu_b = mu_a.add_(shift), mu_b.add_(shift)  # back to absolute luminance
     lum = (mu_a * mu_b).mul_(2).add_(c1).div_(mu_a.square_().add_(mu_b.square_()).add_(c1))
-    ssim_m = lum.mul_(cs_map).mean(dim=(1, 2), dtype=torch.float64)
-    return ssim_m, cs_map.mean(dim=(1, 2), dtype=torch.float64)
+    # Row sums in the compute precision, then float64 over the rows (no float64 map copy).
+    n = cs_map.shape[-1] * cs_map.shape[-2]
+    ssim_m = lum.mul_(cs_map).sum(-1).sum(-1, dtype=torch.float64) / n
+    return ssim_m, cs_map.sum(-1).sum(-1, dtype=torch.float64) / n
 
 
 def _prepare(
@@ -141,7 +153,7 @@ def ssim(
     gaussian: bool = True,
     sample_covariance: bool = False,
     reduction: str = "none",
-    precision: str = "float64",
+    precision: str = "float32",
 ) -> torch.Tensor:
     """Structural similarity per image pair (Wang et al. 2004), ``(B,)`` or its mean.
 
@@ -153,7 +165,8 @@ def ssim(
     (scikit-image always truncates its Gaussian at 3.5 sigma, so the two agree when
     ``win_size = 2 * int(3.5 * sigma + 0.5) + 1``, e.g. 11 for sigma = 1.5.)
     Equals ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
-    use_sample_covariance=False, data_range=data_range, channel_axis=-1)``.
+    use_sample_covariance=False, data_range=data_range, channel_axis=-1)`` to ~1e-7
+    (``precision="float32"``, the default) or to rounding (``"float64"``).
     """
     a, b, dtype = _prepare(a, b, data_range, win_size, precision)
     w = _window(win_size, sigma, gaussian, dtype)
@@ -194,7 +207,7 @@ def ms_ssim(
     k1: float = 0.01,
     k2: float = 0.03,
     reduction: str = "none",
-    precision: str = "float64",
+    precision: str = "float32",
 ) -> torch.Tensor:
     """Multi-scale SSIM per image pair (Wang et al. 2003), ``(B,)`` or its mean.
 
