@@ -36,15 +36,6 @@ def _one_line_error(capsys, code: int) -> str:
     return last
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These models are tiny: one thread is faster than two fighting over shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """Two classes of 8x8 grey images: 'top' is bright above, 'bottom' bright below (+ noise)."""

@@ -16,14 +16,6 @@ TINY = ["--factor", "4", "--codes", "16", "--dim", "8", "--ch", "8", "--batch-si
         "--perceptual", "none", "--log-every", "0", "--ckpt-every", "0", "--warmup-steps", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny VQGAN and a class-conditional prior on 32 Fashion-MNIST test images."""

@@ -18,14 +18,6 @@ from pixseq.errors import PixseqError
 CH, MULT, NRB, ATTN_LEVELS, Z, K = 32, (1, 2), 1, (1,), 8, 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _official_shapes() -> dict[str, tuple[int, ...]]:
     """Key -> shape of a tiny VQModel (ch=32, ch_mult=(1,2), 1 res block, attn at level 1)."""
     s: dict[str, tuple[int, ...]] = {}

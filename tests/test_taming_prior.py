@@ -14,14 +14,6 @@ from pixseq.priors.sliding import sliding_sample, sliding_sample_reference, wind
 from pixseq.tokenizers.vqgan import vqgan_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _prior(block=16, cond_len=1, cond_vocab=3) -> GPT:
     torch.manual_seed(0)
     return GPT(GPTConfig(vocab_size=16, block_size=block, n_layer=2, n_head=2, n_embd=32,

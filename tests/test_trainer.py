@@ -26,15 +26,6 @@ BASE = dict(steps=12, batch_size=8, lr=2e-2, warmup_steps=3, ckpt_every=4, log_e
 LOSS_KEYS = ("step", "loss", "loss/model", "lr/model", "grad_norm/model", "model/mae")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Same thread count in every run (and in the subprocess) so CPU kernels reduce identically.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def curve(history: list[dict]) -> list[tuple]:
     return [tuple(r[k] for k in LOSS_KEYS) for r in history]
 
