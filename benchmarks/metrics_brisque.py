@@ -59,12 +59,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # numpy-based contenders (scikit-image, pyteenybrisque) get the same thread budget via
+    # their BLAS / OpenMP pools, so the comparison is thread-for-thread.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(args.threads)
     from pixseq.data import load_data, resize_square
 
     photos = load_data("photos")
     images = resize_square([photos.images[i % len(photos.images)] for i in range(args.batch)], args.size)
     impls, notes = contenders(images)
-    print(f"{args.batch} photos of {args.size}x{args.size}x3, torch threads = {args.threads}, best of {args.repeats}\n")
+    print(f"{args.batch} photos of {args.size}x{args.size}x3, torch / BLAS / OpenMP threads = {args.threads}, best of {args.repeats}\n")
     print("| implementation | images/s | pixseq speed-up | max rel. score diff vs pixseq |")
     print("|---|---:|---:|---:|")
     results = {name: best_time(fn, args.repeats) for name, fn in impls.items()}

@@ -2,8 +2,8 @@
 
 Same inputs for everyone: a batch of natural-photo crops in [0, 1] and noisy copies.
 torchmetrics / pytorch-msssim get the batch as float32 tensors (their usual use), pixseq
-the same float32 batch (it computes in float64 by default, ``precision="float32"`` is also
-shown), scikit-image one HxWx3 float64 image pair at a time. Time = best of ``--repeats``
+the same float32 batch (SSIM / MS-SSIM compute in float32 by default; ``precision="float64"``
+is also shown), scikit-image one HxWx3 float64 image pair at a time. Time = best of ``--repeats``
 (the machine is shared; the minimum is the least disturbed run). Prints a markdown table.
 
     python benchmarks/metrics_pixel.py [--batch 8] [--size 256] [--threads 1]
@@ -14,7 +14,6 @@ import argparse
 import time
 from typing import Callable
 
-import numpy as np
 import torch
 
 
@@ -63,13 +62,13 @@ def contenders(a: torch.Tensor, b: torch.Tensor) -> dict[str, dict[str, Callable
         },
         "SSIM": {
             "pixseq": lambda: ssim(a, b),
-            "pixseq (float32)": lambda: ssim(a, b, precision="float32"),
+            "pixseq (float64)": lambda: ssim(a, b, precision="float64"),
             "torchmetrics": lambda: tm_ssim(a, b, data_range=1.0, reduction="none"),
             "scikit-image (per image)": sk_ssim,
         },
         "MS-SSIM": {
             "pixseq": lambda: ms_ssim(a, b),
-            "pixseq (float32)": lambda: ms_ssim(a, b, precision="float32"),
+            "pixseq (float64)": lambda: ms_ssim(a, b, precision="float64"),
             "torchmetrics": lambda: tm_msssim(a, b, data_range=1.0, reduction="none"),
         },
     }
@@ -90,8 +89,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # numpy-based contenders (scikit-image, pyteenybrisque) get the same thread budget via
+    # their BLAS / OpenMP pools, so the comparison is thread-for-thread.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(args.threads)
     a, b = make_inputs(args.batch, args.size)
-    print(f"{args.batch} image pairs of {args.size}x{args.size}x3, torch threads = {args.threads}, "
+    print(f"{args.batch} image pairs of {args.size}x{args.size}x3, torch / BLAS / OpenMP threads = {args.threads}, "
           f"best of {args.repeats}\n")
     print("| metric | implementation | images/s | pixseq speed-up |")
     print("|---|---|---:|---:|")

@@ -126,34 +126,44 @@ def _wrap_blocks(n: int, d: int) -> list[tuple[slice, slice]]:
     return [(slice(0, n - 1), slice(1, n)), (slice(n - 1, n), slice(0, 1))]
 
 
-def _signed_sums(x: torch.Tensor) -> torch.Tensor:
-    """``(B, h, w)`` -> ``(B, 5)``: count x<0, count x>0, sum x^2 over x<0, over x>0, sum |x|.
+def _signed_sums(work: torch.Tensor) -> torch.Tensor:
+    """``(B, 4, N)`` work rows ``[x, ., ., 1]`` -> ``(B, 5)``: count x<0, count x>0, sum x^2 over
+    x<0, over x>0, sum |x|.
 
-    Written with sign-symmetric sums (sum x|x| = right - left squares, sum sign(x) = right -
-    left counts) so that it takes a few fast passes: two BLAS dot products, an abs, a sign
-    and a count instead of masking each side.
+    Row 0 holds x; rows 1 and 2 are overwritten with |x| and sign(x); row 3 is ones. One
+    batched Gram matrix then gives every moment in a single BLAS pass:
+    x.x = right^2 + left^2, x.|x| = right^2 - left^2, sign.sign = nonzero count,
+    sign.1 = n_right - n_left, sign.x = sum |x|.
     """
-    f = x.flatten(1)  # (B, N)
-    a = f.abs()
-    x_abs = torch.bmm(f.unsqueeze(1), a.unsqueeze(2)).view(-1).to(torch.float64)  # right^2 - left^2
-    x_x = torch.bmm(f.unsqueeze(1), f.unsqueeze(2)).view(-1).to(torch.float64)  # right^2 + left^2
-    nonzero = torch.count_nonzero(f, 1).to(torch.float64)
-    sign_sum = torch.sign(f).sum(1, dtype=torch.float64)  # n_right - n_left
-    abs_sum = a.sum(1, dtype=torch.float64)
+    x = work[:, 0]
+    torch.abs(x, out=work[:, 1])
+    torch.sign(x, out=work[:, 2])
+    g = torch.bmm(work, work.transpose(1, 2)).to(torch.float64)  # (B, 4, 4)
+    x_x, x_abs, nonzero, sign_sum, abs_sum = g[:, 0, 0], g[:, 0, 1], g[:, 2, 2], g[:, 2, 3], g[:, 2, 0]
     return torch.stack(
         [(nonzero - sign_sum) / 2, (nonzero + sign_sum) / 2, (x_x - x_abs) / 2, (x_x + x_abs) / 2, abs_sum],
         dim=1,
     )
 
 
-def _product_sums(m: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
-    """:func:`_signed_sums` of ``m * roll(m, shift)`` (circular), without building the rolled copy."""
-    h, w = m.shape[-2:]
-    total = 0
-    for rd, rs in _wrap_blocks(h, shift[0]):
-        for cd, cs in _wrap_blocks(w, shift[1]):
-            total = total + _signed_sums(m[:, rd, cd] * m[:, rs, cs])
-    return total
+def _moment_sums(m: torch.Tensor) -> torch.Tensor:
+    """Signed sums of the ``(B, h, w)`` MSCN map and its 4 circular neighbour products -> ``(B, 5, 5)``.
+
+    Each product ``m * roll(m, shift)`` is written block-wise straight into one reused
+    work buffer (no rolled copy, no per-block reductions).
+    """
+    bsz, h, w = m.shape
+    work = m.new_empty(bsz, 4, h * w)  # rows: x, |x|, sign(x), 1
+    work[:, 3] = 1
+    prod = work[:, 0].view(bsz, h, w)
+    prod.copy_(m)
+    out = [_signed_sums(work)]
+    for shift in _SHIFTS:
+        for rd, rs in _wrap_blocks(h, shift[0]):
+            for cd, cs in _wrap_blocks(w, shift[1]):
+                torch.mul(m[:, rd, cd], m[:, rs, cs], out=prod[:, rd, cd])
+        out.append(_signed_sums(work))
+    return torch.stack(out, dim=1)
 
 
 def _ggd_aggd(sums: torch.Tensor, n: int) -> torch.Tensor:
@@ -185,10 +195,11 @@ def scale_features(luma: torch.Tensor, map_dtype: torch.dtype = torch.float64) -
     """The 18 BRISQUE features of one scale: ``(B, H, W)`` luma -> ``(B, 18)``.
 
     The neighbour products and their moments are float64 by default (scores then match
-    the reference to ~1e-12); float32 is no faster on CPU and drifts by ~1e-3 at times.
+    the reference to ~1e-12); float32 makes the moment sums ~35 % faster but the whole score
+    only ~5 %, and it drifts by up to ~2e-3, so it is not the default.
     """
     m = mscn(luma).to(map_dtype)
-    sums = torch.stack([_signed_sums(m)] + [_product_sums(m, s) for s in _SHIFTS], dim=1)  # (B, 5, 5)
+    sums = _moment_sums(m)  # (B, 5, 5)
     return _ggd_aggd(sums, m.shape[-1] * m.shape[-2])
 
 
