@@ -56,33 +56,47 @@ def _activation(kind: str, x: torch.Tensor) -> torch.Tensor:
 
 
 class KVCache:
-    """Pre-allocated keys/values of every layer: ``(n_layer, B, nh, max_len, hs)`` each.
+    """Pre-allocated keys/values of every layer: ``k``, ``v`` ``(n_layer, B, nh, max_len, hs)``.
 
     Pre-allocating (instead of ``torch.cat`` per step) keeps a decoding step at O(T) work
     with no re-allocation, and makes its memory use known up front: ``2 * n_layer * B *
-    max_len * C`` numbers.
+    max_len * C`` numbers. Keys and values share one buffer, ``kv`` ``(n_layer, B, 2, nh,
+    max_len, hs)``, laid out like the k|v halves of the fused qkv projection, so that a
+    single-token step stores both with one copy (:meth:`append_kv`).
     """
 
     def __init__(self, n_layer: int, batch_size: int, n_head: int, max_len: int, head_dim: int,
                  dtype: torch.dtype, device: torch.device | str) -> None:
-        shape = (n_layer, batch_size, n_head, max_len, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.kv = torch.zeros(n_layer, batch_size, 2, n_head, max_len, head_dim, dtype=dtype, device=device)
+        self.k, self.v = self.kv[:, :, 0], self.kv[:, :, 1]  # views: (n_layer, B, nh, max_len, hs)
         # per-layer views, made once: indexing costs microseconds, and a decoding step is
         # short enough for that to show
+        self._kv = self.kv.unbind(0)  # n_layer x (B, 2, nh, max_len, hs)
         self._k, self._v = self.k.unbind(0), self.v.unbind(0)  # n_layer x (B, nh, max_len, hs)
         self.max_len = max_len
         self.pos = 0  # number of positions already filled (same for all layers)
 
-    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store ``k, v`` ``(B, nh, T, hs)`` at ``[pos, pos+T)``; return all keys/values so far."""
-        T, end = k.size(2), self.pos + k.size(2)
+    def _check_room(self, T: int) -> int:
+        end = self.pos + T
         if end > self.max_len:
             raise ValueError(f"KV cache full: {end} > {self.max_len} positions")
+        return end
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store ``k, v`` ``(B, nh, T, hs)`` at ``[pos, pos+T)``; return all keys/values so far."""
+        T, end = k.size(2), self._check_room(k.size(2))
         ck, cv = self._k[layer], self._v[layer]
         ck.narrow(2, self.pos, T).copy_(k)
         cv.narrow(2, self.pos, T).copy_(v)
         return ck.narrow(2, 0, end), cv.narrow(2, 0, end)  # (B, nh, end, hs)
+
+    def append_kv(self, layer: int, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`append` for keys and values stacked as ``(B, 2, nh, T, hs)``: one copy."""
+        end = self._check_room(kv.size(3))
+        ckv = self._kv[layer]
+        ckv.narrow(3, self.pos, kv.size(3)).copy_(kv)
+        k, v = ckv.narrow(3, 0, end).unbind(1)  # 2 x (B, nh, end, hs)
+        return k, v
 
     def advance(self, n: int) -> None:
         """Called once per model step, after every layer has appended ``n`` positions."""
@@ -125,6 +139,23 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
+    def decode(self, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
+        """:meth:`forward` for one new token per sequence, ``x`` ``(B, 1, C)``, in eval mode.
+
+        The hot loop of sampling and of the neural codec: at batch 1 a step is a few dozen
+        tiny ops, so their count (not FLOPs) sets the speed. This path skips module calls,
+        the generic q/k/v reshapes and the mask logic: keys and values go into the cache
+        with one copy, and SDPA with a single query needs no mask. Same math as
+        :meth:`forward`, so logits agree with the full pass to float rounding.
+        """
+        B, _, C = x.shape
+        qkv = F.linear(x, self.c_attn.weight, self.c_attn.bias)  # (B, 1, 3C)
+        qkv = qkv.view(B, 3, self.n_head, 1, C // self.n_head)  # (B, 3, nh, 1, hs): q | k | v
+        k, v = cache.append_kv(layer, qkv[:, 1:])  # (B, nh, pos+1, hs) each
+        y = F.scaled_dot_product_attention(qkv[:, 0], k, v)  # (B, nh, 1, hs)
+        # (B, nh, 1, hs) -> (B, 1, C): with one query no transpose is needed (a view, no copy)
+        return F.linear(y.reshape(B, 1, C), self.c_proj.weight, self.c_proj.bias)
+
 
 class MLP(nn.Module):
     """Position-wise feed-forward: Linear(C, rC) -> GELU -> Linear(rC, C)."""
@@ -157,6 +188,15 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache, layer)
         return x + self.mlp(self.ln_2(x))
+
+    def decode(self, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
+        """:meth:`forward` for one new token per sequence ``(B, 1, C)`` in eval mode (see
+        :meth:`CausalSelfAttention.decode`): calls ``forward``/functional ops directly,
+        because ``Module.__call__`` costs about as much as a tiny matmul."""
+        x = x + self.attn.decode(self.ln_1.forward(x), cache, layer)
+        mlp = self.mlp
+        h = _activation(mlp.activation, F.linear(self.ln_2.forward(x), mlp.c_fc.weight, mlp.c_fc.bias))
+        return x + F.linear(h, mlp.c_proj.weight, mlp.c_proj.bias)
 
 
 def init_gpt2_(module: nn.Module, n_layer: int, std: float = 0.02) -> None:

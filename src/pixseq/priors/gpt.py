@@ -141,8 +141,9 @@ class GPT(nn.Module):
 
     def embed_tokens(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
         """Embeddings of target tokens placed at sequence positions ``start, start+1, ...``."""
-        pos = torch.arange(start, start + tokens.size(1), device=tokens.device)
-        return self.wte(tokens) + self.wpe(pos)  # (B, T, C)
+        # a slice of the position table equals an embedding lookup of arange(start, start+T),
+        # minus two ops per decoding step
+        return self.wte(tokens) + self.wpe.weight[start:start + tokens.size(1)]  # (B, T, C)
 
     def _input(self, tokens: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         """The shifted input sequence ``[cond, SOS, x_0..x_{T-2}]``: ``(B, Tc + T, C)``."""
@@ -154,8 +155,12 @@ class GPT(nn.Module):
     # ---------------------------------------------------------------- passes
     def hidden(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Run embedded inputs ``(B, T, C)`` through the blocks and the final norm."""
-        for i, block in enumerate(self.h):
-            x = block(x, cache, i)
+        if cache is not None and x.size(1) == 1 and not self.training:
+            for i, block in enumerate(self.h):  # single-token decoding step: the fast path
+                x = block.decode(x, cache, i)
+        else:
+            for i, block in enumerate(self.h):
+                x = block(x, cache, i)
         if cache is not None:
             cache.advance(x.size(1))
         return self.ln_f(x)
