@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from pixseq.errors import PixseqError
+from pixseq.train.distributed import is_main_process
 
 HELP = "train an iGPT (k-means colour palette + GPT prior over pixels) on a data spec"
 
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     images = resize_square(data.images, side)
     num_classes = data.num_classes if settings["classes"] else 0
     model = build_igpt(images, settings["size"], palette, num_classes, train_config.seed)
-    if not args.resume:
+    if not args.resume and is_main_process():
         with atomic_write(out / "train" / RUN_NAME, "w") as fh:
             json.dump(settings, fh, indent=2)
     meta = {"class_names": list(data.class_names) if num_classes else [], "data": settings["data"]}
@@ -145,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
                               resume=args.resume, meta=meta)
     last = history[-1] if history else {}
     loss = last.get("loss", float("nan"))
+    if not is_main_process():
+        return 0
     print(f"wrote {out}: iGPT {side}x{side}, palette {palette}, preset {settings['size']} "
           f"({model.prior.num_params() / 1e6:.2f} M params), {train_config.steps} steps, "
           f"final loss {loss:.3f} nats/pixel ({loss / np.log(2):.3f} bits)")

@@ -26,6 +26,7 @@ from pixseq.models.taming import Taming, TamingConfig, TamingTokenDataset, batch
 from pixseq.tokenizers.losses import VQGANLoss, VQGANLossConfig
 from pixseq.tokenizers.vqgan import VQGAN, VQGANConfig
 from pixseq.train.config import TrainConfig
+from pixseq.train.distributed import is_main_process
 from pixseq.train.trainer import Trainer
 
 
@@ -147,7 +148,8 @@ def fit_vqgan(images: Sequence[np.ndarray], out_dir: str | os.PathLike, config: 
     model.eval()
     info = {"image_size": image_size, "perceptual": loss.perceptual.description,
             "codebook_usage": model.quantizer.usage(), **(meta or {})}
-    save_pretrained(model.cpu(), out_dir, meta=info)
+    if is_main_process():  # rank 0 alone writes the model directory
+        save_pretrained(model.cpu(), out_dir, meta=info)
     return model, history
 
 
@@ -185,9 +187,12 @@ def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], la
     out_dir, tokenizer_dir = Path(out_dir), Path(tokenizer_dir)
     tokenizer = load_tokenizer(tokenizer_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:  # a fresh run may use any tokenizer; a resumed one must keep its own
-        (out_dir / TOKENIZER_RECORD).unlink(missing_ok=True)
-    tid = check_same_tokenizer(out_dir, tokenizer_dir)
+    if is_main_process():  # only rank 0 reads/writes the record (no races under torchrun)
+        if not resume:  # a fresh run may use any tokenizer; a resumed one must keep its own
+            (out_dir / TOKENIZER_RECORD).unlink(missing_ok=True)
+        tid = check_same_tokenizer(out_dir, tokenizer_dir)
+    else:
+        tid = model_id(tokenizer_dir)
     torch.manual_seed(train_config.seed)
     model = Taming(config)
     model.tokenizer.load_state_dict(tokenizer.state_dict())
@@ -199,5 +204,6 @@ def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], la
     model.eval()
     meta = {"tokenizer": str(tokenizer_dir), "tokenizer_id": tid,
             "final_bits_per_code": history[-1].get("model/bits_per_code") if history else None}
-    save_pretrained(model.cpu(), out_dir, meta=meta)
+    if is_main_process():
+        save_pretrained(model.cpu(), out_dir, meta=meta)
     return model, history

@@ -119,3 +119,13 @@ def barrier() -> None:
     """Wait for all ranks (no-op in a single process)."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (or without torchrun); usable before and after process-group set-up.
+
+    CLI code uses it to keep every file write and summary line to one process.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
