@@ -136,12 +136,18 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def to_tensor(image: np.ndarray):
-    """``(H, W, 3)`` uint8 array -> ``(3, H, W)`` float tensor in [0, 1]."""
+def to_tensor(images: np.ndarray):
+    """uint8 ``(H, W, 3)`` -> float ``(3, H, W)``, or ``(N, H, W, 3)`` -> ``(N, 3, H, W)``, in [0, 1]."""
     import torch
 
-    # np.array copies: arrays from PIL (np.asarray) are read-only, which torch warns about.
-    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
+    arr = np.ascontiguousarray(images, dtype=np.uint8)
+    if not arr.flags.writeable:  # arrays from PIL (np.asarray) are read-only, which torch warns about
+        arr = arr.copy()
+    if arr.ndim not in (3, 4) or arr.shape[-1] != 3:
+        raise ValueError(f"to_tensor expects (H, W, 3) or (N, H, W, 3) uint8 images, got shape {arr.shape}")
+    t = torch.from_numpy(arr)
+    t = t.permute(2, 0, 1) if arr.ndim == 3 else t.permute(0, 3, 1, 2)  # channels first
+    return t.float().div_(255.0)
 
 
 def to_uint8(tensor) -> np.ndarray:

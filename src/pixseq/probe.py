@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from pixseq.errors import PixseqError
+from pixseq.io import to_tensor
 
 
 #: Class name of the "no particular class" token of models trained with label dropout
@@ -65,7 +66,7 @@ def extract_features(model, images: np.ndarray, batch_size: int = 64,
     cls = probe_class(model) if cond_class is None else cond_class
     out: list[list[np.ndarray]] = []
     for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).permute(0, 3, 1, 2).float() / 255
+        x = to_tensor(images[i:i + batch_size])
         tokens = model.tokenizer.encode(x.to(device)).flatten(1)  # (B, h*w)
         labels = torch.full((len(x),), cls, dtype=torch.long) if model.num_classes else None  # same for all
         feats = model.pooled_features(tokens, labels)

@@ -7,16 +7,7 @@ import sys
 import numpy as np
 import torch
 
-from pixseq.errors import PixseqError
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; asking for cuda without one is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PixseqError("--device cuda requested but no CUDA GPU is available")
-    return torch.device(name)
+from pixseq.device import resolve_device  # noqa: F401 - re-exported for the verbs
 
 
 def seed_everything(seed: int) -> None:

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     save_image(to_uint8(out[0]), args.out)
     n = codes.numel()
     bpp = n * math.log2(tok.vocab_size) / (H * W)
-    quality = float(psnr(torch.from_numpy(to_uint8(out[0])).permute(2, 0, 1)[None].float() / 255, x.cpu()))
+    quality = float(psnr(to_tensor(to_uint8(out[0]))[None], x.cpu()))  # PSNR of the 8-bit file written
     print(f"{H}x{W} -> {codes.shape[1]}x{codes.shape[2]} codes of {tok.vocab_size}: "
           f"{bpp:.4f} bits/pixel (raw codes), PSNR {quality:.2f} dB; wrote {args.out}")
     return 0

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from pixseq.errors import PixseqError
+from pixseq.io import to_tensor
 from pixseq.priors.gpt import GPT, GPTConfig
 from pixseq.priors.sampling import sample
 from pixseq.registry import register
@@ -88,7 +89,7 @@ class IGPT(nn.Module):
         if images.ndim != 4 or tuple(images.shape[1:3]) != self.image_size:
             raise PixseqError(f"images must be {self.image_size[0]}x{self.image_size[1]} for this model, "
                               f"got shape {images.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255.0)
+        x = to_tensor(images)  # (N, 3, H, W)
         return self.tokenizer.encode(x.to(self.device)).flatten(1)  # (N, H, W) -> (N, H*W)
 
     def _cond(self, labels: torch.Tensor | Sequence[int] | None, num: int) -> torch.Tensor | None:

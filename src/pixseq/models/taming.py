@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixseq.errors import PixseqError
+from pixseq.io import to_tensor
 from pixseq.priors.gpt import GPT, GPTConfig, gpt_config
 from pixseq.priors.sliding import sliding_sample
 from pixseq.registry import register
@@ -235,7 +236,7 @@ class TamingTokenDataset(torch.utils.data.Dataset):
         model.eval()
         with torch.no_grad():
             for i in range(0, len(arr), batch):
-                x = torch.from_numpy(arr[i:i + batch]).permute(0, 3, 1, 2).float().div(255).to(model.device)
+                x = to_tensor(arr[i:i + batch]).to(model.device)
                 toks.append(model.encode(x).cpu())
                 conds.append(model.condition_tokens(x).cpu() if model.config.condition else
                              torch.zeros(len(x), 0, dtype=torch.long))
@@ -318,7 +319,7 @@ def demo_section(page, out_dir, device: str | torch.device = "cpu", quick: bool 
                                   cfg, tc, device)
     t2 = time.perf_counter()
     model = model.to(device).eval()
-    x = torch.from_numpy(np.stack(test.images)).permute(0, 3, 1, 2).float().div(255).to(device)
+    x = to_tensor(np.stack(test.images)).to(device)
     rec = model.tokenizer.reconstruct(x)
     g = torch.Generator(device).manual_seed(0)
     samples = model.generate(40, torch.arange(40) % 10, generator=g)

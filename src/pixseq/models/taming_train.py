@@ -21,7 +21,7 @@ from torch import nn
 from pixseq.checkpoint import from_pretrained, model_id, save_pretrained
 from pixseq.cli.common import notice
 from pixseq.errors import PixseqError
-from pixseq.io import atomic_write
+from pixseq.io import atomic_write, to_tensor
 from pixseq.models.taming import Taming, TamingConfig, TamingTokenDataset, batch_cond
 from pixseq.tokenizers.losses import VQGANLoss, VQGANLossConfig
 from pixseq.tokenizers.vqgan import VQGAN, VQGANConfig
@@ -62,7 +62,7 @@ class ImageDataset(torch.utils.data.Dataset):
             x = int(g.integers(0, im.shape[1] - self.size + 1))
             im = im[y:y + self.size, x:x + self.size]
         label = -1 if self.labels is None else int(self.labels[k])
-        return {"image": torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255.0),
+        return {"image": to_tensor(im),
                 "label": torch.tensor(label)}
 
 

@@ -51,6 +51,7 @@ from torch import nn
 from pixseq.checkpoint import load_legacy_state, load_state_strict
 from pixseq.cli.common import notice, seed_everything
 from pixseq.config import to_dict
+from pixseq.device import resolve_device
 from pixseq.errors import PixseqError
 from pixseq.io import atomic_write
 from pixseq.train import distributed as D
@@ -81,7 +82,7 @@ class Trainer:
                  device: str | torch.device = "cpu", callbacks: Sequence[Any] = ()) -> None:
         self.task, self.dataset, self.config = task, dataset, config
         self.out_dir, self.callbacks = Path(out_dir), list(callbacks)
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.dist = D.init_from_env(self.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
@@ -370,15 +371,6 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------- helpers
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PixseqError("training on cuda requested but no CUDA GPU is available")
-    return device
-
-
 def _trainable(params: Iterable[nn.Parameter], part: str) -> list[nn.Parameter]:
     """Unique parameters that require grad, in a stable order (the all-reduce relies on it)."""
     seen, out = set(), []
