@@ -180,3 +180,32 @@ def test_bad_inputs_raise_pixseq_error():
         mse(x, x, reduction="sum")
     with pytest.raises(PixseqError, match="NaN"):
         psnr(x * float("nan"), x)
+
+
+def test_cheap_checks_on_large_and_channels_last_batches():
+    # Batches above the sample size take the sampled span check; NaN / inf must still be
+    # found exactly (through the per-image sums), wherever the one bad pixel sits.
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, 160, 200, generator=g).contiguous(memory_format=torch.channels_last)
+    y = (x + 0.01).clamp(0, 1)
+    torch.testing.assert_close(psnr(x, y), psnr(x.contiguous(), y.contiguous()), rtol=0, atol=1e-9)
+    for bad in (float("nan"), float("inf")):
+        z = y.clone()
+        z[1, 2, 159, 199] = bad  # the last pixel: outside any sampled run is possible
+        with pytest.raises(PixseqError, match="NaN or infinite"):
+            psnr(x, z)
+        with pytest.raises(PixseqError, match="NaN or infinite"):
+            mse(z, x)
+    with pytest.raises(PixseqError, match="data_range"):
+        psnr(x * 255, y * 255)  # the scale mistake is caught by the sample
+    with pytest.raises(PixseqError, match="data_range"):
+        psnr(x, y * 2 - 1)  # a [-1, 1] distorted batch against a [0, 1] reference
+
+
+def test_halving_matches_zero_padded_avg_pool():
+    from pixseq.metrics.ssim import _halve
+
+    for h, w in [(8, 8), (7, 9), (9, 6), (5, 5)]:
+        x = torch.rand(2, 3, h, w, dtype=torch.float64)
+        want = torch.nn.functional.avg_pool2d(x, 2, padding=[h % 2, w % 2])
+        torch.testing.assert_close(_halve(x), want, rtol=0, atol=1e-15)  # same 4-term mean
