@@ -130,19 +130,30 @@ def test_init_presets_and_tying():
         GPTConfig(n_embd=10, n_head=3)
 
 
-@pytest.mark.parametrize("cond_len", [0, 1])
-def test_kv_cache_matches_full_forward(cond_len):
-    model = tiny(cond_len)
-    tokens = torch.randint(0, 11, (3, 12))
-    cond = torch.randint(0, 5, (3, cond_len)) if cond_len else None
+@pytest.mark.parametrize("cond_len,batch,arch", [
+    (0, 3, {}), (1, 3, {}), (0, 1, {}),  # batch 1: the matrix-vector decoding path
+    (0, 3, dict(norm="rmsnorm", activation="quick_gelu")), (1, 1, dict(norm="rmsnorm", activation="quick_gelu")),
+    (0, 2, dict(activation="gelu_tanh", bias=False)),
+])
+def test_kv_cache_matches_full_forward(cond_len, batch, arch):
+    model = tiny(cond_len, **arch)
+    with torch.no_grad():  # non-trivial norm weights and biases, so that their handling is tested
+        for n, p in model.named_parameters():
+            if n.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight", "bias")):
+                p.add_(torch.randn_like(p) * 0.3)
+    tokens = torch.randint(0, 11, (batch, 12))
+    cond = torch.randint(0, 5, (batch, cond_len)) if cond_len else None
     full = model(tokens, cond)
-    dec = IncrementalDecoder(model, 3, cond)
+    dec = IncrementalDecoder(model, batch, cond)
     steps = []
     for t in range(12):
         steps.append(dec.next_logits())
         dec.push(tokens[:, t])
-    # same math, different reduction order (1 query vs T queries): float32 rounding only
+    # same math, different reduction order (1 query vs T queries) and decoding plan
+    # (RMS norm as a LayerNorm of [x, -x], quick-GELU as a rescaled SiLU): float32 rounding only
     torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
+    if batch != 3:
+        return
     chunked = IncrementalDecoder(model, 3, cond)
     chunked.push(tokens[:, :4])
     torch.testing.assert_close(chunked.next_logits(), full[:, 4], atol=1e-5, rtol=1e-5)

@@ -9,6 +9,7 @@ the ``(T, T)`` score matrix.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from torch import nn
 
 ACTIVATIONS = ("gelu", "gelu_tanh", "quick_gelu")
 NORMS = ("layernorm", "rmsnorm")
+QUICK_GELU = 1.702
 
 
 class RMSNorm(nn.Module):
@@ -51,7 +53,9 @@ def _activation(kind: str, x: torch.Tensor) -> torch.Tensor:
     if kind == "gelu_tanh":  # GPT-2's tanh approximation
         return F.gelu(x, approximate="tanh")
     if kind == "quick_gelu":  # iGPT's x * sigmoid(1.702 x)
-        return x * torch.sigmoid(1.702 * x)
+        return x * torch.sigmoid(QUICK_GELU * x)
+    if kind == "silu":  # only in decoding plans (see Block.decode_plan)
+        return F.silu(x)
     raise ValueError(f"unknown activation {kind!r} (known: {', '.join(ACTIVATIONS)})")
 
 
@@ -62,7 +66,7 @@ class KVCache:
     with no re-allocation, and makes its memory use known up front: ``2 * n_layer * B *
     max_len * C`` numbers. Keys and values share one buffer, ``kv`` ``(n_layer, B, 2, nh,
     max_len, hs)``, laid out like the k|v halves of the fused qkv projection, so that a
-    single-token step stores both with one copy (:meth:`append_kv`).
+    single-token step stores both with one copy (:func:`decode_blocks`).
     """
 
     def __init__(self, n_layer: int, batch_size: int, n_head: int, max_len: int, head_dim: int,
@@ -89,14 +93,6 @@ class KVCache:
         ck.narrow(2, self.pos, T).copy_(k)
         cv.narrow(2, self.pos, T).copy_(v)
         return ck.narrow(2, 0, end), cv.narrow(2, 0, end)  # (B, nh, end, hs)
-
-    def append_kv(self, layer: int, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`append` for keys and values stacked as ``(B, 2, nh, T, hs)``: one copy."""
-        end = self._check_room(kv.size(3))
-        ckv = self._kv[layer]
-        ckv.narrow(3, self.pos, kv.size(3)).copy_(kv)
-        k, v = ckv.narrow(3, 0, end).unbind(1)  # 2 x (B, nh, end, hs)
-        return k, v
 
     def advance(self, n: int) -> None:
         """Called once per model step, after every layer has appended ``n`` positions."""
@@ -139,23 +135,6 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
-    def decode(self, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
-        """:meth:`forward` for one new token per sequence, ``x`` ``(B, 1, C)``, in eval mode.
-
-        The hot loop of sampling and of the neural codec: at batch 1 a step is a few dozen
-        tiny ops, so their count (not FLOPs) sets the speed. This path skips module calls,
-        the generic q/k/v reshapes and the mask logic: keys and values go into the cache
-        with one copy, and SDPA with a single query needs no mask. Same math as
-        :meth:`forward`, so logits agree with the full pass to float rounding.
-        """
-        B, _, C = x.shape
-        qkv = F.linear(x, self.c_attn.weight, self.c_attn.bias)  # (B, 1, 3C)
-        qkv = qkv.view(B, 3, self.n_head, 1, C // self.n_head)  # (B, 3, nh, 1, hs): q | k | v
-        k, v = cache.append_kv(layer, qkv[:, 1:])  # (B, nh, pos+1, hs) each
-        y = F.scaled_dot_product_attention(qkv[:, 0], k, v)  # (B, nh, 1, hs)
-        # (B, nh, 1, hs) -> (B, 1, C): with one query no transpose is needed (a view, no copy)
-        return F.linear(y.reshape(B, 1, C), self.c_proj.weight, self.c_proj.bias)
-
 
 class MLP(nn.Module):
     """Position-wise feed-forward: Linear(C, rC) -> GELU -> Linear(rC, C)."""
@@ -189,14 +168,105 @@ class Block(nn.Module):
         x = x + self.attn(self.ln_1(x), cache, layer)
         return x + self.mlp(self.ln_2(x))
 
-    def decode(self, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
-        """:meth:`forward` for one new token per sequence ``(B, 1, C)`` in eval mode (see
-        :meth:`CausalSelfAttention.decode`): calls ``forward``/functional ops directly,
-        because ``Module.__call__`` costs about as much as a tiny matmul."""
-        x = x + self.attn.decode(self.ln_1.forward(x), cache, layer)
-        mlp = self.mlp
-        h = _activation(mlp.activation, F.linear(self.ln_2.forward(x), mlp.c_fc.weight, mlp.c_fc.bias))
-        return x + F.linear(h, mlp.c_proj.weight, mlp.c_proj.bias)
+    def decode_plan(self) -> BlockPlan:
+        """This block's tensors for :func:`decode_blocks` (see there)."""
+        a, m = self.attn, self.mlp
+        fc_w, fc_b, act, proj_w = m.c_fc.weight, m.c_fc.bias, m.activation, m.c_proj.weight
+        if act == "quick_gelu":
+            # x * sigmoid(1.702 x) = silu(1.702 x) / 1.702: with 1.702 folded into c_fc and
+            # 1 / 1.702 into c_proj the activation is one op instead of three
+            fc_w, proj_w, act = fc_w.detach() * QUICK_GELU, proj_w.detach() / QUICK_GELU, "silu"
+            fc_b = None if fc_b is None else fc_b.detach() * QUICK_GELU
+        return BlockPlan(norm_plan(self.ln_1), a.c_attn.weight, a.c_attn.bias, a.n_head, a.c_proj.weight,
+                         a.c_proj.bias, norm_plan(self.ln_2), fc_w, fc_b, act, proj_w, m.c_proj.bias)
+
+
+# ---------------------------------------------------------------- single-token decoding
+# The hot loop of sampling and of the neural codec is one new token per sequence through
+# every block. At batch 1 that is a few dozen tiny ops whose count (not FLOPs) sets the
+# speed, so it runs on plain tuples of tensors collected once per decoder ("plans"): no
+# Module.__call__, no module attribute lookups, no generic reshapes or mask logic. A plan
+# is a snapshot for one decoder: derived tensors (an RMS norm's doubled weight, quick-GELU's
+# rescaled MLP weights) are copies, so make a new plan after changing the weights.
+
+class NormPlan(NamedTuple):
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    eps: float
+    rms: bool  # weight is then the norm's weight twice: see decode_norm
+
+
+class BlockPlan(NamedTuple):
+    ln_1: NormPlan
+    attn_w: torch.Tensor
+    attn_b: torch.Tensor | None
+    n_head: int
+    attn_proj_w: torch.Tensor
+    attn_proj_b: torch.Tensor | None
+    ln_2: NormPlan
+    fc_w: torch.Tensor
+    fc_b: torch.Tensor | None
+    activation: str
+    mlp_proj_w: torch.Tensor
+    mlp_proj_b: torch.Tensor | None
+
+
+def norm_plan(norm: nn.Module) -> NormPlan:
+    """A :class:`NormPlan` of a LayerNorm or :class:`RMSNorm` (holds the weights by reference,
+    except an RMS norm's doubled weight, which is a copy made now)."""
+    if isinstance(norm, RMSNorm):
+        return NormPlan(torch.cat([norm.weight, norm.weight]).detach(), None, norm.eps, True)
+    return NormPlan(norm.weight, norm.bias, norm.eps, False)
+
+
+def decode_norm(x: torch.Tensor, p: NormPlan) -> torch.Tensor:
+    """The norm of :func:`norm_plan` applied to ``x`` ``(..., C)``, in as few ops as possible.
+
+    An RMS norm is a LayerNorm of ``[x, -x]``: that vector's mean is 0 and its variance is
+    ``mean(x^2)``, so its first half is ``x / sqrt(mean(x^2) + eps)``. On CPU ``F.rms_norm``
+    is a chain of ~9 ops (pow, mean, add, rsqrt, muls, dtype casts) and cost 2-4x a whole
+    ``layer_norm``; neg + cat + layer_norm is about half of it. Equal to float rounding.
+    """
+    C = x.size(-1)
+    if p.rms:
+        return F.layer_norm(torch.cat([x, x.neg()], -1), (2 * C,), p.weight, None, p.eps).narrow(-1, 0, C)
+    return F.layer_norm(x, (C,), p.weight, p.bias, p.eps)
+
+
+def decode_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear``, except that a single vector ``x`` ``(C,)`` goes through ``addmv``/``mv``:
+    about 3 us less per call than ``linear`` on a ``(1, 1, C)`` input on CPU, and a batch-1
+    decoding step makes 4 per layer + 1."""
+    if x.dim() == 1:
+        return torch.mv(weight, x) if bias is None else torch.addmv(bias, weight, x)
+    return F.linear(x, weight, bias)
+
+
+def decode_blocks(plans: Sequence[BlockPlan], x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """:meth:`Block.forward` of every block for one new token per sequence, ``x`` ``(B, 1, C)``
+    (returned in the same shape).
+
+    For eval mode under ``torch.inference_mode``/``no_grad``. Keys and values go into
+    ``cache`` at position ``cache.pos`` with one copy per layer (its k|v buffer is laid out
+    like the k|v halves of the qkv projection); SDPA with a single query needs no mask, and
+    its ``(B, nh, 1, hs)`` output is already ``(B, 1, C)`` in memory. The caller advances the
+    cache. Same math as the full pass, so logits agree with it to float rounding.
+    """
+    B, _, C = x.shape
+    pos = cache.pos
+    end = cache._check_room(1)
+    if B == 1:
+        x = x.view(C)  # vectors: the linears become matrix-vector products (decode_linear)
+    for kv, p in zip(cache._kv, plans):
+        nh = p.n_head
+        qkv = decode_linear(decode_norm(x, p.ln_1), p.attn_w, p.attn_b).view(B, 3, nh, 1, C // nh)  # q | k | v
+        kv.narrow(3, pos, 1).copy_(qkv[:, 1:])
+        k, v = kv.narrow(3, 0, end).unbind(1)  # (B, nh, end, hs) each
+        y = F.scaled_dot_product_attention(qkv[:, 0], k, v)  # (B, nh, 1, hs)
+        x = x + decode_linear(y.reshape(x.shape), p.attn_proj_w, p.attn_proj_b)
+        h = _activation(p.activation, decode_linear(decode_norm(x, p.ln_2), p.fc_w, p.fc_b))
+        x = x + decode_linear(h, p.mlp_proj_w, p.mlp_proj_b)
+    return x.view(B, 1, C)
 
 
 def init_gpt2_(module: nn.Module, n_layer: int, std: float = 0.02) -> None:

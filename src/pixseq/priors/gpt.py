@@ -26,12 +26,14 @@ parameter counts for ``vocab_size=512, block_size=1024`` (32x32 images), uncondi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pixseq.nn.transformer import ACTIVATIONS, NORMS, Block, KVCache, init_gpt2_, make_norm
+from pixseq.nn.transformer import (ACTIVATIONS, NORMS, Block, BlockPlan, KVCache, NormPlan, decode_blocks,
+                                   decode_linear, decode_norm, init_gpt2_, make_norm, norm_plan)
 
 
 @dataclass
@@ -77,6 +79,16 @@ class GPTConfig:
             raise ValueError("cond_len and cond_vocab_size must both be 0 or both be > 0")
         if self.norm not in NORMS or self.activation not in ACTIVATIONS:
             raise ValueError(f"norm must be one of {NORMS}, activation one of {ACTIVATIONS}")
+
+
+class DecodePlan(NamedTuple):
+    """A :class:`GPT`'s tensors for :meth:`GPT.decode_step`."""
+
+    wte: torch.Tensor
+    wpe: torch.Tensor
+    blocks: list[BlockPlan]
+    ln_f: NormPlan
+    lm_head: torch.Tensor
 
 
 GPT_PRESETS: dict[str, dict[str, int]] = {
@@ -155,15 +167,32 @@ class GPT(nn.Module):
     # ---------------------------------------------------------------- passes
     def hidden(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Run embedded inputs ``(B, T, C)`` through the blocks and the final norm."""
-        if cache is not None and x.size(1) == 1 and not self.training:
-            for i, block in enumerate(self.h):  # single-token decoding step: the fast path
-                x = block.decode(x, cache, i)
-        else:
-            for i, block in enumerate(self.h):
-                x = block(x, cache, i)
+        for i, block in enumerate(self.h):
+            x = block(x, cache, i)
         if cache is not None:
             cache.advance(x.size(1))
         return self.ln_f(x)
+
+    def decode_plan(self) -> DecodePlan:
+        """The tensors :meth:`decode_step` reads, gathered once per decoder.
+
+        A snapshot for one decoder: some tensors are derived copies (see
+        :func:`~pixseq.nn.transformer.decode_blocks`), so make a new plan after changing
+        the weights."""
+        return DecodePlan(self.wte.weight, self.wpe.weight, [b.decode_plan() for b in self.h],
+                          norm_plan(self.ln_f), self.lm_head.weight)
+
+    def decode_step(self, plan: DecodePlan, tokens: torch.Tensor, pos: int, cache: KVCache) -> torch.Tensor:
+        """Logits ``(B, V)`` after one new target token per sequence, ``tokens`` ``(B, 1)``,
+        at sequence position ``pos`` (= ``cache.pos``), in eval mode without autograd:
+        ``forward`` for the single-token step of KV-cached decoding
+        (:func:`~pixseq.nn.transformer.decode_blocks`)."""
+        B = tokens.size(0)
+        x = F.embedding(tokens, plan.wte) + plan.wpe[pos]  # (B, 1, C)
+        x = decode_blocks(plan.blocks, x, cache)
+        cache.advance(1)
+        x = x.view(-1) if B == 1 else x.view(B, -1)  # (B, C); a vector at batch 1 (decode_linear)
+        return decode_linear(decode_norm(x, plan.ln_f), plan.lm_head).view(B, -1)  # (B, V)
 
     def forward(self, tokens: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, T)`` tokens (+ ``(B, Tc)`` cond) -> ``(B, T, vocab_size)`` logits;

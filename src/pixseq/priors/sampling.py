@@ -49,6 +49,7 @@ class IncrementalDecoder:
                 cond = cond[:, None]  # (B,) class ids -> (B, 1)
         prior.check_inputs(torch.zeros(batch_size, 0, dtype=torch.long, device=device), cond)
         self._prefix = prior.embed_prefix(cond, batch_size)  # (B, Tc+1, C), run on first call
+        self._plan = prior.decode_plan()  # for single-token steps
         self._start = self._prefix.size(1)  # sequence position of target token 0's input slot
 
     def push(self, tokens: torch.Tensor) -> None:
@@ -72,14 +73,20 @@ class IncrementalDecoder:
     def _run(self) -> torch.Tensor:
         if self.length >= self.prior.config.block_size:
             raise ValueError("the sequence is complete; there is no next token")
+        device = self.cache.kv.device
+        pending = self._pending
+        if self._prefix is None and len(pending) == 1 and pending[0].size(1) == 1:
+            # the hot loop: one new token per sequence; token i fills input slot start + i (SOS shift)
+            self._pending = []
+            pos = self._start + self.length - 1
+            return self.prior.decode_step(self._plan, pending[0].to(device), pos, self.cache).float()
         parts = []
         if self._prefix is not None:
             parts.append(self._prefix)
             self._prefix = None
-        if self._pending:
-            pending = self._pending
+        if pending:
             tokens = pending[0] if len(pending) == 1 else torch.cat(pending, dim=1)  # (B, P)
-            tokens = tokens.to(self.cache.k.device)
+            tokens = tokens.to(device)
             # token i sits one position after its own slot (SOS shift): start + index
             first = self.length - tokens.size(1)
             parts.append(self.prior.embed_tokens(tokens, self._start + first))
