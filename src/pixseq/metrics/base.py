@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 
 class Metric:
@@ -192,3 +193,33 @@ def cpu_chunks(x: torch.Tensor, budget: int = 1 << 18) -> list[slice]:
         return [slice(0, n)]
     step = max(1, budget // max(1, x[0].numel()))
     return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def filter_valid(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Separable 'valid' filtering of ``(N, K, H, W)`` maps -> ``(N, K, H - k + 1, W - k + 1)``.
+
+    Rows (along W, the contiguous dim): k shifted multiply-adds over whole contiguous
+    slices, which vectorise well. Columns (along H): for float32/float16 one depthwise
+    convolution in which the W columns are the *channels* -- a row-major ``(H, W)`` map
+    viewed as ``(W, 1, H)`` is a channels-last tensor, so oneDNN / cuDNN filter along H
+    vectorised across columns with no layout copy (on CPU about 3x faster than shifted
+    adds, and faster than a channels-last convolution over the maps, whose two layout
+    transposes cost more than the filtering). float64 has no fast CPU convolution kernel,
+    so its columns use shifted adds too. Results are the same sums of products per output,
+    so both paths agree with a float64 reference to rounding.
+    """
+    k, (h, wd) = w.numel(), x.shape[-2:]
+    taps = w.tolist()
+    rows = x[..., 0 : wd - k + 1] * taps[0]
+    for i in range(1, k):
+        rows.add_(x[..., i : i + wd - k + 1], alpha=taps[i])
+    if rows.dtype == torch.float64 and rows.device.type == "cpu":
+        out = rows[..., 0 : h - k + 1, :] * taps[0]
+        for i in range(1, k):
+            out.add_(rows[..., i : i + h - k + 1, :], alpha=taps[i])
+        return out
+    n, maps, _, w_out = rows.shape
+    cols = rows.reshape(n * maps, 1, h, w_out).permute(0, 3, 1, 2)  # (N*K, W', 1, H), channels-last
+    kernel = w.view(1, 1, 1, k).expand(w_out, 1, 1, k)
+    out = F.conv2d(cols, kernel, groups=w_out)  # (N*K, W', 1, H'), channels-last
+    return out.permute(0, 2, 3, 1).reshape(n, maps, h - k + 1, w_out)

@@ -19,9 +19,10 @@ that values agree with it.
 
 Internals: four window statistics (means of a and b, of a^2 + b^2 and of ab) of an image
 are filtered together: rows by shifted multiply-adds, columns by a depthwise convolution
-(see :func:`_filter_valid`). Inputs are shifted by the per-image mean before filtering so
-that ``E[x^2] - E[x]^2`` does not lose precision (the relative cancellation error does not
-depend on the value scale, so no rescaling is needed; ``C1`` and ``C2`` carry the range).
+(see :func:`pixseq.metrics.base.filter_valid`). Inputs are shifted by the per-image mean
+before filtering so that ``E[x^2] - E[x]^2`` does not lose precision (the relative
+cancellation error does not depend on the value scale, so no rescaling is needed; ``C1``
+and ``C2`` carry the range).
 
 *Precision*: the arithmetic is float32 by default (``precision="float64"`` is available).
 With the mean shift, the float32 cancellation error of the variances is ~1e-7 of the
@@ -37,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from pixseq.errors import PixseqError
-from pixseq.metrics.base import check_pair, cpu_chunks, reduce
+from pixseq.metrics.base import check_pair, cpu_chunks, filter_valid, reduce
 from pixseq.metrics.pixel import _MeanOfPerImage, psnr_thesis  # noqa: F401 - re-exported
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -55,36 +56,6 @@ def _window(win_size: int, sigma: float, gaussian: bool, dtype: torch.dtype) -> 
     x = torch.arange(win_size, dtype=torch.float64) - (win_size - 1) / 2
     w = torch.exp(-0.5 * x**2 / sigma**2)
     return (w / w.sum()).to(dtype)
-
-
-def _filter_valid(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Separable 'valid' filtering of ``(N, K, H, W)`` maps -> ``(N, K, H - k + 1, W - k + 1)``.
-
-    Rows (along W, the contiguous dim): k shifted multiply-adds over whole contiguous
-    slices, which vectorise well. Columns (along H): for float32/float16 one depthwise
-    convolution in which the W columns are the *channels* -- a row-major ``(H, W)`` map
-    viewed as ``(W, 1, H)`` is a channels-last tensor, so oneDNN / cuDNN filter along H
-    vectorised across columns with no layout copy (on CPU about 3x faster than shifted
-    adds, and faster than a channels-last convolution over the maps, whose two layout
-    transposes cost more than the filtering). float64 has no fast CPU convolution kernel,
-    so its columns use shifted adds too. Results are the same sums of products per output,
-    so both paths agree with a float64 reference to rounding.
-    """
-    k, (h, wd) = w.numel(), x.shape[-2:]
-    taps = w.tolist()
-    rows = x[..., 0 : wd - k + 1] * taps[0]
-    for i in range(1, k):
-        rows.add_(x[..., i : i + wd - k + 1], alpha=taps[i])
-    if rows.dtype == torch.float64 and rows.device.type == "cpu":
-        out = rows[..., 0 : h - k + 1, :] * taps[0]
-        for i in range(1, k):
-            out.add_(rows[..., i : i + h - k + 1, :], alpha=taps[i])
-        return out
-    n, maps, _, w_out = rows.shape
-    cols = rows.reshape(n * maps, 1, h, w_out).permute(0, 3, 1, 2)  # (N*K, W', 1, H), channels-last
-    kernel = w.view(1, 1, 1, k).expand(w_out, 1, 1, k)
-    out = F.conv2d(cols, kernel, groups=w_out)  # (N*K, W', 1, H'), channels-last
-    return out.permute(0, 2, 3, 1).reshape(n, maps, h - k + 1, w_out)
 
 
 def _ssim_and_cs(
@@ -139,7 +110,7 @@ def _ssim_cs_maps(
     torch.mul(sb, sb, out=sab)
     torch.mul(sa, sa, out=ssq).add_(sab)
     torch.mul(sa, sb, out=sab)
-    mu_a, mu_b, e_sq, e_ab = _filter_valid(stats, w).chunk(4, 1)
+    mu_a, mu_b, e_sq, e_ab = filter_valid(stats, w).chunk(4, 1)
     # var_sum = E[a^2 + b^2] - (mu_a^2 + mu_b^2) and cov2 = 2 (E[ab] - mu_a mu_b): for
     # identical inputs both are exactly 2 (E[a^2] - mu_a^2) in floating point (doubling is
     # exact and commutes with rounding), so SSIM is exactly 1 in either precision.
