@@ -208,18 +208,22 @@ def filter_valid(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     so its columns use shifted adds too. Results are the same sums of products per output,
     so both paths agree with a float64 reference to rounding.
     """
-    k, (h, wd) = w.numel(), x.shape[-2:]
+    k, h = w.numel(), x.shape[-2]
     taps = w.tolist()
-    rows = x[..., 0 : wd - k + 1] * taps[0]
-    for i in range(1, k):
-        rows.add_(x[..., i : i + wd - k + 1], alpha=taps[i])
+    rows = _shifted_sum(x, taps, -1)
     if rows.dtype == torch.float64 and rows.device.type == "cpu":
-        out = rows[..., 0 : h - k + 1, :] * taps[0]
-        for i in range(1, k):
-            out.add_(rows[..., i : i + h - k + 1, :], alpha=taps[i])
-        return out
+        return _shifted_sum(rows, taps, -2)
     n, maps, _, w_out = rows.shape
     cols = rows.reshape(n * maps, 1, h, w_out).permute(0, 3, 1, 2)  # (N*K, W', 1, H), channels-last
     kernel = w.view(1, 1, 1, k).expand(w_out, 1, 1, k)
     out = F.conv2d(cols, kernel, groups=w_out)  # (N*K, W', 1, H'), channels-last
     return out.permute(0, 2, 3, 1).reshape(n, maps, h - k + 1, w_out)
+
+
+def _shifted_sum(x: torch.Tensor, taps: list[float], dim: int) -> torch.Tensor:
+    """'Valid' 1-D filtering of ``x`` along ``dim``: ``sum_i taps[i] * x[i : i + n]``."""
+    n = x.size(dim) - len(taps) + 1
+    out = x.narrow(dim, 0, n) * taps[0]
+    for i in range(1, len(taps)):
+        out.add_(x.narrow(dim, i, n), alpha=taps[i])
+    return out
