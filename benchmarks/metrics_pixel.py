@@ -3,7 +3,9 @@
 Same inputs for everyone: a batch of natural-photo crops in [0, 1] and noisy copies.
 torchmetrics / pytorch-msssim get the batch as float32 tensors (their usual use), pixseq
 the same float32 batch (SSIM / MS-SSIM compute in float32 by default; ``precision="float64"``
-is also shown), scikit-image one HxWx3 float64 image pair at a time. Time = best of ``--repeats``
+is also shown), scikit-image one HxWx3 float64 image pair at a time. "PSNR (uint8)" gives
+everyone the same pictures as decoded uint8 pixels instead (scikit-image: HxWx3 arrays;
+the tensors: channels-last views of them, as ``torch.from_numpy(hwc).permute`` makes). Time = best of ``--repeats``
 (the machine is shared; the minimum is the least disturbed run). Prints a markdown table.
 
     python benchmarks/metrics_pixel.py [--batch 8] [--size 256] [--threads 1]
@@ -49,6 +51,8 @@ def contenders(a: torch.Tensor, b: torch.Tensor) -> dict[str, dict[str, Callable
     from pixseq.metrics.pixel import psnr
     from pixseq.metrics.ssim import ms_ssim, ssim
 
+    hwc_a, hwc_b = ((x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous() for x in (a, b))
+    ua, ub = hwc_a.permute(0, 3, 1, 2), hwc_b.permute(0, 3, 1, 2)
     an = [x.permute(1, 2, 0).double().numpy() for x in a]
     bn = [x.permute(1, 2, 0).double().numpy() for x in b]
     sk_ssim = lambda: [structural_similarity(x, y, gaussian_weights=True, sigma=1.5,  # noqa: E731
@@ -59,6 +63,12 @@ def contenders(a: torch.Tensor, b: torch.Tensor) -> dict[str, dict[str, Callable
             "pixseq": lambda: psnr(a, b),
             "torchmetrics": lambda: tm_psnr(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3)),
             "scikit-image (per image)": lambda: [peak_signal_noise_ratio(x, y, data_range=1.0) for x, y in zip(an, bn)],
+        },
+        "PSNR (uint8)": {
+            "pixseq": lambda: psnr(ua, ub, data_range=255),
+            "torchmetrics": lambda: tm_psnr(ua, ub, data_range=255.0, reduction="none", dim=(1, 2, 3)),
+            "scikit-image (per image)": lambda: [peak_signal_noise_ratio(x, y) for x, y in
+                                                 zip(hwc_a.numpy(), hwc_b.numpy())],
         },
         "SSIM": {
             "pixseq": lambda: ssim(a, b),

@@ -202,6 +202,27 @@ def test_cheap_checks_on_large_and_channels_last_batches():
         psnr(x, y * 2 - 1)  # a [-1, 1] distorted batch against a [0, 1] reference
 
 
+def test_uint8_batches_are_exact_in_any_layout(pairs):
+    # uint8 batches are differenced in bytes (|a - b| = max - min, exact), in memory
+    # order for channels-last views: the squared errors are exact integers, so the only
+    # difference from scikit-image's float64 mean is the float32 cascade sum, ~1e-7
+    # relative (~5e-7 dB); 1e-6 relative / 1e-6 dB covers it.
+    ref, dist = pairs
+    want_mse = torch.tensor([mean_squared_error(r, d) for r, d in zip(ref, dist)], dtype=torch.float64)
+    want_psnr = torch.tensor([peak_signal_noise_ratio(r, d) for r, d in zip(ref, dist)], dtype=torch.float64)
+    hwc_a, hwc_b = torch.from_numpy(ref), torch.from_numpy(dist)
+    for a, b in [(hwc_a.permute(0, 3, 1, 2), hwc_b.permute(0, 3, 1, 2)),  # channels-last views
+                 (hwc_a.permute(0, 3, 1, 2).contiguous(), hwc_b.permute(0, 3, 1, 2).contiguous()),
+                 (hwc_a.permute(0, 3, 1, 2), hwc_b.permute(0, 3, 1, 2).contiguous())]:  # mixed layouts
+        assert a.dtype == torch.uint8
+        torch.testing.assert_close(mse(a, b), want_mse, rtol=1e-6, atol=0)
+        torch.testing.assert_close(psnr(a, b, 255), want_psnr, rtol=0, atol=1e-6)
+        # |a - b| in bytes must not wrap around where the distorted pixel is brighter.
+        torch.testing.assert_close(mse(b, a), want_mse, rtol=1e-6, atol=0)
+    with pytest.raises(PixseqError, match="data_range"):
+        psnr(hwc_a.permute(0, 3, 1, 2), hwc_b.permute(0, 3, 1, 2))  # uint8 with the [0, 1] default
+
+
 def test_halving_matches_zero_padded_avg_pool():
     from pixseq.metrics.ssim import _halve
 
