@@ -5,7 +5,9 @@ torchmetrics / pytorch-msssim get the batch as float32 tensors (their usual use)
 the same float32 batch (SSIM / MS-SSIM compute in float32 by default; ``precision="float64"``
 is also shown), scikit-image one HxWx3 float64 image pair at a time. "PSNR (uint8)" gives
 everyone the same pictures as decoded uint8 pixels instead (scikit-image: HxWx3 arrays;
-the tensors: channels-last views of them, as ``torch.from_numpy(hwc).permute`` makes). Time = best of ``--repeats``
+the tensors: channels-last views of them, as ``torch.from_numpy(hwc).permute`` makes).
+"pixseq, fused" is the same call with fused kernels on (``pixseq.fused``, torch.compile;
+``pixseq assess --compile``); its one-off compile time is printed under the table. Time = best of ``--repeats``
 (the machine is shared; the minimum is the least disturbed run). Prints a markdown table.
 
     python benchmarks/metrics_pixel.py [--batch 8] [--size 256] [--threads 1]
@@ -40,6 +42,20 @@ def make_inputs(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return a, b
 
 
+def fused_call(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` with pixseq's fused (compiled) kernels switched on for the call."""
+    from pixseq import fused
+
+    def run() -> object:
+        fused.set_enabled(True)
+        try:
+            return fn()
+        finally:
+            fused.set_enabled(None)
+
+    return run
+
+
 def contenders(a: torch.Tensor, b: torch.Tensor) -> dict[str, dict[str, Callable[[], object]]]:
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
     from torchmetrics.functional.image import (
@@ -61,6 +77,7 @@ def contenders(a: torch.Tensor, b: torch.Tensor) -> dict[str, dict[str, Callable
     out = {
         "PSNR": {
             "pixseq": lambda: psnr(a, b),
+            "pixseq, fused": fused_call(lambda: psnr(a, b)),
             "torchmetrics": lambda: tm_psnr(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3)),
             "scikit-image (per image)": lambda: [peak_signal_noise_ratio(x, y, data_range=1.0) for x, y in zip(an, bn)],
         },
@@ -109,10 +126,18 @@ def main() -> None:
           f"best of {args.repeats}\n")
     print("| metric | implementation | images/s | pixseq speed-up |")
     print("|---|---|---:|---:|")
+    compile_notes = []
     for metric, impls in contenders(a, b).items():
+        for name, fn in impls.items():
+            if "fused" in name:  # compile outside the timed runs, and report what it cost
+                t0 = time.perf_counter()
+                fn()
+                compile_notes.append(f"{metric} {name}: first call (compile) {time.perf_counter() - t0:.1f} s")
         rates = {name: args.batch / best_time(fn, args.repeats) for name, fn in impls.items()}
         for name, rate in rates.items():
             print(f"| {metric} | {name} | {rate:,.1f} | {rates['pixseq'] / rate:.2f}x |")
+    if compile_notes:
+        print("\n" + "\n".join(compile_notes))
 
 
 if __name__ == "__main__":

@@ -116,13 +116,20 @@ def check_images(
     lo, hi = torch.stack([values.amin(), values.amax()]).tolist()
     if exhaustive and not (math.isfinite(lo) and math.isfinite(hi)):
         raise PixseqError(f"{what}: contain NaN or infinite values")
+    check_span(lo, hi, data_range, what)
+    return x
+
+
+def check_span(lo: float, hi: float, data_range: float, what: str = "images") -> None:
+    """Raise if values from ``lo`` to ``hi`` clearly do not fit ``data_range`` (a scale mistake)."""
+    from pixseq.errors import PixseqError
+
     span = hi - lo
     if span > data_range * 1.01:  # 1 % slack for clipping noise of generated images
         raise PixseqError(
             f"{what}: values span {span:.4g} but data_range is {data_range:g}; "
             f"pass the right data_range (e.g. 255 for uint8-scaled images)"
         )
-    return x
 
 
 def _strided_sample(x: torch.Tensor, block: int = 64) -> torch.Tensor:

@@ -17,9 +17,13 @@ float32: ~1e-7 relative; uint8: exact differences), so the values agree with sci
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
-from pixseq.metrics.base import Metric, check_finite, check_pair, reduce
+from pixseq import fused
+from pixseq.fused import fusable
+from pixseq.metrics.base import Metric, check_finite, check_pair, check_span, reduce
 
 
 def _flat_in_memory_order(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,36 +57,88 @@ def _abs_diff(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None) -> tor
     return torch.sub(x, y) if out is None else torch.sub(x, y, out=out)
 
 
+def _sse_per_image(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    """Sums of squared differences of ``(B, N)`` rows -> ``(B,)``, for eager PyTorch.
+
+    One pass forms the difference, one squares it and one sums it. On CPU this is done
+    an image at a time into one reused buffer, so the difference stays in cache (MSE is
+    memory-bound: the difference of a whole batch would go out to DRAM and back).
+    """
+    if fa.device.type != "cpu":
+        d = _abs_diff(fa, fb, None)
+        return torch.linalg.vecdot(d, d)
+    dtype = torch.promote_types(fa.dtype, fb.dtype)
+    dtype = dtype if dtype.is_floating_point else (torch.float32 if dtype == torch.uint8 else torch.float64)
+    buf = torch.empty(fa.shape[1], dtype=dtype, device=fa.device)
+    # square + sum, not a dot product: BLAS sdot (and 1-D vecdot, which calls it)
+    # accumulates long float32 runs per lane, ~5e-6 relative off on photos (2e-5 dB);
+    # torch's cascade sum stays at ~1e-7 and costs about the same.
+    return torch.stack([_abs_diff(x, y, buf).square_().sum() for x, y in zip(fa, fb)])
+
+
+def _sse_extremes_eager(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    """Eager form of :func:`_sse_extremes` (only used when a compile fails)."""
+    dtype = torch.promote_types(fa.dtype, fb.dtype)
+    return torch.stack([_sse_per_image(fa, fb).to(torch.float64),
+                        fa.amin(1).to(dtype).to(torch.float64), fa.amax(1).to(dtype).to(torch.float64),
+                        fb.amin(1).to(dtype).to(torch.float64), fb.amax(1).to(dtype).to(torch.float64)])
+
+
+@fusable(eager=_sse_extremes_eager)
+def _sse_extremes(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    """Per image of float ``(B, N)`` rows: sum of squared differences, min / max of each.
+
+    -> ``(5, B)`` float64 rows ``[sse, min a, max a, min b, max b]``. Compiled (see
+    :mod:`pixseq.fused`) this is one pass over both inputs with float64 accumulation, and
+    the exhaustive range check comes with it for free.
+    """
+    d = fa - fb
+    return torch.stack([(d * d).sum(1, dtype=torch.float64),
+                        fa.amin(1).to(torch.float64), fa.amax(1).to(torch.float64),
+                        fb.amin(1).to(torch.float64), fb.amax(1).to(torch.float64)])
+
+
 def _per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean of squared differences per image pair -> ``(B,)`` float64; NaN / inf inputs raise.
 
-    One pass forms the difference, one squares it and one sums it. On CPU this is
-    done an image at a time into one reused buffer, so the difference stays in cache
-    (MSE is memory-bound: the difference of a whole batch would go out to DRAM and back).
     Precision: float64 inputs round only; float32 differences are exact or within 2^-24
     relative and the sum is a cascade (measured ~1e-7 relative on photos, i.e. ~5e-7 dB
-    of PSNR); uint8 differences are exact integers.
+    of PSNR); uint8 differences are exact.
     """
     fa, fb = _flat_in_memory_order(a, b)
-    if a.device.type != "cpu":
-        d = _abs_diff(fa, fb, None)
-        sums = torch.linalg.vecdot(d, d)
-    else:
-        dtype = torch.promote_types(a.dtype, b.dtype)
-        dtype = dtype if dtype.is_floating_point else (torch.float32 if dtype == torch.uint8 else torch.float64)
-        buf = torch.empty(fa.shape[1], dtype=dtype)
-        # square + sum, not a dot product: BLAS sdot (and 1-D vecdot, which calls it)
-        # accumulates long float32 runs per lane, ~5e-6 relative off on photos (2e-5 dB);
-        # torch's cascade sum stays at ~1e-7 and costs about the same.
-        sums = torch.stack([_abs_diff(x, y, buf).square_().sum() for x, y in zip(fa, fb)])
     # A NaN / inf pixel makes its image's sum NaN / inf: checked here, not with extra passes.
-    return check_finite(sums.to(torch.float64) / fa.shape[1])
+    return check_finite(_sse_per_image(fa, fb).to(torch.float64) / fa.shape[1])
+
+
+def _checked_mse(
+    a: torch.Tensor, b: torch.Tensor, data_range: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate a pair and return its per-image MSE and, when it came for free, the
+    reference's per-image value range (max - min; else ``None``).
+
+    With fused kernels on (:mod:`pixseq.fused`) and float inputs, one compiled pass gives
+    the squared errors and every image's extremes, so the range check is exhaustive at no
+    cost; otherwise the eager path checks a sample (:func:`check_images`) and loops over
+    images. ``data_range=inf`` skips the range check (MSE, the thesis PSNR).
+    """
+    a, b = check_pair(a, b, float("inf"), exhaustive=False, keep_uint8=True)  # shapes, dtypes
+    if fused.enabled() and a.is_floating_point() and b.is_floating_point():
+        fa, fb = _flat_in_memory_order(a, b)
+        stats = check_finite(_sse_extremes(fa, fb))  # NaN / inf inputs propagate into all rows
+        extremes = stats[1:].view(2, 2, -1)  # (a | b, min | max, B)
+        if not math.isinf(data_range):
+            lo, hi = extremes[:, 0].amin(1).tolist(), extremes[:, 1].amax(1).tolist()
+            for what, low, high in zip(("reference images", "distorted images"), lo, hi):
+                check_span(low, high, data_range, what)
+        return stats[0] / fa.shape[1], extremes[0, 1] - extremes[0, 0]
+    if not math.isinf(data_range):
+        check_pair(a, b, data_range, exhaustive=False, keep_uint8=True)
+    return _per_image_mse(a, b), None
 
 
 def mse(a: torch.Tensor, b: torch.Tensor, reduction: str = "none") -> torch.Tensor:
     """Mean squared error per image pair, over all channels and pixels (in the input's units)."""
-    a, b = check_pair(a, b, data_range=float("inf"), exhaustive=False, keep_uint8=True)
-    return reduce(_per_image_mse(a, b), reduction)
+    return reduce(_checked_mse(a, b, float("inf"))[0], reduction)
 
 
 def _psnr_from_mse(err: torch.Tensor, data_range: torch.Tensor | float) -> torch.Tensor:
@@ -102,8 +158,7 @@ def psnr(
     ``data_range`` looks at a strided sample of pixels (PSNR itself costs no more than
     an exhaustive check; see :func:`pixseq.metrics.base.check_images`).
     """
-    a, b = check_pair(a, b, data_range, exhaustive=False, keep_uint8=True)
-    return reduce(_psnr_from_mse(_per_image_mse(a, b), data_range), reduction)
+    return reduce(_psnr_from_mse(_checked_mse(a, b, data_range)[0], data_range), reduction)
 
 
 def psnr_thesis(a: torch.Tensor, b: torch.Tensor, reduction: str = "none") -> torch.Tensor:
@@ -113,11 +168,11 @@ def psnr_thesis(a: torch.Tensor, b: torch.Tensor, reduction: str = "none") -> to
     as the study called it. It is not comparable with fixed-range PSNR: a dark reference
     image gets a smaller peak and therefore a lower PSNR for the same error.
     """
-    a, b = check_pair(a, b, data_range=float("inf"), exhaustive=False, keep_uint8=True)
-    err = _per_image_mse(a, b)
-    flat = a.flatten(1)
-    per_image_range = (flat.amax(1) - flat.amin(1)).to(torch.float64)  # (B,), exact in any float
-    return reduce(_psnr_from_mse(err, per_image_range), reduction)
+    err, value_range = _checked_mse(a, b, float("inf"))
+    if value_range is None:
+        flat = a.flatten(1)
+        value_range = flat.amax(1) - flat.amin(1)  # (B,), exact in any float
+    return reduce(_psnr_from_mse(err, value_range.to(torch.float64)), reduction)
 
 
 class _MeanOfPerImage(Metric):
