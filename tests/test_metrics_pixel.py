@@ -232,16 +232,6 @@ def test_halving_matches_zero_padded_avg_pool():
         torch.testing.assert_close(_halve(x), want, rtol=0, atol=1e-15)  # same 4-term mean
 
 
-@pytest.fixture
-def fused_kernels():
-    """Fused (torch.compile) kernels on for one test; skipped where compiling cannot work."""
-    from pixseq import fused
-
-    fused.set_enabled(True)
-    yield fused
-    fused.set_enabled(None)
-
-
 def test_fused_mse_psnr_match_skimage_and_check_exhaustively(pairs, fused_kernels):
     ref, dist = pairs
     a = torch.from_numpy(ref).permute(0, 3, 1, 2).float() / 255  # channels-last float32

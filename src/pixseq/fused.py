@@ -16,6 +16,7 @@ to floating-point summation order, which the metrics' tests bound.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from typing import Any, Callable, TypeVar
@@ -46,15 +47,16 @@ def available() -> bool:
     return _broken is None
 
 
-def fusable(eager: Callable[..., Any] | None = None) -> Callable[[F], F]:
+def fusable(eager: Callable[..., Any] | None = None, dynamic: bool | None = None) -> Callable[[F], F]:
     """Decorate a pure tensor function so it runs compiled when fused kernels are enabled.
 
     ``eager`` is what runs otherwise (and after a failed compile): an equivalent function
     written for eager PyTorch, when the best eager formulation differs from the one that
     fuses best (e.g. a loop over images that keeps each in cache); by default the
-    decorated function itself. Shapes are compiled statically first and become dynamic
-    after a second shape is seen (Inductor's default), so a stream of images of one size
-    compiles once.
+    decorated function itself. ``dynamic`` is ``torch.compile``'s: ``None`` compiles the
+    first shape statically and switches to shape-generic code when a second one comes;
+    ``False`` keeps one specialised kernel per shape (faster stencils, more compiles;
+    past torch's recompile limit the eager code runs).
     """
 
     def decorate(fn: F) -> F:
@@ -66,7 +68,9 @@ def fusable(eager: Callable[..., Any] | None = None) -> Callable[[F], F]:
             if not enabled() or _broken is not None:
                 return fallback(*args, **kwargs)
             if not compiled:
-                compiled.append(torch.compile(fn))
+                # torch warns on every CPU-only compile that it found no CUDA runtime.
+                logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+                compiled.append(torch.compile(fn, dynamic=dynamic))
             try:
                 return compiled[0](*args, **kwargs)
             except Exception as err:  # noqa: BLE001 - a compiler failure falls back to eager

@@ -23,6 +23,7 @@ Everything is batched torch: a batch of equal-size images is scored in one pass.
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,7 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from pixseq.errors import PixseqError
-from pixseq.metrics.base import check_images, reduce
+from pixseq import fused
+from pixseq.fused import fusable
+from pixseq.metrics.base import check_images, check_span, reduce
 from pixseq.metrics.pixel import _MeanOfPerImage
 
 MODEL_PATH = Path(__file__).resolve().parents[1] / "assets" / "brisque_live_svr.npz"
@@ -71,9 +74,10 @@ def _nearest(table: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return (table.view(1, -1) - values.reshape(-1, 1)).abs().argmin(dim=1).view(values.shape)
 
 
-def to_luma(images: torch.Tensor) -> torch.Tensor:
-    """``(B, 3|1, H, W)`` in [0, 1] -> ``(B, H, W)`` float64 BT.601 luma rounded to 0..255 levels."""
-    x = images.to(torch.float32)
+@fusable()
+def to_luma(images: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """``(B, 3|1, H, W)`` in [0, data_range] -> ``(B, H, W)`` float64 BT.601 luma rounded to 0..255 levels."""
+    x = (images if data_range == 1.0 else images / data_range).to(torch.float32)
     if x.shape[1] == 1:
         y = x[:, 0]
     else:
@@ -88,22 +92,47 @@ def _gauss7() -> torch.Tensor:
     return (k / k.sum()).to(torch.float32).to(torch.float64)
 
 
-def _filter7(x: torch.Tensor) -> torch.Tensor:
-    """Zero-padded ('same') separable 7x7 Gaussian of ``(N, H, W)`` float64 maps.
+def _padded_pair(luma: torch.Tensor) -> torch.Tensor:
+    """``(2, B, H + 6, W + 6)`` float64: the luma and its square, zero-padded by 3 ('same').
 
-    Written as seven shifted multiply-adds per direction: on CPU that beats float64
-    ``conv2d`` (no fast path for double) by an order of magnitude.
+    Always eager: compiled, the padding became masked loads and ran 2x slower.
+    """
+    b, h, w = luma.shape
+    out = luma.new_zeros((2, b, h + 6, w + 6), dtype=torch.float64)
+    inner = out[:, :, 3 : h + 3, 3 : w + 3]
+    inner[0] = luma
+    torch.mul(inner[0], inner[0], out=inner[1])
+    return out
+
+
+@fusable(dynamic=False)
+def _gauss_rows(p: torch.Tensor) -> torch.Tensor:
+    """The 7-tap Gaussian along rows of padded maps: ``(..., H + 6, W + 6)`` -> ``(..., H + 6, W)``.
+
+    Seven shifted multiply-adds: on CPU that beats float64 ``conv2d`` (no fast path for
+    double) by an order of magnitude, and it is the form Inductor turns into one
+    vectorised loop. (The two directions are separate functions so the compiler keeps
+    the 7 + 7 taps separable instead of inlining them into 49 per output.)
     """
     k = _gauss7().tolist()
-    h, w = x.shape[-2:]
-    p = F.pad(x, (3, 3, 3, 3))
+    w = p.shape[-1] - 6
     rows = p[..., 0:w] * k[0]
     for i in range(1, 7):
         rows.add_(p[..., i : i + w], alpha=k[i])
-    out = rows[..., 0:h, :] * k[0]
+    return rows
+
+
+@fusable(dynamic=False)
+def _mscn_from_rows(rows: torch.Tensor, luma: torch.Tensor) -> torch.Tensor:
+    """Finish the MSCN map of ``(B, H, W)`` luma from :func:`_gauss_rows` of its padded pair."""
+    k = _gauss7().tolist()
+    h = luma.shape[-2]
+    cols = rows[..., 0:h, :] * k[0]
     for i in range(1, 7):
-        out.add_(rows[..., i : i + h, :], alpha=k[i])
-    return out
+        cols.add_(rows[..., i : i + h, :], alpha=k[i])
+    mu, mu_sq = cols[0], cols[1]
+    sigma = (mu_sq - mu * mu).abs_().add_(_EPS32).sqrt_()
+    return (luma - mu).div_(sigma.add_(1.0))
 
 
 def mscn(luma: torch.Tensor) -> torch.Tensor:
@@ -112,9 +141,7 @@ def mscn(luma: torch.Tensor) -> torch.Tensor:
     float64 because ``E[I^2] - E[I]^2`` cancels catastrophically at 0..255 scale.
     """
     luma = luma.to(torch.float64)
-    mu, mu_sq = _filter7(torch.stack([luma, luma * luma])).unbind(0)  # one pass over both maps
-    sigma = (mu_sq - mu * mu).abs_().add_(_EPS32).sqrt_()
-    return (luma - mu).div_(sigma.add_(1.0))
+    return _mscn_from_rows(_gauss_rows(_padded_pair(luma)), luma)
 
 
 def _wrap_blocks(n: int, d: int) -> list[tuple[slice, slice]]:
@@ -166,6 +193,39 @@ def _moment_sums(m: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, dim=1)
 
 
+def _signed_sums_fused(x: torch.Tensor) -> torch.Tensor:
+    """``(B, h, w)`` -> ``(B, 5)`` as :func:`_signed_sums`, written as plain reductions to fuse."""
+    # (Each term recomputes its clamp: sharing one ``clamp`` result between two
+    # reductions made Inductor's loop ~3x slower.)
+    return torch.stack([(x < 0).sum((-1, -2)).to(x.dtype), (x > 0).sum((-1, -2)).to(x.dtype),
+                        (x.clamp(max=0) ** 2).sum((-1, -2)), (x.clamp(min=0) ** 2).sum((-1, -2)),
+                        x.abs().sum((-1, -2))], dim=-1)
+
+
+@fusable(dynamic=False)
+def _moment_sums_padded(mp: torch.Tensor) -> torch.Tensor:
+    """:func:`_moment_sums` for the compiler, from the map circularly padded by one pixel.
+
+    Compiled, every neighbour product and its five sums are one pass over the map: no
+    product map is ever written, and with the wrap-around already in the padding each
+    neighbour is a plain offset load (``torch.roll`` inside the graph became modulo
+    index arithmetic, ~25 % slower).
+    """
+    h, w = mp.shape[-2] - 2, mp.shape[-1] - 2
+    centre = mp[:, 1 : h + 1, 1 : w + 1]
+    out = [_signed_sums_fused(centre)]
+    for dy, dx in _SHIFTS:  # roll(m, (dy, dx))[i, j] = m[i - dy, j - dx]
+        out.append(_signed_sums_fused(centre * mp[:, 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w]))
+    return torch.stack(out, dim=1)
+
+
+def moment_sums(m: torch.Tensor) -> torch.Tensor:
+    """Signed sums of the ``(B, h, w)`` MSCN map and its 4 circular neighbour products -> ``(B, 5, 5)``."""
+    if fused.enabled() and fused.available():
+        return _moment_sums_padded(F.pad(m[:, None], (1, 1, 1, 1), mode="circular")[:, 0])
+    return _moment_sums(m)
+
+
 def _ggd_aggd(sums: torch.Tensor, n: int) -> torch.Tensor:
     """Features from the ``(B, 5, 5)`` signed sums of the MSCN map and its 4 products -> ``(B, 18)``."""
     n_neg, n_pos, sq_neg, sq_pos, abs_sum = sums.unbind(-1)  # each (B, 5)
@@ -191,16 +251,19 @@ def _ggd_aggd(sums: torch.Tensor, n: int) -> torch.Tensor:
     return feats.to(torch.float32).to(torch.float64)  # the reference stores features as float32
 
 
-def scale_features(luma: torch.Tensor, map_dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def scale_sums(luma: torch.Tensor) -> torch.Tensor:
+    """Signed moment sums of one scale's MSCN map and its 4 neighbour products: ``(B, 5, 5)``."""
+    return moment_sums(mscn(luma))
+
+
+def scale_features(luma: torch.Tensor) -> torch.Tensor:
     """The 18 BRISQUE features of one scale: ``(B, H, W)`` luma -> ``(B, 18)``.
 
-    The neighbour products and their moments are float64 by default (scores then match
-    the reference to ~1e-12); float32 makes the moment sums ~35 % faster but the whole score
-    only ~5 %, and it drifts by up to ~2e-3, so it is not the default.
+    Everything is float64, eager or fused (:mod:`pixseq.fused`): scores match the
+    reference to ~1e-12. (A float32 MSCN map was tried for the fused path: the moment
+    sums then pay for float64 accumulation and the whole scale got slower.)
     """
-    m = mscn(luma).to(map_dtype)
-    sums = _moment_sums(m)  # (B, 5, 5)
-    return _ggd_aggd(sums, m.shape[-1] * m.shape[-2])
+    return _ggd_aggd(scale_sums(luma), luma.shape[-1] * luma.shape[-2])
 
 
 def _cubic(x: torch.Tensor) -> torch.Tensor:
@@ -219,23 +282,35 @@ def _half_index(n: int) -> torch.Tensor:
     return torch.where(idx < n, idx, 2 * n - 1 - idx)
 
 
-def downsample_half(luma: torch.Tensor) -> torch.Tensor:
-    """MATLAB ``imresize(I, 0.5)`` of ``(B, H, W)``: antialiased bicubic, float32 like the reference."""
+@lru_cache(maxsize=1)
+def _half_weights() -> tuple[float, ...]:
     # Antialiasing stretches the cubic by 2: weights cubic((4.5 - k) / 2), k = 0..9, normalised.
     w = _cubic((4.5 - torch.arange(10, dtype=torch.float64)) / 2)
-    w = (w / w.sum()).to(torch.float32).tolist()
+    return tuple((w / w.sum()).to(torch.float32).tolist())
+
+
+def _half_taps(x: torch.Tensor) -> torch.Tensor:
+    """The 10-tap antialiased bicubic along dim 1 at stride 2: ``(B, 2n + 8, W)`` -> ``(B, n, W)``."""
+    w = _half_weights()
+    n = (x.shape[1] - 8) // 2
+    out = x[:, 0 : 2 * n - 1 : 2] * w[0]  # output s reads padded inputs 2s .. 2s + 9
+    for k in range(1, 10):
+        out.add_(x[:, k : k + 2 * n - 1 : 2], alpha=w[k])
+    return out
+
+
+def downsample_half(luma: torch.Tensor) -> torch.Tensor:
+    """MATLAB ``imresize(I, 0.5)`` of ``(B, H, W)``: antialiased bicubic, float32 like the reference.
+
+    Both directions use the same taps along dim 1 (columns via a transposed view); the
+    symmetric border rows / columns are gathered with ``index_select`` first, so the
+    taps are plain strided slices over whole rows (3x faster than gathering and tapping
+    along the last dim; compiling it gained nothing more).
+    """
     x = luma.to(torch.float32)
-    x = x[:, _half_index(x.shape[1])]  # (B, 2 h' + 8, W), symmetric borders
-    h = (x.shape[1] - 8) // 2
-    rows = x[:, 0 : 2 * h - 1 : 2] * w[0]  # output row s reads padded rows 2s .. 2s + 9
-    for k in range(1, 10):
-        rows.add_(x[:, k : k + 2 * h - 1 : 2], alpha=w[k])
-    x = rows[:, :, _half_index(rows.shape[2])]  # (B, h', 2 w' + 8)
-    wd = (x.shape[2] - 8) // 2
-    out = x[:, :, 0 : 2 * wd - 1 : 2] * w[0]
-    for k in range(1, 10):
-        out.add_(x[:, :, k : k + 2 * wd - 1 : 2], alpha=w[k])
-    return out.to(torch.float64)
+    rows = _half_taps(x.index_select(1, _half_index(x.shape[1])))  # (B, h', W)
+    cols = rows.transpose(1, 2).index_select(1, _half_index(rows.shape[2]))  # (B, 2 w' + 8, h')
+    return _half_taps(cols).transpose(1, 2).to(torch.float64)
 
 
 def brisque_features(images: torch.Tensor, data_range: float = 1.0, chunk_pixels: int | None = None) -> torch.Tensor:
@@ -244,8 +319,13 @@ def brisque_features(images: torch.Tensor, data_range: float = 1.0, chunk_pixels
     On CPU the batch is processed a few images at a time (``chunk_pixels``, default 2^18
     pixels) so the float64 maps stay in cache; on GPU the whole batch goes at once.
     """
-    images = check_images(images, data_range, "images")
-    if float(images.amin()) < -0.01 * data_range:
+    images = check_images(images, float("inf"), "images", exhaustive=False)  # shape and dtype only
+    # One pass for every value check (NaN / inf propagate into both extremes).
+    lo, hi = torch.stack([images.amin(), images.amax()]).tolist()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise PixseqError("images: contain NaN or infinite values")
+    check_span(lo, hi, data_range, "images")
+    if lo < -0.01 * data_range:
         raise PixseqError("BRISQUE expects images in [0, data_range]; got negative values")
     if min(images.shape[-2:]) < _MIN_SIDE:
         raise PixseqError(
@@ -254,11 +334,15 @@ def brisque_features(images: torch.Tensor, data_range: float = 1.0, chunk_pixels
     if chunk_pixels is None:
         chunk_pixels = 1 << 18 if images.device.type == "cpu" else 1 << 62
     per_chunk = max(1, chunk_pixels // (images.shape[-1] * images.shape[-2]))
-    out = []
+    sums, half = [], None
     for start in range(0, images.shape[0], per_chunk):
-        luma = to_luma(images[start : start + per_chunk] / data_range)
-        out.append(torch.cat([scale_features(luma), scale_features(downsample_half(luma))], dim=1))
-    return torch.cat(out)
+        luma = to_luma(images[start : start + per_chunk], data_range)
+        half = downsample_half(luma)
+        sums.append(torch.stack([scale_sums(luma), scale_sums(half)]))  # (2, b, 5, 5)
+    both = torch.cat(sums, dim=1)
+    # The shape fits (grid searches over 9801 entries) run once for the whole batch.
+    h, w = images.shape[-2:]
+    return torch.cat([_ggd_aggd(both[0], h * w), _ggd_aggd(both[1], half.shape[-1] * half.shape[-2])], dim=1)
 
 
 def svr_score(features: torch.Tensor) -> torch.Tensor:
