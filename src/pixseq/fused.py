@@ -3,11 +3,11 @@
 Per-pixel metrics (PSNR, BRISQUE's feature maps) are chains of cheap elementwise ops
 and reductions. Eager PyTorch runs each op as its own pass over memory, so a chain of
 twenty ops reads and writes the image twenty times; TorchInductor fuses the chain into
-one vectorised C++ loop per output, which on CPU is 4-10x faster for these functions.
+one vectorised C++ loop per output, which on CPU runs these functions 2-5x faster.
 
-The price is a one-off compile (about 5-15 s per function and image size in a fresh
-process; Inductor's on-disk cache makes later processes faster) and a C++ compiler on
-the machine. That only pays off over many images, so it is **off by default** and turned
+The price is a one-off compile (about 10-25 s for BRISQUE in a fresh process: once
+for the first image size, once more for shape-generic code; Inductor's on-disk cache
+makes later processes faster) and a C++ compiler on the machine. That only pays off over many images, so it is **off by default** and turned
 on with :func:`set_enabled`, the ``PIXSEQ_COMPILE=1`` environment variable, or
 ``pixseq assess --compile``. If compiling fails (no compiler, an unsupported platform),
 pixseq says so once on stderr and keeps using the eager code -- results are the same up
@@ -47,16 +47,16 @@ def available() -> bool:
     return _broken is None
 
 
-def fusable(eager: Callable[..., Any] | None = None, dynamic: bool | None = None) -> Callable[[F], F]:
+def fusable(eager: Callable[..., Any] | None = None) -> Callable[[F], F]:
     """Decorate a pure tensor function so it runs compiled when fused kernels are enabled.
 
     ``eager`` is what runs otherwise (and after a failed compile): an equivalent function
     written for eager PyTorch, when the best eager formulation differs from the one that
     fuses best (e.g. a loop over images that keeps each in cache); by default the
-    decorated function itself. ``dynamic`` is ``torch.compile``'s: ``None`` compiles the
-    first shape statically and switches to shape-generic code when a second one comes;
-    ``False`` keeps one specialised kernel per shape (faster stencils, more compiles;
-    past torch's recompile limit the eager code runs).
+    decorated function itself. The first shape is compiled specialised, and a second one
+    switches to shape-generic code (torch's default), so folders of mixed image sizes
+    compile twice, not once per size. (Specialising every shape ran BRISQUE ~15 %
+    faster but hit torch's recompile limit after four image sizes.)
     """
 
     def decorate(fn: F) -> F:
@@ -70,7 +70,7 @@ def fusable(eager: Callable[..., Any] | None = None, dynamic: bool | None = None
             if not compiled:
                 # torch warns on every CPU-only compile that it found no CUDA runtime.
                 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-                compiled.append(torch.compile(fn, dynamic=dynamic))
+                compiled.append(torch.compile(fn))
             try:
                 return compiled[0](*args, **kwargs)
             except Exception as err:  # noqa: BLE001 - a compiler failure falls back to eager

@@ -85,11 +85,16 @@ def to_luma(images: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     return torch.round(y * 255.0).clamp(0, 255).to(torch.float64)
 
 
-def _gauss7() -> torch.Tensor:
+def _gauss7() -> tuple[float, ...]:
     # The reference's 7-tap sigma = 7/6 kernel is rounded to float32 before use.
     x = torch.arange(-3, 4, dtype=torch.float64)
     k = torch.exp(-(x * x) / (2 * (7 / 6) ** 2))
-    return (k / k.sum()).to(torch.float32).to(torch.float64)
+    return tuple((k / k.sum()).to(torch.float32).tolist())
+
+
+# Python floats, computed once: a ``.tolist()`` inside a compiled function would split
+# its graph in two (pixseq.fused).
+_GAUSS7 = _gauss7()
 
 
 def _padded_pair(luma: torch.Tensor) -> torch.Tensor:
@@ -105,7 +110,7 @@ def _padded_pair(luma: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@fusable(dynamic=False)
+@fusable()
 def _gauss_rows(p: torch.Tensor) -> torch.Tensor:
     """The 7-tap Gaussian along rows of padded maps: ``(..., H + 6, W + 6)`` -> ``(..., H + 6, W)``.
 
@@ -114,7 +119,7 @@ def _gauss_rows(p: torch.Tensor) -> torch.Tensor:
     vectorised loop. (The two directions are separate functions so the compiler keeps
     the 7 + 7 taps separable instead of inlining them into 49 per output.)
     """
-    k = _gauss7().tolist()
+    k = _GAUSS7
     w = p.shape[-1] - 6
     rows = p[..., 0:w] * k[0]
     for i in range(1, 7):
@@ -122,10 +127,10 @@ def _gauss_rows(p: torch.Tensor) -> torch.Tensor:
     return rows
 
 
-@fusable(dynamic=False)
+@fusable()
 def _mscn_from_rows(rows: torch.Tensor, luma: torch.Tensor) -> torch.Tensor:
     """Finish the MSCN map of ``(B, H, W)`` luma from :func:`_gauss_rows` of its padded pair."""
-    k = _gauss7().tolist()
+    k = _GAUSS7
     h = luma.shape[-2]
     cols = rows[..., 0:h, :] * k[0]
     for i in range(1, 7):
@@ -202,7 +207,7 @@ def _signed_sums_fused(x: torch.Tensor) -> torch.Tensor:
                         x.abs().sum((-1, -2))], dim=-1)
 
 
-@fusable(dynamic=False)
+@fusable()
 def _moment_sums_padded(mp: torch.Tensor) -> torch.Tensor:
     """:func:`_moment_sums` for the compiler, from the map circularly padded by one pixel.
 
