@@ -124,8 +124,8 @@ def main() -> None:
     a, b = make_inputs(args.batch, args.size)
     print(f"{args.batch} image pairs of {args.size}x{args.size}x3, torch / BLAS / OpenMP threads = {args.threads}, "
           f"best of {args.repeats}\n")
-    print("| metric | implementation | images/s | pixseq speed-up |")
-    print("|---|---|---:|---:|")
+    print("| metric | implementation | images/s | pixseq speed-up | pixseq fused speed-up |")
+    print("|---|---|---:|---:|---:|")
     compile_notes = []
     for metric, impls in contenders(a, b).items():
         for name, fn in impls.items():
@@ -135,7 +135,8 @@ def main() -> None:
                 compile_notes.append(f"{metric} {name}: first call (compile) {time.perf_counter() - t0:.1f} s")
         rates = {name: args.batch / best_time(fn, args.repeats) for name, fn in impls.items()}
         for name, rate in rates.items():
-            print(f"| {metric} | {name} | {rate:,.1f} | {rates['pixseq'] / rate:.2f}x |")
+            fused_ratio = f"{rates['pixseq, fused'] / rate:.2f}x" if "pixseq, fused" in rates else "-"
+            print(f"| {metric} | {name} | {rate:,.1f} | {rates['pixseq'] / rate:.2f}x | {fused_ratio} |")
     if compile_notes:
         print("\n" + "\n".join(compile_notes))
 
