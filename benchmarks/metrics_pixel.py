@@ -89,12 +89,14 @@ def contenders(a: torch.Tensor, b: torch.Tensor) -> dict[str, dict[str, Callable
         },
         "SSIM": {
             "pixseq": lambda: ssim(a, b),
+            "pixseq, fused": fused_call(lambda: ssim(a, b)),
             "pixseq (float64)": lambda: ssim(a, b, precision="float64"),
             "torchmetrics": lambda: tm_ssim(a, b, data_range=1.0, reduction="none"),
             "scikit-image (per image)": sk_ssim,
         },
         "MS-SSIM": {
             "pixseq": lambda: ms_ssim(a, b),
+            "pixseq, fused": fused_call(lambda: ms_ssim(a, b)),
             "pixseq (float64)": lambda: ms_ssim(a, b, precision="float64"),
             "torchmetrics": lambda: tm_msssim(a, b, data_range=1.0, reduction="none"),
         },

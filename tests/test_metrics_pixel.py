@@ -115,6 +115,32 @@ def test_ms_ssim_matches_pytorch_msssim():
     assert want.min() < 0.99
 
 
+def test_fused_ssim_family_matches_references(pairs, fused_kernels):
+    ref, dist = pairs
+    a, b = to_t(ref), to_t(dist)
+    got = ssim(a, b, data_range=255)
+    if not fused_kernels.available():
+        pytest.skip("torch.compile cannot build kernels here (no C++ toolchain)")
+    want = torch.tensor([wang_sk(r, d, 255) for r, d in zip(ref, dist)], dtype=torch.float64)
+    # float32 like the eager default; the fused filter sums in another order (~1e-6 off a
+    # float64 evaluation on photos, against ~5e-7 eager), inside the 1e-5 requirement.
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    torch.testing.assert_close(ssim(a, b, data_range=255, precision="float64"), want, rtol=0, atol=1e-9)
+    thesis = [structural_similarity(r.astype(np.float64), d.astype(np.float64),
+                                    data_range=float(r.max()) - float(r.min()), channel_axis=-1)
+              for r, d in zip(ref, dist)]
+    torch.testing.assert_close(ssim_thesis(a, b), torch.tensor(thesis, dtype=torch.float64), rtol=0, atol=1e-5)
+    # Identical images: numerator and denominator still round identically -> exactly 1.
+    assert ssim(a / 255, a / 255).tolist() == [1.0] * len(ref)
+    pytorch_msssim = pytest.importorskip("pytorch_msssim")
+    x = torch.from_numpy(ref).permute(0, 3, 1, 2).double() / 255
+    y = torch.from_numpy(dist).permute(0, 3, 1, 2).double() / 255
+    x, y = (torch.nn.functional.interpolate(t, size=(176, 176), mode="bilinear") for t in (x, y))  # 5 scales fit
+    assert ms_ssim(x, x).tolist() == [1.0] * len(ref)
+    torch.testing.assert_close(ms_ssim(x, y), pytorch_msssim.ms_ssim(x, y, data_range=1.0, size_average=False),
+                               rtol=0, atol=1e-5)
+
+
 # ---------------------------------------------------------------- Metric classes
 
 def test_metric_classes_accumulate_like_one_shot(pairs):

@@ -1,6 +1,6 @@
 """Opt-in fused kernels: ``torch.compile`` for memory-bound per-pixel work.
 
-Per-pixel metrics (PSNR, BRISQUE's feature maps) are chains of cheap elementwise ops
+Per-pixel metrics (PSNR, SSIM's window statistics, BRISQUE's feature maps) are chains of cheap elementwise ops
 and reductions. Eager PyTorch runs each op as its own pass over memory, so a chain of
 twenty ops reads and writes the image twenty times; TorchInductor fuses the chain into
 one vectorised C++ loop per output, which on CPU runs these functions 2-5x faster.
