@@ -5,9 +5,10 @@ and reductions. Eager PyTorch runs each op as its own pass over memory, so a cha
 twenty ops reads and writes the image twenty times; TorchInductor fuses the chain into
 one vectorised C++ loop per output, which on CPU runs these functions 2-5x faster.
 
-The price is a one-off compile (about 10-25 s for BRISQUE in a fresh process: once
-for the first image size, once more for shape-generic code; Inductor's on-disk cache
-makes later processes faster) and a C++ compiler on the machine. That only pays off over many images, so it is **off by default** and turned
+The price is a one-off start-up (each function compiles for its first shape and once
+more for shape-generic code: ~60 s for every metric of ``pixseq assess`` in a fresh
+environment, ~15 s once Inductor's on-disk cache is warm) and a C++ compiler on the
+machine. That only pays off over hundreds of images, so it is **off by default** and turned
 on with :func:`set_enabled`, the ``PIXSEQ_COMPILE=1`` environment variable, or
 ``pixseq assess --compile``. If compiling fails (no compiler, an unsupported platform),
 pixseq says so once on stderr and keeps using the eager code -- results are the same up

@@ -59,8 +59,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline", action="store_true", default=None, help="never download weights")
     p.add_argument("--compile", action="store_true",
                    help="fused torch.compile kernels for PSNR / MSE / SSIM / MS-SSIM / BRISQUE: 1.4-2.5x faster "
-                        "per image "
-                        "after a one-off compile of ~10-25 s (worth it for folders; same as PIXSEQ_COMPILE=1)")
+                        "per image after a one-off start-up of ~15-60 s (pays off from a few hundred pairs; "
+                        "same as PIXSEQ_COMPILE=1)")
 
 
 # --------------------------------------------------------------------------- inputs
