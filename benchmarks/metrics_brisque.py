@@ -93,7 +93,8 @@ def main() -> None:
     for name, (t, scores) in results.items():
         diff = max(abs(a - b) / abs(b) for a, b in zip(scores, ours_s))
         print(f"| {name} | {args.batch / t:,.1f} | {t / ours_t:.2f}x | {t / fused_t:.2f}x | {diff:.1e} |")
-    print(f"\nFused kernels: first call (compile) {compile_s:.1f} s, once per process and image size.")
+    print(f"\nFused kernels: first call (compile) {compile_s:.1f} s, once per process (plus one shape-generic "
+          "compile when a second image size comes).")
     for note in notes:
         print(f"\nNote: {note}")
 
