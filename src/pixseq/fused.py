@@ -1,9 +1,10 @@
 """Opt-in fused kernels: ``torch.compile`` for memory-bound per-pixel work.
 
-Per-pixel metrics (PSNR, SSIM's window statistics, BRISQUE's feature maps) are chains of cheap elementwise ops
-and reductions. Eager PyTorch runs each op as its own pass over memory, so a chain of
-twenty ops reads and writes the image twenty times; TorchInductor fuses the chain into
-one vectorised C++ loop per output, which on CPU runs these functions 2-5x faster.
+Per-pixel metrics (PSNR, SSIM's window statistics, BRISQUE's feature maps) are chains
+of cheap elementwise ops and reductions. Eager PyTorch runs each op as its own pass over
+memory, so a chain of twenty ops reads and writes the image twenty times; TorchInductor
+fuses the chain into one vectorised C++ loop per output, which on CPU runs these
+functions 2-5x faster.
 
 The price is a one-off start-up (each function compiles for its first shape and once
 more for shape-generic code: ~60 s for every metric of ``pixseq assess`` in a fresh
@@ -20,7 +21,8 @@ import functools
 import logging
 import os
 import sys
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 

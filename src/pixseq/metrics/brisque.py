@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pixseq.errors import PixseqError
 from pixseq import fused
+from pixseq.errors import PixseqError
 from pixseq.fused import fusable
 from pixseq.metrics.base import check_images, check_span, reduce
 from pixseq.metrics.pixel import _MeanOfPerImage

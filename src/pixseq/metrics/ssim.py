@@ -37,8 +37,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from pixseq.errors import PixseqError
 from pixseq import fused
+from pixseq.errors import PixseqError
 from pixseq.fused import fusable
 from pixseq.metrics.base import check_pair, cpu_chunks, filter_valid, reduce
 from pixseq.metrics.pixel import _MeanOfPerImage, psnr_thesis  # noqa: F401 - re-exported
