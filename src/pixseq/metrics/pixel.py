@@ -47,7 +47,7 @@ def _abs_diff(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None) -> tor
 
     For uint8 images ``max - min`` stays in one byte per value, so the difference is
     formed reading a quarter of the memory a float32 difference would, and only the
-    result is widened (exactly: |d| <= 255) for the dot product.
+    result is widened (exactly: |d| <= 255) to be squared and summed.
     """
     if x.dtype == torch.uint8 and y.dtype == torch.uint8:
         d = torch.maximum(x, y).sub_(torch.minimum(x, y))
@@ -78,10 +78,9 @@ def _sse_per_image(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
 
 def _sse_extremes_eager(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
     """Eager form of :func:`_sse_extremes` (only used when a compile fails)."""
-    dtype = torch.promote_types(fa.dtype, fb.dtype)
-    return torch.stack([_sse_per_image(fa, fb).to(torch.float64),
-                        fa.amin(1).to(dtype).to(torch.float64), fa.amax(1).to(dtype).to(torch.float64),
-                        fb.amin(1).to(dtype).to(torch.float64), fb.amax(1).to(dtype).to(torch.float64)])
+    f64 = torch.float64
+    return torch.stack([_sse_per_image(fa, fb).to(f64), fa.amin(1).to(f64), fa.amax(1).to(f64),
+                        fb.amin(1).to(f64), fb.amax(1).to(f64)])
 
 
 @fusable(eager=_sse_extremes_eager)
