@@ -167,3 +167,26 @@ def test_resize_and_grey_reference(tmp_path, capsys):
                  "--json", str(tmp_path / "r.json")]) == 0
     pair = json.loads((tmp_path / "r.json").read_text())["pairs"][0]
     assert pair["mse"] > 0 and np.isfinite(pair["psnr"])
+
+
+def test_compile_flag_gives_the_same_scores(folders, tmp_path, capsys):
+    from pixseq import fused
+
+    ref, dist = folders
+    metrics = "ssim,mse,psnr,brisque"
+    assert main(["assess", str(ref), str(dist), "--metrics", metrics, "--json", str(tmp_path / "e.json")]) == 0
+    try:
+        assert main(["assess", str(ref), str(dist), "--metrics", metrics, "--compile",
+                     "--json", str(tmp_path / "f.json")]) == 0
+        if not fused.available():
+            pytest.skip("torch.compile cannot build kernels here (no C++ toolchain)")
+    finally:
+        fused.set_enabled(None)  # --compile switches the process-wide setting on
+    eager = json.loads((tmp_path / "e.json").read_text())["pairs"]
+    fast = json.loads((tmp_path / "f.json").read_text())["pairs"]
+    assert [p["name"] for p in fast] == [p["name"] for p in eager]
+    for e, f in zip(eager, fast):
+        for key in ("ssim", "mse", "psnr", "brisque_ref", "brisque_dist"):
+            # Fused SSIM sums in another float32 order (~1e-6); the rest is float64 (~1e-12).
+            assert f[key] == pytest.approx(e[key], rel=1e-5, abs=1e-6), key
+    assert "Traceback" not in capsys.readouterr().err
