@@ -11,6 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PIXSEQ_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Eager kernels unless a test asks for fused ones (the fused_kernels fixture): a developer's
+# PIXSEQ_COMPILE=1 must not turn every metric test into a compile.
+os.environ["PIXSEQ_COMPILE"] = "0"
 
 # One thread everywhere: the test models are tiny (two threads fight over CI's two shared
 # cores and run slower), and a fixed thread count keeps CPU reductions identical between
