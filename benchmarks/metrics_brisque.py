@@ -37,11 +37,8 @@ def contenders(images: np.ndarray) -> tuple[dict[str, Callable[[], object]], lis
     from pixseq import fused
 
     def fused_brisque() -> list[float]:
-        fused.set_enabled(True)
-        try:
+        with fused.using(True):
             return brisque(batch).tolist()
-        finally:
-            fused.set_enabled(None)
 
     impls: dict[str, Callable[[], object]] = {"pixseq (batched torch)": lambda: brisque(batch).tolist(),
                                               "pixseq, fused": fused_brisque}

@@ -47,11 +47,8 @@ def fused_call(fn: Callable[[], object]) -> Callable[[], object]:
     from pixseq import fused
 
     def run() -> object:
-        fused.set_enabled(True)
-        try:
+        with fused.using(True):
             return fn()
-        finally:
-            fused.set_enabled(None)
 
     return run
 

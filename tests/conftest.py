@@ -46,6 +46,5 @@ def fused_kernels():
     """
     from pixseq import fused
 
-    fused.set_enabled(True)
-    yield fused
-    fused.set_enabled(None)
+    with fused.using(True):
+        yield fused

@@ -10,18 +10,19 @@ The price is a one-off start-up (each function compiles for its first shape and 
 more for shape-generic code: ~60 s for every metric of ``pixseq assess`` in a fresh
 environment, ~15 s once Inductor's on-disk cache is warm) and a C++ compiler on the
 machine. That only pays off over hundreds of images, so it is **off by default** and turned
-on with :func:`set_enabled`, the ``PIXSEQ_COMPILE=1`` environment variable, or
+on with :func:`set_enabled` (or :func:`using` for a block), ``PIXSEQ_COMPILE=1``, or
 ``pixseq assess --compile``. If compiling fails (no compiler, an unsupported platform),
 pixseq says so once on stderr and keeps using the eager code -- results are the same up
 to floating-point summation order, which the metrics' tests bound.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import torch
@@ -50,6 +51,24 @@ def available() -> bool:
     return _broken is None
 
 
+def active() -> bool:
+    """Whether fused kernels are both enabled and working: callers that choose between a
+    fused and an eager formulation ask this."""
+    return enabled() and _broken is None
+
+
+@contextlib.contextmanager
+def using(value: bool = True) -> Iterator[None]:
+    """Fused kernels on (or off) inside a ``with`` block; the previous setting afterwards."""
+    global _enabled
+    previous = _enabled
+    _enabled = value
+    try:
+        yield
+    finally:
+        _enabled = previous
+
+
 def fusable(eager: Callable[..., Any] | None = None) -> Callable[[F], F]:
     """Decorate a pure tensor function so it runs compiled when fused kernels are enabled.
 
@@ -68,7 +87,7 @@ def fusable(eager: Callable[..., Any] | None = None) -> Callable[[F], F]:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if not enabled() or _broken is not None:
+            if not active():
                 return fallback(*args, **kwargs)
             if not compiled:
                 # torch warns on every CPU-only compile that it found no CUDA runtime.

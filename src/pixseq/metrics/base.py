@@ -8,6 +8,7 @@ same answer as one big batch. Subclasses declare their state in ``__init__`` wit
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -139,7 +140,7 @@ def _strided_sample(x: torch.Tensor, block: int = 64) -> torch.Tensor:
     slower to reduce on CPU) and still spread the sample over every image and channel.
     """
     # Walk the values in memory order (e.g. channels-last batches) so no copy is made.
-    dense = x.permute(*sorted(range(x.ndim), key=lambda d: -x.stride(d)))
+    dense = x.permute(*memory_order(x))
     if not dense.is_contiguous():
         return x  # an unusual view: check every value instead
     flat = dense.reshape(-1)
@@ -147,6 +148,12 @@ def _strided_sample(x: torch.Tensor, block: int = 64) -> torch.Tensor:
     if runs <= _SPAN_SAMPLE // block:
         return flat
     return flat[: runs * block].view(runs, block)[:: runs // (_SPAN_SAMPLE // block)]
+
+
+def memory_order(x: torch.Tensor) -> list[int]:
+    """``x``'s dims by decreasing stride: ``x.permute(*memory_order(x))`` is contiguous
+    exactly when ``x`` is one dense block in any layout (e.g. channels-last)."""
+    return sorted(range(x.ndim), key=lambda d: -x.stride(d))
 
 
 def check_finite(values: torch.Tensor, what: str = "reference or distorted images") -> torch.Tensor:
@@ -230,9 +237,9 @@ def filter_valid(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """
     k, h = w.numel(), x.shape[-2]
     taps = w.tolist()
-    rows = _shifted_sum(x, taps, -1)
+    rows = shifted_sum(x, taps, -1)
     if rows.dtype == torch.float64 and rows.device.type == "cpu":
-        return _shifted_sum(rows, taps, -2)
+        return shifted_sum(rows, taps, -2)
     n, maps, _, w_out = rows.shape
     cols = rows.reshape(n * maps, 1, h, w_out).permute(0, 3, 1, 2)  # (N*K, W', 1, H), channels-last
     kernel = w.view(1, 1, 1, k).expand(w_out, 1, 1, k)
@@ -240,7 +247,7 @@ def filter_valid(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return out.permute(0, 2, 3, 1).reshape(n, maps, h - k + 1, w_out)
 
 
-def _shifted_sum(x: torch.Tensor, taps: list[float], dim: int) -> torch.Tensor:
+def shifted_sum(x: torch.Tensor, taps: Sequence[float], dim: int) -> torch.Tensor:
     """'Valid' 1-D filtering of ``x`` along ``dim``: ``sum_i taps[i] * x[i : i + n]``."""
     n = x.size(dim) - len(taps) + 1
     out = x.narrow(dim, 0, n) * taps[0]

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from pixseq import fused
 from pixseq.errors import PixseqError
 from pixseq.fused import fusable
-from pixseq.metrics.base import check_images, check_span, reduce
+from pixseq.metrics.base import check_images, check_span, reduce, shifted_sum
 from pixseq.metrics.pixel import _MeanOfPerImage
 
 MODEL_PATH = Path(__file__).resolve().parents[1] / "assets" / "brisque_live_svr.npz"
@@ -119,23 +119,13 @@ def _gauss_rows(p: torch.Tensor) -> torch.Tensor:
     vectorised loop. (The two directions are separate functions so the compiler keeps
     the 7 + 7 taps separable instead of inlining them into 49 per output.)
     """
-    k = _GAUSS7
-    w = p.shape[-1] - 6
-    rows = p[..., 0:w] * k[0]
-    for i in range(1, 7):
-        rows.add_(p[..., i : i + w], alpha=k[i])
-    return rows
+    return shifted_sum(p, _GAUSS7, -1)
 
 
 @fusable()
 def _mscn_from_rows(rows: torch.Tensor, luma: torch.Tensor) -> torch.Tensor:
     """Finish the MSCN map of ``(B, H, W)`` luma from :func:`_gauss_rows` of its padded pair."""
-    k = _GAUSS7
-    h = luma.shape[-2]
-    cols = rows[..., 0:h, :] * k[0]
-    for i in range(1, 7):
-        cols.add_(rows[..., i : i + h, :], alpha=k[i])
-    mu, mu_sq = cols[0], cols[1]
+    mu, mu_sq = shifted_sum(rows, _GAUSS7, -2)
     sigma = (mu_sq - mu * mu).abs_().add_(_EPS32).sqrt_()
     return (luma - mu).div_(sigma.add_(1.0))
 
@@ -226,7 +216,7 @@ def _moment_sums_padded(mp: torch.Tensor) -> torch.Tensor:
 
 def moment_sums(m: torch.Tensor) -> torch.Tensor:
     """Signed sums of the ``(B, h, w)`` MSCN map and its 4 circular neighbour products -> ``(B, 5, 5)``."""
-    if fused.enabled() and fused.available():
+    if fused.active():
         return _moment_sums_padded(F.pad(m[:, None], (1, 1, 1, 1), mode="circular")[:, 0])
     return _moment_sums(m)
 

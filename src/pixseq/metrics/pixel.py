@@ -23,7 +23,14 @@ import torch
 
 from pixseq import fused
 from pixseq.fused import fusable
-from pixseq.metrics.base import Metric, check_finite, check_pair, check_span, reduce
+from pixseq.metrics.base import (
+    Metric,
+    check_finite,
+    check_pair,
+    check_span,
+    memory_order,
+    reduce,
+)
 
 
 def _flat_in_memory_order(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,7 +42,7 @@ def _flat_in_memory_order(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tenso
     differ or an image is not one dense block.
     """
     if a.stride() == b.stride():
-        order = sorted(range(a.ndim), key=lambda d: -a.stride(d))
+        order = memory_order(a)
         dense_a, dense_b = a.permute(*order), b.permute(*order)
         if order[0] == 0 and dense_a.is_contiguous() and dense_b.is_contiguous():
             return dense_a.reshape(a.shape[0], -1), dense_b.reshape(b.shape[0], -1)
@@ -76,14 +83,7 @@ def _sse_per_image(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
     return torch.stack([_abs_diff(x, y, buf).square_().sum() for x, y in zip(fa, fb)])
 
 
-def _sse_extremes_eager(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
-    """Eager form of :func:`_sse_extremes` (only used when a compile fails)."""
-    f64 = torch.float64
-    return torch.stack([_sse_per_image(fa, fb).to(f64), fa.amin(1).to(f64), fa.amax(1).to(f64),
-                        fb.amin(1).to(f64), fb.amax(1).to(f64)])
-
-
-@fusable(eager=_sse_extremes_eager)
+@fusable()
 def _sse_extremes(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
     """Per image of float ``(B, N)`` rows: sum of squared differences, min / max of each.
 
@@ -121,7 +121,7 @@ def _checked_mse(
     images. ``data_range=inf`` skips the range check (MSE, the thesis PSNR).
     """
     a, b = check_pair(a, b, float("inf"), exhaustive=False, keep_uint8=True)  # shapes, dtypes
-    if fused.enabled() and a.is_floating_point() and b.is_floating_point():
+    if fused.active() and a.is_floating_point() and b.is_floating_point():
         fa, fb = _flat_in_memory_order(a, b)
         stats = check_finite(_sse_extremes(fa, fb))  # NaN / inf inputs propagate into all rows
         extremes = stats[1:].view(2, 2, -1)  # (a | b, min | max, B)

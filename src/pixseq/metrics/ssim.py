@@ -40,7 +40,13 @@ import torch.nn.functional as F
 from pixseq import fused
 from pixseq.errors import PixseqError
 from pixseq.fused import fusable
-from pixseq.metrics.base import check_pair, cpu_chunks, filter_valid, reduce
+from pixseq.metrics.base import (
+    check_pair,
+    cpu_chunks,
+    filter_valid,
+    reduce,
+    shifted_sum,
+)
 from pixseq.metrics.pixel import _MeanOfPerImage, psnr_thesis  # noqa: F401 - re-exported
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -110,7 +116,7 @@ def _ssim_cs_maps(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean SSIM and cs of each ``(N, C, H, W)`` map pair -> two ``(N, C)`` float64 tensors."""
     shift = _map_means(a)
-    if fused.enabled() and fused.available():
+    if fused.active():
         taps = tuple(w.tolist())
         # NCHW first: on a channels-last view the compiled row filter reads every third
         # value and does not vectorise (4x slower than this copy costs).
@@ -126,7 +132,24 @@ def _ssim_cs_maps(
     torch.mul(sb, sb, out=sab)
     torch.mul(sa, sa, out=ssq).add_(sab)
     torch.mul(sa, sb, out=sab)
-    mu_a, mu_b, e_sq, e_ab = filter_valid(stats, w).chunk(4, 1)
+    return _ssim_cs_means(*filter_valid(stats, w).chunk(4, 1), shift, cov_norm, c1, c2)
+
+
+def _ssim_cs_means(
+    mu_a: torch.Tensor,
+    mu_b: torch.Tensor,
+    e_sq: torch.Tensor,
+    e_ab: torch.Tensor,
+    shift: torch.Tensor,
+    cov_norm: float,
+    c1: float | torch.Tensor,
+    c2: float | torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean SSIM and cs over each map from its filtered window statistics (overwritten).
+
+    ``mu_a``, ``mu_b``: window means of the shifted images; ``e_sq``: of a^2 + b^2;
+    ``e_ab``: of ab. Shared by the eager and the fused path (traced there as is).
+    """
     # var_sum = E[a^2 + b^2] - (mu_a^2 + mu_b^2) and cov2 = 2 (E[ab] - mu_a mu_b): for
     # identical inputs both are exactly 2 (E[a^2] - mu_a^2) in floating point (doubling is
     # exact and commutes with rounding), so SSIM is exactly 1 in either precision.
@@ -154,12 +177,7 @@ def _ssim_rows(a: torch.Tensor, b: torch.Tensor, shift: torch.Tensor, taps: tupl
     not k * k).
     """
     sa, sb = a - shift, b - shift
-    maps = torch.stack([sa, sb, sa * sa + sb * sb, sa * sb])
-    w_out = a.shape[-1] - len(taps) + 1
-    rows = maps[..., 0:w_out] * taps[0]
-    for i in range(1, len(taps)):
-        rows = rows + maps[..., i : i + w_out] * taps[i]
-    return rows
+    return shifted_sum(torch.stack([sa, sb, sa * sa + sb * sb, sa * sb]), taps, -1)
 
 
 @fusable()
@@ -172,21 +190,7 @@ def _ssim_cs_from_rows(
     c2: float | torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused second half of :func:`_ssim_cs_maps`: column filter, SSIM / cs maps, their means."""
-    h_out = rows.shape[-2] - len(taps) + 1
-    cols = rows[..., 0:h_out, :] * taps[0]
-    for i in range(1, len(taps)):
-        cols = cols + rows[..., i : i + h_out, :] * taps[i]
-    mu_a, mu_b, e_sq, e_ab = cols.unbind(0)
-    # The same formulas, in the same order, as the eager code (see there for why SSIM of
-    # identical images stays exactly 1).
-    var_sum = (e_sq - (mu_a * mu_a + mu_b * mu_b)) * cov_norm
-    cov2 = ((e_ab - mu_a * mu_b) * 2) * cov_norm
-    cs_map = (cov2 + c2) / (var_sum + c2)
-    mu_a, mu_b = mu_a + shift, mu_b + shift
-    lum = (mu_a * mu_b * 2 + c1) / (mu_a * mu_a + mu_b * mu_b + c1)
-    count = cs_map.shape[-1] * cs_map.shape[-2]
-    return ((lum * cs_map).sum((-1, -2), dtype=torch.float64) / count,
-            cs_map.sum((-1, -2), dtype=torch.float64) / count)
+    return _ssim_cs_means(*shifted_sum(rows, taps, -2).unbind(0), shift, cov_norm, c1, c2)
 
 
 def _prepare(
