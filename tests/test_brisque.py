@@ -111,27 +111,55 @@ def test_bad_inputs():
         brisque(torch.rand(3, 64, 64))
 
 
-def test_fused_kernels_match_reference_and_eager(all_cases, fused_kernels):
-    # One image size (camera, 512x512: both scales compile once) with the JPEG-q10 copy,
-    # whose flat blocks make the MSCN signs most sensitive to arithmetic differences.
-    names = ["camera/original", "camera/jpeg_q10"]
-    batch = torch.from_numpy(np.stack([all_cases[n] for n in names])).permute(0, 3, 1, 2).float() / 255
-    got = brisque(batch)
+def test_fused_kernel_matches_reference_and_eager(all_cases, fused_kernels):
+    # The C kernel (pixseq/kernels/brisque.c) on every stored case: all photo sizes, in
+    # both layouts (planar and the channels-last view torch.from_numpy(hwc).permute gives).
+    names = sorted(all_cases)
+    first = torch.from_numpy(all_cases[names[0]]).permute(2, 0, 1)[None].float() / 255
+    brisque(first)
     if not fused_kernels.available():
-        pytest.skip("torch.compile cannot build kernels here (no C++ toolchain)")
+        pytest.skip("pixseq's C kernel cannot be built here (no C compiler)")
     stored = json.loads(REFERENCE.read_text())["scores"]
-    for name, value in zip(names, got.tolist()):
-        assert value == pytest.approx(stored[name], rel=RTOL), name
-    # Same float64 arithmetic as the eager path, only fused (sums in another order).
-    fused_kernels.set_enabled(False)
-    torch.testing.assert_close(got, brisque(batch), rtol=1e-9, atol=0)
-    fused_kernels.set_enabled(True)
+    for name in names:
+        hwc = torch.from_numpy(np.array(all_cases[name]))[None]  # (1, H, W, 3) uint8
+        channels_last = hwc.permute(0, 3, 1, 2).float() / 255
+        got = brisque(channels_last)
+        assert got.item() == pytest.approx(stored[name], rel=RTOL), name
+        assert brisque(channels_last.contiguous()).item() == got.item(), name  # the layout changes no bit
+        # The same float64 arithmetic as PyTorch's, operation for operation; only the
+        # order of the moment sums differs (~1e-16 relative each).
+        fused_kernels.set_enabled(False)
+        eager = brisque(channels_last)
+        fused_kernels.set_enabled(True)
+        torch.testing.assert_close(got, eager, rtol=1e-9, atol=0)
+
+
+def test_fused_kernel_inputs_and_errors(all_cases, fused_kernels):
+    camera = torch.from_numpy(np.array(all_cases["camera/jpeg_q10"])).permute(2, 0, 1)[None]
+    odd = camera[..., 3:300, 5:218]  # odd sizes: half scale (149, 107), ragged vector tails
+    inputs = {
+        "odd": (odd.float() / 255, 1.0),
+        "grey": (odd[:, :1].float() / 255, 1.0),
+        "uint8": (odd, 255),
+        "float64 in 0..255": (odd.double(), 255),
+    }
+    for what, (x, data_range) in inputs.items():
+        got = brisque(x, data_range)
+        if not fused_kernels.available():
+            pytest.skip("pixseq's C kernel cannot be built here (no C compiler)")
+        fused_kernels.set_enabled(False)
+        torch.testing.assert_close(got, brisque(x, data_range), rtol=1e-9, atol=0, msg=what)
+        fused_kernels.set_enabled(True)
     with pytest.raises(PixseqError, match="without contrast"):
-        brisque(torch.zeros(1, 3, 512, 512))  # all black: the MSCN map is exactly 0
-    bad = batch.clone()
-    bad[1, 2, 511, 511] = float("nan")
-    with pytest.raises(PixseqError, match="NaN"):
-        brisque(bad)
+        brisque(torch.zeros(1, 3, 64, 64))  # all black: the MSCN map is exactly 0
+    batch = odd.float().repeat(2, 1, 1, 1) / 255
+    for value, message in ((float("nan"), "NaN"), (float("inf"), "NaN or infinite"), (-0.5, "span|negative")):
+        bad = batch.clone()
+        bad[1, 2, -1, -1] = value  # the very last value of the batch
+        with pytest.raises(PixseqError, match=message):
+            brisque(bad)
+    with pytest.raises(PixseqError, match="data_range"):
+        brisque(batch * 255)
 
 
 def write_reference() -> None:

@@ -14,15 +14,28 @@ on with :func:`set_enabled` (or :func:`using` for a block), ``PIXSEQ_COMPILE=1``
 ``pixseq assess --compile``. If compiling fails (no compiler, an unsupported platform),
 pixseq says so once on stderr and keeps using the eager code -- results are the same up
 to floating-point summation order, which the metrics' tests bound.
+
+Where Inductor's code stays far from what the hardware can do (BRISQUE's stencils and
+moment sums), pixseq ships its own small C kernel instead (``pixseq/kernels/*.c``):
+:func:`native` builds it once per machine with the system C compiler, caches the shared
+library, and loads it with :mod:`ctypes`. It is switched on and falls back exactly like
+the compiled functions.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
+import hashlib
 import logging
 import os
+import platform
+import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -111,3 +124,83 @@ def _give_up(err: BaseException) -> None:
     first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
     _broken = f"{type(err).__name__}: {first_line}"
     print(f"pixseq: fused kernels unavailable ({_broken}); using eager PyTorch", file=sys.stderr)
+
+
+_KERNELS = Path(__file__).resolve().parent / "kernels"
+# -march=native: the library is built for (and cached per) this CPU. No -ffast-math:
+# -fno-math-errno / -fno-trapping-math only let sqrt and rounding vectorise, and
+# -ffp-contract=off keeps every product and sum rounded as in PyTorch (the kernels write
+# their fused multiply-adds explicitly, where ATen uses them too).
+_CFLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off",
+           "-shared", "-fPIC")
+_libraries: dict[str, ctypes.CDLL] = {}
+
+
+def native(name: str) -> ctypes.CDLL | None:
+    """pixseq's C kernel ``kernels/<name>.c`` as a loaded library, or ``None`` when fused
+    kernels are off or cannot be built here (then with the one-line notice, as for
+    compiled functions; callers use their eager code)."""
+    if not active():
+        return None
+    if name not in _libraries:
+        try:
+            _libraries[name] = ctypes.CDLL(str(_build(_KERNELS / f"{name}.c")))
+        except Exception as err:  # noqa: BLE001 - no compiler, a failed build: fall back to eager
+            _give_up(err)
+            return None
+    return _libraries[name]
+
+
+def _compiler() -> str:
+    cc = os.environ.get("CC") or next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+    if not cc:
+        raise RuntimeError("no C compiler found (install gcc or clang, or set CC)")
+    return cc
+
+
+def _cpu_id() -> str:
+    """What the compiled code depends on: the CPU model and instruction-set flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags", "Features"))}))
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("PIXSEQ_KERNEL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "pixseq", "kernels")
+    try:
+        os.makedirs(base, exist_ok=True)
+        return Path(base)
+    except OSError:  # a read-only home: a per-user temporary folder
+        fallback = Path(tempfile.gettempdir()) / f"pixseq-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}"
+        fallback.mkdir(exist_ok=True)
+        return fallback
+
+
+def _build(source: Path) -> Path:
+    """Compile ``source`` into a shared library, once per (source, compiler, flags, CPU).
+
+    The library is written under a temporary name and renamed into place, so a build that
+    is interrupted, or two processes building at once, never leave a broken file behind.
+    """
+    cc = _compiler()
+    run = lambda *args: subprocess.run([cc, *args], capture_output=True, text=True, timeout=300)  # noqa: E731
+    version = run("--version").stdout.splitlines()[:1]
+    key = hashlib.sha256("\0".join([source.read_text(), cc, *version, *_CFLAGS, _cpu_id()]).encode()).hexdigest()
+    target = _cache_dir() / f"{source.stem}-{key[:16]}.so"
+    if target.is_file():
+        return target
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        done = run(*_CFLAGS, "-o", tmp, str(source), "-lm")
+        if done.returncode != 0:
+            first = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[0]
+            raise RuntimeError(f"building {source.name} with {cc} failed: {first}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target

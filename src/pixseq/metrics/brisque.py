@@ -23,7 +23,9 @@ Everything is batched torch: a batch of equal-size images is scored in one pass.
 """
 from __future__ import annotations
 
+import ctypes
 import math
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,7 +35,6 @@ import torch.nn.functional as F
 
 from pixseq import fused
 from pixseq.errors import PixseqError
-from pixseq.fused import fusable
 from pixseq.metrics.base import check_images, check_span, reduce, shifted_sum
 from pixseq.metrics.pixel import _MeanOfPerImage
 
@@ -70,11 +71,20 @@ def _shape_tables() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def _nearest(table: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Index of the table entry closest to each value (first one on ties, as numpy argmin)."""
-    return (table.view(1, -1) - values.reshape(-1, 1)).abs().argmin(dim=1).view(values.shape)
+    """Index of the entry of a monotone ``table`` closest to each value, the first one on
+    ties: numpy's ``argmin(|table - v|)`` of the reference, by binary search.
+
+    The ratio tables are monotone (rounding to float32 keeps them so, with runs of equal
+    entries), so the nearest entry is the first one >= v or the run just below it.
+    """
+    ascending = table if bool(table[-1] >= table[0]) else -table
+    v = (values if ascending is table else -values).reshape(-1)
+    hi = torch.searchsorted(ascending, v).clamp(max=len(table) - 1)  # first entry >= v (or the last)
+    lo = torch.searchsorted(ascending, ascending[(hi - 1).clamp(min=0)])  # first of the run below
+    below_wins = (v - ascending[lo]).abs() <= (ascending[hi] - v).abs()  # ties: the earlier run
+    return torch.where((hi > 0) & below_wins, lo, hi).view(values.shape)
 
 
-@fusable()
 def to_luma(images: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """``(B, 3|1, H, W)`` in [0, data_range] -> ``(B, H, W)`` float64 BT.601 luma rounded to 0..255 levels."""
     x = (images if data_range == 1.0 else images / data_range).to(torch.float32)
@@ -92,16 +102,11 @@ def _gauss7() -> tuple[float, ...]:
     return tuple((k / k.sum()).to(torch.float32).tolist())
 
 
-# Python floats, computed once: a ``.tolist()`` inside a compiled function would split
-# its graph in two (pixseq.fused).
 _GAUSS7 = _gauss7()
 
 
 def _padded_pair(luma: torch.Tensor) -> torch.Tensor:
-    """``(2, B, H + 6, W + 6)`` float64: the luma and its square, zero-padded by 3 ('same').
-
-    Always eager: compiled, the padding became masked loads and ran 2x slower.
-    """
+    """``(2, B, H + 6, W + 6)`` float64: the luma and its square, zero-padded by 3 ('same')."""
     b, h, w = luma.shape
     out = luma.new_zeros((2, b, h + 6, w + 6), dtype=torch.float64)
     inner = out[:, :, 3 : h + 3, 3 : w + 3]
@@ -110,19 +115,15 @@ def _padded_pair(luma: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@fusable()
 def _gauss_rows(p: torch.Tensor) -> torch.Tensor:
     """The 7-tap Gaussian along rows of padded maps: ``(..., H + 6, W + 6)`` -> ``(..., H + 6, W)``.
 
     Seven shifted multiply-adds: on CPU that beats float64 ``conv2d`` (no fast path for
-    double) by an order of magnitude, and it is the form Inductor turns into one
-    vectorised loop. (The two directions are separate functions so the compiler keeps
-    the 7 + 7 taps separable instead of inlining them into 49 per output.)
+    double) by an order of magnitude.
     """
     return shifted_sum(p, _GAUSS7, -1)
 
 
-@fusable()
 def _mscn_from_rows(rows: torch.Tensor, luma: torch.Tensor) -> torch.Tensor:
     """Finish the MSCN map of ``(B, H, W)`` luma from :func:`_gauss_rows` of its padded pair."""
     mu, mu_sq = shifted_sum(rows, _GAUSS7, -2)
@@ -188,39 +189,6 @@ def _moment_sums(m: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, dim=1)
 
 
-def _signed_sums_fused(x: torch.Tensor) -> torch.Tensor:
-    """``(B, h, w)`` -> ``(B, 5)`` as :func:`_signed_sums`, written as plain reductions to fuse."""
-    # (Each term recomputes its clamp: sharing one ``clamp`` result between two
-    # reductions made Inductor's loop ~3x slower.)
-    return torch.stack([(x < 0).sum((-1, -2)).to(x.dtype), (x > 0).sum((-1, -2)).to(x.dtype),
-                        (x.clamp(max=0) ** 2).sum((-1, -2)), (x.clamp(min=0) ** 2).sum((-1, -2)),
-                        x.abs().sum((-1, -2))], dim=-1)
-
-
-@fusable()
-def _moment_sums_padded(mp: torch.Tensor) -> torch.Tensor:
-    """:func:`_moment_sums` for the compiler, from the map circularly padded by one pixel.
-
-    Compiled, every neighbour product and its five sums are one pass over the map: no
-    product map is ever written, and with the wrap-around already in the padding each
-    neighbour is a plain offset load (``torch.roll`` inside the graph became modulo
-    index arithmetic, ~25 % slower).
-    """
-    h, w = mp.shape[-2] - 2, mp.shape[-1] - 2
-    centre = mp[:, 1 : h + 1, 1 : w + 1]
-    out = [_signed_sums_fused(centre)]
-    for dy, dx in _SHIFTS:  # roll(m, (dy, dx))[i, j] = m[i - dy, j - dx]
-        out.append(_signed_sums_fused(centre * mp[:, 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w]))
-    return torch.stack(out, dim=1)
-
-
-def moment_sums(m: torch.Tensor) -> torch.Tensor:
-    """Signed sums of the ``(B, h, w)`` MSCN map and its 4 circular neighbour products -> ``(B, 5, 5)``."""
-    if fused.active():
-        return _moment_sums_padded(F.pad(m[:, None], (1, 1, 1, 1), mode="circular")[:, 0])
-    return _moment_sums(m)
-
-
 def _ggd_aggd(sums: torch.Tensor, n: int) -> torch.Tensor:
     """Features from the ``(B, 5, 5)`` signed sums of the MSCN map and its 4 products -> ``(B, 18)``."""
     n_neg, n_pos, sq_neg, sq_pos, abs_sum = sums.unbind(-1)  # each (B, 5)
@@ -248,15 +216,13 @@ def _ggd_aggd(sums: torch.Tensor, n: int) -> torch.Tensor:
 
 def scale_sums(luma: torch.Tensor) -> torch.Tensor:
     """Signed moment sums of one scale's MSCN map and its 4 neighbour products: ``(B, 5, 5)``."""
-    return moment_sums(mscn(luma))
+    return _moment_sums(mscn(luma))
 
 
 def scale_features(luma: torch.Tensor) -> torch.Tensor:
     """The 18 BRISQUE features of one scale: ``(B, H, W)`` luma -> ``(B, 18)``.
 
-    Everything is float64, eager or fused (:mod:`pixseq.fused`): scores match the
-    reference to ~1e-12. (A float32 MSCN map was tried for the fused path: the moment
-    sums then pay for float64 accumulation and the whole scale got slower.)
+    Everything is float64: scores match the reference to ~1e-12.
     """
     return _ggd_aggd(scale_sums(luma), luma.shape[-1] * luma.shape[-2])
 
@@ -308,36 +274,93 @@ def downsample_half(luma: torch.Tensor) -> torch.Tensor:
     return _half_taps(cols).transpose(1, 2).to(torch.float64)
 
 
-def brisque_features(images: torch.Tensor, data_range: float = 1.0, chunk_pixels: int | None = None) -> torch.Tensor:
-    """The 36 BRISQUE features of ``(B, 3|1, H, W)`` images -> ``(B, 36)`` float64.
-
-    On CPU the batch is processed a few images at a time (``chunk_pixels``, default 2^18
-    pixels) so the float64 maps stay in cache; on GPU the whole batch goes at once.
-    """
-    images = check_images(images, float("inf"), "images", exhaustive=False)  # shape and dtype only
-    # One pass for every value check (NaN / inf propagate into both extremes).
-    lo, hi = torch.stack([images.amin(), images.amax()]).tolist()
-    if not (math.isfinite(lo) and math.isfinite(hi)):
+def _check_values(lo: float, hi: float, nonfinite: bool, data_range: float) -> None:
+    if nonfinite or not (math.isfinite(lo) and math.isfinite(hi)):
         raise PixseqError("images: contain NaN or infinite values")
     check_span(lo, hi, data_range, "images")
     if lo < -0.01 * data_range:
         raise PixseqError("BRISQUE expects images in [0, data_range]; got negative values")
+
+
+def _torch_sums(images: torch.Tensor, data_range: float, chunk_pixels: int | None) -> torch.Tensor:
+    """Moment sums of both scales with PyTorch -> ``(2, B, 5, 5)``; values checked first.
+
+    On CPU the batch is processed a few images at a time (``chunk_pixels``, default 2^18
+    pixels) so the float64 maps stay in cache; on GPU the whole batch goes at once.
+    """
+    lo, hi = torch.stack([images.amin(), images.amax()]).tolist()  # NaN / inf reach both
+    _check_values(lo, hi, False, data_range)
+    if chunk_pixels is None:
+        chunk_pixels = 1 << 18 if images.device.type == "cpu" else 1 << 62
+    per_chunk = max(1, chunk_pixels // (images.shape[-1] * images.shape[-2]))
+    sums = []
+    for start in range(0, images.shape[0], per_chunk):
+        luma = to_luma(images[start : start + per_chunk], data_range)
+        sums.append(torch.stack([scale_sums(luma), scale_sums(downsample_half(luma))]))  # (2, b, 5, 5)
+    return torch.cat(sums, dim=1)
+
+
+@lru_cache(maxsize=1)
+def _kernel_constants() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The luma weights, Gaussian and downsampling taps as the C kernel takes them."""
+    return (torch.tensor(_LUMA, dtype=torch.float32), torch.tensor(_GAUSS7, dtype=torch.float64),
+            torch.tensor(_half_weights(), dtype=torch.float32))
+
+
+def _native_sums(images: torch.Tensor, data_range: float) -> torch.Tensor | None:
+    """:func:`_torch_sums` with pixseq's C kernel (``kernels/brisque.c``), or ``None``
+    when it is not available. One call per image does every pass of both scales while
+    the maps stay in cache; images are spread over ``torch.get_num_threads()`` threads
+    (the kernel runs without the GIL)."""
+    lib = fused.native("brisque")
+    if lib is None:
+        return None
+    fn = lib.pixseq_brisque_sums
+    fn.restype, lib.pixseq_brisque_work_size.restype = None, ctypes.c_int64
+    x = (images if data_range == 1.0 else images / data_range).to(torch.float32)
+    # Planar or channels-last images are read as they lie (e.g. torch.from_numpy(hwc).permute).
+    interleaved = int(x.shape[1] == 3 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last))
+    x = x if interleaved else x.contiguous()
+    b, c, h, w = x.shape
+    out = torch.empty(b, 53, dtype=torch.float64)
+    consts = [t.data_ptr() for t in _kernel_constants()]
+    workers = max(1, min(torch.get_num_threads(), b))
+
+    def run(indices: range) -> None:
+        work = torch.empty(lib.pixseq_brisque_work_size(ctypes.c_int64(h), ctypes.c_int64(w)), dtype=torch.float64)
+        for i in indices:
+            fn(ctypes.c_void_p(x[i].data_ptr()), *map(ctypes.c_int64, (c, h, w, interleaved)), *map(ctypes.c_void_p, consts),
+               ctypes.c_double(_EPS32), ctypes.c_void_p(out[i].data_ptr()), ctypes.c_void_p(work.data_ptr()))
+
+    if workers == 1:
+        run(range(b))
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, [range(k, b, workers) for k in range(workers)]))
+    _check_values(float(out[:, 50].min()) * data_range, float(out[:, 51].max()) * data_range,
+                  bool(out[:, 52].any()), data_range)
+    return out[:, :50].reshape(b, 2, 5, 5).transpose(0, 1)
+
+
+def brisque_features(images: torch.Tensor, data_range: float = 1.0, chunk_pixels: int | None = None) -> torch.Tensor:
+    """The 36 BRISQUE features of ``(B, 3|1, H, W)`` images -> ``(B, 36)`` float64.
+
+    With fused kernels on (:mod:`pixseq.fused`), CPU batches go through pixseq's C
+    kernel; otherwise PyTorch does the work (``chunk_pixels``: see :func:`_torch_sums`).
+    Both compute the same float64 maps, so the scores agree to ~1e-12.
+    """
+    images = check_images(images, float("inf"), "images", exhaustive=False)  # shape and dtype only
     if min(images.shape[-2:]) < _MIN_SIDE:
         raise PixseqError(
             f"BRISQUE needs images of at least {_MIN_SIDE}x{_MIN_SIDE}, got {images.shape[-1]}x{images.shape[-2]}"
         )
-    if chunk_pixels is None:
-        chunk_pixels = 1 << 18 if images.device.type == "cpu" else 1 << 62
-    per_chunk = max(1, chunk_pixels // (images.shape[-1] * images.shape[-2]))
-    sums, half = [], None
-    for start in range(0, images.shape[0], per_chunk):
-        luma = to_luma(images[start : start + per_chunk], data_range)
-        half = downsample_half(luma)
-        sums.append(torch.stack([scale_sums(luma), scale_sums(half)]))  # (2, b, 5, 5)
-    both = torch.cat(sums, dim=1)
+    both = _native_sums(images, data_range) if images.device.type == "cpu" else None
+    if both is None:
+        both = _torch_sums(images, data_range, chunk_pixels)
     # The shape fits (grid searches over 9801 entries) run once for the whole batch.
     h, w = images.shape[-2:]
-    return torch.cat([_ggd_aggd(both[0], h * w), _ggd_aggd(both[1], half.shape[-1] * half.shape[-2])], dim=1)
+    hh, hw = (h + 1) // 2, (w + 1) // 2
+    return torch.cat([_ggd_aggd(both[0], h * w), _ggd_aggd(both[1], hh * hw)], dim=1)
 
 
 def svr_score(features: torch.Tensor) -> torch.Tensor:
