@@ -264,8 +264,16 @@ def test_fused_mse_psnr_match_skimage_and_check_exhaustively(pairs, fused_kernel
     b = torch.from_numpy(dist).permute(0, 3, 1, 2).float() / 255
     got = psnr(a, b)
     if not fused_kernels.available():
-        pytest.skip("torch.compile cannot build kernels here (no C++ toolchain)")
+        pytest.skip("pixseq's C kernel cannot be built here (no C compiler)")
     want = torch.tensor([peak_signal_noise_ratio(r, d) for r, d in zip(ref, dist)], dtype=torch.float64)
+    # uint8 (channels-last views, as decoded): exact sums, so equal up to the final log10.
+    ua, ub = torch.from_numpy(ref).permute(0, 3, 1, 2), torch.from_numpy(dist).permute(0, 3, 1, 2)
+    torch.testing.assert_close(psnr(ua, ub, data_range=255), want, rtol=1e-13, atol=0)
+    # Mixed layouts, odd sizes (vector-loop tails) and views that are not one block.
+    crop = (slice(None), slice(None), slice(3, 16), slice(1, 8))
+    want_crop = [peak_signal_noise_ratio(r[3:16, 1:8], d[3:16, 1:8]) for r, d in zip(ref, dist)]
+    torch.testing.assert_close(psnr(a.contiguous()[crop], b[crop]), torch.tensor(want_crop, dtype=torch.float64),
+                               rtol=0, atol=2e-4)
     # float32 inputs are x/255 rounded (~3e-8 relative each); their differences of a few
     # levels carry up to ~1e-5 relative error, which bounds the PSNR difference at ~5e-5 dB
     # for both the eager and the fused path (the fused sum itself is float64).

@@ -1,25 +1,28 @@
-"""Opt-in fused kernels: ``torch.compile`` for memory-bound per-pixel work.
+"""Opt-in fused kernels: ``torch.compile`` and pixseq's own C for memory-bound per-pixel work.
 
 Per-pixel metrics (PSNR, SSIM's window statistics, BRISQUE's feature maps) are chains
 of cheap elementwise ops and reductions. Eager PyTorch runs each op as its own pass over
-memory, so a chain of twenty ops reads and writes the image twenty times; TorchInductor
-fuses the chain into one vectorised C++ loop per output, which on CPU runs these
-functions 2-5x faster.
+memory, so a chain of twenty ops reads and writes the image twenty times; a fused kernel
+does the chain in one vectorised loop while the data is in cache.
 
-The price is a one-off start-up (each function compiles for its first shape and once
-more for shape-generic code: ~60 s for every metric of ``pixseq assess`` in a fresh
-environment, ~15 s once Inductor's on-disk cache is warm) and a C++ compiler on the
-machine. That only pays off over hundreds of images, so it is **off by default** and turned
-on with :func:`set_enabled` (or :func:`using` for a block), ``PIXSEQ_COMPILE=1``, or
-``pixseq assess --compile``. If compiling fails (no compiler, an unsupported platform),
-pixseq says so once on stderr and keeps using the eager code -- results are the same up
-to floating-point summation order, which the metrics' tests bound.
+Two kinds of fused kernel, switched on together:
 
-Where Inductor's code stays far from what the hardware can do (BRISQUE's stencils and
-moment sums), pixseq ships its own small C kernel instead (``pixseq/kernels/*.c``):
-:func:`native` builds it once per machine with the system C compiler, caches the shared
-library, and loads it with :mod:`ctypes`. It is switched on and falls back exactly like
-the compiled functions.
+* :func:`fusable` functions go through TorchInductor (SSIM / MS-SSIM). The price is a
+  one-off start-up (each function compiles for its first shape and once more for
+  shape-generic code: ~60 s for every metric of ``pixseq assess`` in a fresh
+  environment, ~15 s once Inductor's on-disk cache is warm).
+* Where Inductor's code stays far from what the hardware can do (BRISQUE's stencils and
+  moment sums; PSNR, where its per-call overhead and unvectorised byte loads cost more
+  than the pass itself), pixseq ships a small C kernel (``pixseq/kernels/*.c``):
+  :func:`native` builds it once per machine with the system C compiler (under a second),
+  caches the shared library and loads it with :mod:`ctypes`.
+
+Both need a compiler, and the Inductor start-up only pays off over hundreds of images, so
+fused kernels are **off by default** and turned on with :func:`set_enabled` (or
+:func:`using` for a block), ``PIXSEQ_COMPILE=1``, or ``pixseq assess --compile``. If a
+build fails (no compiler, an unsupported platform), pixseq says so once on stderr and
+keeps using the eager code -- results are the same up to floating-point summation order,
+which the metrics' tests bound.
 """
 from __future__ import annotations
 

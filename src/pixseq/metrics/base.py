@@ -105,12 +105,13 @@ def check_images(
         raise PixseqError(f"{what}: expected shape (B, C, H, W) with C = 1 or 3, got {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise PixseqError(f"{what}: empty batch")
-    if not torch.is_floating_point(x) and not (keep_uint8 and x.dtype == torch.uint8):
+    bytes_in = x.dtype == torch.uint8
+    if not torch.is_floating_point(x) and not (keep_uint8 and bytes_in):
         x = x.to(torch.float64)
     if not (data_range > 0):
         raise PixseqError(f"data_range must be positive, got {data_range}")
-    if not exhaustive and math.isinf(data_range):
-        return x  # nothing to check here: finiteness is checked on the results
+    if (not exhaustive and math.isinf(data_range)) or (bytes_in and data_range >= 255):
+        return x  # nothing to check here (bytes are finite and span <= 255; else see above)
     values = x if exhaustive else _strided_sample(x)
     # NaN and inf propagate into the extremes; one host sync for both. (amin + amax are
     # vectorised reductions; on CPU they beat the single-pass ``aminmax`` several times.)

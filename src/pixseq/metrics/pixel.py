@@ -17,12 +17,13 @@ float32: ~1e-7 relative; uint8: exact differences), so the values agree with sci
 """
 from __future__ import annotations
 
+import ctypes
 import math
 
 import torch
 
 from pixseq import fused
-from pixseq.fused import fusable
+from pixseq.errors import PixseqError
 from pixseq.metrics.base import (
     Metric,
     check_finite,
@@ -83,18 +84,30 @@ def _sse_per_image(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
     return torch.stack([_abs_diff(x, y, buf).square_().sum() for x, y in zip(fa, fb)])
 
 
-@fusable()
-def _sse_extremes(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
-    """Per image of float ``(B, N)`` rows: sum of squared differences, min / max of each.
+_NATIVE_SSE = {torch.float32: "pixseq_sse_f32", torch.float64: "pixseq_sse_f64", torch.uint8: "pixseq_sse_u8"}
 
-    -> ``(5, B)`` float64 rows ``[sse, min a, max a, min b, max b]``. Compiled (see
-    :mod:`pixseq.fused`) this is one pass over both inputs with float64 accumulation, and
-    the exhaustive range check comes with it for free.
+
+def _native_sse_extremes(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor | None:
+    """Per image of ``(B, N)`` rows, with pixseq's C kernel (``kernels/pixel.c``): sum of
+    squared differences and the min / max of each image -> ``(B, 6)`` float64 rows
+    ``[sse, min a, max a, min b, max b, nonfinite]``; ``None`` when the kernel is not
+    available or the pair is not one of its dtypes (float32, float64, uint8, both alike).
+
+    One pass over both inputs, squares summed in float64 (uint8: exactly), so the
+    exhaustive range check comes with it for free.
     """
-    d = fa - fb
-    return torch.stack([(d * d).sum(1, dtype=torch.float64),
-                        fa.amin(1).to(torch.float64), fa.amax(1).to(torch.float64),
-                        fb.amin(1).to(torch.float64), fb.amax(1).to(torch.float64)])
+    name = _NATIVE_SSE.get(fa.dtype)
+    if name is None or fb.dtype != fa.dtype or fa.device.type != "cpu":
+        return None
+    lib = fused.native("pixel")
+    if lib is None:
+        return None
+    if fa.stride() != fb.stride() or fa.stride(1) != 1:
+        fa, fb = fa.contiguous(), fb.contiguous()
+    out = torch.empty(fa.shape[0], 6, dtype=torch.float64)
+    getattr(lib, name)(*map(ctypes.c_void_p, (fa.data_ptr(), fb.data_ptr())),
+                       *map(ctypes.c_int64, (fa.shape[0], fa.shape[1], fa.stride(0))), ctypes.c_void_p(out.data_ptr()))
+    return out
 
 
 def _per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -115,21 +128,23 @@ def _checked_mse(
     """Validate a pair and return its per-image MSE and, when it came for free, the
     reference's per-image value range (max - min; else ``None``).
 
-    With fused kernels on (:mod:`pixseq.fused`) and float inputs, one compiled pass gives
-    the squared errors and every image's extremes, so the range check is exhaustive at no
+    With fused kernels on (:mod:`pixseq.fused`), one pass of pixseq's C kernel gives the
+    squared errors and every image's extremes, so the range check is exhaustive at no
     cost; otherwise the eager path checks a sample (:func:`check_images`) and loops over
     images. ``data_range=inf`` skips the range check (MSE, the thesis PSNR).
     """
     a, b = check_pair(a, b, float("inf"), exhaustive=False, keep_uint8=True)  # shapes, dtypes
-    if fused.active() and a.is_floating_point() and b.is_floating_point():
+    if fused.active():
         fa, fb = _flat_in_memory_order(a, b)
-        stats = check_finite(_sse_extremes(fa, fb))  # NaN / inf inputs propagate into all rows
-        extremes = stats[1:].view(2, 2, -1)  # (a | b, min | max, B)
-        if not math.isinf(data_range):
-            lo, hi = extremes[:, 0].amin(1).tolist(), extremes[:, 1].amax(1).tolist()
-            for what, low, high in zip(("reference images", "distorted images"), lo, hi):
-                check_span(low, high, data_range, what)
-        return stats[0] / fa.shape[1], extremes[0, 1] - extremes[0, 0]
+        stats = _native_sse_extremes(fa, fb)
+        if stats is not None:
+            rows = stats.tolist()  # B x 6 numbers: checked in Python, no tensor op per check
+            if any(row[5] for row in rows):
+                raise PixseqError("reference or distorted images: contain NaN or infinite values")
+            if not math.isinf(data_range):
+                for what, col in (("reference images", 1), ("distorted images", 3)):
+                    check_span(min(r[col] for r in rows), max(r[col + 1] for r in rows), data_range, what)
+            return stats[:, 0] / fa.shape[1], stats[:, 2] - stats[:, 1]
     if not math.isinf(data_range):
         check_pair(a, b, data_range, exhaustive=False, keep_uint8=True)
     return _per_image_mse(a, b), None

@@ -1,0 +1,183 @@
+/* Sums of squared differences and value extremes of image pairs: pixseq's fused CPU kernel
+ * for MSE / PSNR (pixseq.metrics.pixel).
+ *
+ * One pass over both images gives the squared error and every image's minimum and maximum,
+ * so the value-range check is exhaustive at no extra cost. Squares are accumulated in
+ * float64 (uint8: exactly, in integers), several lanes at a time.
+ *
+ * Each entry point takes `count` image pairs of `n` values, image i at a + i * stride
+ * (in elements), and writes out[6 i .. 6 i + 5] = [sse, min a, max a, min b, max b,
+ * nonfinite] (nonfinite: 1 when a value of either image is NaN or infinite, which makes
+ * the sum NaN or infinite; the extremes are then meaningless).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+typedef int64_t v4i __attribute__((vector_size(32)));
+
+/* Lane-wise min / max. NaN handling does not matter here: a NaN or infinite value also
+ * makes the image's squared error NaN / inf, which is what flags it. */
+#if defined(__AVX__)
+#include <immintrin.h>
+static inline v8f min8(v8f x, v8f m) { return (v8f)_mm256_min_ps((__m256)x, (__m256)m); }
+static inline v8f max8(v8f x, v8f m) { return (v8f)_mm256_max_ps((__m256)x, (__m256)m); }
+static inline v4d min4(v4d x, v4d m) { return (v4d)_mm256_min_pd((__m256d)x, (__m256d)m); }
+static inline v4d max4(v4d x, v4d m) { return (v4d)_mm256_max_pd((__m256d)x, (__m256d)m); }
+#else
+static inline v8f min8(v8f x, v8f m) {
+    v8i below = x < m;
+    return (v8f)(((v8i)x & below) | ((v8i)m & ~below));
+}
+static inline v8f max8(v8f x, v8f m) {
+    v8i above = x > m;
+    return (v8f)(((v8i)x & above) | ((v8i)m & ~above));
+}
+static inline v4d min4(v4d x, v4d m) {
+    v4i below = x < m;
+    return (v4d)(((v4i)x & below) | ((v4i)m & ~below));
+}
+static inline v4d max4(v4d x, v4d m) {
+    v4i above = x > m;
+    return (v4d)(((v4i)x & above) | ((v4i)m & ~above));
+}
+#endif
+
+/* Fold lanes and a scalar tail into out[0..5]. */
+static void finish(double sse, double lo_a, double hi_a, double lo_b, double hi_b, double *out) {
+    out[0] = sse;
+    out[1] = lo_a;
+    out[2] = hi_a;
+    out[3] = lo_b;
+    out[4] = hi_b;
+    out[5] = !isfinite(sse); /* a NaN / inf value makes its image's sum NaN / inf */
+}
+
+/* Squares of eight float32 differences, widened to float64, added into two accumulators. */
+static inline void add_squares8(v8f d, v4d *s0, v4d *s1) {
+#if defined(__AVX__)
+    /* Spelled out: GCC's generic widening of half a vector took four 2-lane conversions. */
+    v4d lo = (v4d)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)d));
+    v4d hi = (v4d)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)d, 1));
+#else
+    v4d lo = __builtin_convertvector((v4f){d[0], d[1], d[2], d[3]}, v4d);
+    v4d hi = __builtin_convertvector((v4f){d[4], d[5], d[6], d[7]}, v4d);
+#endif
+    *s0 += lo * lo;
+    *s1 += hi * hi;
+}
+
+static void sse_f32(const float *a, const float *b, int64_t n, double *out) {
+    const v8f inf = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY};
+    v8f lo_a = inf, hi_a = -inf, lo_b = inf, hi_b = -inf;
+    /* Four float64 accumulators: with fewer, the chain of dependent adds is the bottleneck. */
+    v4d s0 = {0, 0, 0, 0}, s1 = s0, s2 = s0, s3 = s0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        v8f x0, y0, x1, y1;
+        memcpy(&x0, a + i, sizeof x0);
+        memcpy(&y0, b + i, sizeof y0);
+        memcpy(&x1, a + i + 8, sizeof x1);
+        memcpy(&y1, b + i + 8, sizeof y1);
+        add_squares8(x0 - y0, &s0, &s1); /* float32 differences, as PyTorch forms them */
+        add_squares8(x1 - y1, &s2, &s3);
+        lo_a = min8(x1, min8(x0, lo_a));
+        hi_a = max8(x1, max8(x0, hi_a));
+        lo_b = min8(y1, min8(y0, lo_b));
+        hi_b = max8(y1, max8(y0, hi_b));
+    }
+    double sse = 0.0, la = INFINITY, ha = -INFINITY, lb = INFINITY, hb = -INFINITY;
+    for (int l = 0; l < 4; l++) sse += (s0[l] + s1[l]) + (s2[l] + s3[l]);
+    for (int l = 0; l < 8; l++) {
+        la = lo_a[l] < la ? lo_a[l] : la;
+        ha = hi_a[l] > ha ? hi_a[l] : ha;
+        lb = lo_b[l] < lb ? lo_b[l] : lb;
+        hb = hi_b[l] > hb ? hi_b[l] : hb;
+    }
+    for (; i < n; i++) {
+        double d = (double)(a[i] - b[i]);
+        sse += d * d;
+        la = a[i] < la ? a[i] : la;
+        ha = a[i] > ha ? a[i] : ha;
+        lb = b[i] < lb ? b[i] : lb;
+        hb = b[i] > hb ? b[i] : hb;
+    }
+    finish(sse, la, ha, lb, hb, out);
+}
+
+static void sse_f64(const double *a, const double *b, int64_t n, double *out) {
+    const v4d inf = {INFINITY, INFINITY, INFINITY, INFINITY};
+    v4d lo_a = inf, hi_a = -inf, lo_b = inf, hi_b = -inf, s0 = {0, 0, 0, 0}, s1 = s0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v4d x0, y0, x1, y1;
+        memcpy(&x0, a + i, sizeof x0);
+        memcpy(&y0, b + i, sizeof y0);
+        memcpy(&x1, a + i + 4, sizeof x1);
+        memcpy(&y1, b + i + 4, sizeof y1);
+        v4d d0 = x0 - y0, d1 = x1 - y1;
+        s0 += d0 * d0;
+        s1 += d1 * d1;
+        lo_a = min4(x1, min4(x0, lo_a));
+        hi_a = max4(x1, max4(x0, hi_a));
+        lo_b = min4(y1, min4(y0, lo_b));
+        hi_b = max4(y1, max4(y0, hi_b));
+    }
+    double sse = 0.0, la = INFINITY, ha = -INFINITY, lb = INFINITY, hb = -INFINITY;
+    for (int l = 0; l < 4; l++) {
+        sse += s0[l] + s1[l];
+        la = lo_a[l] < la ? lo_a[l] : la;
+        ha = hi_a[l] > ha ? hi_a[l] : ha;
+        lb = lo_b[l] < lb ? lo_b[l] : lb;
+        hb = hi_b[l] > hb ? hi_b[l] : hb;
+    }
+    for (; i < n; i++) {
+        double d = a[i] - b[i];
+        sse += d * d;
+        la = a[i] < la ? a[i] : la;
+        ha = a[i] > ha ? a[i] : ha;
+        lb = b[i] < lb ? b[i] : lb;
+        hb = b[i] > hb ? b[i] : hb;
+    }
+    finish(sse, la, ha, lb, hb, out);
+}
+
+/* uint8: exact. Blocks of 2^16 values keep 32-bit lane sums below 2^32 (2^16 * 255^2).
+ * The squares and the extremes are two loops: each vectorises well on its own (int16
+ * differences, multiply-add into int32 lanes; byte min / max), fused they did not. */
+static void sse_u8(const uint8_t *a, const uint8_t *b, int64_t n, double *out) {
+    uint64_t sse = 0;
+    for (int64_t start = 0; start < n; start += 65536) {
+        int64_t end = n - start < 65536 ? n : start + 65536;
+        uint32_t block = 0;
+        for (int64_t i = start; i < end; i++) {
+            int16_t d = (int16_t)a[i] - (int16_t)b[i];
+            block += (uint32_t)((int32_t)d * d);
+        }
+        sse += block;
+    }
+    uint8_t la = 255, ha = 0, lb = 255, hb = 0;
+    for (int64_t i = 0; i < n; i++) {
+        la = a[i] < la ? a[i] : la;
+        ha = a[i] > ha ? a[i] : ha;
+        lb = b[i] < lb ? b[i] : lb;
+        hb = b[i] > hb ? b[i] : hb;
+    }
+    finish((double)sse, la, ha, lb, hb, out);
+}
+
+void pixseq_sse_f32(const float *a, const float *b, int64_t count, int64_t n, int64_t stride, double *out) {
+    for (int64_t i = 0; i < count; i++) sse_f32(a + i * stride, b + i * stride, n, out + 6 * i);
+}
+
+void pixseq_sse_f64(const double *a, const double *b, int64_t count, int64_t n, int64_t stride, double *out) {
+    for (int64_t i = 0; i < count; i++) sse_f64(a + i * stride, b + i * stride, n, out + 6 * i);
+}
+
+void pixseq_sse_u8(const uint8_t *a, const uint8_t *b, int64_t count, int64_t n, int64_t stride, double *out) {
+    for (int64_t i = 0; i < count; i++) sse_u8(a + i * stride, b + i * stride, n, out + 6 * i);
+}
