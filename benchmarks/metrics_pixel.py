@@ -7,8 +7,8 @@ is also shown), scikit-image one HxWx3 float64 image pair at a time. "PSNR (uint
 everyone the same pictures as decoded uint8 pixels instead (scikit-image: HxWx3 arrays;
 the tensors: channels-last views of them, as ``torch.from_numpy(hwc).permute`` makes).
 "pixseq, fused" is the same call with fused kernels on (``pixseq.fused``; ``pixseq assess
---compile``): pixseq's own C kernel for PSNR, torch.compile for SSIM / MS-SSIM; the
-one-off build / compile time is printed under the table. Time = best of ``--repeats``
+--compile``): pixseq's own C kernels, built into a fresh cache folder for this run, so the
+one-off build time printed under the table is the cold one. Time = best of ``--repeats``
 (the machine is shared; the minimum is the least disturbed run). Prints a markdown table.
 
     python benchmarks/metrics_pixel.py [--batch 8] [--size 256] [--threads 1]

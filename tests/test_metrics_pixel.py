@@ -120,11 +120,22 @@ def test_fused_ssim_family_matches_references(pairs, fused_kernels):
     a, b = to_t(ref), to_t(dist)
     got = ssim(a, b, data_range=255)
     if not fused_kernels.available():
-        pytest.skip("torch.compile cannot build kernels here (no C++ toolchain)")
+        pytest.skip("pixseq's C kernel cannot be built here (no C compiler)")
     want = torch.tensor([wang_sk(r, d, 255) for r, d in zip(ref, dist)], dtype=torch.float64)
-    # float32 like the eager default; the fused filter sums in another order (~1e-6 off a
-    # float64 evaluation on photos, against ~5e-7 eager), inside the 1e-5 requirement.
+    # float32 like the eager default (the kernel filters columns as FMA chains where eager
+    # convolves: ~1e-7 apart on photos), inside the 1e-5 requirement.
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    fused_kernels.set_enabled(False)
+    eager = ssim(a, b, data_range=255)
+    fused_kernels.set_enabled(True)
+    torch.testing.assert_close(got, eager, rtol=0, atol=1e-6)
+    # Odd sizes (vector-loop tails) and a window size without specialised code.
+    crop = (slice(None), slice(None), slice(2, 40), slice(3, 32))
+    want_crop = [structural_similarity(r[2:40, 3:32], d[2:40, 3:32], win_size=9, gaussian_weights=True, sigma=1.2,
+                                       use_sample_covariance=False, data_range=255, channel_axis=-1)
+                 for r, d in zip(ref.astype(np.float64), dist.astype(np.float64))]
+    torch.testing.assert_close(ssim(a[crop], b[crop], data_range=255, win_size=9, sigma=1.2, precision="float64"),
+                               torch.tensor(want_crop, dtype=torch.float64), rtol=0, atol=1e-9)
     torch.testing.assert_close(ssim(a, b, data_range=255, precision="float64"), want, rtol=0, atol=1e-9)
     thesis = [structural_similarity(r.astype(np.float64), d.astype(np.float64),
                                     data_range=float(r.max()) - float(r.min()), channel_axis=-1)

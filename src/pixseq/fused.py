@@ -1,36 +1,29 @@
-"""Opt-in fused kernels: ``torch.compile`` and pixseq's own C for memory-bound per-pixel work.
+"""Opt-in fused kernels: pixseq's own C for the memory-bound per-pixel metrics.
 
 Per-pixel metrics (PSNR, SSIM's window statistics, BRISQUE's feature maps) are chains
-of cheap elementwise ops and reductions. Eager PyTorch runs each op as its own pass over
-memory, so a chain of twenty ops reads and writes the image twenty times; a fused kernel
-does the chain in one vectorised loop while the data is in cache.
+of cheap elementwise ops, filters and reductions. Eager PyTorch runs each op as its own
+pass over memory, so a chain of twenty ops reads and writes the image twenty times. A
+fused kernel does the whole chain in one sweep while the data is in cache: pixseq ships
+small C kernels for MSE / PSNR, SSIM / MS-SSIM and BRISQUE (``pixseq/kernels/*.c``), and
+:func:`native` builds each once per machine with the system C compiler (under a second),
+caches the shared library (``~/.cache/pixseq/kernels``, or ``$PIXSEQ_KERNEL_CACHE``) and
+loads it with :mod:`ctypes`. They do the arithmetic of the PyTorch code step for step, so
+the numbers agree with the eager path to rounding (the metrics' tests bound it).
 
-Two kinds of fused kernel, switched on together:
+(TorchInductor, tried first for these functions, reached a half to a fifth of the C
+kernels' speed on CPU after a start-up of 15-60 s per process.)
 
-* :func:`fusable` functions go through TorchInductor (SSIM / MS-SSIM). The price is a
-  one-off start-up (each function compiles for its first shape and once more for
-  shape-generic code: ~60 s for every metric of ``pixseq assess`` in a fresh
-  environment, ~15 s once Inductor's on-disk cache is warm).
-* Where Inductor's code stays far from what the hardware can do (BRISQUE's stencils and
-  moment sums; PSNR, where its per-call overhead and unvectorised byte loads cost more
-  than the pass itself), pixseq ships a small C kernel (``pixseq/kernels/*.c``):
-  :func:`native` builds it once per machine with the system C compiler (under a second),
-  caches the shared library and loads it with :mod:`ctypes`.
-
-Both need a compiler, and the Inductor start-up only pays off over hundreds of images, so
-fused kernels are **off by default** and turned on with :func:`set_enabled` (or
-:func:`using` for a block), ``PIXSEQ_COMPILE=1``, or ``pixseq assess --compile``. If a
-build fails (no compiler, an unsupported platform), pixseq says so once on stderr and
-keeps using the eager code -- results are the same up to floating-point summation order,
-which the metrics' tests bound.
+They need a C compiler, so fused kernels are **off by default** and turned on with
+:func:`set_enabled` (or :func:`using` for a block), ``PIXSEQ_COMPILE=1``, or ``pixseq
+assess --compile``. If a build fails (no compiler, an unsupported platform), pixseq says
+so once on stderr and keeps using the eager PyTorch code. CPU tensors only: on a GPU the
+eager code already runs in parallel kernels.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import hashlib
-import logging
 import os
 import platform
 import shutil
@@ -38,12 +31,10 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
 
 import torch
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 _enabled: bool | None = None  # None: read PIXSEQ_COMPILE
 _broken: str | None = None  # why compiling failed, once it has
@@ -63,7 +54,7 @@ def set_enabled(value: bool | None) -> None:
 
 
 def available() -> bool:
-    """False once a compile has failed in this process (the eager code is used from then on)."""
+    """False once a kernel build has failed in this process (the eager code is used from then on)."""
     return _broken is None
 
 
@@ -83,43 +74,6 @@ def using(value: bool = True) -> Iterator[None]:
         yield
     finally:
         _enabled = previous
-
-
-def fusable(eager: Callable[..., Any] | None = None) -> Callable[[F], F]:
-    """Decorate a pure tensor function so it runs compiled when fused kernels are enabled.
-
-    ``eager`` is what runs otherwise (and after a failed compile): an equivalent function
-    written for eager PyTorch, when the best eager formulation differs from the one that
-    fuses best (e.g. a loop over images that keeps each in cache); by default the
-    decorated function itself. The first shape is compiled specialised, and a second one
-    switches to shape-generic code (torch's default), so folders of mixed image sizes
-    compile twice, not once per size. (Specialising every shape ran BRISQUE ~15 %
-    faster but hit torch's recompile limit after four image sizes.)
-    """
-
-    def decorate(fn: F) -> F:
-        fallback = eager or fn
-        compiled: list[Callable[..., Any]] = []
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if not active():
-                return fallback(*args, **kwargs)
-            if not compiled:
-                # torch warns on every CPU-only compile that it found no CUDA runtime.
-                logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-                compiled.append(torch.compile(fn))
-            try:
-                return compiled[0](*args, **kwargs)
-            except Exception as err:  # noqa: BLE001 - a compiler failure falls back to eager
-                result = fallback(*args, **kwargs)  # re-raises if the inputs are at fault
-                _give_up(err)
-                return result
-
-        wrapper.eager = fallback  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
 
 
 def _give_up(err: BaseException) -> None:
@@ -152,6 +106,19 @@ def native(name: str) -> ctypes.CDLL | None:
             _give_up(err)
             return None
     return _libraries[name]
+
+
+def run_split(count: int, fn: Callable[[range], None]) -> None:
+    """Call ``fn`` on contiguous parts of ``range(count)``, one per thread of
+    ``torch.get_num_threads()`` (all in this thread when that is 1). For native kernels,
+    which ctypes runs without the GIL; ``fn`` must only write its own part of the output."""
+    workers = max(1, min(torch.get_num_threads(), count))
+    if workers == 1:
+        fn(range(count))
+        return
+    bounds = [count * i // workers for i in range(workers + 1)]
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(fn, [range(lo, hi) for lo, hi in zip(bounds, bounds[1:])]))
 
 
 def _compiler() -> str:

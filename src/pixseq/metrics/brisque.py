@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ctypes
 import math
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -324,19 +323,13 @@ def _native_sums(images: torch.Tensor, data_range: float) -> torch.Tensor | None
     b, c, h, w = x.shape
     out = torch.empty(b, 53, dtype=torch.float64)
     consts = [t.data_ptr() for t in _kernel_constants()]
-    workers = max(1, min(torch.get_num_threads(), b))
-
-    def run(indices: range) -> None:
+    def run(images: range) -> None:
         work = torch.empty(lib.pixseq_brisque_work_size(ctypes.c_int64(h), ctypes.c_int64(w)), dtype=torch.float64)
-        for i in indices:
+        for i in images:
             fn(ctypes.c_void_p(x[i].data_ptr()), *map(ctypes.c_int64, (c, h, w, interleaved)), *map(ctypes.c_void_p, consts),
                ctypes.c_double(_EPS32), ctypes.c_void_p(out[i].data_ptr()), ctypes.c_void_p(work.data_ptr()))
 
-    if workers == 1:
-        run(range(b))
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, [range(k, b, workers) for k in range(workers)]))
+    fused.run_split(b, run)
     _check_values(float(out[:, 50].min()) * data_range, float(out[:, 51].max()) * data_range,
                   bool(out[:, 52].any()), data_range)
     return out[:, :50].reshape(b, 2, 5, 5).transpose(0, 1)

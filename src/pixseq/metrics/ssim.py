@@ -32,6 +32,7 @@ width, and the fast depthwise convolution). Per-image means are still accumulate
 """
 from __future__ import annotations
 
+import ctypes
 from typing import Sequence
 
 import torch
@@ -39,7 +40,6 @@ import torch.nn.functional as F
 
 from pixseq import fused
 from pixseq.errors import PixseqError
-from pixseq.fused import fusable
 from pixseq.metrics.base import (
     check_pair,
     cpu_chunks,
@@ -85,6 +85,9 @@ def _ssim_and_cs(
     """
     if isinstance(data_range, torch.Tensor):
         data_range = data_range.to(w.dtype).expand(a.shape[0], 1, 1, 1)
+    native = _native_ssim_and_cs(a, b, w, cov_norm, k1, k2, data_range)
+    if native is not None:
+        return native
     parts = []
     for part in cpu_chunks(a, 1 << 16):
         rng = data_range[part] if isinstance(data_range, torch.Tensor) else data_range
@@ -92,6 +95,59 @@ def _ssim_and_cs(
         parts.append(_ssim_cs_maps(a[part].to(w.dtype), b[part].to(w.dtype), w, cov_norm, c1, c2))
     ssim_c, cs_c = (torch.cat(t) for t in zip(*parts))
     return ssim_c, cs_c
+
+
+_NATIVE_SSIM = {torch.float32: "pixseq_ssim_f32", torch.float64: "pixseq_ssim_f64"}
+_MAX_TAPS = 64  # kernels/ssim.c keeps the window in a fixed array
+
+
+def _native_ssim_and_cs(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    w: torch.Tensor,
+    cov_norm: float,
+    k1: float,
+    k2: float,
+    data_range: float | torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """:func:`_ssim_and_cs` with pixseq's C kernel (``kernels/ssim.c``), or ``None`` when
+    it is not available (fused kernels off, no compiler, not on CPU, a huge window).
+
+    One pass per map pair: the window statistics are formed, filtered and reduced while
+    a ring of ``win_size`` rows stays in cache. Map pairs are spread over
+    ``torch.get_num_threads()`` threads (the kernel runs without the GIL).
+    """
+    if a.device.type != "cpu" or w.numel() > _MAX_TAPS:
+        return None
+    lib = fused.native("ssim")
+    if lib is None:
+        return None
+    n, c, h, wd = a.shape
+    a, b = a.to(w.dtype).contiguous(), b.to(w.dtype).contiguous()
+    shift = _map_means(a).reshape(-1).to(torch.float64)  # (N*C,), values of the compute dtype
+    if isinstance(data_range, torch.Tensor):  # per-image ranges, in the compute dtype as eager
+        consts = [((k * data_range.reshape(n, 1)) ** 2).expand(n, c) for k in (k1, k2)]
+    else:  # Python floats, as eager
+        consts = [torch.full((n, c), (k * data_range) ** 2, dtype=torch.float64).to(w.dtype) for k in (k1, k2)]
+    c1, c2 = (x.to(torch.float64).reshape(-1).contiguous() for x in consts)
+    taps = w.to(torch.float64).contiguous()
+    out = torch.empty(n * c, 2, dtype=torch.float64)
+    fn = getattr(lib, _NATIVE_SSIM[w.dtype])
+    lib.pixseq_ssim_work_size.restype = ctypes.c_int64
+    work_size = lib.pixseq_ssim_work_size(ctypes.c_int64(wd), ctypes.c_int64(w.numel()))
+    per_map = h * wd * a.element_size()
+    ptr = ctypes.c_void_p
+
+    def run(maps: range) -> None:
+        work = torch.empty(work_size, dtype=torch.float64)
+        start, count = maps.start, len(maps)
+        fn(ptr(a.data_ptr() + start * per_map), ptr(b.data_ptr() + start * per_map),
+           *map(ctypes.c_int64, (count, h, wd)), ptr(taps.data_ptr()), ctypes.c_int64(w.numel()),
+           ptr(shift.data_ptr() + 8 * start), ctypes.c_double(cov_norm), ptr(c1.data_ptr() + 8 * start),
+           ptr(c2.data_ptr() + 8 * start), ptr(out.data_ptr() + 16 * start), ptr(work.data_ptr()))
+
+    fused.run_split(n * c, run)
+    return out[:, 0].view(n, c), out[:, 1].view(n, c)
 
 
 def _map_means(a: torch.Tensor) -> torch.Tensor:
@@ -116,12 +172,6 @@ def _ssim_cs_maps(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean SSIM and cs of each ``(N, C, H, W)`` map pair -> two ``(N, C)`` float64 tensors."""
     shift = _map_means(a)
-    if fused.active():
-        taps = tuple(w.tolist())
-        # NCHW first: on a channels-last view the compiled row filter reads every third
-        # value and does not vectorise (4x slower than this copy costs).
-        rows = _ssim_rows(a.contiguous(), b.contiguous(), shift, taps)
-        return _ssim_cs_from_rows(rows, shift, taps, cov_norm, c1, c2)
     n, c, h, wd = a.shape
     # Four window statistics suffice: SSIM needs var_a + var_b only as a sum, so
     # a^2 + b^2 is filtered as one map. They are written into one buffer (no stack copy).
@@ -148,7 +198,7 @@ def _ssim_cs_means(
     """Mean SSIM and cs over each map from its filtered window statistics (overwritten).
 
     ``mu_a``, ``mu_b``: window means of the shifted images; ``e_sq``: of a^2 + b^2;
-    ``e_ab``: of ab. Shared by the eager and the fused path (traced there as is).
+    ``e_ab``: of ab. (pixseq's C kernel, ``kernels/ssim.c``, does the same steps.)
     """
     # var_sum = E[a^2 + b^2] - (mu_a^2 + mu_b^2) and cov2 = 2 (E[ab] - mu_a mu_b): for
     # identical inputs both are exactly 2 (E[a^2] - mu_a^2) in floating point (doubling is
@@ -165,32 +215,6 @@ def _ssim_cs_means(
     count = cs_map.shape[-1] * cs_map.shape[-2]
     ssim_m = lum.mul_(cs_map).sum(-1).sum(-1, dtype=torch.float64) / count
     return ssim_m, cs_map.sum(-1).sum(-1, dtype=torch.float64) / count
-
-
-@fusable()
-def _ssim_rows(a: torch.Tensor, b: torch.Tensor, shift: torch.Tensor, taps: tuple[float, ...]) -> torch.Tensor:
-    """Fused first half of :func:`_ssim_cs_maps`: the four window statistics filtered along rows.
-
-    ``(N, C, H, W)`` pair -> ``(4, N, C, H, W - k + 1)``; the statistics (shifted a, b,
-    a^2 + b^2, ab) are formed inside the filter loop, never stored. The two directions
-    are separate compiled functions so the filter stays separable (k + k taps per output,
-    not k * k).
-    """
-    sa, sb = a - shift, b - shift
-    return shifted_sum(torch.stack([sa, sb, sa * sa + sb * sb, sa * sb]), taps, -1)
-
-
-@fusable()
-def _ssim_cs_from_rows(
-    rows: torch.Tensor,
-    shift: torch.Tensor,
-    taps: tuple[float, ...],
-    cov_norm: float,
-    c1: float | torch.Tensor,
-    c2: float | torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fused second half of :func:`_ssim_cs_maps`: column filter, SSIM / cs maps, their means."""
-    return _ssim_cs_means(*shifted_sum(rows, taps, -2).unbind(0), shift, cov_norm, c1, c2)
 
 
 def _prepare(
