@@ -42,6 +42,11 @@ def _flat_in_memory_order(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tenso
     of being copied into NCHW order first. Falls back to a copy when the two layouts
     differ or an image is not one dense block.
     """
+    batch = a.shape[0]
+    if a.is_contiguous() and b.is_contiguous():  # the two common layouts first: cheap checks
+        return a.view(batch, -1), b.view(batch, -1)
+    if a.ndim == 4 and all(x.is_contiguous(memory_format=torch.channels_last) for x in (a, b)):
+        return a.permute(0, 2, 3, 1).reshape(batch, -1), b.permute(0, 2, 3, 1).reshape(batch, -1)
     if a.stride() == b.stride():
         order = memory_order(a)
         dense_a, dense_b = a.permute(*order), b.permute(*order)
@@ -88,10 +93,11 @@ _NATIVE_SSE = {torch.float32: "pixseq_sse_f32", torch.float64: "pixseq_sse_f64",
 
 
 def _native_sse_extremes(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor | None:
-    """Per image of ``(B, N)`` rows, with pixseq's C kernel (``kernels/pixel.c``): sum of
-    squared differences and the min / max of each image -> ``(B, 6)`` float64 rows
-    ``[sse, min a, max a, min b, max b, nonfinite]``; ``None`` when the kernel is not
-    available or the pair is not one of its dtypes (float32, float64, uint8, both alike).
+    """Per image of ``(B, N)`` rows, with pixseq's C kernel (``kernels/pixel.c``): mean
+    squared error and the min / max of each image -> a ``(7, B)`` float64 table with rows
+    ``[mse, min a, max a, min b, max b, nonfinite, max a - min a]``; ``None`` when the
+    kernel is not available or the pair is not one of its dtypes (float32, float64,
+    uint8, both alike).
 
     One pass over both inputs, squares summed in float64 (uint8: exactly), so the
     exhaustive range check comes with it for free.
@@ -104,7 +110,7 @@ def _native_sse_extremes(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor | N
         return None
     if fa.stride() != fb.stride() or fa.stride(1) != 1:
         fa, fb = fa.contiguous(), fb.contiguous()
-    out = torch.empty(fa.shape[0], 6, dtype=torch.float64)
+    out = torch.empty(7, fa.shape[0], dtype=torch.float64)
     getattr(lib, name)(*map(ctypes.c_void_p, (fa.data_ptr(), fb.data_ptr())),
                        *map(ctypes.c_int64, (fa.shape[0], fa.shape[1], fa.stride(0))), ctypes.c_void_p(out.data_ptr()))
     return out
@@ -138,13 +144,13 @@ def _checked_mse(
         fa, fb = _flat_in_memory_order(a, b)
         stats = _native_sse_extremes(fa, fb)
         if stats is not None:
-            rows = stats.tolist()  # B x 6 numbers: checked in Python, no tensor op per check
-            if any(row[5] for row in rows):
+            table = stats.tolist()  # 7 x B numbers: checked in Python, no tensor op per check
+            if any(table[5]):
                 raise PixseqError("reference or distorted images: contain NaN or infinite values")
             if not math.isinf(data_range):
-                for what, col in (("reference images", 1), ("distorted images", 3)):
-                    check_span(min(r[col] for r in rows), max(r[col + 1] for r in rows), data_range, what)
-            return stats[:, 0] / fa.shape[1], stats[:, 2] - stats[:, 1]
+                check_span(min(table[1]), max(table[2]), data_range, "reference images")
+                check_span(min(table[3]), max(table[4]), data_range, "distorted images")
+            return stats[0], stats[6]
     if not math.isinf(data_range):
         check_pair(a, b, data_range, exhaustive=False, keep_uint8=True)
     return _per_image_mse(a, b), None
@@ -158,7 +164,9 @@ def mse(a: torch.Tensor, b: torch.Tensor, reduction: str = "none") -> torch.Tens
 def _psnr_from_mse(err: torch.Tensor, data_range: torch.Tensor | float) -> torch.Tensor:
     # 10 log10(R^2 / MSE); MSE = 0 gives +inf (identical images), which is what
     # scikit-image returns too, rather than an arbitrary cap.
-    return 10.0 * torch.log10(torch.as_tensor(data_range, dtype=torch.float64) ** 2 / err)
+    # (In-place steps on one new tensor: each op with a Python scalar costs a few us.)
+    peak = data_range * data_range if isinstance(data_range, torch.Tensor) else float(data_range) ** 2
+    return torch.reciprocal(err).mul_(peak).log10_().mul_(10.0)
 
 
 def psnr(
