@@ -95,11 +95,12 @@ static void luma_levels(const float *img, int64_t c, int64_t n, int interleaved,
 static inline int64_t mirror(int64_t j, int64_t n) { return j < 0 ? -j - 1 : (j >= n ? 2 * n - 1 - j : j); }
 
 /* luma (h, w) float64 -> half (h', w') float64, computed in float32 like the reference:
- * out[s] = sum_k taps[k] in[mirror(2 s + k - 4)], rows first, then columns.
- * tmp holds h w + h' w floats. */
+ * out[s] = sum_k taps[k] in[mirror(2 s + k - 4)], rows first, then columns, each output a
+ * chain of multiply-adds in tap order. tmp holds h w + h' w + 2 (w + 10) + 120 floats
+ * (the buffers start 40 floats apart from a 4 KiB multiple: see GAP below). */
 static void downsample_half(const double *luma, int64_t h, int64_t w, const float *taps, double *half, float *tmp) {
     int64_t hh = (h + 1) / 2, hw = (w + 1) / 2;
-    float *lf = tmp, *rows = tmp + h * w;
+    float *lf = tmp, *rows = lf + h * w + 40, *even = rows + hh * w + 40, *odd = even + w + 50;
     for (int64_t i = 0; i < h * w; i++) lf[i] = (float)luma[i];
     for (int64_t s = 0; s < hh; s++) { /* whole rows at a time: vectorised along x */
         float *restrict out = rows + s * w;
@@ -111,13 +112,22 @@ static void downsample_half(const double *luma, int64_t h, int64_t w, const floa
             for (int64_t x = 0; x < w; x++) out[x] = MADDF(in[x], t, out[x]);
         }
     }
+    /* Along each row: split the mirrored row into its even and odd samples, so that tap
+     * 2 m reads even[s + m] and tap 2 m + 1 reads odd[s + m] -- contiguous, vectorised. */
     for (int64_t y = 0; y < hh; y++) {
         const float *in = rows + y * w;
-        for (int64_t s = 0; s < hw; s++) {
-            float acc = in[mirror(2 * s - 4, w)] * taps[0];
-            for (int k = 1; k < 10; k++) acc = MADDF(in[mirror(2 * s - 4 + k, w)], taps[k], acc);
-            half[y * hw + s] = acc;
+        for (int64_t j = 0; j < hw + 5; j++) {
+            even[j] = in[mirror(2 * j - 4, w)];
+            odd[j] = in[mirror(2 * j - 3, w)];
         }
+        float *restrict out = tmp; /* lf is free by now */
+        for (int64_t s = 0; s < hw; s++) out[s] = even[s] * taps[0];
+        for (int k = 1; k < 10; k++) {
+            const float *restrict in_k = (k % 2 ? odd : even) + k / 2;
+            const float t = taps[k];
+            for (int64_t s = 0; s < hw; s++) out[s] = MADDF(in_k[s], t, out[s]);
+        }
+        for (int64_t s = 0; s < hw; s++) half[y * hw + s] = out[s];
     }
 }
 
@@ -279,7 +289,7 @@ typedef struct {
 
 static layout plan(double *work, int64_t h, int64_t w) {
     int64_t hh = (h + 1) / 2, hw = (w + 1) / 2;
-    int64_t sizes[5] = {h * w, h * w, hh * hw, (h * w + hh * w + 1) / 2, mscn_work(w)};
+    int64_t sizes[5] = {h * w, h * w, hh * hw, (h * w + hh * w + 2 * (w + 10) + 121) / 2, mscn_work(w)};
     int64_t at[5], next = 0;
     for (int i = 0; i < 5; i++) {
         at[i] = next + i * GAP;
