@@ -85,7 +85,7 @@ def test_native_without_a_compiler_falls_back_with_one_notice(kernel_cache, monk
 
 
 @needs_cc
-def test_bad_inputs_are_not_blamed_on_the_kernels(kernel_cache, capsys):
+def test_bad_inputs_are_not_blamed_on_the_kernels(clean_state, capsys):
     from pixseq.errors import PixseqError
     from pixseq.metrics.pixel import psnr
     from pixseq.metrics.ssim import ssim
@@ -102,7 +102,7 @@ def test_bad_inputs_are_not_blamed_on_the_kernels(kernel_cache, capsys):
 
 
 @needs_cc
-def test_threads_split_the_images_and_change_no_bit(kernel_cache):
+def test_threads_split_the_images_and_change_no_bit(clean_state):
     from pixseq.metrics.brisque import brisque
     from pixseq.metrics.ssim import ssim
 
@@ -117,3 +117,39 @@ def test_threads_split_the_images_and_change_no_bit(kernel_cache):
     finally:
         torch.set_num_threads(1)
     assert all(torch.equal(x, y) for x, y in zip(one, two))
+
+
+@needs_cc
+def test_portable_build_without_avx_or_fma_gives_the_same_numbers(kernel_cache, monkeypatch):
+    # The kernels' generic code paths (no AVX / FMA intrinsics: other CPUs, other compilers)
+    # must compute the same metrics; built here for the x86-64 baseline when that is the
+    # machine (elsewhere the native build is the generic one already).
+    import platform
+
+    from pixseq.metrics.brisque import brisque
+    from pixseq.metrics.pixel import psnr
+    from pixseq.metrics.ssim import ms_ssim, ssim
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the baseline build is x86-64 specific")
+    g = torch.Generator().manual_seed(2)
+    a = torch.rand(2, 3, 170, 165, generator=g)
+    b = (a + 0.05 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    ua, ub = (x.mul(255).round().to(torch.uint8) for x in (a, b))
+
+    def scores() -> list[torch.Tensor]:
+        return [psnr(a, b), psnr(ua, ub, data_range=255), psnr(a.double(), b.double()), ssim(a, b),
+                ssim(a, b, precision="float64"), ms_ssim(a, b), brisque(b)]
+
+    eager = scores()
+    fused.set_enabled(True)
+    native = scores()
+    baseline_flags = tuple("-march=x86-64" if f == "-march=native" else f for f in fused._CFLAGS)
+    monkeypatch.setattr(fused, "_CFLAGS", baseline_flags)
+    monkeypatch.setattr(fused, "_libraries", {})
+    portable = scores()
+    assert fused.available() and len(list(kernel_cache.glob("*.so"))) == 6  # 3 kernels x 2 builds
+    for e, n, p in zip(eager, native, portable):
+        # Without FMA the filters round each product: float32 SSIM moves by ~1e-7.
+        torch.testing.assert_close(p, n, rtol=1e-6, atol=0)
+        torch.testing.assert_close(p, e, rtol=1e-6, atol=0)
