@@ -68,90 +68,67 @@ static inline void add_widened8(v8f q, v4d *s0, v4d *s1) {
 #endif
 }
 
-/* float32: differences and squares in float32 as PyTorch's eager path forms them, summed in
- * float32 over blocks of 256 values (16 per lane: ~1e-7 relative, unbiased) and the block
- * sums in float64. Widening every square instead was the bottleneck of the pass. */
-static void sse_f32(const float *a, const float *b, int64_t n, double *out, int64_t at, int64_t count) {
-    const v8f inf = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY};
-    const v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
-    v8f lo_a = inf, hi_a = -inf, lo_b = inf, hi_b = -inf;
-    v4d s0 = {0, 0, 0, 0}, s1 = s0;
-    int64_t i = 0;
-    while (i + 16 <= n) {
-        v8f q0 = zero, q1 = zero;
-        int64_t end = n - i >= 256 ? i + 256 : i + (n - i) / 16 * 16;
-        for (; i < end; i += 16) {
-            v8f x0, y0, x1, y1;
-            memcpy(&x0, a + i, sizeof x0);
-            memcpy(&y0, b + i, sizeof y0);
-            memcpy(&x1, a + i + 8, sizeof x1);
-            memcpy(&y1, b + i + 8, sizeof y1);
-            v8f d0 = x0 - y0, d1 = x1 - y1;
-            q0 += d0 * d0;
-            q1 += d1 * d1;
-            lo_a = min8(x1, min8(x0, lo_a));
-            hi_a = max8(x1, max8(x0, hi_a));
-            lo_b = min8(y1, min8(y0, lo_b));
-            hi_b = max8(y1, max8(y0, hi_b));
-        }
-        add_widened8(q0, &s0, &s1);
-        add_widened8(q1, &s0, &s1);
-    }
-    double sse = 0.0, la = INFINITY, ha = -INFINITY, lb = INFINITY, hb = -INFINITY;
-    for (int l = 0; l < 4; l++) sse += s0[l] + s1[l];
-    for (int l = 0; l < 8; l++) {
-        la = lo_a[l] < la ? lo_a[l] : la;
-        ha = hi_a[l] > ha ? hi_a[l] : ha;
-        lb = lo_b[l] < lb ? lo_b[l] : lb;
-        hb = hi_b[l] > hb ? hi_b[l] : hb;
-    }
-    for (; i < n; i++) {
-        double d = (double)(a[i] - b[i]);
-        sse += d * d;
-        la = a[i] < la ? a[i] : la;
-        ha = a[i] > ha ? a[i] : ha;
-        lb = b[i] < lb ? b[i] : lb;
-        hb = b[i] > hb ? b[i] : hb;
-    }
-    finish(sse, n, la, ha, lb, hb, out, at, count);
+static inline void add4(v4d q, v4d *s0, v4d *s1) {
+    (void)s1;
+    *s0 += q;
 }
 
-static void sse_f64(const double *a, const double *b, int64_t n, double *out, int64_t at, int64_t count) {
-    const v4d inf = {INFINITY, INFINITY, INFINITY, INFINITY};
-    v4d lo_a = inf, hi_a = -inf, lo_b = inf, hi_b = -inf, s0 = {0, 0, 0, 0}, s1 = s0;
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v4d x0, y0, x1, y1;
-        memcpy(&x0, a + i, sizeof x0);
-        memcpy(&y0, b + i, sizeof y0);
-        memcpy(&x1, a + i + 4, sizeof x1);
-        memcpy(&y1, b + i + 4, sizeof y1);
-        v4d d0 = x0 - y0, d1 = x1 - y1;
-        s0 += d0 * d0;
-        s1 += d1 * d1;
-        lo_a = min4(x1, min4(x0, lo_a));
-        hi_a = max4(x1, max4(x0, hi_a));
-        lo_b = min4(y1, min4(y0, lo_b));
-        hi_b = max4(y1, max4(y0, hi_b));
+/* DEFINE_SSE(T, VT, VL, SUFFIX, MIN, MAX, ADD_BLOCK) defines sse_SUFFIX for floating T
+ * with VL-lane vectors VT. Differences and squares are formed in T, as PyTorch's eager
+ * path forms them, summed in T over blocks of 256 values (float32: 16 per lane, ~1e-7
+ * relative, unbiased) and the block sums in float64 (ADD_BLOCK): widening every float32
+ * square instead was the bottleneck of the pass. */
+#define DEFINE_SSE(T, VT, VL, SUFFIX, MIN, MAX, ADD_BLOCK)                                            \
+    static void sse_##SUFFIX(const T *a, const T *b, int64_t n, double *out, int64_t at, int64_t count) { \
+        VT lo_a, hi_a, lo_b, hi_b, zero;                                                            \
+        for (int l = 0; l < VL; l++) {                                                              \
+            lo_a[l] = lo_b[l] = INFINITY;                                                           \
+            hi_a[l] = hi_b[l] = -INFINITY;                                                          \
+            zero[l] = 0;                                                                            \
+        }                                                                                           \
+        v4d s0 = {0, 0, 0, 0}, s1 = s0;                                                             \
+        int64_t i = 0;                                                                              \
+        while (i + 2 * VL <= n) {                                                                   \
+            VT q0 = zero, q1 = zero;                                                                \
+            int64_t end = n - i >= 256 ? i + 256 : i + (n - i) / (2 * VL) * (2 * VL);               \
+            for (; i < end; i += 2 * VL) {                                                          \
+                VT x0, y0, x1, y1;                                                                  \
+                memcpy(&x0, a + i, sizeof x0);                                                      \
+                memcpy(&y0, b + i, sizeof y0);                                                      \
+                memcpy(&x1, a + i + VL, sizeof x1);                                                 \
+                memcpy(&y1, b + i + VL, sizeof y1);                                                 \
+                VT d0 = x0 - y0, d1 = x1 - y1;                                                      \
+                q0 += d0 * d0;                                                                      \
+                q1 += d1 * d1;                                                                      \
+                lo_a = MIN(x1, MIN(x0, lo_a));                                                      \
+                hi_a = MAX(x1, MAX(x0, hi_a));                                                      \
+                lo_b = MIN(y1, MIN(y0, lo_b));                                                      \
+                hi_b = MAX(y1, MAX(y0, hi_b));                                                      \
+            }                                                                                       \
+            ADD_BLOCK(q0, &s0, &s1);                                                                \
+            ADD_BLOCK(q1, &s0, &s1);                                                                \
+        }                                                                                           \
+        double sse = 0.0, la = INFINITY, ha = -INFINITY, lb = INFINITY, hb = -INFINITY;             \
+        for (int l = 0; l < 4; l++) sse += s0[l] + s1[l];                                           \
+        for (int l = 0; l < VL; l++) {                                                              \
+            la = lo_a[l] < la ? lo_a[l] : la;                                                       \
+            ha = hi_a[l] > ha ? hi_a[l] : ha;                                                       \
+            lb = lo_b[l] < lb ? lo_b[l] : lb;                                                       \
+            hb = hi_b[l] > hb ? hi_b[l] : hb;                                                       \
+        }                                                                                           \
+        for (; i < n; i++) {                                                                        \
+            T d = a[i] - b[i];                                                                      \
+            sse += (double)(d * d);                                                                 \
+            la = a[i] < la ? a[i] : la;                                                             \
+            ha = a[i] > ha ? a[i] : ha;                                                             \
+            lb = b[i] < lb ? b[i] : lb;                                                             \
+            hb = b[i] > hb ? b[i] : hb;                                                             \
+        }                                                                                           \
+        finish(sse, n, la, ha, lb, hb, out, at, count);                                             \
     }
-    double sse = 0.0, la = INFINITY, ha = -INFINITY, lb = INFINITY, hb = -INFINITY;
-    for (int l = 0; l < 4; l++) {
-        sse += s0[l] + s1[l];
-        la = lo_a[l] < la ? lo_a[l] : la;
-        ha = hi_a[l] > ha ? hi_a[l] : ha;
-        lb = lo_b[l] < lb ? lo_b[l] : lb;
-        hb = hi_b[l] > hb ? hi_b[l] : hb;
-    }
-    for (; i < n; i++) {
-        double d = a[i] - b[i];
-        sse += d * d;
-        la = a[i] < la ? a[i] : la;
-        ha = a[i] > ha ? a[i] : ha;
-        lb = b[i] < lb ? b[i] : lb;
-        hb = b[i] > hb ? b[i] : hb;
-    }
-    finish(sse, n, la, ha, lb, hb, out, at, count);
-}
+
+DEFINE_SSE(float, v8f, 8, f32, min8, max8, add_widened8)
+DEFINE_SSE(double, v4d, 4, f64, min4, max4, add4)
 
 /* uint8: exact. Blocks of 2^16 values keep 32-bit lane sums below 2^32 (2^16 * 255^2).
  * The squares and the extremes are two loops: each vectorises well on its own (int16
