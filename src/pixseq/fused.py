@@ -95,8 +95,8 @@ _libraries: dict[str, ctypes.CDLL] = {}
 
 def native(name: str) -> ctypes.CDLL | None:
     """pixseq's C kernel ``kernels/<name>.c`` as a loaded library, or ``None`` when fused
-    kernels are off or cannot be built here (then with the one-line notice, as for
-    compiled functions; callers use their eager code)."""
+    kernels are off or cannot be built here (the first failure prints one line on stderr;
+    callers then use their eager code)."""
     if not active():
         return None
     if name not in _libraries:
@@ -167,8 +167,9 @@ def _build(source: Path) -> Path:
     try:
         done = run(*_CFLAGS, "-o", tmp, str(source), "-lm")
         if done.returncode != 0:
-            first = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[0]
-            raise RuntimeError(f"building {source.name} with {cc} failed: {first}")
+            lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
+            first = next((ln for ln in lines if "error" in ln.lower()), lines[0])  # not "In function ..."
+            raise RuntimeError(f"building {source.name} with {cc} failed: {first.strip()}")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
