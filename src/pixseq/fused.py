@@ -5,7 +5,7 @@ of cheap elementwise ops, filters and reductions. Eager PyTorch runs each op as 
 pass over memory, so a chain of twenty ops reads and writes the image twenty times. A
 fused kernel does the whole chain in one sweep while the data is in cache: pixseq ships
 small C kernels for MSE / PSNR, SSIM / MS-SSIM and BRISQUE (``pixseq/kernels/*.c``), and
-:func:`native` builds each once per machine with the system C compiler (under a second),
+:func:`native` builds each once per machine with the system C compiler (1-3 s each),
 caches the shared library (``~/.cache/pixseq/kernels``, or ``$PIXSEQ_KERNEL_CACHE``) and
 loads it with :mod:`ctypes`. They do the arithmetic of the PyTorch code step for step, so
 the numbers agree with the eager path to rounding (the metrics' tests bound it).

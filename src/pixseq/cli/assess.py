@@ -59,7 +59,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline", action="store_true", default=None, help="never download weights")
     p.add_argument("--compile", action="store_true",
                    help="fused CPU kernels for PSNR / MSE / SSIM / MS-SSIM / BRISQUE, several times faster: "
-                        "pixseq's C kernels, built once per machine with the system C compiler (<1 s; same as "
+                        "pixseq's C kernels, built once per machine with the system C compiler (a few s; same as "
                         "PIXSEQ_COMPILE=1)")
 
 
