@@ -3,9 +3,11 @@
 Same inputs for everyone: a batch of natural-photo crops in [0, 1] and noisy copies.
 torchmetrics / pytorch-msssim get the batch as float32 tensors (their usual use), pixseq
 the same float32 batch (SSIM / MS-SSIM compute in float32 by default; ``precision="float64"``
-is also shown), scikit-image one HxWx3 float64 image pair at a time. "PSNR (uint8)" gives
-everyone the same pictures as decoded uint8 pixels instead (scikit-image: HxWx3 arrays;
-the tensors: channels-last views of them, as ``torch.from_numpy(hwc).permute`` makes).
+is also shown), scikit-image one HxWx3 float64 image pair at a time (for PSNR also the
+same float32 arrays, which scikit-image then computes in float32: faster for it).
+"PSNR (uint8)" gives everyone the same pictures as decoded uint8 pixels instead
+(scikit-image: HxWx3 arrays; the tensors: channels-last views of them, as
+``torch.from_numpy(hwc).permute`` makes).
 "pixseq, fused" is the same call with fused kernels on (``pixseq.fused``; ``pixseq assess
 --compile``): pixseq's own C kernels, built into a fresh cache folder for this run, so the
 one-off build time printed under the table is the cold one. Time = best of ``--repeats``
@@ -71,6 +73,7 @@ def contenders(a: torch.Tensor, b: torch.Tensor) -> dict[str, dict[str, Callable
     ua, ub = hwc_a.permute(0, 3, 1, 2), hwc_b.permute(0, 3, 1, 2)
     an = [x.permute(1, 2, 0).double().numpy() for x in a]
     bn = [x.permute(1, 2, 0).double().numpy() for x in b]
+    a32, b32 = ([x.permute(1, 2, 0).numpy() for x in t] for t in (a, b))  # the very same float32 values
     sk_ssim = lambda: [structural_similarity(x, y, gaussian_weights=True, sigma=1.5,  # noqa: E731
                                              use_sample_covariance=False, data_range=1.0, channel_axis=-1)
                        for x, y in zip(an, bn)]
@@ -80,6 +83,8 @@ def contenders(a: torch.Tensor, b: torch.Tensor) -> dict[str, dict[str, Callable
             "pixseq, fused": fused_call(lambda: psnr(a, b)),
             "torchmetrics": lambda: tm_psnr(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3)),
             "scikit-image (per image)": lambda: [peak_signal_noise_ratio(x, y, data_range=1.0) for x, y in zip(an, bn)],
+            "scikit-image (per image), float32 arrays": lambda: [peak_signal_noise_ratio(x, y, data_range=1.0)
+                                                                 for x, y in zip(a32, b32)],
         },
         "PSNR (uint8)": {
             "pixseq": lambda: psnr(ua, ub, data_range=255),
