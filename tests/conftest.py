@@ -39,10 +39,10 @@ def _seed() -> None:
 
 @pytest.fixture
 def fused_kernels():
-    """Fused (torch.compile) kernels switched on for one test, and off again after it.
+    """Fused kernels (pixseq's C kernels) switched on for one test, and off again after it.
 
     A test using it should call :func:`pixseq.fused.available` after its first fused call
-    and skip when compiling cannot work on the machine (no C++ compiler).
+    and skip when the kernels cannot be built on the machine (no C compiler).
     """
     from pixseq import fused
 

@@ -10,8 +10,8 @@ caches the shared library (``~/.cache/pixseq/kernels``, or ``$PIXSEQ_KERNEL_CACH
 loads it with :mod:`ctypes`. They do the arithmetic of the PyTorch code step for step, so
 the numbers agree with the eager path to rounding (the metrics' tests bound it).
 
-(TorchInductor, tried first for these functions, reached a half to a fifth of the C
-kernels' speed on CPU after a start-up of 15-60 s per process.)
+(TorchInductor, used for these functions before, reached a quarter (BRISQUE) to two
+thirds (PSNR) of the C kernels' speed on CPU, after a start-up of 15-60 s per process.)
 
 They need a C compiler, so fused kernels are **off by default** and turned on with
 :func:`set_enabled` (or :func:`using` for a block), ``PIXSEQ_COMPILE=1``, or ``pixseq
