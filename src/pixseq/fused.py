@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -128,6 +129,13 @@ def _compiler() -> str:
     return cc
 
 
+@functools.lru_cache(maxsize=4)
+def _compiler_version(cc: str) -> str:
+    """The first line of ``cc --version`` (asked once per process and compiler)."""
+    done = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60)
+    return (done.stdout.splitlines() or [""])[0]
+
+
 def _cpu_id() -> str:
     """What the compiled code depends on: the CPU model and instruction-set flags."""
     try:
@@ -156,16 +164,15 @@ def _build(source: Path) -> Path:
     is interrupted, or two processes building at once, never leave a broken file behind.
     """
     cc = _compiler()
-    run = lambda *args: subprocess.run([cc, *args], capture_output=True, text=True, timeout=300)  # noqa: E731
-    version = run("--version").stdout.splitlines()[:1]
-    key = hashlib.sha256("\0".join([source.read_text(), cc, *version, *_CFLAGS, _cpu_id()]).encode()).hexdigest()
-    target = _cache_dir() / f"{source.stem}-{key[:16]}.so"
+    key = hashlib.sha256("\0".join([source.read_text(), cc, _compiler_version(cc), *_CFLAGS, _cpu_id()]).encode())
+    target = _cache_dir() / f"{source.stem}-{key.hexdigest()[:16]}.so"
     if target.is_file():
         return target
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        done = run(*_CFLAGS, "-o", tmp, str(source), "-lm")
+        done = subprocess.run([cc, *_CFLAGS, "-o", tmp, str(source), "-lm"], capture_output=True, text=True,
+                              timeout=300)
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
             first = next((ln for ln in lines if "error" in ln.lower()), lines[0])  # not "In function ..."
