@@ -322,12 +322,14 @@ def _native_sums(images: torch.Tensor, data_range: float) -> torch.Tensor | None
     x = x if interleaved else x.contiguous()
     b, c, h, w = x.shape
     out = torch.empty(b, 53, dtype=torch.float64)
-    consts = [t.data_ptr() for t in _kernel_constants()]
+    consts = [ctypes.c_void_p(t.data_ptr()) for t in _kernel_constants()]
+    sizes = [ctypes.c_int64(v) for v in (c, h, w, interleaved)]
+
     def run(images: range) -> None:
-        work = torch.empty(lib.pixseq_brisque_work_size(ctypes.c_int64(h), ctypes.c_int64(w)), dtype=torch.float64)
+        work = torch.empty(lib.pixseq_brisque_work_size(*sizes[1:3]), dtype=torch.float64)
         for i in images:
-            fn(ctypes.c_void_p(x[i].data_ptr()), *map(ctypes.c_int64, (c, h, w, interleaved)), *map(ctypes.c_void_p, consts),
-               ctypes.c_double(_EPS32), ctypes.c_void_p(out[i].data_ptr()), ctypes.c_void_p(work.data_ptr()))
+            fn(ctypes.c_void_p(x[i].data_ptr()), *sizes, *consts, ctypes.c_double(_EPS32),
+               ctypes.c_void_p(out[i].data_ptr()), ctypes.c_void_p(work.data_ptr()))
 
     fused.run_split(b, run)
     _check_values(float(out[:, 50].min()) * data_range, float(out[:, 51].max()) * data_range,
@@ -350,7 +352,7 @@ def brisque_features(images: torch.Tensor, data_range: float = 1.0, chunk_pixels
     both = _native_sums(images, data_range) if images.device.type == "cpu" else None
     if both is None:
         both = _torch_sums(images, data_range, chunk_pixels)
-    # The shape fits (grid searches over 9801 entries) run once for the whole batch.
+    # The shape fits (searches of the 9801-entry ratio tables) run once for the whole batch.
     h, w = images.shape[-2:]
     hh, hw = (h + 1) // 2, (w + 1) // 2
     return torch.cat([_ggd_aggd(both[0], h * w), _ggd_aggd(both[1], hh * hw)], dim=1)

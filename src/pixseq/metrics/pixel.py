@@ -99,7 +99,8 @@ def _native_sse_extremes(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor | N
     kernel is not available or the pair is not one of its dtypes (float32, float64,
     uint8, both alike).
 
-    One pass over both inputs, squares summed in float64 (uint8: exactly), so the
+    One pass over both inputs (float32 squares summed in short float32 blocks, the blocks
+    in float64; float64 throughout for float64; uint8 exactly in integers), so the
     exhaustive range check comes with it for free.
     """
     name = _NATIVE_SSE.get(fa.dtype)
