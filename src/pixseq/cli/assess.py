@@ -151,10 +151,8 @@ class Models:
 
 
 def load_models(metrics: list[str], explicit: bool, args: argparse.Namespace, device: torch.device) -> Models:
-    from pixseq.metrics.backbones import default_classifier, load_classifier
-    from pixseq.metrics.fid import load_fid_inception
-    from pixseq.metrics.lpips import load_lpips
-
+    # Each model's module is imported only when its metric is asked for: the FID and LPIPS
+    # modules pull in torchvision (~2.5 s of start-up here), which pixel metrics never need.
     models, wd, off = Models(), args.weights_dir, args.offline
 
     def attempt(metric: str, loader):
@@ -167,6 +165,8 @@ def load_models(metrics: list[str], explicit: bool, args: argparse.Namespace, de
             return None
 
     if "vit_score" in metrics:
+        from pixseq.metrics.backbones import default_classifier, load_classifier
+
         if args.backbone:  # named by the user: missing weights are an error, never a substitution
             models.classifier = load_classifier(args.backbone, wd, off).to(device)
         else:
@@ -175,8 +175,12 @@ def load_models(metrics: list[str], explicit: bool, args: argparse.Namespace, de
             if note:
                 models.notes.append(note)
     if "lpips" in metrics:
+        from pixseq.metrics.lpips import load_lpips
+
         models.lpips = attempt("lpips", lambda: load_lpips(args.lpips_net, weights_dir=wd, offline=off))
     if set(metrics) & set(SET_METRICS):
+        from pixseq.metrics.fid import load_fid_inception
+
         models.inception = attempt("/".join(m for m in metrics if m in SET_METRICS),
                                    lambda: load_fid_inception(weights_dir=wd, offline=off))
     for m in (models.lpips, models.inception):
@@ -216,17 +220,25 @@ def pair_scores(a: torch.Tensor, b: torch.Tensor, columns: dict[str, str], model
     """Every per-pair column for one (1,3,H,W) pair."""
     from pixseq.metrics import pixel, ssim as ssim_mod
     from pixseq.metrics.brisque import brisque
-    from pixseq.metrics.lpips import lpips
-    from pixseq.metrics.vit_score import vit_score
+
+    def lpips_score() -> torch.Tensor:
+        from pixseq.metrics.lpips import lpips  # torchvision: only when LPIPS is asked for
+
+        return lpips(a, b, models.lpips)
+
+    def vit() -> torch.Tensor:
+        from pixseq.metrics.vit_score import vit_score
+
+        return vit_score(a, b, models.classifier, args.k, args.variant)
 
     thesis = args.preset == "thesis"
     fns = {
-        "vit_score": lambda: vit_score(a, b, models.classifier, args.k, args.variant),
+        "vit_score": vit,
         "ssim": lambda: ssim_mod.ssim_thesis(a, b) if thesis else ssim_mod.ssim(a, b, data_range=1.0),
         "ms_ssim": lambda: ssim_mod.ms_ssim(a, b, data_range=1.0),
         "mse": lambda: pixel.mse(a, b),
         "psnr": lambda: pixel.psnr_thesis(a, b) if thesis else pixel.psnr(a, b, data_range=1.0),
-        "lpips": lambda: lpips(a, b, models.lpips),
+        "lpips": lpips_score,
         "brisque_ref": lambda: brisque(a),
         "brisque_dist": lambda: brisque(b),
     }
