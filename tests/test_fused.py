@@ -1,6 +1,8 @@
 """pixseq.fused: opt-in C kernels, built once per machine, that fall back to eager code loudly and once."""
 from __future__ import annotations
 
+import multiprocessing
+import os
 import shutil
 import subprocess
 
@@ -153,3 +155,30 @@ def test_portable_build_without_avx_or_fma_gives_the_same_numbers(kernel_cache, 
         # Without FMA the filters round each product: float32 SSIM moves by ~1e-7.
         torch.testing.assert_close(p, n, rtol=1e-6, atol=0)
         torch.testing.assert_close(p, e, rtol=1e-6, atol=0)
+
+
+@needs_cc
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_kernel_threads_work_in_a_forked_child(clean_state):
+    # A forked process (a DataLoader worker, say) inherits the parent's thread pool object
+    # but none of its threads: the kernels must not wait on it forever.
+    from pixseq.metrics.ssim import ssim
+
+    fused.set_enabled(True)
+    a = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(3))
+    try:
+        torch.set_num_threads(2)
+        want = ssim(a, a.flip(-1))  # creates the pool in this process
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(1) as pool:
+            got = pool.apply_async(_ssim_in_child, (a,)).get(timeout=60)
+    finally:
+        torch.set_num_threads(1)
+    assert torch.equal(got, want)
+
+
+def _ssim_in_child(a: torch.Tensor) -> torch.Tensor:
+    from pixseq.metrics.ssim import ssim
+
+    torch.set_num_threads(2)
+    return ssim(a, a.flip(-1))

@@ -127,13 +127,16 @@ def run_split(count: int, fn: Callable[[range], None]) -> None:
         future.result()
 
 
-_pools: dict[int, ThreadPoolExecutor] = {}
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
 def _pool(size: int) -> ThreadPoolExecutor:
-    if size not in _pools:
-        _pools[size] = ThreadPoolExecutor(size, thread_name_prefix="pixseq-kernel")
-    return _pools[size]
+    # Keyed by process too: a forked child (e.g. a DataLoader worker) inherits the pool
+    # object but not its threads, and work submitted to it would never run.
+    key = (os.getpid(), size)
+    if key not in _pools:
+        _pools[key] = ThreadPoolExecutor(size, thread_name_prefix="pixseq-kernel")
+    return _pools[key]
 
 
 def _compiler() -> str:
