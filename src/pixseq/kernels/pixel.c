@@ -2,8 +2,9 @@
  * for MSE / PSNR (pixseq.metrics.pixel).
  *
  * One pass over both images gives the squared error and every image's minimum and maximum,
- * so the value-range check is exhaustive at no extra cost. Squares are accumulated in
- * float64 (uint8: exactly, in integers), several lanes at a time.
+ * so the value-range check is exhaustive at no extra cost. Squares are summed several
+ * lanes at a time: float32 ones over short float32 blocks and then in float64, float64
+ * ones in float64, uint8 ones exactly in integers.
  *
  * Each entry point takes `count` image pairs of `n` values, image i at a + i * stride
  * (in elements), and writes row r of the (7, count) table out: out[r * count + i] for
