@@ -32,22 +32,16 @@ static inline v8f max8(v8f x, v8f m) { return (v8f)_mm256_max_ps((__m256)x, (__m
 static inline v4d min4(v4d x, v4d m) { return (v4d)_mm256_min_pd((__m256d)x, (__m256d)m); }
 static inline v4d max4(v4d x, v4d m) { return (v4d)_mm256_max_pd((__m256d)x, (__m256d)m); }
 #else
-static inline v8f min8(v8f x, v8f m) {
-    v8i below = x < m;
-    return (v8f)(((v8i)x & below) | ((v8i)m & ~below));
-}
-static inline v8f max8(v8f x, v8f m) {
-    v8i above = x > m;
-    return (v8f)(((v8i)x & above) | ((v8i)m & ~above));
-}
-static inline v4d min4(v4d x, v4d m) {
-    v4i below = x < m;
-    return (v4d)(((v4i)x & below) | ((v4i)m & ~below));
-}
-static inline v4d max4(v4d x, v4d m) {
-    v4i above = x > m;
-    return (v4d)(((v4i)x & above) | ((v4i)m & ~above));
-}
+/* x where it is below (above) m, else m: a lane mask selects, for either vector type. */
+#define SELECT_LANES(VT, IT, name, op)                            \
+    static inline VT name(VT x, VT m) {                           \
+        IT keep = x op m;                                         \
+        return (VT)(((IT)x & keep) | ((IT)m & ~keep));            \
+    }
+SELECT_LANES(v8f, v8i, min8, <)
+SELECT_LANES(v8f, v8i, max8, >)
+SELECT_LANES(v4d, v4i, min4, <)
+SELECT_LANES(v4d, v4i, max4, >)
 #endif
 
 /* Image i's results into column i of the (7, count) table. */
