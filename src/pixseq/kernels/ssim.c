@@ -38,7 +38,7 @@ static inline int64_t row_stride(int64_t w) { return w + 40; }
 /* Doubles of scratch for maps of width w and a k-tap window (either precision). */
 int64_t pixseq_ssim_work_size(int64_t w, int64_t k) { return (4 * k + 4) * row_stride(w) + 8; }
 
-/* SSIM and cs from the four filtered statistics, the steps of _ssim_cs_means; written once
+/* SSIM and cs from the four filtered statistics, the steps of _ssim_cs_maps; written once
  * for scalars and vectors (GCC / Clang vector extensions take the same operators). */
 #define SSIM_CS(T, ma, mb, e_sq, e_ab, sh, cov_norm, scale, c1, c2, ssim_out, cs_out)     \
     do {                                                                                    \

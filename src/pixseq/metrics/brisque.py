@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pixseq import fused
 from pixseq.errors import PixseqError
@@ -84,9 +83,14 @@ def _nearest(table: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return torch.where((hi > 0) & below_wins, lo, hi).view(values.shape)
 
 
+def _unit_float32(images: torch.Tensor, data_range: float) -> torch.Tensor:
+    """Images in [0, data_range] as float32 in [0, 1], scaled the way the reference does."""
+    return (images if data_range == 1.0 else images / data_range).to(torch.float32)
+
+
 def to_luma(images: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """``(B, 3|1, H, W)`` in [0, data_range] -> ``(B, H, W)`` float64 BT.601 luma rounded to 0..255 levels."""
-    x = (images if data_range == 1.0 else images / data_range).to(torch.float32)
+    x = _unit_float32(images, data_range)
     if x.shape[1] == 1:
         y = x[:, 0]
     else:
@@ -114,29 +118,18 @@ def _padded_pair(luma: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _gauss_rows(p: torch.Tensor) -> torch.Tensor:
-    """The 7-tap Gaussian along rows of padded maps: ``(..., H + 6, W + 6)`` -> ``(..., H + 6, W)``.
-
-    Seven shifted multiply-adds: on CPU that beats float64 ``conv2d`` (no fast path for
-    double) by an order of magnitude.
-    """
-    return shifted_sum(p, _GAUSS7, -1)
-
-
-def _mscn_from_rows(rows: torch.Tensor, luma: torch.Tensor) -> torch.Tensor:
-    """Finish the MSCN map of ``(B, H, W)`` luma from :func:`_gauss_rows` of its padded pair."""
-    mu, mu_sq = shifted_sum(rows, _GAUSS7, -2)
-    sigma = (mu_sq - mu * mu).abs_().add_(_EPS32).sqrt_()
-    return (luma - mu).div_(sigma.add_(1.0))
-
-
 def mscn(luma: torch.Tensor) -> torch.Tensor:
     """Mean-subtracted contrast-normalised coefficients of ``(B, H, W)`` luma (0..255 units).
 
-    float64 because ``E[I^2] - E[I]^2`` cancels catastrophically at 0..255 scale.
+    float64 because ``E[I^2] - E[I]^2`` cancels catastrophically at 0..255 scale. The 7x7
+    Gaussian is seven shifted multiply-adds per direction: on CPU that beats float64
+    ``conv2d`` (no fast path for double) by an order of magnitude.
     """
     luma = luma.to(torch.float64)
-    return _mscn_from_rows(_gauss_rows(_padded_pair(luma)), luma)
+    rows = shifted_sum(_padded_pair(luma), _GAUSS7, -1)  # (2, B, H + 6, W)
+    mu, mu_sq = shifted_sum(rows, _GAUSS7, -2)
+    sigma = (mu_sq - mu * mu).abs_().add_(_EPS32).sqrt_()
+    return (luma - mu).div_(sigma.add_(1.0))
 
 
 def _wrap_blocks(n: int, d: int) -> list[tuple[slice, slice]]:
@@ -316,7 +309,7 @@ def _native_sums(images: torch.Tensor, data_range: float) -> torch.Tensor | None
         return None
     fn = lib.pixseq_brisque_sums
     fn.restype, lib.pixseq_brisque_work_size.restype = None, ctypes.c_int64
-    x = (images if data_range == 1.0 else images / data_range).to(torch.float32)
+    x = _unit_float32(images, data_range)
     # Planar or channels-last images are read as they lie (e.g. torch.from_numpy(hwc).permute).
     interleaved = int(x.shape[1] == 3 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last))
     x = x if interleaved else x.contiguous()

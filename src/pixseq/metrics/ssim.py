@@ -45,7 +45,6 @@ from pixseq.metrics.base import (
     cpu_chunks,
     filter_valid,
     reduce,
-    shifted_sum,
 )
 from pixseq.metrics.pixel import _MeanOfPerImage, psnr_thesis  # noqa: F401 - re-exported
 
@@ -85,14 +84,15 @@ def _ssim_and_cs(
     """
     if isinstance(data_range, torch.Tensor):
         data_range = data_range.to(w.dtype).expand(a.shape[0], 1, 1, 1)
-    native = _native_ssim_and_cs(a, b, w, cov_norm, k1, k2, data_range)
+    # Numbers for a fixed range, (B, 1, 1, 1) tensors in the compute dtype for per-image ones.
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    native = _native_ssim_and_cs(a, b, w, cov_norm, c1, c2)
     if native is not None:
         return native
     parts = []
     for part in cpu_chunks(a, 1 << 16):
-        rng = data_range[part] if isinstance(data_range, torch.Tensor) else data_range
-        c1, c2 = (k1 * rng) ** 2, (k2 * rng) ** 2
-        parts.append(_ssim_cs_maps(a[part].to(w.dtype), b[part].to(w.dtype), w, cov_norm, c1, c2))
+        c1_p, c2_p = (c[part] if isinstance(c, torch.Tensor) else c for c in (c1, c2))
+        parts.append(_ssim_cs_maps(a[part].to(w.dtype), b[part].to(w.dtype), w, cov_norm, c1_p, c2_p))
     ssim_c, cs_c = (torch.cat(t) for t in zip(*parts))
     return ssim_c, cs_c
 
@@ -106,9 +106,8 @@ def _native_ssim_and_cs(
     b: torch.Tensor,
     w: torch.Tensor,
     cov_norm: float,
-    k1: float,
-    k2: float,
-    data_range: float | torch.Tensor,
+    c1: float | torch.Tensor,
+    c2: float | torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """:func:`_ssim_and_cs` with pixseq's C kernel (``kernels/ssim.c``), or ``None`` when
     it is not available (fused kernels off, no compiler, not on CPU, a huge window).
@@ -125,11 +124,9 @@ def _native_ssim_and_cs(
     n, c, h, wd = a.shape
     a, b = a.to(w.dtype).contiguous(), b.to(w.dtype).contiguous()
     shift = _map_means(a).reshape(-1).to(torch.float64)  # (N*C,), values of the compute dtype
-    if isinstance(data_range, torch.Tensor):  # per-image ranges, in the compute dtype as eager
-        consts = [((k * data_range.reshape(n, 1)) ** 2).expand(n, c) for k in (k1, k2)]
-    else:  # Python floats, as eager
-        consts = [torch.full((n, c), (k * data_range) ** 2, dtype=torch.float64).to(w.dtype) for k in (k1, k2)]
-    c1, c2 = (x.to(torch.float64).reshape(-1).contiguous() for x in consts)
+    # One value per map; the kernel rounds them to the compute dtype, as eager does.
+    c1, c2 = (torch.as_tensor(x, dtype=torch.float64).reshape(-1, 1).expand(n, c).contiguous().view(-1)
+              for x in (c1, c2))
     taps = w.to(torch.float64).contiguous()
     out = torch.empty(n * c, 2, dtype=torch.float64)
     fn = getattr(lib, _NATIVE_SSIM[w.dtype])
@@ -170,7 +167,10 @@ def _ssim_cs_maps(
     c1: float | torch.Tensor,
     c2: float | torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean SSIM and cs of each ``(N, C, H, W)`` map pair -> two ``(N, C)`` float64 tensors."""
+    """Mean SSIM and cs of each ``(N, C, H, W)`` map pair -> two ``(N, C)`` float64 tensors.
+
+    (pixseq's C kernel, ``kernels/ssim.c``, does the same steps in one sweep.)
+    """
     shift = _map_means(a)
     n, c, h, wd = a.shape
     # Four window statistics suffice: SSIM needs var_a + var_b only as a sum, so
@@ -182,24 +182,7 @@ def _ssim_cs_maps(
     torch.mul(sb, sb, out=sab)
     torch.mul(sa, sa, out=ssq).add_(sab)
     torch.mul(sa, sb, out=sab)
-    return _ssim_cs_means(*filter_valid(stats, w).chunk(4, 1), shift, cov_norm, c1, c2)
-
-
-def _ssim_cs_means(
-    mu_a: torch.Tensor,
-    mu_b: torch.Tensor,
-    e_sq: torch.Tensor,
-    e_ab: torch.Tensor,
-    shift: torch.Tensor,
-    cov_norm: float,
-    c1: float | torch.Tensor,
-    c2: float | torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean SSIM and cs over each map from its filtered window statistics (overwritten).
-
-    ``mu_a``, ``mu_b``: window means of the shifted images; ``e_sq``: of a^2 + b^2;
-    ``e_ab``: of ab. (pixseq's C kernel, ``kernels/ssim.c``, does the same steps.)
-    """
+    mu_a, mu_b, e_sq, e_ab = filter_valid(stats, w).chunk(4, 1)  # window means
     # var_sum = E[a^2 + b^2] - (mu_a^2 + mu_b^2) and cov2 = 2 (E[ab] - mu_a mu_b): for
     # identical inputs both are exactly 2 (E[a^2] - mu_a^2) in floating point (doubling is
     # exact and commutes with rounding), so SSIM is exactly 1 in either precision.
