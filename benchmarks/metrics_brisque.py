@@ -8,7 +8,8 @@ pixseq scores them as one (B, 3, H, W) float tensor, the others one image at a t
 --compile``): for BRISQUE that is pixseq's own C kernel, built with the system compiler
 into a fresh cache folder for this run, so the one-off build time printed under the table
 is the cold one.
-Time = best of ``--repeats``. Prints a markdown table, plus the largest score difference.
+Time = fastest single call out of about a second's worth (at least ``--repeats``), the
+contenders timed in turns (``_timing.py``). Prints a markdown table, plus the largest score difference.
 
     python benchmarks/metrics_brisque.py [--batch 8] [--size 512] [--threads 1]
 """
@@ -23,15 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-
-def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    result = fn()  # warm-up, and the scores for the agreement check
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), result
+from _timing import best_times
 
 
 def contenders(images: np.ndarray) -> tuple[dict[str, Callable[[], object]], list[str]]:
@@ -89,7 +82,7 @@ def main() -> None:
     t0 = time.perf_counter()
     impls["pixseq, fused"]()  # build outside the timed runs
     compile_s = time.perf_counter() - t0
-    results = {name: best_time(fn, args.repeats) for name, fn in impls.items()}
+    results = {name: (t, impls[name]()) for name, t in best_times(impls, args.repeats).items()}
     ours_t, ours_s = results["pixseq (batched torch)"]
     fused_t = results["pixseq, fused"][0]
     for name, (t, scores) in results.items():

@@ -10,10 +10,11 @@ same float32 arrays, which scikit-image then computes in float32: faster for it)
 ``torch.from_numpy(hwc).permute`` makes).
 "pixseq, fused" is the same call with fused kernels on (``pixseq.fused``; ``pixseq assess
 --compile``): pixseq's own C kernels, built into a fresh cache folder for this run, so the
-one-off build time printed under the table is the cold one. Time = best of ``--repeats``
-(the machine is shared; the minimum is the least disturbed run). Prints a markdown table.
+one-off build time printed under the table is the cold one. Time = fastest single call
+out of about a second's worth (at least ``--repeats``), the contenders of a metric timed
+in turns (``_timing.py``: the machine is shared and its noise only adds time). Prints a markdown table.
 
-    python benchmarks/metrics_pixel.py [--batch 8] [--size 256] [--threads 1]
+    python benchmarks/metrics_pixel.py [--batch 8] [--size 256] [--threads 1] [--only PSNR,SSIM]
 """
 from __future__ import annotations
 
@@ -25,15 +26,7 @@ from typing import Callable
 
 import torch
 
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up (first-call allocations, kernel selection)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from _timing import best_times
 
 
 def make_inputs(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,6 +115,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma-separated metrics to run, e.g. 'PSNR,SSIM' (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     # numpy-based contenders (scikit-image, pyteenybrisque) get the same thread budget via
@@ -137,13 +131,16 @@ def main() -> None:
     print("| metric | implementation | images/s | pixseq speed-up | pixseq fused speed-up |")
     print("|---|---|---:|---:|---:|")
     compile_notes = []
+    only = {m.strip().lower() for m in args.only.split(",") if m.strip()}
     for metric, impls in contenders(a, b).items():
+        if only and metric.lower() not in only:
+            continue
         for name, fn in impls.items():
             if "fused" in name:  # compile outside the timed runs, and report what it cost
                 t0 = time.perf_counter()
                 fn()
                 compile_notes.append(f"{metric} {name}: first call (build / compile) {time.perf_counter() - t0:.1f} s")
-        rates = {name: args.batch / best_time(fn, args.repeats) for name, fn in impls.items()}
+        rates = {name: args.batch / t for name, t in best_times(impls, args.repeats).items()}
         for name, rate in rates.items():
             fused_ratio = f"{rates['pixseq, fused'] / rate:.2f}x" if "pixseq, fused" in rates else "-"
             print(f"| {metric} | {name} | {rate:,.1f} | {rates['pixseq'] / rate:.2f}x | {fused_ratio} |")

@@ -15,17 +15,9 @@ import time
 
 import torch
 
+from _timing import best_time
 from pixseq.priors.gpt import GPT, gpt_config
 from pixseq.priors.sliding import sliding_sample, sliding_sample_reference
-
-
-def best_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main() -> None:
