@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pixseq import fused
+from pixseq.errors import PixseqError
 
 
 @pytest.fixture
@@ -88,7 +89,6 @@ def test_native_without_a_compiler_falls_back_with_one_notice(kernel_cache, monk
 
 @needs_cc
 def test_bad_inputs_are_not_blamed_on_the_kernels(clean_state, capsys):
-    from pixseq.errors import PixseqError
     from pixseq.metrics.pixel import psnr
     from pixseq.metrics.ssim import ssim
 
@@ -119,6 +119,41 @@ def test_threads_split_the_images_and_change_no_bit(clean_state):
     finally:
         torch.set_num_threads(1)
     assert all(torch.equal(x, y) for x, y in zip(one, two))
+
+
+@needs_cc
+def test_psnr_kernel_cuts_images_into_runs_and_threads_change_no_bit(clean_state, monkeypatch):
+    # Images of 3 x 37 x 41 = 4551 values cut into runs of 1000 (the last one 551: vector
+    # tails in every run) and a thread woken for any run: every path of the split.
+    from pixseq.metrics import pixel
+
+    fused.set_enabled(True)
+    monkeypatch.setattr(pixel, "_RUN", 1000)
+    monkeypatch.setattr(pixel, "_VALUES_PER_THREAD", 1)
+    g = torch.Generator().manual_seed(3)
+    a = torch.rand(3, 3, 37, 41, generator=g)
+    b = (a + 0.05 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    ua, ub = (x.mul(255).round().to(torch.uint8) for x in (a, b))
+    one = (pixel.mse(a, b), pixel.mse(ua, ub), pixel.psnr_thesis(a, b))
+    try:
+        torch.set_num_threads(2)
+        two = (pixel.mse(a, b), pixel.mse(ua, ub), pixel.psnr_thesis(a, b))
+    finally:
+        torch.set_num_threads(1)
+    assert all(torch.equal(x, y) for x, y in zip(one, two))
+    # float32: differences and squares rounded in float32 (2^-24 relative each), sums of
+    # at most 256 of them in float32 (~1e-7): 1e-6 relative to the float64 formula.
+    torch.testing.assert_close(one[0], (a.double() - b.double()).square().flatten(1).mean(1), rtol=1e-6, atol=0)
+    exact = (ua.long() - ub.long()).square().flatten(1).sum(1).double() / ua[0].numel()
+    assert torch.equal(one[1], exact)  # integer sums: exact however the runs are cut
+    span = a.flatten(1).amax(1) - a.flatten(1).amin(1)  # the thesis peak: extremes over all runs
+    err = (a.double() - b.double()).square().flatten(1).mean(1)
+    torch.testing.assert_close(one[2], 10 * torch.log10(span.double() ** 2 / err), rtol=0, atol=1e-5)
+    for at, value in (((2, 2, 36, 40), 1.5), ((1, 1, 20, 3), float("nan"))):  # last run, a middle one
+        z = b.clone()
+        z[at] = value
+        with pytest.raises(PixseqError, match="data_range" if value == 1.5 else "NaN or infinite"):
+            pixel.psnr(a, z)
 
 
 @needs_cc

@@ -217,6 +217,9 @@ def test_bad_inputs_raise_pixseq_error():
         mse(x, x, reduction="sum")
     with pytest.raises(PixseqError, match="NaN"):
         psnr(x * float("nan"), x)
+    for metric in (mse, psnr, ssim):  # zero-size images: a clear error, not a torch one
+        with pytest.raises(PixseqError, match=r"no pixels \(WxH = 40x0\)"):
+            metric(x[:, :, :0], x[:, :, :0])
 
 
 def test_cheap_checks_on_large_and_channels_last_batches():

@@ -109,11 +109,13 @@ def native(name: str) -> ctypes.CDLL | None:
     return _libraries[name]
 
 
-def run_split(count: int, fn: Callable[[range], None]) -> None:
+def run_split(count: int, fn: Callable[[range], None], grain: int = 1) -> None:
     """Call ``fn`` on contiguous parts of ``range(count)``, one per thread of
-    ``torch.get_num_threads()`` (all in this thread when that is 1). For native kernels,
-    which ctypes runs without the GIL; ``fn`` must only write its own part of the output."""
-    workers = max(1, min(torch.get_num_threads(), count))
+    ``torch.get_num_threads()`` (all in this thread when that is 1), each part at least
+    ``grain`` long (waking a thread costs tens of us: cheap items need several per part).
+    For native kernels, which ctypes runs without the GIL; ``fn`` must only write its own
+    part of the output."""
+    workers = max(1, min(torch.get_num_threads(), count // max(1, grain)))
     if workers == 1:
         fn(range(count))
         return

@@ -6,12 +6,17 @@
  * lanes at a time: float32 ones over short float32 blocks and then in float64, float64
  * ones in float64, uint8 ones exactly in integers.
  *
- * Each entry point takes `count` image pairs of `n` values, image i at a + i * stride
- * (in elements), and writes row r of the (7, count) table out: out[r * count + i] for
- * r = [mean squared error, min a, max a, min b, max b, nonfinite, max a - min a]
- * (nonfinite: 1 when a value of either image is NaN or infinite, which makes the error
+ * The work comes in units: each image pair of `n` values (image i at a + i * stride, in
+ * elements) is cut into runs of `chunk` values (the last one shorter), and unit u is run
+ * u % parts of image u / parts, parts = ceil(n / chunk). A call does units [first, last),
+ * so threads can share even a single large image; the cut depends only on n and chunk,
+ * never on the thread count, so the results do not either. Unit u's results go into
+ * column u of the (6, units) table out: out[r * units + u] for
+ * r = [sum of squared differences, min a, max a, min b, max b, nonfinite]
+ * (nonfinite: 1 when a value of either image is NaN or infinite, which makes the sum
  * NaN or infinite; the extremes are then meaningless). Rows, not columns, so that the
- * caller gets each quantity for the whole batch as one contiguous vector.
+ * caller gets each quantity for all units as one contiguous vector; it combines an
+ * image's runs in order.
  */
 #include <math.h>
 #include <stdint.h>
@@ -44,11 +49,11 @@ SELECT_LANES(v4d, v4i, min4, <)
 SELECT_LANES(v4d, v4i, max4, >)
 #endif
 
-/* Image i's results into column i of the (7, count) table. */
-static void finish(double sse, int64_t n, double lo_a, double hi_a, double lo_b, double hi_b, double *out,
-                   int64_t i, int64_t count) {
-    double row[7] = {sse / (double)n, lo_a, hi_a, lo_b, hi_b, !isfinite(sse), hi_a - lo_a};
-    for (int r = 0; r < 7; r++) out[r * count + i] = row[r];
+/* A unit's results into column u of the (6, units) table. */
+static void finish(double sse, double lo_a, double hi_a, double lo_b, double hi_b, double *out, int64_t u,
+                   int64_t units) {
+    double row[6] = {sse, lo_a, hi_a, lo_b, hi_b, !isfinite(sse)};
+    for (int r = 0; r < 6; r++) out[r * units + u] = row[r];
 }
 
 /* Eight float32 values widened to float64 and added into two accumulators. */
@@ -74,7 +79,7 @@ static inline void add4(v4d q, v4d *s0, v4d *s1) {
  * relative, unbiased) and the block sums in float64 (ADD_BLOCK): widening every float32
  * square instead was the bottleneck of the pass. */
 #define DEFINE_SSE(T, VT, VL, SUFFIX, MIN, MAX, ADD_BLOCK)                                            \
-    static void sse_##SUFFIX(const T *a, const T *b, int64_t n, double *out, int64_t at, int64_t count) { \
+    static void sse_##SUFFIX(const T *a, const T *b, int64_t n, double *out, int64_t u, int64_t units) { \
         VT lo_a, hi_a, lo_b, hi_b, zero;                                                            \
         for (int l = 0; l < VL; l++) {                                                              \
             lo_a[l] = lo_b[l] = INFINITY;                                                           \
@@ -119,7 +124,7 @@ static inline void add4(v4d q, v4d *s0, v4d *s1) {
             lb = b[i] < lb ? b[i] : lb;                                                             \
             hb = b[i] > hb ? b[i] : hb;                                                             \
         }                                                                                           \
-        finish(sse, n, la, ha, lb, hb, out, at, count);                                             \
+        finish(sse, la, ha, lb, hb, out, u, units);                                                 \
     }
 
 DEFINE_SSE(float, v8f, 8, f32, min8, max8, add_widened8)
@@ -128,7 +133,7 @@ DEFINE_SSE(double, v4d, 4, f64, min4, max4, add4)
 /* uint8: exact. Blocks of 2^16 values keep 32-bit lane sums below 2^32 (2^16 * 255^2).
  * The squares and the extremes are two loops: each vectorises well on its own (int16
  * differences, multiply-add into int32 lanes; byte min / max), fused they did not. */
-static void sse_u8(const uint8_t *a, const uint8_t *b, int64_t n, double *out, int64_t at, int64_t count) {
+static void sse_u8(const uint8_t *a, const uint8_t *b, int64_t n, double *out, int64_t u, int64_t units) {
     uint64_t sse = 0;
     for (int64_t start = 0; start < n; start += 65536) {
         int64_t end = n - start < 65536 ? n : start + 65536;
@@ -146,17 +151,21 @@ static void sse_u8(const uint8_t *a, const uint8_t *b, int64_t n, double *out, i
         lb = b[i] < lb ? b[i] : lb;
         hb = b[i] > hb ? b[i] : hb;
     }
-    finish((double)sse, n, la, ha, lb, hb, out, at, count);
+    finish((double)sse, la, ha, lb, hb, out, u, units);
 }
 
-void pixseq_sse_f32(const float *a, const float *b, int64_t count, int64_t n, int64_t stride, double *out) {
-    for (int64_t i = 0; i < count; i++) sse_f32(a + i * stride, b + i * stride, n, out, i, count);
-}
+/* Units [first, last) of `count` image pairs (see the header) with kernel K on type T. */
+#define DEFINE_ENTRY(T, K, NAME)                                                                          \
+    void NAME(const T *a, const T *b, int64_t first, int64_t last, int64_t count, int64_t n, int64_t stride, \
+              int64_t chunk, double *out) {                                                               \
+        int64_t parts = (n + chunk - 1) / chunk;                                                          \
+        for (int64_t u = first; u < last; u++) {                                                          \
+            int64_t lo = (u % parts) * chunk, hi = lo + chunk < n ? lo + chunk : n;                       \
+            int64_t at = (u / parts) * stride + lo;                                                       \
+            K(a + at, b + at, hi - lo, out, u, count * parts);                                            \
+        }                                                                                                 \
+    }
 
-void pixseq_sse_f64(const double *a, const double *b, int64_t count, int64_t n, int64_t stride, double *out) {
-    for (int64_t i = 0; i < count; i++) sse_f64(a + i * stride, b + i * stride, n, out, i, count);
-}
-
-void pixseq_sse_u8(const uint8_t *a, const uint8_t *b, int64_t count, int64_t n, int64_t stride, double *out) {
-    for (int64_t i = 0; i < count; i++) sse_u8(a + i * stride, b + i * stride, n, out, i, count);
-}
+DEFINE_ENTRY(float, sse_f32, pixseq_sse_f32)
+DEFINE_ENTRY(double, sse_f64, pixseq_sse_f64)
+DEFINE_ENTRY(uint8_t, sse_u8, pixseq_sse_u8)

@@ -105,6 +105,8 @@ def check_images(
         raise PixseqError(f"{what}: expected shape (B, C, H, W) with C = 1 or 3, got {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise PixseqError(f"{what}: empty batch")
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise PixseqError(f"{what}: no pixels (WxH = {x.shape[3]}x{x.shape[2]})")
     bytes_in = x.dtype == torch.uint8
     if not torch.is_floating_point(x) and not (keep_uint8 and bytes_in):
         x = x.to(torch.float64)

@@ -91,17 +91,25 @@ def _sse_per_image(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
 
 _NATIVE_SSE = {torch.float32: "pixseq_sse_f32", torch.float64: "pixseq_sse_f64", torch.uint8: "pixseq_sse_u8"}
 
+#: The C kernel cuts each image into runs of this many values (fixed, so that results do
+#: not depend on the thread count), which threads share: even one large image is split.
+_RUN = 1 << 18
+#: ...and gives a thread at least this many values (fewer are not worth waking it).
+_VALUES_PER_THREAD = 1 << 18
 
-def _native_sse_extremes(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor | None:
+
+def _native_sse_extremes(fa: torch.Tensor, fb: torch.Tensor) -> list[list[float]] | None:
     """Per image of ``(B, N)`` rows, with pixseq's C kernel (``kernels/pixel.c``): mean
-    squared error and the min / max of each image -> a ``(7, B)`` float64 table with rows
+    squared error and the min / max of each image, as 7 Python lists of ``B`` numbers,
     ``[mse, min a, max a, min b, max b, nonfinite, max a - min a]``; ``None`` when the
     kernel is not available or the pair is not one of its dtypes (float32, float64,
     uint8, both alike).
 
     One pass over both inputs (float32 squares summed in short float32 blocks, the blocks
     in float64; float64 throughout for float64; uint8 exactly in integers), so the
-    exhaustive range check comes with it for free.
+    exhaustive range check comes with it for free. Images are cut into runs of ``_RUN``
+    values shared out over ``torch.get_num_threads()`` threads; an image's runs are
+    combined here, in order.
     """
     name = _NATIVE_SSE.get(fa.dtype)
     if name is None or fb.dtype != fa.dtype or fa.device.type != "cpu":
@@ -111,10 +119,24 @@ def _native_sse_extremes(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor | N
         return None
     if fa.stride() != fb.stride() or fa.stride(1) != 1:
         fa, fb = fa.contiguous(), fb.contiguous()
-    out = torch.empty(7, fa.shape[0], dtype=torch.float64)
-    getattr(lib, name)(*map(ctypes.c_void_p, (fa.data_ptr(), fb.data_ptr())),
-                       *map(ctypes.c_int64, (fa.shape[0], fa.shape[1], fa.stride(0))), ctypes.c_void_p(out.data_ptr()))
-    return out
+    count, n = fa.shape
+    parts = -(-n // _RUN)
+    out = torch.empty(6, count * parts, dtype=torch.float64)
+    kernel = getattr(lib, name)
+    args = (*map(ctypes.c_int64, (count, n, fa.stride(0), _RUN)), ctypes.c_void_p(out.data_ptr()))
+    pa, pb = ctypes.c_void_p(fa.data_ptr()), ctypes.c_void_p(fb.data_ptr())
+
+    def run(units: range) -> None:
+        kernel(pa, pb, ctypes.c_int64(units.start), ctypes.c_int64(units.stop), *args)
+
+    fused.run_split(count * parts, run, grain=-(-_VALUES_PER_THREAD // min(n, _RUN)))
+    sse, lo_a, hi_a, lo_b, hi_b, bad = out.tolist()
+    if parts > 1:  # an image's runs, in order (fixed: the same sums at any thread count)
+        runs = [slice(i * parts, (i + 1) * parts) for i in range(count)]
+        sse = [sum(sse[r]) for r in runs]
+        lo_a, lo_b = ([min(v[r]) for r in runs] for v in (lo_a, lo_b))
+        hi_a, hi_b, bad = ([max(v[r]) for r in runs] for v in (hi_a, hi_b, bad))
+    return [[s / n for s in sse], lo_a, hi_a, lo_b, hi_b, bad, [h - lo for h, lo in zip(hi_a, lo_a)]]
 
 
 def _per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -130,9 +152,9 @@ def _per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _fused_table(a: torch.Tensor, b: torch.Tensor, data_range: float) -> list[list[float]] | None:
-    """Validate a pair with pixseq's C kernel and return its ``(7, B)`` table as lists
-    (rows as in :func:`_native_sse_extremes`), or ``None`` when fused kernels are off or
-    do not take these inputs (then the eager path runs).
+    """Validate a pair with pixseq's C kernel and return its table of 7 lists (rows as in
+    :func:`_native_sse_extremes`), or ``None`` when fused kernels are off or do not take
+    these inputs (then the eager path runs).
 
     One pass of the kernel gives the squared errors and every image's extremes, so the
     range check is exhaustive at no cost. The table comes back as Python numbers: checked,
@@ -142,10 +164,9 @@ def _fused_table(a: torch.Tensor, b: torch.Tensor, data_range: float) -> list[li
     if not fused.active():
         return None
     a, b = check_pair(a, b, float("inf"), exhaustive=False, keep_uint8=True)  # shapes, dtypes
-    stats = _native_sse_extremes(*_flat_in_memory_order(a, b))
-    if stats is None:
+    table = _native_sse_extremes(*_flat_in_memory_order(a, b))
+    if table is None:
         return None
-    table = stats.tolist()
     if any(table[5]):
         raise PixseqError("reference or distorted images: contain NaN or infinite values")
     if not math.isinf(data_range):
