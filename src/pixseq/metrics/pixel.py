@@ -94,8 +94,9 @@ _NATIVE_SSE = {torch.float32: "pixseq_sse_f32", torch.float64: "pixseq_sse_f64",
 #: The C kernel cuts each image into runs of this many values (fixed, so that results do
 #: not depend on the thread count), which threads share: even one large image is split.
 _RUN = 1 << 18
-#: ...and gives a thread at least this many values (fewer are not worth waking it).
-_VALUES_PER_THREAD = 1 << 18
+#: ...and gives a thread at least this many values (~1 ms of work: waking an idle thread
+#: took up to ~1 ms on a shared 2-core VM, so a 256x256 batch of 8 stays on one thread).
+_VALUES_PER_THREAD = 1 << 20
 
 
 def _native_sse_extremes(fa: torch.Tensor, fb: torch.Tensor) -> list[list[float]] | None:
