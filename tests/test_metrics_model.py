@@ -222,6 +222,64 @@ def test_rank_biased_overlap_and_weighted_match_naive():
     assert float(w.min()) >= 0 and float(w.max()) <= 1 and w[0] > w[1:].max()
 
 
+def test_feature_level_metrics_refuse_bad_input_with_one_clear_error():
+    # Raw torch / numpy errors (LinAlgError on NaN, matmul shape errors, ZeroDivisionError)
+    # or silent NaN / broadcasting were what these gave before; each is a PixseqError now.
+    from pixseq.errors import PixseqError
+    from pixseq.metrics.vit_score import cosine_similarity, rank_biased_overlap, topk_overlap, weighted_overlap
+
+    f = _features(30, 8, seed=0)
+    nan = f.clone()
+    nan[3, 2] = float("nan")
+    cases = [
+        (lambda: fid_from_features(nan, f), "NaN or infinite"),
+        (lambda: fid_from_features(f, f[:, :5]), "expected 8 values per row, got 5"),
+        (lambda: fid_from_features(f[:0], f), r"non-empty \(N, D\)"),
+        (lambda: fid_from_features(f[0], f), r"non-empty \(N, D\)"),
+        (lambda: FID(num_features=0), "positive integer"),
+        (lambda: FID(num_features=8).update(torch.rand(2, 3, 32, 32), True), "no feature extractor"),
+        (lambda: kid_from_features(f, nan), "NaN or infinite"),
+        (lambda: kid_from_features(f, f[:, :5]), "expected 8 values per row"),
+        (lambda: kid_from_features(f, f, subsets=0), "subsets >= 1"),
+        (lambda: kid_from_features(f, f, subset_size=0), "subset_size >= 2"),
+        (lambda: inception_score(torch.softmax(f, 1)[0], splits=1), r"non-empty \(N, D\)"),
+        (lambda: inception_score(f, splits=2), "class probabilities"),  # logits, not probabilities
+        (lambda: inception_score(torch.softmax(f, 1), splits=0), "splits must be at least 1"),
+        (lambda: topk_overlap(f, f[:1], 3), "30 reference rows but 1 distorted"),
+        (lambda: weighted_overlap(f, f[:, :5], 3), "expected 8 values per row"),
+        (lambda: topk_overlap(nan, f, 3), "NaN or infinite"),
+        (lambda: rank_biased_overlap(f, f, 3, p=0), "0 < p < 1"),
+        (lambda: cosine_similarity(f, f[:2]), "30 reference rows but 2"),
+    ]
+    for call, message in cases:
+        with pytest.raises(PixseqError, match=message):
+            call()
+    kid = KID(subsets=2, subset_size=10)
+    kid.update_features(f, True)
+    with pytest.raises(PixseqError, match="expected 8 values per row"):
+        kid.update_features(f[:, :5], False)
+    score = InceptionScore(splits=2)
+    score.update_logits(f)
+    with pytest.raises(PixseqError, match="expected 8 values per row"):
+        score.update_logits(f[:, :5])
+    # numpy features are fine, and give the same value as tensors
+    assert fid_from_features(f.numpy(), (f + 1).numpy()) == pytest.approx(fid_from_features(f, f + 1), rel=1e-12)
+
+
+def test_lpips_checks_its_pair_like_every_full_reference_metric():
+    from pixseq.errors import PixseqError
+    from pixseq.metrics.lpips import LPIPSNet, lpips
+
+    model = LPIPSNet("alex").eval()
+    x = torch.rand(2, 3, 40, 40)
+    for a, b, message in [(x, x[:1], "differ in shape"), (x * 255, x * 255, "data_range"),
+                          (x[:, :1], x[:, :1], "RGB"), (x[..., :30, :30], x[..., :30, :30], "at least 31x31")]:
+        with pytest.raises(PixseqError, match=message):
+            lpips(a, b, model)
+    # float64 input runs in the model's dtype (float32) rather than failing in the first conv
+    torch.testing.assert_close(lpips(x.double(), x.flip(0).double(), model), lpips(x, x.flip(0), model))
+
+
 def test_named_backbone_missing_offline_is_clear(tmp_path):
     from pixseq.errors import PixseqError
     from pixseq.metrics.backbones import load_classifier

@@ -222,6 +222,49 @@ def test_bad_inputs_raise_pixseq_error():
             metric(x[:, :, :0], x[:, :, :0])
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["eager", "fused"])
+def test_options_dtypes_and_graphs_behave_the_same_on_both_paths(fused):
+    from pixseq import fused as fused_kernels
+    from pixseq.metrics.brisque import BRISQUE, brisque
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(2, 3, 32, 40, generator=g)
+    y = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    with fused_kernels.using(fused):
+        for bad in (float("inf"), float("nan"), 0, -1.0, torch.tensor([1.0, 1.0]), "1"):
+            for call in (lambda: psnr(x, y, data_range=bad), lambda: ssim(x, y, data_range=bad),
+                         lambda: brisque(y, data_range=bad), lambda: PSNR(data_range=bad),
+                         lambda: SSIM(data_range=bad), lambda: BRISQUE(data_range=bad)):
+                with pytest.raises(PixseqError, match="data_range must be a"):
+                    call()
+        assert torch.equal(psnr(x, y, data_range=torch.tensor(1.0)), psnr(x, y))  # a 0-d tensor is a number
+        with pytest.raises(PixseqError, match="no reduction option"):
+            SSIM(reduction="mean")  # update() would count each batch mean as one image
+        with pytest.raises(PixseqError, match="unexpected keyword"):
+            MSSSIM(window=7)
+        with pytest.raises(PixseqError, match="at least one scale weight"):
+            ms_ssim(x, y, weights=())
+        with pytest.raises(PixseqError, match="complex values"):
+            psnr(torch.complex(x, x), torch.complex(y, y))
+        with pytest.raises(PixseqError, match="constant reference"):
+            psnr_thesis(torch.full_like(x, 0.5), y)  # range 0: no peak (ssim_thesis says the same)
+        # Half precision is summed in float32: bf16 MSE within float32 rounding of the exact
+        # float64 value (summing in bf16 was 0.3 % off), and a sum beyond float16's 65504
+        # is no overflow.
+        xb, yb = x.bfloat16(), y.bfloat16()
+        torch.testing.assert_close(mse(xb, yb), (xb.double() - yb.double()).square().flatten(1).mean(1),
+                                   rtol=1e-6, atol=0)
+        zeros = torch.zeros(1, 3, 256, 256, dtype=torch.float16)
+        assert psnr(zeros, zeros + 1).item() == 0.0
+        # Inputs that carry a graph give the plain values (metrics are measurements).
+        xg = x.clone().requires_grad_()
+        for metric in (mse, psnr, ssim, psnr_thesis):
+            got = metric(xg, y)
+            assert not got.requires_grad and torch.equal(got, metric(x, y))
+        # bool images (0 / 1) are numbers like any other, on both paths
+        torch.testing.assert_close(psnr_thesis(x > 0.5, y > 0.5), psnr((x > 0.5).double(), (y > 0.5).double()))
+
+
 def test_cheap_checks_on_large_and_channels_last_batches():
     # Batches above the sample size take the sampled span check; NaN / inf must still be
     # found exactly (through the per-image sums), wherever the one bad pixel sits.

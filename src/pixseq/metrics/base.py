@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -95,12 +96,21 @@ def check_images(
     NaN or inf input propagates.
 
     Integer batches become float64, except uint8 ones with ``keep_uint8=True`` (for
-    metrics that compute on bytes exactly, which reads 4-8x less memory).
+    metrics that compute on bytes exactly, which reads 4-8x less memory); float16 and
+    bfloat16 ones become float32 (exactly), so that no sum is taken in half precision.
+    Complex batches are refused. The batch is detached: pixseq's metrics are
+    measurements, not differentiable losses, and give the same plain values for inputs
+    that carry a graph (e.g. a model's output outside ``torch.no_grad()``).
     """
     from pixseq.errors import PixseqError
 
     if not isinstance(x, torch.Tensor):
         raise PixseqError(f"{what}: expected a torch tensor, got {type(x).__name__}")
+    x = x.detach()
+    if x.is_complex():
+        raise PixseqError(f"{what}: complex values ({x.dtype}); expected real-valued images")
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise PixseqError(f"{what}: expected shape (B, C, H, W) with C = 1 or 3, got {tuple(x.shape)}")
     if x.shape[0] == 0:
@@ -118,10 +128,26 @@ def check_images(
     # NaN and inf propagate into the extremes; one host sync for both. (amin + amax are
     # vectorised reductions; on CPU they beat the single-pass ``aminmax`` several times.)
     lo, hi = torch.stack([values.amin(), values.amax()]).tolist()
-    if exhaustive and not (math.isfinite(lo) and math.isfinite(hi)):
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # found, even if only sampled
         raise PixseqError(f"{what}: contain NaN or infinite values")
     check_span(lo, hi, data_range, what)
     return x
+
+
+def check_data_range(data_range: Any) -> float:
+    """A user's ``data_range`` as a float: a positive, finite number (a Python number or
+    a one-element tensor); anything else raises a :class:`PixseqError`."""
+    from pixseq.errors import PixseqError
+
+    try:
+        if isinstance(data_range, (str, bytes)):
+            raise TypeError
+        value = float(data_range)
+    except (TypeError, ValueError, RuntimeError):
+        raise PixseqError(f"data_range must be a number, got {data_range!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise PixseqError(f"data_range must be a positive finite number, got {value:g}")
+    return value
 
 
 def check_span(lo: float, hi: float, data_range: float, what: str = "images") -> None:
@@ -157,6 +183,31 @@ def memory_order(x: torch.Tensor) -> list[int]:
     """``x``'s dims by decreasing stride: ``x.permute(*memory_order(x))`` is contiguous
     exactly when ``x`` is one dense block in any layout (e.g. channels-last)."""
     return sorted(range(x.ndim), key=lambda d: -x.stride(d))
+
+
+def check_features(x: Any, what: str, width: int | None = None) -> torch.Tensor:
+    """Validate a ``(N, D)`` matrix of feature vectors, logits or probabilities (a tensor
+    or numpy array; ``(N, D, 1, 1)`` pooled maps are flattened) and return it detached.
+
+    It must be non-empty, real and finite (a NaN feature would make FID's eigensolver
+    fail and KID / IS silently NaN); ``width`` is the D it must have, when known.
+    """
+    from pixseq.errors import PixseqError
+
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise PixseqError(f"{what}: expected a tensor or numpy array, got {type(x).__name__}")
+    if x.ndim < 2 or x.shape[0] == 0 or x[0].numel() == 0:
+        raise PixseqError(f"{what}: expected a non-empty (N, D) matrix, got shape {tuple(x.shape)}")
+    x = x.detach().reshape(x.shape[0], -1)
+    if x.is_complex() or x.dtype == torch.bool:
+        raise PixseqError(f"{what}: expected real numbers, got {x.dtype}")
+    if width is not None and x.shape[1] != width:
+        raise PixseqError(f"{what}: expected {width} values per row, got {x.shape[1]}")
+    if not bool(torch.isfinite(x).all()):
+        raise PixseqError(f"{what}: contain NaN or infinite values")
+    return x
 
 
 def check_finite(values: torch.Tensor, what: str = "reference or distorted images") -> torch.Tensor:

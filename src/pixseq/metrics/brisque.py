@@ -33,7 +33,7 @@ import torch
 
 from pixseq import fused
 from pixseq.errors import PixseqError
-from pixseq.metrics.base import check_images, check_span, reduce, shifted_sum
+from pixseq.metrics.base import check_data_range, check_images, check_span, reduce, shifted_sum
 from pixseq.metrics.pixel import _MeanOfPerImage
 
 MODEL_PATH = Path(__file__).resolve().parents[1] / "assets" / "brisque_live_svr.npz"
@@ -337,6 +337,7 @@ def brisque_features(images: torch.Tensor, data_range: float = 1.0, chunk_pixels
     kernel; otherwise PyTorch does the work (``chunk_pixels``: see :func:`_torch_sums`).
     Both compute the same float64 maps, so the scores agree to ~1e-12.
     """
+    data_range = check_data_range(data_range)
     images = check_images(images, float("inf"), "images", exhaustive=False)  # shape and dtype only
     if min(images.shape[-2:]) < _MIN_SIDE:
         raise PixseqError(
@@ -380,7 +381,7 @@ class BRISQUE(_MeanOfPerImage):
 
     def __init__(self, data_range: float = 1.0) -> None:
         super().__init__()
-        self.data_range = data_range
+        self.data_range = check_data_range(data_range)
 
     def update(self, images: torch.Tensor, distorted: torch.Tensor | None = None) -> None:
         """Add a batch of images (the second one when two are given)."""

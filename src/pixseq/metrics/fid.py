@@ -31,7 +31,7 @@ from torchvision.models import inception as tv_inception
 
 from pixseq.checkpoint import load_legacy_state
 from pixseq.errors import PixseqError
-from pixseq.metrics.base import Metric
+from pixseq.metrics.base import Metric, check_features
 from pixseq.weights import resolve_weights
 
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
@@ -191,10 +191,12 @@ class FID(Metric):
     def __init__(self, extractor: FeatureExtractor | None = None, num_features: int | None = None) -> None:
         super().__init__()
         self.extractor = extractor
-        d = num_features or getattr(extractor, "num_features", None)
+        d = num_features if num_features is not None else getattr(extractor, "num_features", None)
         if d is None:
-            raise ValueError("FID needs num_features when the extractor does not declare it")
-        self.num_features = int(d)
+            raise PixseqError("FID needs num_features when the extractor does not declare it")
+        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+            raise PixseqError(f"FID: num_features must be a positive integer, got {d!r}")
+        self.num_features = d
         # Scalar defaults, materialised on the first update: the base class keeps a copy of
         # every default for reset(), and two idle D x D float64 zeros would cost 64 MiB at D=2048.
         for side in ("real", "fake"):
@@ -211,14 +213,12 @@ class FID(Metric):
     def update(self, images: torch.Tensor, real: bool) -> None:
         """Add a batch of images (needs an extractor)."""
         if self.extractor is None:
-            raise ValueError("this FID has no feature extractor; use update_features")
+            raise PixseqError("this FID has no feature extractor; use update_features")
         self.update_features(_to_features(self.extractor, images), real)
 
     def update_features(self, features: torch.Tensor, real: bool) -> None:
         """Add a batch of precomputed ``(B, D)`` feature vectors."""
-        f = features.detach().double().reshape(features.shape[0], -1)
-        if f.shape[1] != self.num_features:
-            raise PixseqError(f"FID expects {self.num_features}-d features, got {f.shape[1]}")
+        f = check_features(features, "FID features", self.num_features).double()
         side = "real" if real else "fake"
         self._materialise()
         self._state[f"{side}_n"] = self._state[f"{side}_n"] + f.shape[0]
@@ -247,7 +247,10 @@ def kid_from_features(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100
     Each subset gives the unbiased MMD^2 estimate with ``k(x,y) = (x.y/d + 1)^3``:
     ``mean_{i!=j} k(x_i,x_j) + mean_{i!=j} k(y_i,y_j) - 2 mean_{i,j} k(x_i,y_j)``.
     """
-    x, y = real.double(), fake.double()
+    x = check_features(real, "KID real features").double()
+    y = check_features(fake, "KID fake features", x.shape[1]).double()
+    if subsets < 1 or subset_size < 2:
+        raise PixseqError(f"KID needs subsets >= 1 and subset_size >= 2, got {subsets} and {subset_size}")
     m = min(subset_size, x.shape[0], y.shape[0])
     if m < 2:
         raise PixseqError(f"KID needs at least 2 images per set, got {min(x.shape[0], y.shape[0])}")
@@ -312,10 +315,14 @@ class KID(Metric):
         self.real, self.fake = Reservoir(max_samples, seed), Reservoir(max_samples, seed + 1)
 
     def update(self, images: torch.Tensor, real: bool) -> None:
+        if self.extractor is None:
+            raise PixseqError("this KID has no feature extractor; use update_features")
         self.update_features(_to_features(self.extractor, images), real)
 
     def update_features(self, features: torch.Tensor, real: bool) -> None:
-        (self.real if real else self.fake).add(features.reshape(features.shape[0], -1))
+        rows = [r.rows for r in (self.real, self.fake) if r.rows is not None]
+        (self.real if real else self.fake).add(check_features(features, "KID features",
+                                                              rows[0].shape[1] if rows else None))
 
     def reset(self) -> None:
         super().reset()
@@ -342,7 +349,7 @@ def _gather(local: torch.Tensor) -> torch.Tensor:
 
 def fid_from_features(real: torch.Tensor, fake: torch.Tensor) -> float:
     """One-shot FID from two ``(N, D)`` feature matrices (same formula as the streaming class)."""
-    metric = FID(num_features=real.shape[1])
+    metric = FID(num_features=check_features(real, "FID real features").shape[1])
     metric.update_features(real, True)
     metric.update_features(fake, False)
     return metric.compute()

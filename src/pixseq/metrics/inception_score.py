@@ -15,14 +15,22 @@ import numpy as np
 import torch
 
 from pixseq.errors import PixseqError
-from pixseq.metrics.base import Metric
+from pixseq.metrics.base import Metric, check_features
 
 
 def inception_score(probs: torch.Tensor | np.ndarray, splits: int = 10) -> tuple[float, float]:
-    """Mean and std of the IS over ``splits`` consecutive chunks of ``probs`` (N, C)."""
-    p = torch.as_tensor(probs).double()
+    """Mean and std of the IS over ``splits`` consecutive chunks of ``probs`` (N, C).
+
+    ``probs`` are class probabilities (softmax outputs: rows of non-negative numbers summing
+    to 1); logits or unnormalised scores are refused rather than scored meaninglessly.
+    """
+    p = check_features(probs, "Inception Score probabilities").double()
+    if bool((p < 0).any()) or not torch.allclose(p.sum(1), torch.ones(1, dtype=p.dtype), rtol=0, atol=1e-3):
+        raise PixseqError("Inception Score: expected class probabilities (softmax outputs, rows summing to 1)")
     n = p.shape[0]
-    if n < splits or splits < 1:
+    if splits < 1:
+        raise PixseqError(f"Inception Score: splits must be at least 1, got {splits}")
+    if n < splits:
         raise PixseqError(f"Inception Score with {splits} splits needs at least {splits} images, got {n}")
     scores = []
     for chunk in torch.tensor_split(p, splits):
@@ -55,7 +63,10 @@ class InceptionScore(Metric):
             self.update_logits(self.logits_fn(images))
 
     def update_logits(self, logits: torch.Tensor) -> None:
-        self._probs.append(torch.softmax(logits.detach().double(), dim=1).cpu())
+        """Add a batch of ``(B, C)`` class logits."""
+        width = self._probs[0].shape[1] if self._probs else None
+        logits = check_features(logits, "Inception Score logits", width)
+        self._probs.append(torch.softmax(logits.double(), dim=1).cpu())
 
     def reset(self) -> None:
         super().reset()

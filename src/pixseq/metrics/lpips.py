@@ -22,7 +22,7 @@ from torchvision import models as tv_models
 
 from pixseq.checkpoint import load_legacy_state
 from pixseq.errors import PixseqError
-from pixseq.metrics.base import Metric
+from pixseq.metrics.base import Metric, check_pair
 from pixseq.weights import resolve_weights
 
 class _VGG16Features(nn.Module):
@@ -115,10 +115,27 @@ def load_lpips(net: str = "alex", backbone_path: str | os.PathLike | None = None
     return model.eval().requires_grad_(False)
 
 
+#: The smallest image side each backbone's last tapped stage still has an output for.
+_MIN_SIDE = {"alex": 31, "vgg": 16}
+
+
 def lpips(a: torch.Tensor, b: torch.Tensor, model: LPIPSNet) -> torch.Tensor:
-    """LPIPS distance per pair: (B,3,H,W) in [0,1] -> (B,)."""
+    """LPIPS distance per pair: (B,3,H,W) in [0,1] -> (B,).
+
+    The pair is checked like every full-reference metric's (same shape, RGB, values in
+    [0, 1], finite): the network would otherwise broadcast a batch of 1 against B, or
+    score [0, 255] images as if they were [0, 1].
+    """
+    a, b = check_pair(a, b, 1.0)
+    if a.shape[1] != 3:
+        raise PixseqError(f"LPIPS needs RGB images, got {a.shape[1]} channel(s)")
+    side = _MIN_SIDE.get(model.net_name, 1)
+    if min(a.shape[-2:]) < side:
+        raise PixseqError(f"LPIPS ({model.net_name}) needs images of at least {side}x{side}, "
+                          f"got {a.shape[-1]}x{a.shape[-2]}")
+    dtype = next(model.parameters()).dtype
     with torch.no_grad():
-        return model(a, b)
+        return model(a.to(dtype), b.to(dtype))
 
 
 class LPIPS(Metric):

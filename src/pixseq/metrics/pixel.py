@@ -26,7 +26,9 @@ from pixseq import fused
 from pixseq.errors import PixseqError
 from pixseq.metrics.base import (
     Metric,
+    check_data_range,
     check_finite,
+    check_images,
     check_pair,
     check_span,
     memory_order,
@@ -222,9 +224,10 @@ def psnr(
     ``data_range`` looks at a strided sample of pixels (PSNR itself costs no more than
     an exhaustive check; see :func:`pixseq.metrics.base.check_images`).
     """
+    data_range = check_data_range(data_range)
     table = _fused_table(a, b, data_range)
     if table is not None:  # straight from the kernel's numbers: one tensor made, no op on it
-        peak = float(data_range) ** 2
+        peak = data_range**2
         return reduce(torch.tensor([_decibels(peak, err) for err in table[0]], dtype=torch.float64), reduction)
     return reduce(_psnr_from_mse(_checked_mse(a, b, data_range)[0], data_range), reduction)
 
@@ -238,8 +241,10 @@ def psnr_thesis(a: torch.Tensor, b: torch.Tensor, reduction: str = "none") -> to
     """
     err, value_range = _checked_mse(a, b, float("inf"))
     if value_range is None:
-        flat = a.flatten(1)
+        flat = check_images(a, float("inf"), "reference images", exhaustive=False).flatten(1)
         value_range = flat.amax(1) - flat.amin(1)  # (B,), exact in any float
+    if bool((value_range == 0).any()):
+        raise PixseqError("thesis PSNR is undefined for a constant reference image (max - min = 0)")
     return reduce(_psnr_from_mse(err, value_range.to(torch.float64)), reduction)
 
 
@@ -290,7 +295,7 @@ class PSNR(_MeanOfPerImage):
 
     def __init__(self, data_range: float = 1.0) -> None:
         super().__init__()
-        self.data_range = data_range
+        self.data_range = check_data_range(data_range)
 
     def _values(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return psnr(a, b, self.data_range)

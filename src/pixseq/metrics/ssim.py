@@ -33,7 +33,8 @@ width, and the fast depthwise convolution). Per-image means are still accumulate
 from __future__ import annotations
 
 import ctypes
-from typing import Sequence
+import inspect
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 from pixseq import fused
 from pixseq.errors import PixseqError
 from pixseq.metrics.base import (
+    check_data_range,
     check_pair,
     cpu_chunks,
     filter_valid,
@@ -204,7 +206,7 @@ def _prepare(
     a: torch.Tensor, b: torch.Tensor, data_range: float, win_size: int, precision: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
     """Validate a pair for SSIM-type metrics; returns it unchanged plus the compute dtype."""
-    a, b = check_pair(a, b, data_range)
+    a, b = check_pair(a, b, check_data_range(data_range))
     if precision not in _DTYPES:
         raise PixseqError(f"unknown precision {precision!r}: use 'float64' or 'float32'")
     if min(a.shape[-2:]) < win_size:
@@ -288,6 +290,8 @@ def ms_ssim(
     The smaller image side must exceed ``(win_size - 1) * 2^(scales - 1)`` (160 by default).
     """
     levels = len(weights)
+    if levels == 0:
+        raise PixseqError("MS-SSIM needs at least one scale weight")
     need = (win_size - 1) * 2 ** (levels - 1)
     a, b, dtype = _prepare(a, b, data_range, win_size, precision)
     if min(a.shape[-2:]) <= need:
@@ -337,6 +341,20 @@ def _halve(x: torch.Tensor) -> torch.Tensor:
     return (rows[..., 0::2] + rows[..., 1::2]).mul_(0.25)
 
 
+def _class_options(fn: Callable[..., torch.Tensor], data_range: float, kwargs: dict) -> tuple[float, dict]:
+    """A metric class's options for ``fn``, checked when the class is made (not at the
+    first ``update``): the ones ``fn`` takes, except ``reduction``, which would make
+    ``update`` count a batch mean as one image."""
+    if "reduction" in kwargs:
+        raise PixseqError(f"{fn.__name__}: the metric class has no reduction option; "
+                          "compute() gives the mean over every pair seen")
+    try:
+        inspect.signature(fn).bind(None, None, data_range, **kwargs)
+    except TypeError as exc:
+        raise PixseqError(f"{fn.__name__}: {exc}") from None
+    return check_data_range(data_range), kwargs
+
+
 class SSIM(_MeanOfPerImage):
     """Mean SSIM over all image pairs seen (batches and DDP processes); see :func:`ssim`."""
 
@@ -345,7 +363,7 @@ class SSIM(_MeanOfPerImage):
 
     def __init__(self, data_range: float = 1.0, **kwargs) -> None:
         super().__init__()
-        self.data_range, self.kwargs = data_range, kwargs
+        self.data_range, self.kwargs = _class_options(ssim, data_range, kwargs)
 
     def _values(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return ssim(a, b, self.data_range, **self.kwargs)
@@ -359,7 +377,7 @@ class MSSSIM(_MeanOfPerImage):
 
     def __init__(self, data_range: float = 1.0, **kwargs) -> None:
         super().__init__()
-        self.data_range, self.kwargs = data_range, kwargs
+        self.data_range, self.kwargs = _class_options(ms_ssim, data_range, kwargs)
 
     def _values(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return ms_ssim(a, b, self.data_range, **self.kwargs)

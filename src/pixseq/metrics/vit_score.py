@@ -22,9 +22,18 @@ import torch.nn.functional as F
 
 from pixseq.errors import PixseqError
 from pixseq.metrics.backbones import STUDY_BACKBONE, Classifier
-from pixseq.metrics.base import Metric
+from pixseq.metrics.base import Metric, check_features
 
 VARIANTS = ("overlap", "weighted", "rbo", "cosine")
+
+
+def _check_pair(a: torch.Tensor, b: torch.Tensor, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two ``(B, D)`` matrices of the same shape, one row per image pair (no broadcasting)."""
+    a = check_features(a, f"{what} of the reference images")
+    b = check_features(b, f"{what} of the distorted images", a.shape[1])
+    if a.shape[0] != b.shape[0]:
+        raise PixseqError(f"{what}: {a.shape[0]} reference rows but {b.shape[0]} distorted ones")
+    return a, b
 
 
 def _check_k(logits: torch.Tensor, k: int) -> None:
@@ -34,6 +43,7 @@ def _check_k(logits: torch.Tensor, k: int) -> None:
 
 def topk_overlap(logits_a: torch.Tensor, logits_b: torch.Tensor, k: int = 100) -> torch.Tensor:
     """``|topK(a) ∩ topK(b)| / K`` per row: (B, C), (B, C) -> (B,)."""
+    logits_a, logits_b = _check_pair(logits_a, logits_b, "logits")
     _check_k(logits_a, k)
 
     def member(logits: torch.Tensor) -> torch.Tensor:  # (B, C) bool: label is in the top K
@@ -46,6 +56,7 @@ def topk_overlap(logits_a: torch.Tensor, logits_b: torch.Tensor, k: int = 100) -
 
 def weighted_overlap(logits_a: torch.Tensor, logits_b: torch.Tensor, k: int = 100) -> torch.Tensor:
     """Histogram intersection of the two top-K softmax distributions (each renormalised)."""
+    logits_a, logits_b = _check_pair(logits_a, logits_b, "logits")
     _check_k(logits_a, k)
 
     def topk_dist(logits: torch.Tensor) -> torch.Tensor:
@@ -65,7 +76,10 @@ def rank_biased_overlap(logits_a: torch.Tensor, logits_b: torch.Tensor, k: int =
     of the top-d prefixes; identical rankings give exactly 1. p = 0.98 spreads the weight over
     roughly the first 50 ranks.
     """
+    logits_a, logits_b = _check_pair(logits_a, logits_b, "logits")
     _check_k(logits_a, k)
+    if not 0 < p < 1:
+        raise PixseqError(f"rank-biased overlap needs 0 < p < 1, got {p}")
     ra, rb = logits_a.topk(k, -1).indices, logits_b.topk(k, -1).indices  # (B, K) ranked labels
     # rank_in_b[b, j] = rank of label ra[b, j] in rb (K when absent)
     match = ra.unsqueeze(-1) == rb.unsqueeze(-2)  # (B, K, K)
@@ -82,6 +96,7 @@ def rank_biased_overlap(logits_a: torch.Tensor, logits_b: torch.Tensor, k: int =
 
 def cosine_similarity(emb_a: torch.Tensor, emb_b: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of pooled embeddings: (B, D), (B, D) -> (B,)."""
+    emb_a, emb_b = _check_pair(emb_a, emb_b, "embeddings")
     return F.cosine_similarity(emb_a.double(), emb_b.double(), dim=-1).float()
 
 
