@@ -159,6 +159,93 @@ def test_bad_input_one_line_exit_2(case, tmp_path, capsys):
     assert expected in line
 
 
+@pytest.mark.parametrize("case", ["json_under_file", "csv_is_folder", "html_is_file", "same_file", "input_file",
+                                  "html_in_ref", "empty_html", "empty_backbone", "all_plus", "seed"])
+def test_bad_options_fail_before_any_scoring_and_write_nothing(case, folders, tmp_path, capsys):
+    ref, dist = folders
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "adir").mkdir()
+    good = tmp_path / "out" / "good.json"
+    extra, expected = {
+        "json_under_file": (["--json", str(tmp_path / "file" / "s.json")], "is a file, not a folder"),
+        "csv_is_folder": (["--csv", str(tmp_path / "adir")], "is a folder; give a file name"),
+        "html_is_file": (["--html", str(tmp_path / "file")], "exists and is not a folder"),
+        "same_file": (["--csv", str(good)], "name the same file"),
+        "input_file": (["--csv", str(ref / "im1.png")], "is an input image"),
+        "html_in_ref": (["--html", str(ref / "report")], "inside the input folder"),
+        "empty_html": (["--html", ""], "empty path"),
+        "empty_backbone": (["--metrics", "vit_score", "--backbone", " "], "--backbone is empty"),
+        "all_plus": (["--metrics", "all,mse"], "'all' stands alone"),
+        "seed": (["--seed", str(2**64)], "out of range"),
+    }[case]
+    argv = ["assess", str(ref), str(dist), "--metrics", "mse", "--json", str(good), *extra]
+    try:
+        assert main(argv) == 2
+    except SystemExit as exc:  # argparse's own usage errors (empty path, seed) exit 2 themselves
+        assert exc.code == 2
+    assert expected in _error_line(capsys)
+    assert not good.exists() and not (tmp_path / "out").exists()  # the good output is not written either
+    assert sorted(p.name for p in ref.iterdir()) == ["im0.png", "im1.png", "im2.png", "only_ref.png"]
+
+
+def test_exact_names_are_matched_before_names_without_suffix(tmp_path, capsys):
+    img = _photo(5)
+    _save(tmp_path / "r" / "a.png", img)
+    _save(tmp_path / "r" / "a.jpg", 255 - img)  # sorts first; used to take a.png's partner by stem
+    _save(tmp_path / "d" / "a.png", img)
+    _save(tmp_path / "r" / "b.png", img)
+    _save(tmp_path / "r" / "b.bmp", img)  # two REF files for one DIST stem: ambiguous, left unmatched
+    _save(tmp_path / "d" / "b.jpg", img)
+    assert main(["assess", str(tmp_path / "r"), str(tmp_path / "d"), "--metrics", "mse",
+                 "--json", str(tmp_path / "s.json")]) == 0
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert [(p["name"], p["mse"]) for p in doc["pairs"]] == [("a.png", 0.0)]
+    assert doc["unmatched"] == {"ref_only": ["a.jpg", "b.bmp", "b.png"], "dist_only": ["b.jpg"]}
+
+
+def test_a_report_written_over_another_is_never_a_mix(tmp_path, monkeypatch):
+    # Assets are named by their bytes: stopped before the new index.html is in place, the
+    # old page still shows exactly its own images; once it is, the old images go (and only
+    # files named like page assets: other files in the folder stay).
+    import pixseq.report.html as html_mod
+    from pixseq.report import Page
+
+    def page(seed: int) -> Page:
+        p = Page("r")
+        for i in range(3):
+            p.image(_photo(seed + i, 16, 16), f"image {i}")
+        return p
+
+    out = tmp_path / "report"
+    page(0).save(out)
+    old_html = (out / "index.html").read_text()
+    shown = {name: (out / name).read_bytes() for name in _assets_of(old_html)}
+    (out / "assets" / "mine.txt").write_text("keep me")
+    real = html_mod.atomic_write
+
+    def interrupted(path, mode="wb"):
+        if str(path).endswith("index.html"):
+            raise KeyboardInterrupt
+        return real(path, mode)
+
+    monkeypatch.setattr(html_mod, "atomic_write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        page(10).save(out)
+    assert (out / "index.html").read_text() == old_html
+    assert all((out / name).read_bytes() == data for name, data in shown.items())
+    monkeypatch.setattr(html_mod, "atomic_write", real)
+    page(10).save(out)
+    new = _assets_of((out / "index.html").read_text())
+    assert len(new) == 3 and all((out / name).is_file() for name in new)
+    assert sorted(p.name for p in (out / "assets").iterdir()) == sorted([n.split("/")[1] for n in new] + ["mine.txt"])
+
+
+def _assets_of(page_html: str) -> list[str]:
+    import re
+
+    return re.findall(r"src='(assets/[^']+)'", page_html)
+
+
 def test_resize_and_grey_reference(tmp_path, capsys):
     img = _photo(4)
     grey = _save(tmp_path / "g.png", img[..., 0])  # mode L: the loader makes it RGB

@@ -72,6 +72,29 @@ def test_help_lists_verbs_and_common_options(capsys):
         assert info.value.code == 0 and "--device" in text and "--seed" in text, argv
 
 
+def test_interrupts_and_file_system_errors_anywhere_are_one_line(tmp_path, monkeypatch, capsys):
+    import pixseq.cli as cli
+
+    def interrupted():  # Ctrl-C while the parser is built (it imports torch: seconds)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(cli, "build_parser", interrupted)
+        assert "interrupted" in _one_line_error(capsys, main(["sample", "--help"]))
+
+    def disk_full(path, mode="wb"):  # the file system refuses an output after the work is done
+        raise OSError(28, "No space left on device", str(path))
+
+    img = tmp_path / "a.png"
+    save_image(np.zeros((16, 16, 3), np.uint8), img)
+    import pixseq.cli.assess as assess
+
+    monkeypatch.setattr(assess, "atomic_write", disk_full)
+    line = _one_line_error(capsys, main(["assess", str(img), str(img), "--metrics", "mse",
+                                         "--json", str(tmp_path / "s.json")]))
+    assert "No space left on device" in line and "s.json" in line
+
+
 def test_train_writes_a_model_dir(model_dir, capsys):
     model = checkpoint.from_pretrained(model_dir, expected_kind="igpt")
     assert model.num_classes == 2 and model.image_size == (SIDE, SIDE) and model.tokenizer.vocab_size == 4

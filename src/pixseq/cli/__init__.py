@@ -47,7 +47,18 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     """Options every verb has."""
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where to run (auto: cuda when available, else cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+
+
+def _seed(text: str) -> int:
+    """A seed torch, NumPy and Python all take: an integer from 0 to 2^63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: expected an integer") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"seed {value} out of range: expected 0 to 2^63 - 1")
+    return value
 
 
 def _available_verbs() -> dict[str, object]:
@@ -78,9 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pixseq`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        # Building the parser imports torch (seconds): a Ctrl-C then is handled like any other.
+        args = build_parser().parse_args(argv)
         return int(args._run(args) or 0)
     except PixseqError as exc:
         sys.stderr.write(f"pixseq: error: {exc}\n")
@@ -89,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("pixseq: error: interrupted; outputs written so far are complete, nothing half-written\n")
         return 2
     except BrokenPipeError:
+        return 2
+    except OSError as exc:  # the file system said no: disk full, permissions, a bad output path
+        where = f": {exc.filename}" if exc.filename else ""
+        sys.stderr.write(f"pixseq: error: cannot write or read a file ({exc.strerror or exc}){where}\n")
         return 2
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from pixseq import fused
-from pixseq.cli.common import notice, resolve_device, seed_everything
+from pixseq.cli.common import check_output, notice, path_arg, resolve_device, seed_everything
 from pixseq.errors import PixseqError
 from pixseq.io import atomic_write, list_images, load_image, to_tensor
 
@@ -52,10 +52,10 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="standard", choices=("standard", "thesis"),
                    help="standard: Wang SSIM / fixed-range PSNR; thesis: the study's scikit-image defaults")
     p.add_argument("--resize", action="store_true", help="resize each DIST image to its REF's size")
-    p.add_argument("--json", type=Path, help="write all results as JSON")
-    p.add_argument("--csv", type=Path, help="write the per-image table as CSV")
-    p.add_argument("--html", type=Path, help="write an HTML report into this folder")
-    p.add_argument("--weights-dir", type=Path, default=None, help="folder holding pretrained weight files")
+    p.add_argument("--json", type=path_arg, help="write all results as JSON")
+    p.add_argument("--csv", type=path_arg, help="write the per-image table as CSV")
+    p.add_argument("--html", type=path_arg, help="write an HTML report into this folder")
+    p.add_argument("--weights-dir", type=path_arg, default=None, help="folder holding pretrained weight files")
     p.add_argument("--offline", action="store_true", default=None, help="never download weights")
     p.add_argument("--compile", action="store_true",
                    help="fused CPU kernels for PSNR / MSE / SSIM / MS-SSIM / BRISQUE, several times faster: "
@@ -89,24 +89,33 @@ def find_pairs(ref: Path, dist: Path) -> Pairs:
     for folder, files in ((ref, refs), (dist, dists)):
         if not files:
             raise PixseqError(f"no images found in folder {folder}")
-    items, used = [], set()
-    stem = lambda name: str(Path(name).with_suffix(""))  # noqa: E731
-    by_stem: dict[str, list[str]] = {}
-    for name in dists:
-        by_stem.setdefault(stem(name), []).append(name)
-    ref_only = []
-    for name, path in refs.items():
-        match = name if name in dists else None
-        if match is None and len(by_stem.get(stem(name), [])) == 1:
-            match = by_stem[stem(name)][0]
-        if match is None or match in used:
-            ref_only.append(name)
-            continue
-        used.add(match)
-        items.append((name, path, dists[match]))
+    match = _match_names(list(refs), list(dists))
+    items = [(name, refs[name], dists[match[name]]) for name in refs if name in match]
     if not items:
         raise PixseqError(f"no file names in {dist} match those in {ref}")
-    return Pairs(items, ref_only, sorted(set(dists) - used), folders=True)
+    used = set(match.values())
+    return Pairs(items, [n for n in refs if n not in match], sorted(set(dists) - used), folders=True)
+
+
+def _match_names(refs: list[str], dists: list[str]) -> dict[str, str]:
+    """REF name -> DIST name: identical relative names first, then, among the names left,
+    the same name without its suffix (``a.png`` <-> ``a.jpg``) where that is unambiguous
+    (one REF and one DIST file with that stem; otherwise both stay unmatched)."""
+    exact = set(refs) & set(dists)
+    match = {name: name for name in exact}
+
+    def by_stem(names: list[str]) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {}
+        for name in names:
+            if name not in exact:
+                groups.setdefault(str(Path(name).with_suffix("")), []).append(name)
+        return groups
+
+    left = by_stem(dists)
+    for stem, names in by_stem(refs).items():
+        if len(names) == 1 and len(left.get(stem, ())) == 1:
+            match[names[0]] = left[stem][0]
+    return match
 
 
 def load_pair(ref: Path, dist: Path, resize: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,9 +133,11 @@ def load_pair(ref: Path, dist: Path, resize: bool) -> tuple[torch.Tensor, torch.
 
 def parse_metrics(spec: str, folders: bool) -> tuple[list[str], bool]:
     """(metric names, explicitly requested?)."""
-    if spec.strip() == "all":
-        return [m for m in ALL if folders or m not in SET_METRICS], False
     names = [m.strip().lower().replace("-", "_") for m in spec.split(",") if m.strip()]
+    if names == ["all"]:
+        return [m for m in ALL if folders or m not in SET_METRICS], False
+    if "all" in names:
+        raise PixseqError("--metrics: 'all' stands alone; name metrics one by one to choose some")
     known = PAIR_METRICS + SET_METRICS
     for m in names:
         if m not in known:
@@ -380,14 +391,45 @@ def write_html(args, rows, columns, sets, pairs: Pairs, notes: list[str], max_pa
 
 # --------------------------------------------------------------------------- main
 
+def check_options(args: argparse.Namespace, pairs: Pairs) -> None:
+    """Everything about the options that can be wrong, checked before any scoring: outputs
+    that cannot be written (or would overwrite an input), an empty backbone name, a
+    weights folder that is a file."""
+    if args.k < 1:
+        raise PixseqError(f"-k must be a positive integer, got {args.k}")
+    if args.backbone is not None and not args.backbone.strip():
+        raise PixseqError("--backbone is empty")
+    if args.weights_dir is not None and args.weights_dir.exists() and not args.weights_dir.is_dir():
+        raise PixseqError(f"--weights-dir {args.weights_dir}: is a file, not a folder")  # (a missing one is made)
+    folders = [Path(args.ref).resolve(), Path(args.dist).resolve()] if pairs.folders else []
+    inputs = {Path(p).resolve() for _, *paths in pairs.items for p in paths}
+    files: dict[Path, str] = {}
+    for flag, path in (("--json", args.json), ("--csv", args.csv)):
+        if path is None:
+            continue
+        check_output(path, flag)
+        where = path.resolve()
+        if where in files:
+            raise PixseqError(f"{files[where]} and {flag} name the same file {path}")
+        if where in inputs:
+            raise PixseqError(f"{flag} {path} is an input image; choose another file")
+        files[where] = flag
+    if args.html is not None:
+        check_output(args.html, "--html", folder=True)
+        where = args.html.resolve()
+        for folder in folders:
+            if where == folder or folder in where.parents:
+                raise PixseqError(f"--html {args.html} is inside the input folder {folder}: "
+                                  "its images would be read as inputs next time")
+
+
 def run(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     if args.compile:
         fused.set_enabled(True)
     device = resolve_device(args.device)
-    if args.k < 1:
-        raise PixseqError(f"-k must be a positive integer, got {args.k}")
     pairs = find_pairs(Path(args.ref), Path(args.dist))
+    check_options(args, pairs)
     metrics, explicit = parse_metrics(args.metrics, pairs.folders)
     models = load_models(metrics, explicit, args, device)
     columns = column_labels(metrics, models, args)

@@ -1,8 +1,11 @@
-"""Helpers shared by CLI verbs: device and seed handling, notices."""
+"""Helpers shared by CLI verbs: device and seed handling, notices, output paths."""
 from __future__ import annotations
 
+import argparse
+import os
 import random
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +18,32 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def path_arg(text: str) -> Path:
+    """argparse type for a path option: an empty string is an error, not the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return Path(text)
+
+
+def check_output(path: Path, what: str, folder: bool = False) -> None:
+    """Fail before any work is done when ``path`` cannot become the output file (or folder,
+    ``folder=True``): it is a folder (a file), or its nearest existing ancestor is a file or
+    not writable. Missing folders on the way are fine (outputs create them)."""
+    from pixseq.errors import PixseqError
+
+    if folder and path.exists() and not path.is_dir():
+        raise PixseqError(f"{what} {path}: exists and is not a folder")
+    if not folder and path.is_dir():
+        raise PixseqError(f"{what} {path}: is a folder; give a file name")
+    probe = path if folder else path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise PixseqError(f"{what} {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK):
+        raise PixseqError(f"{what} {path}: no permission to write in {probe}")
 
 
 def notice(message: str) -> None:

@@ -1,11 +1,15 @@
 """A small HTML page builder: sections, text, tables, images, grids and matplotlib plots.
 
-Images are written as PNG files under ``<out_dir>/assets/`` and the page as
-``<out_dir>/index.html`` (written last and atomically, so a page on disk always refers to
-images that exist). The page has no external resources: it opens offline.
+Images are written as files under ``<out_dir>/assets/``, named by a hash of their bytes,
+and the page as ``<out_dir>/index.html``, last and atomically. A page written over an older
+one therefore never changes a file the older page shows: stopped at any moment, the folder
+holds a whole old page or a whole new one, each with its own images (the old page's images
+are removed only once the new page is in place). The page has no external resources: it
+opens offline.
 """
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import os
@@ -77,8 +81,7 @@ class Page:
             suffix = Path(image).suffix.lower() or ".png"
         else:
             data, suffix = _png_bytes(image), ".png"
-        name = f"assets/img{len(self._assets):03d}{suffix}"
-        self._assets.append(_Asset(name, data))
+        name = self._add_asset(data, suffix)
         w = f" width='{int(width)}'" if width else ""
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
         self._body.append(f"<figure><img src='{name}' alt='{html.escape(caption)}'{w}>{cap}</figure>")
@@ -96,11 +99,17 @@ class Page:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         plt.close(fig)
-        name = f"assets/img{len(self._assets):03d}.png"
-        self._assets.append(_Asset(name, buf.getvalue()))
+        name = self._add_asset(buf.getvalue(), ".png")
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
         self._body.append(f"<figure><img src='{name}' alt='{html.escape(caption)}'>{cap}</figure>")
         return self
+
+    def _add_asset(self, data: bytes, suffix: str) -> str:
+        """Register an image file's bytes; returns its path relative to the page."""
+        suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ".bin"
+        name = f"assets/{hashlib.sha256(data).hexdigest()[:20]}{suffix}"
+        self._assets.append(_Asset(name, data))
+        return name
 
     # -- output --------------------------------------------------------------------------
     def render(self) -> str:
@@ -110,14 +119,30 @@ class Page:
                 + "\n".join(self._body) + "</body></html>\n")
 
     def save(self, out_dir: str | os.PathLike) -> Path:
-        """Write assets, then ``index.html`` (atomically); returns the page's path."""
+        """Write the assets, then ``index.html`` (atomically), then remove the assets of an
+        earlier page in ``out_dir`` that this one does not show; returns the page's path.
+
+        Only files named the way pages name their assets are ever removed (also the
+        ``imgNNN`` names of older pixseq versions), so other files in the folder are safe.
+        """
         out_dir = Path(out_dir)
         for asset in self._assets:
-            with atomic_write(out_dir / asset.name) as fh:
-                fh.write(asset.data)
+            path = out_dir / asset.name
+            if not path.is_file():  # the same name holds the same bytes: nothing to write
+                with atomic_write(path) as fh:
+                    fh.write(asset.data)
         with atomic_write(out_dir / "index.html", "w") as fh:
             fh.write(self.render())
+        shown = {Path(a.name).name for a in self._assets}
+        assets = out_dir / "assets"
+        for old in assets.iterdir() if assets.is_dir() else ():
+            if _ASSET_FILE.fullmatch(old.name) and old.name not in shown and old.is_file():
+                old.unlink(missing_ok=True)
         return out_dir / "index.html"
+
+
+#: Names of page assets: a 20-hex-digit hash, or ``imgNNN`` as older versions wrote them.
+_ASSET_FILE = re.compile(r"(?:[0-9a-f]{20}|img\d{3})\.[a-z0-9]{1,5}")
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
