@@ -152,11 +152,25 @@ def test_sample(model_dir, tmp_path, capsys):
     (["--top-p", "1.5"], "top-p"),
     (["--size", "16x16"], "trained size"),
     (["-n", "0"], "-n"),
+    (["-n", "100000"], "from 1 to 10000"),  # was an out-of-memory traceback
+    (["--ncol", "-3"], "--ncol"),  # was a numpy traceback
 ])
 def test_sample_bad_input(model_dir, tmp_path, capsys, extra, pattern):
     code = main(["sample", "--model", str(model_dir), "--out", str(tmp_path / "s.png")] + extra)
     assert pattern in _one_line_error(capsys, code)
     assert not (tmp_path / "s.png").exists()
+
+
+def test_model_dir_with_an_absurd_image_size_is_refused_on_load(model_dir, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "big"
+    shutil.copytree(model_dir, bad)
+    doc = json.loads((bad / "config.json").read_text())
+    doc["config"]["image_size"] = 100000  # would allocate terabytes of positions
+    (bad / "config.json").write_text(json.dumps(doc))
+    code = main(["sample", "--model", str(bad), "--out", str(tmp_path / "s.png")])
+    assert "image_size 1..256" in _one_line_error(capsys, code)
 
 
 def test_sample_not_a_model_dir(tmp_path, capsys):
@@ -195,6 +209,52 @@ def test_complete_bad_input(model_dir, tmp_path, capsys, case):
                "corrupt": "not an image|cannot read", "class": "out of range"}[case]
     assert re.search(pattern, msg)
     assert not (tmp_path / "c.png").exists()
+
+
+def test_outputs_never_replace_the_input_image(model_dir, tmp_path, capsys):
+    image = tmp_path / "in.png"
+    save_image(np.zeros((8, 8, 3), np.uint8), image)
+    before = image.read_bytes()
+    code = main(["complete", str(image), "--model", str(model_dir), "--out", str(tmp_path / "." / "in.png")])
+    assert "is the input image" in _one_line_error(capsys, code)
+    assert image.read_bytes() == before
+
+
+def test_sample_in_batches_of_bounded_size(model_dir, monkeypatch):
+    # -n beyond one batch samples batch after batch (bounded KV-cache memory), each batch
+    # with its share of the cycling class labels; up to one batch it is a single call.
+    import pixseq.cli.sample as sample_mod
+
+    model = sample_mod.load_token_model(str(model_dir), torch.device("cpu"))
+    monkeypatch.setattr(sample_mod, "SAMPLE_BATCH", 4)
+    torch.manual_seed(0)
+    got, ncol = sample_mod.sample_images(model, 6, None, None)
+    torch.manual_seed(0)
+    labels = torch.arange(6) % 2
+    want = torch.cat([model.generate(4, labels[:4]), model.generate(2, labels[4:])])
+    assert torch.equal(got, want) and ncol == 2  # one column per class
+    torch.manual_seed(0)
+    single, _ = sample_mod.sample_images(model, 3, None, None)
+    torch.manual_seed(0)
+    assert torch.equal(single, model.generate(3, torch.arange(3) % 2))
+
+
+@pytest.mark.parametrize("extra, pattern", [
+    (["--image-size", "0"], "--image-size must be in 1..256"),  # 0 used to mean "the default"
+    (["--palette", "0"], "--palette >= 2"),
+    (["--palette", "100000"], "more colours than"),
+    (["--batch-size", "1000"], "fewer than one batch"),
+    (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "bogus"], "cuda|bogus|invalid"),
+])
+def test_train_bad_options_write_nothing(folder, tmp_path, capsys, extra, pattern):
+    out = tmp_path / "run"
+    args = ["train", "igpt", "--data", str(folder), "--out", str(out), "--steps", "1", *TRAIN, *extra]
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse rejects --device bogus itself
+        code = exc.code
+    assert re.search(pattern, _one_line_error(capsys, code))
+    assert not out.exists()  # no run.json, no TensorBoard files left behind
 
 
 def test_probe(model_dir, folder, capsys):

@@ -92,6 +92,22 @@ def test_bad_vqgan_options(tmp_path, capsys):
     _one_line_error(capsys, "no-such-data")
 
 
+def test_too_small_images_and_sizes_are_refused_up_front(trained, tmp_path, capsys):
+    _, vq, _ = trained
+    save_image(np.zeros((1, 1, 3), np.uint8), tmp_path / "dot.png")
+    # one latent position: GroupNorm over one value per group used to raise a torch ValueError
+    assert main(["reconstruct", str(tmp_path / "dot.png"), "--model", str(vq), "--out", str(tmp_path / "r.png")]) == 2
+    _one_line_error(capsys, "too small", "4x4")
+    assert not (tmp_path / "r.png").exists()
+    # below the discriminator's smallest input: refused before training (it crashed at the
+    # first discriminator step, leaving TensorBoard files behind)
+    out = tmp_path / "vq16"
+    assert main(["train", "vqgan", "--data", "fashion-mnist:test", "--limit", "8", "--out", str(out),
+                 "--image-size", "16", "--steps", "2", *TINY]) == 2
+    _one_line_error(capsys, "--image-size must be at least 24")
+    assert not out.exists()
+
+
 def test_demo_section_quick(tmp_path):
     from pixseq.models.taming import demo_section
     from pixseq.report import Page

@@ -121,7 +121,9 @@ def load_legacy_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
-        raise PixseqError(f"cannot load {path} safely (weights_only=True): {str(exc).splitlines()[0]}") from None
+        first = (str(exc).splitlines() or [""])[0][:200]  # torch's messages run to paragraphs
+        raise PixseqError(f"cannot load {path}: not a readable PyTorch checkpoint, or not a safe one "
+                          f"(weights_only=True) ({type(exc).__name__}: {first})") from None
 
 
 def model_id(directory: str | os.PathLike) -> str:

@@ -46,6 +46,14 @@ def check_output(path: Path, what: str, folder: bool = False) -> None:
         raise PixseqError(f"{what} {path}: no permission to write in {probe}")
 
 
+def refuse_overwriting_input(out: Path, image: str | Path) -> None:
+    """An output that is the input image would destroy it: refuse before any work."""
+    from pixseq.errors import PixseqError
+
+    if Path(out).resolve() == Path(image).resolve():
+        raise PixseqError(f"--out {out} is the input image; choose another file")
+
+
 def notice(message: str) -> None:
     """A one-line notice on stderr (not an error)."""
     sys.stderr.write(f"pixseq: {message}\n")

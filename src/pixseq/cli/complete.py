@@ -18,13 +18,15 @@ HELP = "complete the bottom of an image with an igpt / taming model (grid: origi
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
+    from pixseq.cli.common import path_arg
+
     from pixseq.cli.sample import add_sampling_options
 
     parser.add_argument("image", help="image file (any size: it is resized to the model's size with a notice)")
     parser.add_argument("--model", required=True, help="model directory (pixseq train igpt / train prior)")
     parser.add_argument("--keep", type=float, default=0.5, help="fraction of rows kept from the top, in (0, 1)")
     parser.add_argument("-n", "--num", type=int, default=4, help="number of completions (default 4)")
-    parser.add_argument("--out", required=True, help="output grid image, e.g. completions.png")
+    parser.add_argument("--out", required=True, type=path_arg, help="output grid image, e.g. completions.png")
     parser.add_argument("--class", dest="cls", default=None,
                         help="class index or name for class-conditional models (default: the class under "
                              "which the kept rows are most likely)")
@@ -79,7 +81,7 @@ def guess_class(model, x: torch.Tensor, keep_rows: int) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixseq.cli.common import notice, resolve_device, seed_everything
+    from pixseq.cli.common import notice, refuse_overwriting_input, resolve_device, seed_everything
     from pixseq.cli.sample import (class_names, legible_scale, load_token_model, output_path, parse_class,
                                    sampling_kwargs, to_uint8_batch)
     from pixseq.io import load_image, save_image, to_tensor
@@ -88,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if args.num < 1:
         raise PixseqError(f"-n must be >= 1, got {args.num}")
     out = output_path(args.out)
+    refuse_overwriting_input(out, args.image)
     if not 0 < args.keep < 1:
         raise PixseqError(f"--keep must be a fraction strictly between 0 and 1, got {args.keep}")
     image = load_image(args.image)

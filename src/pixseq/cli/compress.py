@@ -10,9 +10,11 @@ MODEL_KINDS = ("igpt", "taming")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
+    from pixseq.cli.common import path_arg
+
     parser.add_argument("image", help="image file to compress")
     parser.add_argument("--model", required=True, help="model directory (iGPT, or VQGAN + latent GPT)")
-    parser.add_argument("--out", required=True, help="output .pxs file")
+    parser.add_argument("--out", required=True, type=path_arg, help="output .pxs file")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     parser.add_argument("--scale", type=int, default=1,
                         help="code the image downscaled by this integer factor (lower rate; default 1)")
@@ -30,12 +32,13 @@ def load_codec_model(directory: str, device):
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixseq.cli.common import resolve_device, seed_everything
+    from pixseq.cli.common import refuse_overwriting_input, resolve_device, seed_everything
     from pixseq.codec import compress_with_stats
     from pixseq.errors import PixseqError
     from pixseq.io import atomic_write, load_image
 
     out = Path(args.out)
+    refuse_overwriting_input(out, args.image)
     if out.exists() and not args.force:
         raise PixseqError(f"output exists: {out} (use --force to overwrite)")
     if out.is_dir():

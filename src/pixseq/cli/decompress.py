@@ -8,8 +8,10 @@ HELP = "decompress a .pxs file to an image (the file names the model that can de
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
+    from pixseq.cli.common import path_arg
+
     parser.add_argument("file", help=".pxs file written by `pixseq compress`")
-    parser.add_argument("--out", required=True, help="output image (format from the suffix, e.g. .png)")
+    parser.add_argument("--out", required=True, type=path_arg, help="output image (format from the suffix, e.g. .png)")
     parser.add_argument("--model", default=None,
                         help="model directory (default: the directory recorded in the file, hash-checked)")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")

@@ -7,7 +7,9 @@ HELP = "train a small iGPT on Fashion-MNIST (a few CPU minutes) and write an HTM
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="pixseq-demo", help="output folder (default ./pixseq-demo); "
+    from pixseq.cli.common import path_arg
+
+    parser.add_argument("--out", default="pixseq-demo", type=path_arg, help="output folder (default ./pixseq-demo); "
                                                                "the page is OUT/index.html, the model OUT/model")
     parser.add_argument("--quick", action="store_true", help="a tiny version in well under a minute (tests, CI)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default 300; 25 with --quick)")

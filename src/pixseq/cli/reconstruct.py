@@ -7,9 +7,11 @@ HELP = "reconstruct an image through a VQGAN tokenizer; prints bits/pixel of the
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
+    from pixseq.cli.common import path_arg
+
     parser.add_argument("image", help="input image file")
     parser.add_argument("--model", required=True, help="a 'vqgan' or 'taming' model directory")
-    parser.add_argument("--out", required=True, help="output image file (e.g. out.png)")
+    parser.add_argument("--out", required=True, type=path_arg, help="output image file (e.g. out.png)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,10 +20,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from pixseq.checkpoint import from_pretrained
-    from pixseq.cli.common import resolve_device
+    from pixseq.cli.common import refuse_overwriting_input, resolve_device
     from pixseq.io import load_image, save_image, to_tensor, to_uint8
     from pixseq.metrics.pixel import psnr
 
+    refuse_overwriting_input(args.out, args.image)
     device = resolve_device(args.device)
     model = from_pretrained(args.model, ("vqgan", "taming"))
     tok = model.tokenizer if model.kind == "taming" else model

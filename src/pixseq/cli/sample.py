@@ -120,9 +120,11 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 # ---------------------------------------------------------------- the verb
 def add_parser(parser: argparse.ArgumentParser) -> None:
+    from pixseq.cli.common import path_arg
+
     parser.add_argument("--model", required=True, help="model directory (pixseq train igpt / train prior / convert)")
     parser.add_argument("-n", "--num", type=int, default=16, help="number of images (default 16)")
-    parser.add_argument("--out", required=True, help="output grid image, e.g. samples.png")
+    parser.add_argument("--out", required=True, type=path_arg, help="output grid image, e.g. samples.png")
     parser.add_argument("--class", dest="cls", default=None,
                         help="class index or name (class-conditional models; default: cycle through all classes)")
     add_sampling_options(parser)
@@ -152,7 +154,16 @@ def sample_images(model, num: int, cls: int | None, size: tuple[int, int] | None
             raise PixseqError(f"this {model.kind} model samples only its trained size "
                               f"{model.image_size[0]}x{model.image_size[1]}; drop --size")
         kwargs["size"] = tuple(size)
-    return model.generate(num, labels, **kwargs), ncol or math.ceil(math.sqrt(num))
+    # In batches: the KV caches of a whole -n at once can need gigabytes (an 'm' iGPT: ~17 MB
+    # per 32x32 image). Up to one batch, the samples are those of a single call.
+    images = [model.generate(len(part), None if labels is None else labels[part], **kwargs)
+              for part in torch.arange(num).split(SAMPLE_BATCH)]
+    return torch.cat(images), ncol or math.ceil(math.sqrt(num))
+
+
+#: Images sampled per model call, and per grid.
+SAMPLE_BATCH = 64
+MAX_SAMPLES = 10_000
 
 
 def run(args: argparse.Namespace) -> int:
@@ -160,8 +171,10 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.io import save_image
     from pixseq.report import make_grid
 
-    if args.num < 1:
-        raise PixseqError(f"-n must be >= 1, got {args.num}")
+    if not 1 <= args.num <= MAX_SAMPLES:
+        raise PixseqError(f"-n must be from 1 to {MAX_SAMPLES} (one grid image), got {args.num}")
+    if args.ncol is not None and args.ncol < 1:
+        raise PixseqError(f"--ncol must be >= 1, got {args.ncol}")
     out = output_path(args.out)
     size = parse_size(args.size)
     device = resolve_device(args.device)
@@ -170,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
     cls = parse_class(model, args.cls)
     images, ncol = sample_images(model, args.num, cls, size, **sampling_kwargs(args, device))
     tiles = to_uint8_batch(images)
-    save_image(make_grid(tiles, ncol=args.ncol or ncol, scale=legible_scale(tiles[0].shape[0])), out)
+    ncol = min(args.ncol, args.num) if args.ncol else ncol  # more columns than images: empty space
+    save_image(make_grid(tiles, ncol=ncol, scale=legible_scale(tiles[0].shape[0])), out)
     what = f"class {cls}" if cls is not None else ("all classes" if model.num_classes else "unconditional")
     print(f"wrote {out}: {args.num} samples ({what}), {tiles[0].shape[0]}x{tiles[0].shape[1]} each")
     return 0

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pixseq.cli.common import path_arg
 from pixseq.errors import PixseqError
 from pixseq.train.distributed import is_main_process
 
@@ -39,7 +40,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.train import add_train_arguments
 
     parser.add_argument("--data", required=True, help="data spec: fashion-mnist[:train|test], a folder, photos")
-    parser.add_argument("--out", required=True, help="model directory to write")
+    parser.add_argument("--out", required=True, type=path_arg, help="model directory to write")
     parser.add_argument("--size", choices=["s", "m", "l"], default=None, help="GPT size preset (default s)")
     parser.add_argument("--image-size", type=int, default=None,
                         help="square side images are resized to (default: the data's side up to 32)")
@@ -112,6 +113,8 @@ def _run_settings(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from pixseq.cli.common import resolve_device
     from pixseq.data import load_data, resize_square
     from pixseq.io import atomic_write
@@ -129,10 +132,18 @@ def run(args: argparse.Namespace) -> int:
     data = load_data(settings["data"], limit=settings["limit"])
     if settings["classes"] and data.labels is None:
         raise PixseqError(f"--classes needs labelled data; {settings['data']!r} has no labels")
-    side = settings["image_size"] or default_image_size(data.images)
-    palette = settings["palette"] or 512
+    side = settings["image_size"] if settings["image_size"] is not None else default_image_size(data.images)
+    palette = settings["palette"] if settings["palette"] is not None else 512
     if not 1 <= side <= 256 or palette < 2:
         raise PixseqError(f"--image-size must be in 1..256 and --palette >= 2, got {side} and {palette}")
+    if palette > len(data.images) * side * side:
+        raise PixseqError(f"--palette {palette} is more colours than the {len(data.images) * side * side} "
+                          "training pixels it is fitted to")
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    if len(data.images) < train_config.batch_size * world:  # before anything is written
+        raise PixseqError(f"{settings['data']!r} has {len(data.images)} images, fewer than one batch of "
+                          f"{train_config.batch_size} x {world} process(es); pass a smaller --batch-size")
+    device = resolve_device(args.device)
     settings = {**settings, "size": settings["size"] or "s", "image_size": side, "palette": palette,
                 "classes": bool(settings["classes"])}
     images = resize_square(data.images, side)
@@ -142,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         with atomic_write(out / "train" / RUN_NAME, "w") as fh:
             json.dump(settings, fh, indent=2)
     meta = {"class_names": list(data.class_names) if num_classes else [], "data": settings["data"]}
-    model, history = fit_igpt(model, images, data.labels, out, train_config, resolve_device(args.device),
+    model, history = fit_igpt(model, images, data.labels, out, train_config, device,
                               resume=args.resume, meta=meta)
     last = history[-1] if history else {}
     loss = last.get("loss", float("nan"))

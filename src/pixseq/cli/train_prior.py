@@ -13,11 +13,13 @@ def _defaults():
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
+    from pixseq.cli.common import path_arg
+
     from pixseq.train.args import add_train_arguments
 
     parser.add_argument("--tokenizer", required=True, help="VQGAN model directory (pixseq train vqgan / convert taming)")
     parser.add_argument("--data", required=True, help="data spec: a folder, fashion-mnist[:train|test] or photos")
-    parser.add_argument("--out", required=True, help="model directory to write (kind 'taming')")
+    parser.add_argument("--out", required=True, type=path_arg, help="model directory to write (kind 'taming')")
     parser.add_argument("--classes", action="store_true", help="class-conditional (one class token; needs labels)")
     parser.add_argument("--condition", choices=["lowres", "edges"], default=None,
                         help="image-conditional: codes of a half-size copy or an edge map are prepended")

@@ -13,10 +13,12 @@ def _defaults():
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
+    from pixseq.cli.common import path_arg
+
     from pixseq.train.args import add_train_arguments
 
     parser.add_argument("--data", required=True, help="data spec: a folder, fashion-mnist[:train|test] or photos")
-    parser.add_argument("--out", required=True, help="model directory to write (also holds the training state)")
+    parser.add_argument("--out", required=True, type=path_arg, help="model directory to write (also holds the training state)")
     parser.add_argument("--factor", type=int, default=8, choices=[4, 8, 16], help="downsampling factor f (default 8)")
     parser.add_argument("--codes", type=int, default=1024, help="codebook size K (default 1024)")
     parser.add_argument("--dim", type=int, default=64, help="code dimension (default 64)")
@@ -35,6 +37,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     add_train_arguments(parser, _defaults())
 
 
+#: The PatchGAN discriminator (3 stride-2 and 2 stride-1 4x4 convolutions) needs 24 px.
+MIN_IMAGE_SIZE = 24
+
+
 def run(args: argparse.Namespace) -> int:
     from pixseq.cli.common import resolve_device
     from pixseq.data import load_data
@@ -50,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
     data = load_data(args.data, limit=args.limit)
     shapes = {im.shape[:2] for im in data.images}
     (h, w) = next(iter(shapes))
-    size = args.image_size or (h if len(shapes) == 1 and h == w else 64)
+    size = args.image_size if args.image_size is not None else (h if len(shapes) == 1 and h == w else 64)
+    if size < MIN_IMAGE_SIZE:  # checked before anything is written
+        raise PixseqError(f"--image-size must be at least {MIN_IMAGE_SIZE} (the smallest input of the "
+                          f"PatchGAN discriminator's 4x4 convolutions), got {size}")
     fixed = shapes == {(size, size)}  # else: random crops of size x size
     cfg = vqgan_config(args.factor, args.codes, args.dim, args.ch, dead_restart=args.dead_restart,
                        ema=args.ema, l2_norm=args.l2_norm)

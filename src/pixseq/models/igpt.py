@@ -42,8 +42,10 @@ class IGPTConfig:
     num_classes: int = 0
 
     def __post_init__(self) -> None:
-        if self.palette_size < 2 or self.image_size < 1 or self.num_classes < 0:
-            raise ValueError("palette_size must be >= 2, image_size >= 1, num_classes >= 0")
+        if self.palette_size < 2 or not 1 <= self.image_size <= 256 or self.num_classes < 0:
+            # (256: a 65 536-pixel sequence; iGPT itself stops at 64. Larger would only
+            # allocate positions for gigabytes before anything failed.)
+            raise ValueError("palette_size must be >= 2, image_size 1..256, num_classes >= 0")
 
     def resolved(self) -> "IGPTConfig":
         """This config with the GPT's vocabulary, length and conditioning filled in."""

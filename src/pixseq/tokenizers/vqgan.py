@@ -202,6 +202,11 @@ class VQGAN(nn.Module):
 
     def encode_latent(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1] -> pre-quantization latents ``(B, d, h, w)``."""
+        H, W = images.shape[-2:]
+        f = self.factor
+        if -(-H // f) * -(-W // f) < 2:  # one latent position: GroupNorm has one value per group
+            raise PixseqError(f"images of {W}x{H} are too small for this tokenizer: it needs more than one "
+                              f"{f}x{f} block (e.g. at least {f + 1}x{f})")
         return self.quant_conv(self.encoder(self.pad(images) * 2 - 1))
 
     def decode_latent(self, z_q: torch.Tensor) -> torch.Tensor:
