@@ -1,7 +1,8 @@
 /* SSIM and its contrast-structure term, one map pair at a time: pixseq's fused CPU kernel
  * for pixseq.metrics.ssim (Wang et al. 2004; see that module for the definitions).
  *
- * The four window statistics of the mean-shifted images (a, b, a^2 + b^2, ab) are formed
+ * The four window statistics of the mean-shifted images (a, b, a^2 + b^2, ab; each image
+ * shifted by its own mean, shift[2 m] and shift[2 m + 1] for map pair m) are formed
  * row by row, filtered along the row into a ring of k rows, filtered down the columns
  * straight into registers, turned into SSIM and cs values and summed -- no full-size
  * intermediate is ever written. The arithmetic is that of the PyTorch code, step for
@@ -40,7 +41,7 @@ int64_t pixseq_ssim_work_size(int64_t w, int64_t k) { return (4 * k + 4) * row_s
 
 /* SSIM and cs from the four filtered statistics, the steps of _ssim_cs_maps; written once
  * for scalars and vectors (GCC / Clang vector extensions take the same operators). */
-#define SSIM_CS(T, ma, mb, e_sq, e_ab, sh, cov_norm, scale, c1, c2, ssim_out, cs_out)     \
+#define SSIM_CS(T, ma, mb, e_sq, e_ab, sha, shb, cov_norm, scale, c1, c2, ssim_out, cs_out) \
     do {                                                                                    \
         T var_sum_ = (e_sq) - ((ma) * (ma) + (mb) * (mb));                                  \
         T cov2_ = ((e_ab) - (ma) * (mb)) * 2;                                               \
@@ -49,7 +50,7 @@ int64_t pixseq_ssim_work_size(int64_t w, int64_t k) { return (4 * k + 4) * row_s
             cov2_ = cov2_ * (cov_norm);                                                     \
         }                                                                                   \
         T cs_ = (cov2_ + (c2)) / (var_sum_ + (c2));                                         \
-        T a_ = (ma) + (sh), b_ = (mb) + (sh);                                               \
+        T a_ = (ma) + (sha), b_ = (mb) + (shb);                                             \
         T lum_ = ((a_ * b_) * 2 + (c1)) / ((a_ * a_ + b_ * b_) + (c1));                     \
         ssim_out = lum_ * cs_;                                                              \
         cs_out = cs_;                                                                       \
@@ -99,12 +100,12 @@ int64_t pixseq_ssim_work_size(int64_t w, int64_t k) { return (4 * k + 4) * row_s
         T *stat = ring + 4 * k * rs; /* the 4 statistics of the current row */                                \
         for (int64_t m = 0; m < maps; m++) {                                                                  \
             const T *am = a + m * h * w, *bm = b + m * h * w;                                                 \
-            const T sh = (T)shift[m], c1 = (T)c1_d[m], c2 = (T)c2_d[m];                                        \
+            const T sha = (T)shift[2 * m], shb = (T)shift[2 * m + 1], c1 = (T)c1_d[m], c2 = (T)c2_d[m];     \
             double ssim_total = 0.0, cs_total = 0.0;                                                          \
             for (int64_t y = 0; y < h; y++) {                                                                 \
                 T *sa = stat, *sb = stat + rs, *ssq = stat + 2 * rs, *sab = stat + 3 * rs;                     \
                 for (int64_t x = 0; x < w; x++) {                                                             \
-                    T u = am[y * w + x] - sh, v = bm[y * w + x] - sh;                                         \
+                    T u = am[y * w + x] - sha, v = bm[y * w + x] - shb;                                       \
                     sa[x] = u;                                                                                \
                     sb[x] = v;                                                                                \
                     ssq[x] = u * u + v * v;                                                                   \
@@ -124,7 +125,7 @@ int64_t pixseq_ssim_work_size(int64_t w, int64_t k) { return (4 * k + 4) * row_s
                         for (int64_t t = 1; t < k; t++) f[j] = FMA_V(load_##SUFFIX(rows[j][t] + x), taps[t], f[j]); \
                     }                                                                                         \
                     VT s_, c_;                                                                                \
-                    SSIM_CS(VT, f[0], f[1], f[2], f[3], sh, cov_norm, scale, c1, c2, s_, c_);                 \
+                    SSIM_CS(VT, f[0], f[1], f[2], f[3], sha, shb, cov_norm, scale, c1, c2, s_, c_);           \
                     ssim_acc += s_;                                                                           \
                     cs_acc += c_;                                                                             \
                 }                                                                                             \
@@ -140,7 +141,7 @@ int64_t pixseq_ssim_work_size(int64_t w, int64_t k) { return (4 * k + 4) * row_s
                         for (int64_t t = 1; t < k; t++) f[j] = FMA_S(rows[j][t][x], taps[t], f[j]);           \
                     }                                                                                         \
                     T s_, c_;                                                                                 \
-                    SSIM_CS(T, f[0], f[1], f[2], f[3], sh, cov_norm, scale, c1, c2, s_, c_);                  \
+                    SSIM_CS(T, f[0], f[1], f[2], f[3], sha, shb, cov_norm, scale, c1, c2, s_, c_);            \
                     ssim_row += s_;                                                                           \
                     cs_row += c_;                                                                             \
                 }                                                                                             \

@@ -125,7 +125,8 @@ def _native_ssim_and_cs(
         return None
     n, c, h, wd = a.shape
     a, b = a.to(w.dtype).contiguous(), b.to(w.dtype).contiguous()
-    shift = _map_means(a).reshape(-1).to(torch.float64)  # (N*C,), values of the compute dtype
+    # (N*C, 2): each map pair's two means, values of the compute dtype
+    shift = torch.cat([_map_means(a).reshape(-1, 1), _map_means(b).reshape(-1, 1)], 1).to(torch.float64)
     # One value per map; the kernel rounds them to the compute dtype, as eager does.
     c1, c2 = (torch.as_tensor(x, dtype=torch.float64).reshape(-1, 1).expand(n, c).contiguous().view(-1)
               for x in (c1, c2))
@@ -142,7 +143,7 @@ def _native_ssim_and_cs(
         start, count = maps.start, len(maps)
         fn(ptr(a.data_ptr() + start * per_map), ptr(b.data_ptr() + start * per_map),
            *map(ctypes.c_int64, (count, h, wd)), ptr(taps.data_ptr()), ctypes.c_int64(w.numel()),
-           ptr(shift.data_ptr() + 8 * start), ctypes.c_double(cov_norm), ptr(c1.data_ptr() + 8 * start),
+           ptr(shift.data_ptr() + 16 * start), ctypes.c_double(cov_norm), ptr(c1.data_ptr() + 8 * start),
            ptr(c2.data_ptr() + 8 * start), ptr(out.data_ptr() + 16 * start), ptr(work.data_ptr()))
 
     fused.run_split(n * c, run)
@@ -152,9 +153,11 @@ def _native_ssim_and_cs(
 def _map_means(a: torch.Tensor) -> torch.Tensor:
     """Per-map means of ``(N, C, H, W)`` -> ``(N, C, 1, 1)`` in ``a``'s dtype.
 
-    Both images are shifted by this constant (their reference's mean): variances and
-    covariance are shift-invariant, and values near 0 keep E[x^2] - E[x]^2 accurate in
-    float32. (Row sums first, then float64: the result per map does not depend on how
+    Each image is shifted by its own mean: variances and covariance are shift-invariant,
+    and values near 0 keep E[x^2] - E[x]^2 accurate in float32 (a single shift for both,
+    the reference's, left a brightness-shifted image off-centre: 4e-5 of MS-SSIM for a
+    black image against a flat 0.9). Identical images get the same shift, so their SSIM
+    stays exactly 1. (Row sums first, then float64: the result per map does not depend on how
     many maps share the call, so batched and one-at-a-time scores agree bitwise.)
     """
     h, wd = a.shape[-2:]
@@ -173,14 +176,14 @@ def _ssim_cs_maps(
 
     (pixseq's C kernel, ``kernels/ssim.c``, does the same steps in one sweep.)
     """
-    shift = _map_means(a)
+    shift_a, shift_b = _map_means(a), _map_means(b)
     n, c, h, wd = a.shape
     # Four window statistics suffice: SSIM needs var_a + var_b only as a sum, so
     # a^2 + b^2 is filtered as one map. They are written into one buffer (no stack copy).
     stats = torch.empty((n, 4 * c, h, wd), dtype=a.dtype, device=a.device)
     sa, sb, ssq, sab = stats.chunk(4, 1)
-    torch.sub(a, shift, out=sa)
-    torch.sub(b, shift, out=sb)
+    torch.sub(a, shift_a, out=sa)
+    torch.sub(b, shift_b, out=sb)
     torch.mul(sb, sb, out=sab)
     torch.mul(sa, sa, out=ssq).add_(sab)
     torch.mul(sa, sb, out=sab)
@@ -194,7 +197,7 @@ def _ssim_cs_maps(
         var_sum.mul_(cov_norm)
         cov2.mul_(cov_norm)
     cs_map = cov2.add_(c2).div_(var_sum.add_(c2))
-    mu_a, mu_b = mu_a.add_(shift), mu_b.add_(shift)  # back to absolute luminance
+    mu_a, mu_b = mu_a.add_(shift_a), mu_b.add_(shift_b)  # back to absolute luminance
     lum = (mu_a * mu_b).mul_(2).add_(c1).div_(mu_a.square_().add_(mu_b.square_()).add_(c1))
     # Row sums in the compute precision, then float64 over the rows (no float64 map copy).
     count = cs_map.shape[-1] * cs_map.shape[-2]
