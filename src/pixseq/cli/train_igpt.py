@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.data import load_data, resize_square
     from pixseq.io import atomic_write
     from pixseq.train import config_from_args
+    from pixseq.train.batches import batches_per_epoch
 
     out = Path(args.out)
     if (out / "config.json").exists() and not (args.resume or args.force):
@@ -140,9 +141,7 @@ def run(args: argparse.Namespace) -> int:
         raise PixseqError(f"--palette {palette} is more colours than the {len(data.images) * side * side} "
                           "training pixels it is fitted to")
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    if len(data.images) < train_config.batch_size * world:  # before anything is written
-        raise PixseqError(f"{settings['data']!r} has {len(data.images)} images, fewer than one batch of "
-                          f"{train_config.batch_size} x {world} process(es); pass a smaller --batch-size")
+    batches_per_epoch(len(data.images), train_config.batch_size, world)  # before anything is written
     device = resolve_device(args.device)
     settings = {**settings, "size": settings["size"] or "s", "image_size": side, "palette": palette,
                 "classes": bool(settings["classes"])}

@@ -28,7 +28,6 @@ from pixseq.metrics.base import (
     Metric,
     check_data_range,
     check_finite,
-    check_images,
     check_pair,
     check_span,
     memory_order,
@@ -178,26 +177,17 @@ def _fused_table(a: torch.Tensor, b: torch.Tensor, data_range: float) -> list[li
     return table
 
 
-def _checked_mse(
-    a: torch.Tensor, b: torch.Tensor, data_range: float
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Validate a pair and return its per-image MSE and, when it came for free, the
-    reference's per-image value range (max - min; else ``None``).
-
-    With fused kernels on (:mod:`pixseq.fused`) both come from :func:`_fused_table`;
-    otherwise the eager path checks a sample (:func:`check_images`) and loops over
-    images. ``data_range=inf`` skips the range check (MSE, the thesis PSNR).
-    """
-    table = _fused_table(a, b, data_range)
-    if table is not None:
-        return torch.tensor(table[0], dtype=torch.float64), torch.tensor(table[6], dtype=torch.float64)
-    a, b = check_pair(a, b, data_range, exhaustive=False, keep_uint8=True)
-    return _per_image_mse(a, b), None
+def _eager_mse(a: torch.Tensor, b: torch.Tensor, data_range: float) -> torch.Tensor:
+    """Validate a pair (the value range on a sample, :func:`check_images`; ``data_range=inf``
+    skips it) and return its per-image MSE with eager PyTorch."""
+    return _per_image_mse(*check_pair(a, b, data_range, exhaustive=False, keep_uint8=True))
 
 
 def mse(a: torch.Tensor, b: torch.Tensor, reduction: str = "none") -> torch.Tensor:
     """Mean squared error per image pair, over all channels and pixels (in the input's units)."""
-    return reduce(_checked_mse(a, b, float("inf"))[0], reduction)
+    table = _fused_table(a, b, float("inf"))
+    err = torch.tensor(table[0], dtype=torch.float64) if table is not None else _eager_mse(a, b, float("inf"))
+    return reduce(err, reduction)
 
 
 def _psnr_from_mse(err: torch.Tensor, data_range: torch.Tensor | float) -> torch.Tensor:
@@ -229,7 +219,7 @@ def psnr(
     if table is not None:  # straight from the kernel's numbers: one tensor made, no op on it
         peak = data_range**2
         return reduce(torch.tensor([_decibels(peak, err) for err in table[0]], dtype=torch.float64), reduction)
-    return reduce(_psnr_from_mse(_checked_mse(a, b, data_range)[0], data_range), reduction)
+    return reduce(_psnr_from_mse(_eager_mse(a, b, data_range), data_range), reduction)
 
 
 def psnr_thesis(a: torch.Tensor, b: torch.Tensor, reduction: str = "none") -> torch.Tensor:
@@ -239,10 +229,13 @@ def psnr_thesis(a: torch.Tensor, b: torch.Tensor, reduction: str = "none") -> to
     as the study called it. It is not comparable with fixed-range PSNR: a dark reference
     image gets a smaller peak and therefore a lower PSNR for the same error.
     """
-    err, value_range = _checked_mse(a, b, float("inf"))
-    if value_range is None:
-        flat = check_images(a, float("inf"), "reference images", exhaustive=False).flatten(1)
-        value_range = flat.amax(1) - flat.amin(1)  # (B,), exact in any float
+    table = _fused_table(a, b, float("inf"))
+    if table is not None:  # the kernel's extremes give the range for free
+        err, value_range = (torch.tensor(row, dtype=torch.float64) for row in (table[0], table[6]))
+    else:
+        a, b = check_pair(a, b, float("inf"), exhaustive=False, keep_uint8=True)
+        err, flat = _per_image_mse(a, b), a.flatten(1)
+        value_range = flat.amax(1) - flat.amin(1)  # (B,), exact in any float and in bytes
     if bool((value_range == 0).any()):
         raise PixseqError("thesis PSNR is undefined for a constant reference image (max - min = 0)")
     return reduce(_psnr_from_mse(err, value_range.to(torch.float64)), reduction)

@@ -19,16 +19,22 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from pixseq.errors import PixseqError
 
 
+def batches_per_epoch(n: int, batch_size: int, world_size: int = 1) -> int:
+    """Whole batches of ``batch_size`` per process in ``n`` items; none is an error (also
+    checked by commands before they write anything)."""
+    batches = n // (batch_size * world_size)
+    if batches == 0:
+        raise PixseqError(f"dataset has {n} items, fewer than one batch of {batch_size} x {world_size} "
+                          f"process(es); lower the batch size or add data")
+    return batches
+
+
 class BatchStream:
     """An endless stream of collated batches with resumable position."""
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
                  num_workers: int = 0) -> None:
-        n = len(dataset)  # type: ignore[arg-type]
-        self.batches_per_epoch = n // (batch_size * world_size)
-        if self.batches_per_epoch == 0:
-            raise PixseqError(f"dataset has {n} items, fewer than one batch of {batch_size} x {world_size} "
-                              f"process(es); lower the batch size or add data")
+        self.batches_per_epoch = batches_per_epoch(len(dataset), batch_size, world_size)  # type: ignore[arg-type]
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
         self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
         self.epoch, self.offset = 0, 0
