@@ -8,12 +8,21 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 
-# Fashion-MNIST ships as a Debian package (IDX files in /usr/share/datasets/fashion-mnist).
+# Debian packages: Fashion-MNIST (IDX files in /usr/share/datasets/fashion-mnist) and, where
+# there is no C compiler, gcc for pixseq's fused metric kernels (built on first use; without
+# one the metrics still work, on the slower eager path).
+APT=()
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z "${PIXSEQ_FASHION_MNIST:-}" ]; then
+  APT+=(dataset-fashion-mnist)
+fi
+if ! command -v cc >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1 && ! command -v clang >/dev/null 2>&1; then
+  APT+=(gcc libc6-dev)
+fi
+if [ ${#APT[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${APT[@]}" >/dev/null
   else
-    echo "setup: no apt-get; get Fashion-MNIST's four IDX .gz files and set PIXSEQ_FASHION_MNIST" >&2
+    echo "setup: no apt-get; install ${APT[*]} yourself (Fashion-MNIST: its four IDX .gz files and PIXSEQ_FASHION_MNIST)" >&2
   fi
 fi
 

@@ -11,8 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PIXSEQ_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
-# Eager kernels unless a test asks for fused ones (the fused_kernels fixture): a developer's
-# PIXSEQ_COMPILE=1 must not turn every metric test into a compile.
+# Eager kernels unless a test asks for fused ones (the fused_kernels fixture, or its own
+# switch): fused kernels are pixseq's default, and each fused path has tests against the
+# same references, but most tests check the eager code, which also runs on GPUs.
 os.environ["PIXSEQ_COMPILE"] = "0"
 
 # One thread everywhere: the test models are tiny (two threads fight over CI's two shared

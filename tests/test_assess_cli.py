@@ -256,7 +256,7 @@ def test_resize_and_grey_reference(tmp_path, capsys):
     assert pair["mse"] > 0 and np.isfinite(pair["psnr"])
 
 
-def test_compile_flag_gives_the_same_scores(folders, tmp_path, capsys):
+def test_compile_flags_give_the_same_scores(folders, tmp_path, capsys):
     from pixseq import fused
 
     ref, dist = folders
@@ -267,9 +267,13 @@ def test_compile_flag_gives_the_same_scores(folders, tmp_path, capsys):
                      "--json", str(tmp_path / "f.json")]) == 0
         if not fused.available():
             pytest.skip("pixseq's C kernels cannot be built here (no C compiler)")
+        assert main(["assess", str(ref), str(dist), "--metrics", metrics, "--no-compile",
+                     "--json", str(tmp_path / "n.json")]) == 0
+        assert not fused.enabled()  # --no-compile wins over the (here: fused) setting before it
     finally:
-        fused.set_enabled(None)  # --compile switches the process-wide setting on
+        fused.set_enabled(None)  # the flags switch the process-wide setting
     eager = json.loads((tmp_path / "e.json").read_text())["pairs"]
+    assert json.loads((tmp_path / "n.json").read_text())["pairs"] == eager
     fast = json.loads((tmp_path / "f.json").read_text())["pairs"]
     assert [p["name"] for p in fast] == [p["name"] for p in eager]
     for e, f in zip(eager, fast):

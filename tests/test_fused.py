@@ -1,4 +1,4 @@
-"""pixseq.fused: opt-in C kernels, built once per machine, that fall back to eager code loudly and once."""
+"""pixseq.fused: C kernels on by default, built once per machine, that fall back to eager code loudly and once."""
 from __future__ import annotations
 
 import multiprocessing
@@ -20,12 +20,18 @@ def clean_state(monkeypatch):
     fused.set_enabled(None)
 
 
-def test_off_by_default_and_env_switch(clean_state, monkeypatch):
+def test_on_by_default_and_env_switch(clean_state, monkeypatch):
     monkeypatch.delenv("PIXSEQ_COMPILE", raising=False)
-    assert not fused.enabled()
+    assert fused.enabled()
+    for off in ("0", "false", " OFF ", "no"):
+        monkeypatch.setenv("PIXSEQ_COMPILE", off)
+        assert not fused.enabled()
     monkeypatch.setenv("PIXSEQ_COMPILE", "1")
     assert fused.enabled()
     fused.set_enabled(False)  # the explicit setting wins over the environment
+    assert not fused.enabled()
+    with fused.using(True):
+        assert fused.enabled()
     assert not fused.enabled()
 
 
@@ -71,6 +77,28 @@ def test_native_compile_error_is_one_line_and_leaves_nothing(kernel_cache, tmp_p
         fused._build(source)
     assert "\n" not in str(info.value)
     assert list(kernel_cache.iterdir()) == []  # no half-written library, no temporary file
+
+
+@needs_cc
+def test_a_compiler_refusing_march_native_gets_the_portable_build(kernel_cache, monkeypatch, tmp_path_factory, capsys):
+    # Older clang on ARM (and some cross compilers) reject -march=native: the kernels are
+    # then built without it, quietly, rather than not at all.
+    real = next(shutil.which(c) for c in ("cc", "gcc", "clang") if shutil.which(c))
+    wrapper = tmp_path_factory.mktemp("bin") / "picky-cc"
+    wrapper.write_text("#!/bin/sh\n"
+                       'for a in "$@"; do [ "$a" = -march=native ] && { echo "error: unsupported -march=native" >&2; exit 1; }; done\n'
+                       f'exec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CC", str(wrapper))
+    fused.set_enabled(True)
+    lib = fused.native("pixel")
+    assert lib is not None and fused.available()
+    assert len(list(kernel_cache.glob("pixel-*.so"))) == 1 and "unavailable" not in capsys.readouterr().err
+    # A kernel the compiler rejects either way reports the first (native) build's error.
+    source = tmp_path_factory.mktemp("src") / "broken.c"
+    source.write_text("int broken(void) { return 1 + ; }\n")
+    with pytest.raises(fused.BuildFailed, match="unsupported -march=native"):
+        fused._build_for_this_cpu(source)
 
 
 def test_native_without_a_compiler_falls_back_with_one_notice(kernel_cache, monkeypatch, capsys):

@@ -281,13 +281,26 @@ def test_float32_ssim_keeps_its_precision_under_a_brightness_shift(fused):
         assert ssim(b, b).tolist() == [1.0, 1.0]  # identical images: the same shift, exactly 1
 
 
-def test_cheap_checks_on_large_and_channels_last_batches():
-    # Batches above the sample size take the sampled span check; NaN / inf must still be
-    # found exactly (through the per-image sums), wherever the one bad pixel sits.
+@pytest.mark.parametrize("fused", [False, True], ids=["eager", "fused"])
+def test_cheap_checks_on_large_and_channels_last_batches(fused):
+    # Batches above the sample size take the sampled span check (eager; the fused pass
+    # checks every value); NaN / inf must still be found exactly (through the per-image
+    # sums), wherever the one bad pixel sits.
+    from pixseq import fused as fused_kernels
+
+    with fused_kernels.using(fused):
+        _check_large_and_channels_last(fused)
+
+
+def _check_large_and_channels_last(fused: bool) -> None:
     g = torch.Generator().manual_seed(1)
     x = torch.rand(2, 3, 160, 200, generator=g).contiguous(memory_format=torch.channels_last)
     y = (x + 0.01).clamp(0, 1)
-    torch.testing.assert_close(psnr(x, y), psnr(x.contiguous(), y.contiguous()), rtol=0, atol=1e-9)
+    # Both layouts are read in memory order: the float32 squares are summed in another
+    # order, ~1e-7 relative on the MSE at most, i.e. < 1e-6 dB (measured: 2e-9 dB fused;
+    # the eager sums happen to agree to 1e-9).
+    torch.testing.assert_close(psnr(x, y), psnr(x.contiguous(), y.contiguous()), rtol=0,
+                               atol=1e-6 if fused else 1e-9)
     for bad in (float("nan"), float("inf")):
         z = y.clone()
         z[1, 2, 159, 199] = bad  # the last pixel: outside any sampled run is possible

@@ -1,23 +1,24 @@
-"""Opt-in fused kernels: pixseq's own C for the memory-bound per-pixel metrics.
+"""Fused kernels: pixseq's own C for the memory-bound per-pixel metrics, on by default.
 
 Per-pixel metrics (PSNR, SSIM's window statistics, BRISQUE's feature maps) are chains
 of cheap elementwise ops, filters and reductions. Eager PyTorch runs each op as its own
 pass over memory, so a chain of twenty ops reads and writes the image twenty times. A
 fused kernel does the whole chain in one sweep while the data is in cache: pixseq ships
 small C kernels for MSE / PSNR, SSIM / MS-SSIM and BRISQUE (``pixseq/kernels/*.c``), and
-:func:`native` builds each once per machine with the system C compiler (1-3 s each),
-caches the shared library (``~/.cache/pixseq/kernels``, or ``$PIXSEQ_KERNEL_CACHE``) and
-loads it with :mod:`ctypes`. They do the arithmetic of the PyTorch code step for step, so
-the numbers agree with the eager path to rounding (the metrics' tests bound it).
+:func:`native` builds each once per machine with the system C compiler (1-4 s, the first
+time a metric is used), caches the shared library (``~/.cache/pixseq/kernels``, or
+``$PIXSEQ_KERNEL_CACHE``) and loads it with :mod:`ctypes`. They do the arithmetic of the
+PyTorch code step for step, so the numbers agree with the eager path to rounding (the
+metrics' tests bound it).
 
 (TorchInductor, used for these functions before, reached a quarter (BRISQUE) to two
 thirds (PSNR) of the C kernels' speed on CPU, after a start-up of 15-60 s per process.)
 
-They need a C compiler, so fused kernels are **off by default** and turned on with
-:func:`set_enabled` (or :func:`using` for a block), ``PIXSEQ_COMPILE=1``, or ``pixseq
-assess --compile``. If a build fails (no compiler, an unsupported platform), pixseq says
-so once on stderr and keeps using the eager PyTorch code. CPU tensors only: on a GPU the
-eager code already runs in parallel kernels.
+They are **on by default** for CPU tensors; ``PIXSEQ_COMPILE=0``, :func:`set_enabled`
+(or :func:`using` for a block) or ``pixseq assess --no-compile`` turn them off. Where no
+build is possible (no C compiler, an unsupported platform), pixseq says so once per
+process on stderr and uses the eager PyTorch code, with the same numbers. On a GPU the
+eager code already runs in parallel kernels and is always used.
 """
 from __future__ import annotations
 
@@ -39,13 +40,15 @@ import torch
 
 _enabled: bool | None = None  # None: read PIXSEQ_COMPILE
 _broken: str | None = None  # why compiling failed, once it has
+_OFF = ("0", "false", "no", "off")
 
 
 def enabled() -> bool:
-    """Whether fused (compiled) kernels are used: :func:`set_enabled`, else ``PIXSEQ_COMPILE``."""
+    """Whether fused (compiled) kernels are used: :func:`set_enabled`, else on unless
+    ``PIXSEQ_COMPILE`` is ``0`` / ``false`` / ``no`` / ``off``."""
     if _enabled is not None:
         return _enabled
-    return os.environ.get("PIXSEQ_COMPILE", "").strip().lower() in ("1", "true", "yes", "on")
+    return os.environ.get("PIXSEQ_COMPILE", "").strip().lower() not in _OFF
 
 
 def set_enabled(value: bool | None) -> None:
@@ -81,7 +84,8 @@ def _give_up(err: BaseException) -> None:
     global _broken
     first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
     _broken = f"{type(err).__name__}: {first_line}"
-    print(f"pixseq: fused kernels unavailable ({_broken}); using eager PyTorch", file=sys.stderr)
+    print(f"pixseq: fused kernels unavailable ({_broken}); using eager PyTorch, same numbers "
+          "(PIXSEQ_COMPILE=0 skips the build)", file=sys.stderr)
 
 
 _KERNELS = Path(__file__).resolve().parent / "kernels"
@@ -102,7 +106,7 @@ def native(name: str) -> ctypes.CDLL | None:
         return None
     if name not in _libraries:
         try:
-            _libraries[name] = ctypes.CDLL(str(_build(_KERNELS / f"{name}.c")))
+            _libraries[name] = ctypes.CDLL(str(_build_for_this_cpu(_KERNELS / f"{name}.c")))
         except Exception as err:  # noqa: BLE001 - no compiler, a failed build: fall back to eager
             _give_up(err)
             return None
@@ -176,26 +180,46 @@ def _cache_dir() -> Path:
         return fallback
 
 
-def _build(source: Path) -> Path:
+class BuildFailed(RuntimeError):
+    """The compiler ran and rejected the kernel (as opposed to there being no compiler)."""
+
+
+def _build_for_this_cpu(source: Path) -> Path:
+    """:func:`_build` with ``-march=native``, or without it where the compiler refuses that
+    flag (older clang on ARM, some cross compilers): the generic code paths, same numbers."""
+    try:
+        return _build(source)
+    except BuildFailed:
+        if "-march=native" not in _CFLAGS:
+            raise
+        try:
+            return _build(source, tuple(f for f in _CFLAGS if f != "-march=native"))
+        except BuildFailed:
+            pass
+        raise  # the first, native build's error is the one worth reading
+
+
+def _build(source: Path, flags: tuple[str, ...] | None = None) -> Path:
     """Compile ``source`` into a shared library, once per (source, compiler, flags, CPU).
 
     The library is written under a temporary name and renamed into place, so a build that
     is interrupted, or two processes building at once, never leave a broken file behind.
     """
+    flags = _CFLAGS if flags is None else flags
     cc = _compiler()
-    key = hashlib.sha256("\0".join([source.read_text(), cc, _compiler_version(cc), *_CFLAGS, _cpu_id()]).encode())
+    key = hashlib.sha256("\0".join([source.read_text(), cc, _compiler_version(cc), *flags, _cpu_id()]).encode())
     target = _cache_dir() / f"{source.stem}-{key.hexdigest()[:16]}.so"
     if target.is_file():
         return target
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        done = subprocess.run([cc, *_CFLAGS, "-o", tmp, str(source), "-lm"], capture_output=True, text=True,
+        done = subprocess.run([cc, *flags, "-o", tmp, str(source), "-lm"], capture_output=True, text=True,
                               timeout=300)
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
             first = next((ln for ln in lines if "error" in ln.lower()), lines[0])  # not "In function ..."
-            raise RuntimeError(f"building {source.name} with {cc} failed: {first.strip()}")
+            raise BuildFailed(f"building {source.name} with {cc} failed: {first.strip()}")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

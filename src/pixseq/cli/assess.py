@@ -57,10 +57,10 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--html", type=path_arg, help="write an HTML report into this folder")
     p.add_argument("--weights-dir", type=path_arg, default=None, help="folder holding pretrained weight files")
     p.add_argument("--offline", action="store_true", default=None, help="never download weights")
-    p.add_argument("--compile", action="store_true",
-                   help="fused CPU kernels for PSNR / MSE / SSIM / MS-SSIM / BRISQUE, several times faster: "
-                        "pixseq's C kernels, built once per machine with the system C compiler (a few s; same as "
-                        "PIXSEQ_COMPILE=1)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="fused CPU kernels for PSNR / MSE / SSIM / MS-SSIM / BRISQUE (the default; several times "
+                        "faster): pixseq's C kernels, built once per machine with the system C compiler. "
+                        "--no-compile uses eager PyTorch, as PIXSEQ_COMPILE=0 does")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -425,8 +425,8 @@ def check_options(args: argparse.Namespace, pairs: Pairs) -> None:
 
 def run(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
-    if args.compile:
-        fused.set_enabled(True)
+    if args.compile is not None:
+        fused.set_enabled(args.compile)
     device = resolve_device(args.device)
     pairs = find_pairs(Path(args.ref), Path(args.dist))
     check_options(args, pairs)
