@@ -113,6 +113,17 @@ def test_train_refuses_to_overwrite_and_bad_resume(model_dir, folder, capsys):
                                                                 str(model_dir.parent / "x")]))
 
 
+def test_resume_with_more_steps_says_the_schedule_moved(folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "igpt", "--data", str(folder), "--out", str(out)] + TRAIN
+    assert main(base + ["--steps", "2"]) == 0
+    capsys.readouterr()
+    assert main(base + ["--steps", "3", "--resume"]) == 0
+    assert "--steps changed from 2 to 3 on resume" in capsys.readouterr().err
+    history = [json.loads(line) for line in (out / "train" / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in history] == [0, 1, 2]
+
+
 def test_interrupted_training_resumes_exactly(model_dir, folder, tmp_path, monkeypatch, capsys):
     from pixseq.train import trainer as trainer_mod
 
@@ -244,6 +255,7 @@ def test_sample_in_batches_of_bounded_size(model_dir, monkeypatch):
     (["--palette", "0"], "--palette >= 2"),
     (["--palette", "100000"], "more colours than"),
     (["--batch-size", "1000"], "fewer than one batch"),
+    (["--steps", "0"], "--steps must be >= 1"),  # would save an untrained model
     (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "bogus"], "cuda|bogus|invalid"),
 ])
 def test_train_bad_options_write_nothing(folder, tmp_path, capsys, extra, pattern):

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.models.taming_train import fit_prior, load_tokenizer
     from pixseq.train.args import config_from_args
 
+    train_config = config_from_args(args, _defaults())  # option errors before any loading
     tokenizer = load_tokenizer(args.tokenizer)
     cond_tok = load_tokenizer(args.cond_tokenizer) if args.cond_tokenizer else None
     if cond_tok is not None and not args.condition:
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = taming_config(tokenizer.config, (size, size), data.num_classes if args.classes else 0,
                         args.condition or "", args.size, cond_tok.config if cond_tok is not None else None)
     model, history = fit_prior(args.tokenizer, data.images, data.labels, args.out, cfg,
-                               config_from_args(args, _defaults()), resolve_device(args.device),
+                               train_config, resolve_device(args.device),
                                resume=args.resume, cond_tokenizer_dir=args.cond_tokenizer)
     bits = history[-1].get("model/bits_per_code", float("nan")) if history else float("nan")
     print(f"wrote {Path(args.out)}: prior over {model.grid[0]}x{model.grid[1]} codes, "

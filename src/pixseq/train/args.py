@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from pixseq.errors import PixseqError
 from pixseq.train.config import TrainConfig
 
 # (config field, flag, type, help)
@@ -45,6 +46,8 @@ def config_from_args(args: argparse.Namespace, defaults: TrainConfig | None = No
     base = dataclasses.asdict(defaults or TrainConfig())
     for name, *_ in _OPTIONS:
         base[name] = getattr(args, f"train_{name}")
+    if base["steps"] < 1:  # the Trainer allows 0 (restore only); a CLI run would save an untrained model
+        raise PixseqError(f"--steps must be >= 1, got {base['steps']}")
     if getattr(args, "seed", None) is not None:
         base["seed"] = args.seed
     return TrainConfig(**base)

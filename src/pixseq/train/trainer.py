@@ -300,6 +300,11 @@ class Trainer:
         if diffs:
             raise PixseqError(f"cannot resume {path} exactly, the run changed ({'; '.join(diffs)}); "
                               f"use the original settings or start a fresh run in another folder")
+        if saved.get("steps") != now["steps"] and self.dist.is_main:
+            # Allowed (to extend a run), but not silently: the cosine horizon moves, so the
+            # learning rate from here on differs from both the old and a fresh run's.
+            notice(f"--steps changed from {saved.get('steps')} to {now['steps']} on resume: the learning-rate "
+                   f"schedule now ends at step {now['steps']} (steps already trained are kept as they are)")
 
     # ------------------------------------------------------------------ checkpoint / logs
     def save_checkpoint(self) -> Path:
