@@ -101,6 +101,14 @@ def test_a_compiler_refusing_march_native_gets_the_portable_build(kernel_cache, 
         fused._build_for_this_cpu(source)
 
 
+@needs_cc
+def test_cc_may_carry_flags(kernel_cache, monkeypatch):
+    real = next(shutil.which(c) for c in ("cc", "gcc", "clang") if shutil.which(c))
+    monkeypatch.setenv("CC", f"{real} -w")  # as in CC="ccache gcc" or CC="gcc -m64"
+    fused.set_enabled(True)
+    assert fused.native("pixel") is not None and fused.available()
+
+
 def test_native_without_a_compiler_falls_back_with_one_notice(kernel_cache, monkeypatch, capsys):
     from pixseq.metrics.brisque import brisque
 

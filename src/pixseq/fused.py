@@ -28,6 +28,7 @@ import functools
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -146,7 +147,13 @@ def _pool(size: int) -> ThreadPoolExecutor:
 
 
 def _compiler() -> str:
-    cc = os.environ.get("CC") or next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+    """``$CC``, else the first of cc / gcc / clang on the PATH."""
+    chosen = os.environ.get("CC", "").strip()
+    if chosen:
+        if not shutil.which(shlex.split(chosen)[0]):  # CC may carry flags ("ccache gcc", "gcc -m64")
+            raise RuntimeError(f"CC={chosen} is not a program on this machine")
+        return chosen
+    cc = next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
     if not cc:
         raise RuntimeError("no C compiler found (install gcc or clang, or set CC)")
     return cc
@@ -155,7 +162,7 @@ def _compiler() -> str:
 @functools.lru_cache(maxsize=4)
 def _compiler_version(cc: str) -> str:
     """The first line of ``cc --version`` (asked once per process and compiler)."""
-    done = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([*shlex.split(cc), "--version"], capture_output=True, text=True, timeout=60)
     return (done.stdout.splitlines() or [""])[0]
 
 
@@ -214,7 +221,7 @@ def _build(source: Path, flags: tuple[str, ...] | None = None) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        done = subprocess.run([cc, *flags, "-o", tmp, str(source), "-lm"], capture_output=True, text=True,
+        done = subprocess.run([*shlex.split(cc), *flags, "-o", tmp, str(source), "-lm"], capture_output=True, text=True,
                               timeout=300)
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
