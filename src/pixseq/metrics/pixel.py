@@ -211,8 +211,9 @@ def psnr(
     ``data_range`` is fixed (1.0 for [0, 1] images, 255 for uint8-scaled). Identical images
     give ``inf`` (MSE = 0), as in scikit-image. ``reduction="mean"`` is the mean of the
     per-image PSNRs (not the PSNR of the pooled MSE). The check that values fit
-    ``data_range`` looks at a strided sample of pixels (PSNR itself costs no more than
-    an exhaustive check; see :func:`pixseq.metrics.base.check_images`).
+    ``data_range`` sees every value on the fused CPU path (the default: it comes with the
+    kernel's one pass) and a strided sample on the eager path (PSNR itself costs no more
+    than an exhaustive check; see :func:`pixseq.metrics.base.check_images`).
     """
     data_range = check_data_range(data_range)
     table = _fused_table(a, b, data_range)
