@@ -304,8 +304,12 @@ def ms_ssim(
         )
     w = _window(win_size, sigma, True, dtype)
     wt = torch.tensor(list(weights), dtype=torch.float64)
+    # Eager code works an image at a time so its ~20 intermediate maps stay in cache; the C
+    # kernel keeps only a ring of rows, so it gets the batch at once and its threads share
+    # all N * C maps of a scale (an image's 3 maps split 2 + 1 over two threads).
+    budget = 1 << 22 if fused.active() and a.device.type == "cpu" and w.numel() <= _MAX_TAPS else 1 << 18
     values = [_ms_ssim_part(a[p].to(dtype), b[p].to(dtype), w, wt, k1, k2, data_range)
-              for p in cpu_chunks(a)]
+              for p in cpu_chunks(a, budget)]
     return reduce(torch.cat(values), reduction)
 
 
