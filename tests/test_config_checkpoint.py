@@ -141,3 +141,48 @@ def test_legacy_weights_only(tmp_path):
         checkpoint.load_legacy_state(tmp_path / "evil.pt")
     with pytest.raises(PixseqError, match="not found"):
         checkpoint.load_legacy_state(tmp_path / "none.ckpt")
+
+
+@pytest.mark.parametrize("field, value, pattern", [
+    ("kind", ["test-tiny"], "'kind' must be a model kind name"),  # was a raw "unhashable type"
+    ("meta", [1], "'meta' must be a mapping"),
+])
+def test_from_pretrained_rejects_malformed_config_json(tmp_path, field, value, pattern):
+    d = checkpoint.save_pretrained(_Tiny(_TinyConfig()), tmp_path / "m")
+    doc = json.loads((d / "config.json").read_text())
+    doc[field] = value
+    (d / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(PixseqError, match=pattern):
+        checkpoint.from_pretrained(d)
+
+
+def test_from_pretrained_map_location(tmp_path):
+    d = checkpoint.save_pretrained(_Tiny(_TinyConfig()), tmp_path / "m")
+    assert checkpoint.from_pretrained(d, map_location=torch.device("cpu")).a.weight.device.type == "cpu"
+    with pytest.raises(PixseqError, match="not a torch device"):
+        checkpoint.from_pretrained(d, map_location="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(PixseqError, match="no CUDA GPU"):
+            checkpoint.from_pretrained(d, map_location="cuda")
+
+
+def test_model_id_without_weights(tmp_path):
+    d = checkpoint.save_pretrained(_Tiny(_TinyConfig()), tmp_path / "m")
+    (d / "model.safetensors").unlink()
+    with pytest.raises(PixseqError, match="no model.safetensors"):
+        checkpoint.model_id(d)
+
+
+def test_save_pretrained_checks_before_writing(tmp_path):
+    model = _Tiny(_TinyConfig(inner=_Inner(width=3)))
+    d = checkpoint.save_pretrained(_Tiny(_TinyConfig()), tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    with pytest.raises(PixseqError, match="plain JSON"):
+        checkpoint.save_pretrained(model, d, meta={"loss": torch.tensor(1.0)})
+    # the old model is untouched: no new weights beside the old config
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+    with pytest.raises(PixseqError, match="registered pixseq model"):
+        checkpoint.save_pretrained(nn.Linear(2, 2), tmp_path / "plain")
+    assert not (tmp_path / "plain").exists()
+    with pytest.raises(PixseqError, match="not a directory"):
+        checkpoint.save_pretrained(model, d / "config.json")

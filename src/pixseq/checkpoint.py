@@ -33,15 +33,33 @@ def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike, meta: 
     complete weights next to it.
     """
     directory = Path(directory)
+    # Everything that can fail on the user's input (the model, meta, the path) fails here,
+    # before anything is written: a bad meta must not leave new weights beside an old config.
+    config_text = _config_text(model, meta)
+    if directory.exists() and not directory.is_dir():
+        raise PixseqError(f"cannot save the model to {directory}: it exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_write(directory / WEIGHTS_NAME) as fh:
         fh.write(save(_dedupe_shared(state)))
-    doc = {"kind": model.kind, "config": to_dict(model.config), "pixseq_version": __version__, "meta": meta or {}}
     with atomic_write(directory / CONFIG_NAME, "w") as fh:
-        json.dump(doc, fh, indent=2, sort_keys=True)
-        fh.write("\n")
+        fh.write(config_text)
     return directory
+
+
+def _config_text(model: torch.nn.Module, meta: dict | None) -> str:
+    """The ``config.json`` text for ``model``; PixseqError if it is not a registered model or
+    ``meta`` is not a JSON-ready mapping."""
+    if not isinstance(getattr(model, "kind", None), str) or not hasattr(model, "config"):
+        raise PixseqError(f"save_pretrained needs a registered pixseq model (with .kind and .config), "
+                          f"got {type(model).__name__}")
+    if meta is not None and not isinstance(meta, dict):
+        raise PixseqError(f"meta must be a mapping, got {type(meta).__name__}")
+    doc = {"kind": model.kind, "config": to_dict(model.config), "pixseq_version": __version__, "meta": meta or {}}
+    try:
+        return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    except (TypeError, ValueError) as exc:  # a tensor, a set, a numpy scalar ... in meta
+        raise PixseqError(f"cannot save the model: meta must hold plain JSON values ({exc})") from None
 
 
 def _dedupe_shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -69,6 +87,10 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
         raise PixseqError(f"corrupt {cfg_path}: {exc}") from None
     if not isinstance(doc, dict) or "kind" not in doc or "config" not in doc:
         raise PixseqError(f"not a pixseq model directory ({cfg_path} lacks 'kind'/'config'): {directory}")
+    if not isinstance(doc["kind"], str):  # a list here would reach the registry as an unhashable key
+        raise PixseqError(f"corrupt {cfg_path}: 'kind' must be a model kind name, got {doc['kind']!r}")
+    if not isinstance(doc.get("meta", {}), dict):  # callers read meta.get(...)
+        raise PixseqError(f"corrupt {cfg_path}: 'meta' must be a mapping, got {type(doc['meta']).__name__}")
     return doc
 
 
@@ -76,6 +98,7 @@ def from_pretrained(directory: str | os.PathLike, expected_kind: str | tuple[str
                     map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild a model from a directory written by :func:`save_pretrained`."""
     directory = Path(directory)
+    device = _target_device(map_location)
     doc = read_config(directory)
     kind = doc["kind"]
     if expected_kind is not None:
@@ -89,12 +112,24 @@ def from_pretrained(directory: str | os.PathLike, expected_kind: str | tuple[str
     if not weights.is_file():
         raise PixseqError(f"model directory {directory} has no {WEIGHTS_NAME}")
     try:
-        state = load_file(str(weights), device=str(map_location))
+        # to the CPU: load_state_dict copies into the (CPU) parameters anyway; the model moves below
+        state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise PixseqError(f"corrupt weights file {weights}: {exc}") from None
     load_state_strict(model, state, source=str(weights))
     model.pretrained_meta = doc.get("meta", {})
-    return model.eval()
+    return model.to(device).eval()
+
+
+def _target_device(map_location: str | torch.device) -> torch.device:
+    """``map_location`` as a device the model can be moved to, checked before any loading."""
+    try:
+        device = torch.device(map_location)
+    except (RuntimeError, TypeError):
+        raise PixseqError(f"map_location {map_location!r} is not a torch device (e.g. 'cpu', 'cuda:0')") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PixseqError(f"map_location {map_location!r}: no CUDA GPU is available")
+    return device
 
 
 def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -130,6 +165,8 @@ def model_id(directory: str | os.PathLike) -> str:
     """A content hash identifying a model directory: sha256 of its config and weights files."""
     directory = Path(directory)
     doc = read_config(directory)
+    if not (directory / WEIGHTS_NAME).is_file():
+        raise PixseqError(f"model directory {directory} has no {WEIGHTS_NAME}")
     h = hashlib.sha256()
     h.update(json.dumps({"kind": doc["kind"], "config": doc["config"]}, sort_keys=True).encode())
     with open(directory / WEIGHTS_NAME, "rb") as fh:
