@@ -1,6 +1,7 @@
 """GPT prior, KV-cached sampling and the iGPT model (tiny configs, CPU, seconds)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from torch.utils.data import default_collate
 
 from pixseq.checkpoint import from_pretrained, save_pretrained
+from pixseq.config import from_dict
 from pixseq.errors import PixseqError
 from pixseq.models.igpt import IGPT, IGPTConfig, IGPTTask, IGPTTokenDataset
 from pixseq.priors.gpt import GPT, GPT_PRESETS, GPTConfig, gpt_config
@@ -129,6 +131,15 @@ def test_init_presets_and_tying():
     with pytest.raises(ValueError):
         GPTConfig(n_embd=10, n_head=3)
 
+
+
+@pytest.mark.parametrize("bad", [dict(dropout=1.5), dict(dropout=float("nan")), dict(norm_eps=-1e-5),
+                                 dict(cond_len=-1, cond_vocab_size=-1)])
+def test_gpt_config_rejects_bad_values_from_config_json(bad):
+    # these used to build (NaN dropout, negative eps: NaN logits) or fail deep inside torch;
+    # from a config.json they are one PixseqError
+    with pytest.raises(PixseqError, match="invalid GPTConfig"):
+        from_dict(GPTConfig, {**dataclasses.asdict(gpt_config("s", n_layer=1)), **bad})
 
 @pytest.mark.parametrize("cond_len,batch,arch", [
     (0, 3, {}), (1, 3, {}), (0, 1, {}),  # batch 1: the matrix-vector decoding path

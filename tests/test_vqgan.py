@@ -8,7 +8,10 @@ import pytest
 import scipy.stats
 import torch
 
+from pixseq import registry
 from pixseq.checkpoint import from_pretrained, save_pretrained
+from pixseq.config import to_dict
+from pixseq.errors import PixseqError
 from pixseq.tokenizers.losses import (PatchDiscriminator, VQGANLoss, VQGANLossConfig, adaptive_weight,
                                       d_loss_fn, g_loss_fn)
 from pixseq.tokenizers.quantize import QuantizerConfig, VectorQuantizer
@@ -116,6 +119,17 @@ def test_vqgan_factor_grid_and_pad_crop(factor, grid):
     out = m.reconstruct(x)
     assert out.shape == x.shape and 0 <= float(out.min()) and float(out.max()) <= 1
 
+
+
+@pytest.mark.parametrize("bad", [dict(ch=0), dict(ch_mult=[1, 0]), dict(num_res_blocks=-1), dict(dropout=1.5),
+                                 dict(quantizer=dict(num_codes=0)), dict(quantizer=dict(ema_decay=float("nan")))])
+def test_config_json_with_bad_sizes_is_one_error(bad):
+    # ch=0 used to build a model of empty convolutions, num_codes=0 a ZeroDivisionError
+    doc = to_dict(vqgan_config(4, codes=16, dim=8, ch=8))
+    for key, value in bad.items():
+        doc[key] = {**doc[key], **value} if isinstance(value, dict) else value
+    with pytest.raises(PixseqError, match="invalid (VQGAN|Quantizer)Config"):
+        registry.build("vqgan", doc)
 
 def test_save_load_roundtrip(tmp_path):
     m = VQGAN(vqgan_config(4, codes=32, dim=8, ch=8)).eval()

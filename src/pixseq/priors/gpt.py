@@ -79,6 +79,14 @@ class GPTConfig:
             raise ValueError("cond_len and cond_vocab_size must both be 0 or both be > 0")
         if self.norm not in NORMS or self.activation not in ACTIVATIONS:
             raise ValueError(f"norm must be one of {NORMS}, activation one of {ACTIVATIONS}")
+        # `not (a <= x < b)` also catches NaN; nn.Dropout would only object deep in GPT(...),
+        # and a negative eps would build a model whose norms divide by ~0 (NaN logits)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.norm_eps < 1.0:
+            raise ValueError(f"norm_eps must be in (0, 1), got {self.norm_eps}")
+        if min(self.cond_len, self.cond_vocab_size) < 0:
+            raise ValueError("cond_len and cond_vocab_size must be >= 0")
 
 
 class DecodePlan(NamedTuple):

@@ -46,6 +46,15 @@ class QuantizerConfig:
     usage_window: int = 50  # steps over which usage() counts a code as used
     reservoir: int = 4096  # recent encoder outputs kept for restarts
 
+    def __post_init__(self) -> None:
+        # num_codes=0 used to surface as a ZeroDivisionError in the codebook's initialiser
+        if min(self.num_codes, self.dim, self.dead_after, self.usage_window) < 1:
+            raise ValueError("num_codes, dim, dead_after and usage_window must be >= 1")
+        if min(self.kmeans_iters, self.reservoir) < 0:
+            raise ValueError("kmeans_iters and reservoir must be >= 0")
+        if not (self.beta >= 0.0 and 0.0 <= self.ema_decay < 1.0):  # written so that NaN fails too
+            raise ValueError(f"beta must be >= 0 and ema_decay in [0, 1), got {self.beta} and {self.ema_decay}")
+
 
 class VectorQuantizer(nn.Module):
     """Maps ``(B, d, h, w)`` encoder outputs to their nearest codebook entries."""

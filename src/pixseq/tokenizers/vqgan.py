@@ -46,6 +46,13 @@ class VQGANConfig:
     def __post_init__(self) -> None:
         if not self.ch_mult:
             raise ValueError("ch_mult must have at least one level")
+        # zero or negative sizes either fail deep inside torch's layer constructors or, worse,
+        # build a model with empty convolutions that "works" and outputs constants
+        sizes = (self.in_channels, self.ch, self.num_res_blocks, self.z_channels, self.norm_groups, *self.ch_mult)
+        if min(sizes) < 1:
+            raise ValueError("in_channels, ch, ch_mult, num_res_blocks, z_channels and norm_groups must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:  # also NaN
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         bad = [lvl for lvl in self.attn_levels if not 0 <= lvl < len(self.ch_mult)]
         if bad:
             raise ValueError(f"attn_levels {bad} outside 0..{len(self.ch_mult) - 1}")
