@@ -227,6 +227,41 @@ def test_filter_logits_against_bruteforce():
         filter_logits(logits, temperature=0.0)
 
 
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(num=0), "num must be an integer >= 1"),  # was a reshape RuntimeError
+    (dict(num=2.0), "num must be"),
+    (dict(length=13), "length must be in 1..12"),
+    (dict(temperature=float("nan")), "temperature"),  # was an IndexError from the embedding
+    (dict(temperature=float("inf")), "temperature"),
+    (dict(top_k=2.5), "top_k"),
+    (dict(top_p=1.5), "top_p"),  # was silently the same as top_p=1
+    (dict(top_p=float("nan")), "top_p"),
+    (dict(cond=None), "this prior is conditional"),
+    (dict(cond=torch.tensor([5, 0])), r"cond holds ids outside 0..4"),  # was an IndexError
+    (dict(cond=torch.tensor([1.0, 0.0])), "cond must hold integer"),
+    (dict(cond=torch.tensor([1, 0, 2])), r"cond must be \(num=2, 1\)"),
+    (dict(prefix=torch.tensor([[11], [0]])), r"prefix holds ids outside 0..10"),  # was an IndexError
+    (dict(prefix=torch.tensor([[1.7], [0.2]])), "prefix must hold integer"),  # was truncated to 1, 0
+])
+def test_sample_checks_its_arguments_first(kwargs, pattern):
+    model = tiny(cond=1)
+    args = {"num": 2, "length": 5, "cond": torch.tensor([1, 0]), **kwargs}
+    for fn in (sample, sample_full_recompute):
+        with pytest.raises(PixseqError, match=pattern):
+            fn(model, **args)
+
+
+def test_sample_accepts_lists_and_reports_nan_logits():
+    model = tiny(cond=1)
+    out = sample(model, 2, 5, cond=[1, 0], prefix=[[3], [4]], top_k=100)  # top_k > vocab: no filtering
+    assert out.shape == (2, 5) and out[:, 0].tolist() == [3, 4]
+    with torch.no_grad():
+        model.lm_head.weight.fill_(float("nan"))
+    for fn in (sample, sample_full_recompute):  # the draw used to return id V: an IndexError a step later
+        with pytest.raises(PixseqError, match="non-finite logits"):
+            fn(model, 2, 5, cond=[1, 0])
+
 # ---------------------------------------------------------------------- iGPT model
 
 def _igpt(num_classes: int = 0) -> tuple[IGPT, np.ndarray]:

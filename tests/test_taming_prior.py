@@ -115,3 +115,24 @@ def test_taming_model_dir_roundtrip(tmp_path):
     cond = torch.tensor([[1]])
     assert torch.equal(m.prior(tokens, cond), m2.prior(tokens, cond))
     assert m2.image_size == (16, 16) and m2.num_classes == 2 and m2.tokenizer.vocab_size == 16
+
+
+def test_sliding_sample_checks_its_arguments_first():
+    p = _prior()
+    grid = torch.zeros(2, 4, 4, dtype=torch.long)
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    mask[0] = True
+    cases = [
+        (dict(cond=torch.tensor([3, 0])), "cond holds ids outside 0..2"),  # was an IndexError
+        (dict(cond=torch.tensor([0, 1]), top_p=1.5), "top_p"),  # was silently ignored
+        (dict(cond=torch.tensor([0, 1]), keep=grid - 1, keep_mask=mask), "keep holds ids"),
+        (dict(cond=torch.tensor([0, 1]), keep=grid), "keep needs keep_mask"),  # keep was dropped silently
+        (dict(cond=torch.tensor([0, 1]), keep=grid, keep_mask=mask[:2]), "keep_mask must be 4x4"),
+    ]
+    for kwargs, pattern in cases:
+        with pytest.raises(PixseqError, match=pattern):
+            sliding_sample(p, 2, (4, 4), (4, 4), **kwargs)
+    with torch.no_grad():
+        p.lm_head.weight.fill_(float("nan"))
+    with pytest.raises(PixseqError, match="non-finite logits"):
+        sliding_sample(p, 2, (6, 6), (4, 4), cond=torch.tensor([0, 1]))

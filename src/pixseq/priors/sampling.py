@@ -14,8 +14,12 @@ top-p (Holtzman et al. 2020) filtering; a prefix of given tokens is kept (image 
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
+from pixseq.errors import PixseqError
 from pixseq.priors.gpt import GPT
 
 
@@ -133,23 +137,95 @@ def choose(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = N
     cdf = probs.cumsum(-1)  # (B, V)
     u = torch.rand(cdf.size(0), 1, generator=generator, device=cdf.device, dtype=cdf.dtype)  # [0, 1)
     target = (1.0 - u) * cdf[:, -1:]  # (B, 1), in (0, total]
+    # A row without a distribution (NaN logits) finds no such index and gets V, one past the
+    # vocabulary: :func:`sample` turns that into an error instead of a token.
     return torch.searchsorted(cdf, target).squeeze(1)  # (B,)
 
 
-def _prepare(prior: GPT, num: int, length: int, cond: torch.Tensor | None,
-             prefix: torch.Tensor | None) -> tuple[torch.Tensor, int]:
-    """Allocate the output ``(num, length)`` and copy the prefix in; return it and its length."""
-    if not 0 < length <= prior.config.block_size:
-        raise ValueError(f"length must be in 1..{prior.config.block_size}, got {length}")
+# ------------------------------------------------------------------ argument checks
+# sample() and sliding_sample() check what the caller gave them before any work: a bad
+# value otherwise surfaces as an IndexError from an embedding lookup many steps in, or
+# (NaN temperature, top_p > 1) as samples that quietly ignore the option.
+
+def check_options(temperature: float, top_k: int | None, top_p: float | None, greedy: bool) -> None:
+    """PixseqError unless temperature / top_k / top_p are usable (temperature is unused when greedy)."""
+    if not greedy and not (isinstance(temperature, numbers.Real) and 0 < temperature < math.inf):
+        raise PixseqError(f"temperature must be a finite number > 0 (greedy=True for argmax), got {temperature!r}")
+    # top_k > vocab_size is allowed: it keeps every token, like top_k=None
+    if top_k is not None and (not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 1):
+        raise PixseqError(f"top_k must be an integer >= 1 (or None), got {top_k!r}")
+    if top_p is not None and not (isinstance(top_p, numbers.Real) and 0 < top_p <= 1):
+        raise PixseqError(f"top_p must be in (0, 1] (or None), got {top_p!r}")
+
+
+def check_num(num: int) -> None:
+    """PixseqError unless ``num`` (sequences to draw) is an integer >= 1."""
+    if not isinstance(num, numbers.Integral) or isinstance(num, bool) or num < 1:
+        raise PixseqError(f"num must be an integer >= 1, got {num!r}")
+
+
+def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
+    """PixseqError unless ``generator`` draws on the prior's device (torch.rand refuses others)."""
+    if generator is not None and torch.device(generator.device).type != device.type:
+        raise PixseqError(f"the generator is on {generator.device}, the prior on {device}: "
+                          f"use torch.Generator(device={device.type!r})")
+
+
+def as_tokens(tokens, name: str, vocab_size: int, device: torch.device) -> torch.Tensor:
+    """``tokens`` (tensor, array or nested list of ints) as a long tensor on ``device``, each in
+    ``0..vocab_size-1``; anything else is a PixseqError naming ``name``."""
+    t = torch.as_tensor(tokens)
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise PixseqError(f"{name} must hold integer token ids, got dtype {t.dtype}")
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= vocab_size):
+        raise PixseqError(f"{name} holds ids outside 0..{vocab_size - 1} "
+                          f"(min {int(t.min())}, max {int(t.max())})")
+    return t.to(device=device, dtype=torch.long)
+
+
+def check_cond(prior: GPT, num: int, cond) -> torch.Tensor | None:
+    """``cond`` as ``(num, cond_len)`` long ids in range, on the prior's device (None stays None)."""
+    cfg = prior.config
+    if cond is None:
+        if cfg.cond_len:
+            raise PixseqError(f"this prior is conditional: give cond of shape (num, {cfg.cond_len})")
+        return None
+    if not cfg.cond_len:
+        raise PixseqError("this prior is unconditional; cond must be None")
+    cond = as_tokens(cond, "cond", cfg.cond_vocab_size, prior.lm_head.weight.device)
+    if cond.dim() == 1:
+        cond = cond[:, None]  # (B,) class ids -> (B, 1)
+    if cond.shape != (num, cfg.cond_len):
+        raise PixseqError(f"cond must be (num={num}, {cfg.cond_len}) or ({num},), got {tuple(cond.shape)}")
+    return cond
+
+
+def _no_token_drawn() -> PixseqError:
+    return PixseqError("the prior gave non-finite logits, so no token could be drawn "
+                       "(are its weights NaN?)")
+
+
+def _prepare(prior: GPT, num: int, length: int, cond, prefix, temperature: float, top_k: int | None,
+             top_p: float | None, generator: torch.Generator | None,
+             greedy: bool) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+    """Check every argument, allocate the output ``(num, length)`` and copy the prefix in;
+    return it, the prefix length and ``cond`` as ``(num, Tc)`` long."""
+    check_num(num)
+    if not isinstance(length, numbers.Integral) or not 0 < length <= prior.config.block_size:
+        raise PixseqError(f"length must be in 1..{prior.config.block_size}, got {length!r}")
+    check_options(temperature, top_k, top_p, greedy)
     device = prior.lm_head.weight.device
+    check_generator(generator, device)
+    cond = check_cond(prior, num, cond)
     out = torch.zeros(num, length, dtype=torch.long, device=device)
     P = 0
     if prefix is not None:
+        prefix = as_tokens(prefix, "prefix", prior.config.vocab_size, device)
         if prefix.dim() != 2 or prefix.size(0) != num or prefix.size(1) > length:
-            raise ValueError(f"prefix must be (num={num}, P<={length}), got {tuple(prefix.shape)}")
+            raise PixseqError(f"prefix must be (num={num}, P<={length}), got {tuple(prefix.shape)}")
         P = prefix.size(1)
-        out[:, :P] = prefix.to(device)
-    return out, P
+        out[:, :P] = prefix
+    return out, P, cond
 
 
 @torch.no_grad()
@@ -161,15 +237,20 @@ def sample(prior: GPT, num: int, length: int, cond: torch.Tensor | None = None,
 
     ``prefix`` ``(num, P)``: tokens to keep at the start (image completion); ``cond``
     ``(num, Tc)`` or ``(num,)``: conditioning tokens; ``generator``: the random source
-    (on the prior's device) so that samples are reproducible.
+    (on the prior's device) so that samples are reproducible. Bad arguments (ids outside
+    the vocabularies, top_p outside (0, 1], ...) raise PixseqError before any work.
     """
-    out, P = _prepare(prior, num, length, cond, prefix)
+    out, P, cond = _prepare(prior, num, length, cond, prefix, temperature, top_k, top_p, generator, greedy)
     dec = IncrementalDecoder(prior, num, cond)
     if P:
         dec.push(out[:, :P])  # one parallel prefill pass over the kept part
+    last = prior.config.vocab_size - 1
     for t in range(P, length):
         out[:, t] = choose(dec.next_logits(), temperature, top_k, top_p, generator, greedy)
-        dec.push(out[:, t])
+        # a failed draw (V, see choose) must not reach the embedding lookup; reported below
+        dec.push(out[:, t].clamp(max=last))
+    if P < length and int(out[:, P:].max()) > last:  # one check per call, not one sync per step
+        raise _no_token_drawn()
     return out
 
 
@@ -180,11 +261,12 @@ def sample_full_recompute(prior: GPT, num: int, length: int, cond: torch.Tensor 
                           generator: torch.Generator | None = None, greedy: bool = False) -> torch.Tensor:
     """:func:`sample` without a cache: each step re-runs the whole prefix (O(T^2) per step).
     Only for tests and benchmarks."""
-    out, P = _prepare(prior, num, length, cond, prefix)
-    if cond is not None and cond.dim() == 1:
-        cond = cond[:, None]
+    out, P, cond = _prepare(prior, num, length, cond, prefix, temperature, top_k, top_p, generator, greedy)
+    last = prior.config.vocab_size - 1
     for t in range(P, length):
         # out[:, t] is still 0 here; logits[:, t] depends only on tokens < t
         logits = prior(out[:, : t + 1], cond)[:, t].float()
         out[:, t] = choose(logits, temperature, top_k, top_p, generator, greedy)
+        if int(out[:, t].max()) > last:  # next step's embedding lookup would fail on it
+            raise _no_token_drawn()
     return out

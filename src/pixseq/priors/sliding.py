@@ -25,7 +25,8 @@ import torch
 
 from pixseq.errors import PixseqError
 from pixseq.priors.gpt import GPT
-from pixseq.priors.sampling import IncrementalDecoder, choose
+from pixseq.priors.sampling import (IncrementalDecoder, as_tokens, check_cond, check_generator, check_num,
+                                   check_options, choose)
 
 
 def window_for(n: int, win: int, stride: int) -> list[int]:
@@ -53,7 +54,8 @@ class _Window:
         """Push window tokens ``pushed..upto-1`` (already in ``grid``) in one pass."""
         if upto > self.pushed:
             win = grid[:, self.top:self.top + h, self.left:self.left + w].reshape(grid.size(0), -1)  # (B, h*w)
-            self.dec.push(win[:, self.pushed:upto])
+            # clamp: a failed draw (id V, see choose) must not reach the embedding; sliding_sample reports it
+            self.dec.push(win[:, self.pushed:upto].clamp(max=self.dec.prior.config.vocab_size - 1))
             self.pushed = upto
 
 
@@ -76,13 +78,20 @@ def sliding_sample(prior: GPT, num: int, grid: tuple[int, int], window: tuple[in
         raise PixseqError(f"window {h}x{w} exceeds the prior's context of {prior.config.block_size} tokens")
     if H < h or W < w:
         raise PixseqError(f"requested grid {H}x{W} is smaller than the prior's window {h}x{w}")
+    check_num(num)
+    check_options(temperature, top_k, top_p, greedy)
+    device = prior.lm_head.weight.device
+    check_generator(generator, device)
+    cond = check_cond(prior, num, cond)
     sh, sw = stride or (max(1, h // 2), max(1, w // 2))
     rows, cols = window_for(H, h, sh), window_for(W, w, sw)
-    device = prior.lm_head.weight.device
     out = torch.zeros(num, H, W, dtype=torch.long, device=device)
-    mask = torch.zeros(H, W, dtype=torch.bool) if keep_mask is None else keep_mask.cpu().bool()
+    mask = _keep_mask(keep, keep_mask, (H, W))
     if keep is not None:
-        out[:, mask.to(device)] = keep.to(device)[:, mask.to(device)]
+        kept = torch.as_tensor(keep).to(device)
+        if tuple(kept.shape) != (num, H, W):
+            raise PixseqError(f"keep must be (num={num}, {H}, {W}), got {tuple(kept.shape)}")
+        out[:, mask.to(device)] = as_tokens(kept[:, mask.to(device)], "keep", prior.config.vocab_size, device)
     windows: dict[tuple[int, int], _Window] = {}
     for i in range(H):
         top = rows[i]
@@ -97,7 +106,23 @@ def sliding_sample(prior: GPT, num: int, grid: tuple[int, int], window: tuple[in
                 win = windows[(top, left)] = _Window(prior, num, cond, top, left)
             win.catch_up(out, h, w, (i - top) * w + (j - left))
             out[:, i, j] = choose(win.dec.next_logits(), temperature, top_k, top_p, generator, greedy)
+    if int(out.max()) >= prior.config.vocab_size:  # one check per call (see _Window.catch_up)
+        raise PixseqError("the prior gave non-finite logits, so no token could be drawn (are its weights NaN?)")
     return out
+
+
+def _keep_mask(keep: torch.Tensor | None, keep_mask: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor:
+    """The ``(H, W)`` bool mask of kept positions (all False without ``keep``), checked against the grid."""
+    if keep_mask is None:
+        if keep is not None:
+            raise PixseqError("keep needs keep_mask: the (H, W) bool mask of the positions to keep")
+        return torch.zeros(grid, dtype=torch.bool)
+    mask = torch.as_tensor(keep_mask).cpu()
+    if tuple(mask.shape) != grid:
+        raise PixseqError(f"keep_mask must be {grid[0]}x{grid[1]}, got {tuple(mask.shape)}")
+    if mask.any() and keep is None:
+        raise PixseqError("keep_mask marks positions to keep, but no keep tokens were given")
+    return mask.bool()
 
 
 @torch.no_grad()
