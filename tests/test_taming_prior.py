@@ -1,6 +1,8 @@
 """Latent GPT of Taming Transformers: conditioning, sliding-window sampling, token completion."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -115,6 +117,16 @@ def test_taming_model_dir_roundtrip(tmp_path):
     cond = torch.tensor([[1]])
     assert torch.equal(m.prior(tokens, cond), m2.prior(tokens, cond))
     assert m2.image_size == (16, 16) and m2.num_classes == 2 and m2.tokenizer.vocab_size == 16
+
+
+def test_config_json_whose_parts_disagree_is_one_error(tmp_path):
+    # image_size edited without the prior's block_size: Taming(...) raised a raw ValueError
+    d = save_pretrained(_tiny_taming(), tmp_path / "m")
+    doc = json.loads((d / "config.json").read_text())
+    doc["config"]["image_size"] = [2 * s for s in doc["config"]["image_size"]]
+    (d / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(PixseqError, match="invalid taming config.*block_size"):
+        from_pretrained(d)
 
 
 def test_sliding_sample_checks_its_arguments_first():

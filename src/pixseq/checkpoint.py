@@ -107,7 +107,10 @@ def from_pretrained(directory: str | os.PathLike, expected_kind: str | tuple[str
             raise PixseqError(f"{directory} holds a {kind!r} model, expected {' or '.join(allowed)}")
     entry = registry.get(kind)
     config = from_dict(entry.config_cls, doc["config"], prefix="config.")
-    model = entry.cls(config)
+    try:
+        model = entry.cls(config)
+    except ValueError as exc:  # parts that disagree, e.g. a taming prior's length vs its image_size
+        raise PixseqError(f"invalid {kind} config in {directory / CONFIG_NAME}: {exc}") from None
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise PixseqError(f"model directory {directory} has no {WEIGHTS_NAME}")
