@@ -64,3 +64,26 @@ def test_fit_palette_bad_input():
         fit_palette(np.zeros((10, 4), dtype=np.uint8))
     with pytest.raises(PixseqError):
         fit_palette(np.zeros((0, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("images, pattern", [
+    (torch.randint(0, 256, (1, 3, 4, 4), dtype=torch.uint8), "float"),
+    (torch.rand(1, 3, 4, 4) * 255, r"in \[0, 1\]"),  # used to map every pixel to the brightest colour
+    (torch.rand(1, 3, 4, 4) * 2 - 1, r"in \[0, 1\]"),
+    (torch.full((1, 3, 2, 2), float("nan")), r"in \[0, 1\]"),  # used to give token 0
+    (torch.rand(1, 4, 4, 3), r"\(B, 3, H, W\)"),
+])
+def test_encode_rejects_images_outside_the_convention(images, pattern):
+    with pytest.raises(PixseqError, match=pattern):
+        PaletteTokenizer(8).encode(images)
+
+
+@pytest.mark.parametrize("tokens, pattern", [
+    (torch.tensor([[[-1]]]), r"0..7"),  # used to index from the end: a silent wrong colour
+    (torch.tensor([[[8]]]), r"0..7"),  # was a raw IndexError
+    (torch.tensor([[[1.0]]]), "integer"),
+    (torch.tensor([[1, 2]]), r"\(B, h, w\)"),
+])
+def test_decode_rejects_bad_token_grids(tokens, pattern):
+    with pytest.raises(PixseqError, match=pattern):
+        PaletteTokenizer(8).decode(tokens)

@@ -131,6 +131,23 @@ def test_config_json_with_bad_sizes_is_one_error(bad):
     with pytest.raises(PixseqError, match="invalid (VQGAN|Quantizer)Config"):
         registry.build("vqgan", doc)
 
+
+def test_encode_decode_check_their_inputs():
+    m = VQGAN(vqgan_config(4, codes=16, dim=8, ch=8, kmeans_init=False)).eval()
+    bad_images = [(torch.randint(0, 256, (1, 3, 8, 8), dtype=torch.uint8), "float"),  # raw conv dtype error
+                  (torch.rand(1, 3, 8, 8) * 2 - 1, r"in \[0, 1\]"),  # silently wrong codes
+                  (torch.rand(1, 1, 8, 8), r"\(B, 3, H, W\)")]
+    for images, pattern in bad_images:
+        with pytest.raises(PixseqError, match=pattern):
+            m.encode(images)
+    assert m.encode(torch.rand(1, 3, 8, 8, dtype=torch.float64)).shape == (1, 2, 2)  # was a conv dtype error
+    bad_tokens = [(torch.tensor([[[1.0, 0.0]]]), "integer"), (torch.tensor([[1, 0]]), r"\(B, h, w\)"),
+                  (torch.tensor([[[16, 0]]]), r"0..15"), (torch.tensor([[[1]]]), "too small")]
+    for tokens, pattern in bad_tokens:
+        with pytest.raises(PixseqError, match=pattern):
+            m.decode(tokens)
+    assert m.decode(torch.zeros(0, 2, 2, dtype=torch.long)).shape == (0, 3, 8, 8)  # min() of nothing used to fail
+
 def test_save_load_roundtrip(tmp_path):
     m = VQGAN(vqgan_config(4, codes=32, dim=8, ch=8)).eval()
     x = torch.rand(1, 3, 16, 16)

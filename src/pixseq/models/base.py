@@ -9,6 +9,43 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from pixseq.errors import PixseqError
+
+#: slack on the [0, 1] range for float rounding (resizing, colour conversion); 0..255 or
+#: [-1, 1] images are far outside it
+_RANGE_SLACK = 1e-3
+
+
+def check_images(images: torch.Tensor, channels: int = 3) -> None:
+    """PixseqError unless ``images`` are float ``(B, channels, H, W)`` in [0, 1] (the image convention).
+
+    A tokenizer fed uint8 or [-1, 1] images does not fail: it quietly maps every pixel to
+    the wrong token, which is why the range is checked (one pass over the pixels).
+    """
+    if not isinstance(images, torch.Tensor):
+        raise PixseqError(f"images must be a torch tensor (B, {channels}, H, W), got {type(images).__name__}")
+    if images.dim() != 4 or images.size(1) != channels:
+        raise PixseqError(f"images must be (B, {channels}, H, W), got shape {tuple(images.shape)}")
+    if not images.dtype.is_floating_point:
+        raise PixseqError(f"images must be float in [0, 1], got dtype {images.dtype} (uint8? divide by 255)")
+    if images.numel():
+        lo, hi = float(images.min()), float(images.max())
+        if not (-_RANGE_SLACK <= lo and hi <= 1 + _RANGE_SLACK):  # written so that NaN fails too
+            raise PixseqError(f"images must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+
+
+def check_token_grid(tokens: torch.Tensor, vocab_size: int) -> None:
+    """PixseqError unless ``tokens`` is an integer ``(B, h, w)`` grid of ids in ``0..vocab_size-1``."""
+    if not isinstance(tokens, torch.Tensor):
+        raise PixseqError(f"tokens must be a torch tensor (B, h, w), got {type(tokens).__name__}")
+    if tokens.dim() != 3:
+        raise PixseqError(f"tokens must be a (B, h, w) grid, got shape {tuple(tokens.shape)}")
+    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+        raise PixseqError(f"tokens must be integer ids, got dtype {tokens.dtype}")
+    # negative ids would otherwise index from the end of a palette: a silent wrong colour
+    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
+        raise PixseqError(f"token ids must be in 0..{vocab_size - 1}, got {int(tokens.min())}..{int(tokens.max())}")
+
 
 @runtime_checkable
 class Tokenizer(Protocol):

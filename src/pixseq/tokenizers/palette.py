@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from pixseq.errors import PixseqError
+from pixseq.models.base import check_images, check_token_grid
 
 
 def fit_palette(pixels: np.ndarray, k: int = 512, seed: int = 0, max_pixels: int = 200_000) -> torch.Tensor:
@@ -71,8 +72,9 @@ class PaletteTokenizer(nn.Module):
     @torch.no_grad()
     def encode(self, images: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
         """``(B, 3, H, W)`` float in [0, 1] -> ``(B, H, W)`` long: index of the nearest colour."""
-        if images.dim() != 4 or images.size(1) != 3:
-            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        check_images(images)
+        if chunk < 1:
+            raise PixseqError(f"chunk must be >= 1, got {chunk}")
         B, _, H, W = images.shape
         pix = images.permute(0, 2, 3, 1).reshape(-1, 3).to(self.palette)  # (B*H*W, 3)
         pal = self.palette
@@ -86,4 +88,5 @@ class PaletteTokenizer(nn.Module):
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, H, W)`` long -> ``(B, 3, H, W)`` float in [0, 1]."""
-        return self.palette[tokens].permute(0, 3, 1, 2).contiguous()  # (B, H, W, 3) -> (B, 3, H, W)
+        check_token_grid(tokens, self.vocab_size)
+        return self.palette[tokens.long()].permute(0, 3, 1, 2).contiguous()  # (B, H, W, 3) -> (B, 3, H, W)

@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pixseq.errors import PixseqError
+from pixseq.models.base import check_images, check_token_grid
 from pixseq.nn.conv import AttnBlock, Downsample, ResBlock, Upsample, group_norm
 from pixseq.registry import register
 from pixseq.tokenizers.quantize import QuantizerConfig, VectorQuantizer
@@ -187,14 +188,18 @@ class VQGAN(nn.Module):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1] -> ``(B, h, w)`` code indices."""
+        check_images(images, self.config.in_channels)
+        images = images.to(self.quant_conv.weight.dtype)  # float64 input, say: conv weights are float32
         _, _, info = self.quantizer(self.encode_latent(images))
         return info["indices"]
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, h, w)`` code indices -> ``(B, 3, h*f, w*f)`` in [0, 1]."""
-        if tokens.min() < 0 or tokens.max() >= self.vocab_size:
-            raise PixseqError(f"code index outside 0..{self.vocab_size - 1}")
-        return self.decode_latent(self.quantizer.lookup(tokens)).add(1).div(2).clamp(0, 1)
+        check_token_grid(tokens, self.vocab_size)
+        if tokens.size(1) * tokens.size(2) < 2:  # GroupNorm would see one value per group (as in encode_latent)
+            raise PixseqError(f"a {tokens.size(1)}x{tokens.size(2)} code grid is too small to decode: "
+                              f"it needs more than one code")
+        return self.decode_latent(self.quantizer.lookup(tokens.long())).add(1).div(2).clamp(0, 1)
 
     # -- pieces used for training and conversion ----------------------------------------
     def pad(self, images: torch.Tensor) -> torch.Tensor:
