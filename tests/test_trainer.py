@@ -70,6 +70,21 @@ def test_config_validation():
         TrainConfig(grad_accum=0)
 
 
+
+@pytest.mark.parametrize("bad, pattern", [
+    (dict(steps=2.5), "steps must be an integer"),  # used to train silently
+    (dict(batch_size=True), "batch_size must be an integer"),
+    (dict(lr="1e-3"), "lr must be a finite number"),  # was a TypeError from the range check
+    (dict(lr=float("inf")), "lr must be a finite number"),
+    (dict(betas=0.9), "betas must be two numbers"),  # was a TypeError from len()
+    (dict(betas=("a", "b")), "betas must be two numbers"),
+    (dict(seed=-1), "seed must be in"),
+])
+def test_config_built_in_python_is_type_checked(bad, pattern):
+    with pytest.raises(PixseqError, match=pattern):
+        TrainConfig(**bad)
+
+
 def test_batch_stream_shards_like_one_big_batch():
     data = toy_data(50)
     one = BatchStream(data, 6, seed=5, rank=0, world_size=1).epoch_batches(0)

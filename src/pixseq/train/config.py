@@ -1,6 +1,8 @@
 """Training hyper-parameters and the task protocol the Trainer drives."""
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Iterable, Protocol
 
@@ -38,6 +40,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # Called by from_dict too, so a bad config file gets the same one-line errors.
+        self._check_types()
         checks = [
             (self.steps >= 0, "steps must be >= 0"), (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.lr > 0, "lr must be > 0"), (self.weight_decay >= 0, "weight_decay must be >= 0"),
@@ -55,6 +58,30 @@ class TrainConfig:
             if not ok:
                 raise PixseqError(f"bad training config: {message}")
         self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+    def _check_types(self) -> None:
+        """from_dict checks types for config files; a config built in Python gets them checked
+        here, before the range checks compare a str with 0, or steps=2.5 trains silently."""
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise PixseqError(f"bad training config: {name} must be an integer, got {value!r}")
+        if not 0 <= self.seed < 2**63:  # what torch, NumPy and Python all take (as the CLI's --seed)
+            raise PixseqError(f"bad training config: seed must be in 0..2^63-1, got {self.seed}")
+        for name in _FLOAT_FIELDS:
+            if not _finite(getattr(self, name)):
+                raise PixseqError(f"bad training config: {name} must be a finite number, got {getattr(self, name)!r}")
+        if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2 and all(map(_finite, self.betas))):
+            raise PixseqError(f"bad training config: betas must be two numbers in [0, 1), got {self.betas!r}")
+
+
+_INT_FIELDS = ("steps", "batch_size", "warmup_steps", "grad_accum", "ckpt_every", "log_every", "image_every",
+               "seed", "num_workers")
+_FLOAT_FIELDS = ("lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema_decay")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 #: Config keys that may change between a run and its resumption without breaking exactness
