@@ -1,5 +1,5 @@
-"""Timing helper shared by the benchmarks: the least disturbed time of one call, with the
-contenders of a comparison interleaved.
+"""Timing helpers shared by the benchmarks: the least disturbed time of one call, with the
+contenders of a comparison interleaved; pixseq's two CPU paths as two contenders.
 
 This machine is shared, and its noise only ever adds time: another tenant's burst, a
 preemption, a cold cache, a slower clock for a while. A fast function (PSNR of a batch
@@ -47,3 +47,17 @@ def best_times(fns: dict[str, Callable[[], object]], repeats: int = 3, budget: f
 def best_time(fn: Callable[[], object], repeats: int = 3, budget: float = 1.0) -> float:
     """Seconds of the fastest call of ``fn`` (see :func:`best_times`)."""
     return best_times({"fn": fn}, repeats, budget)["fn"]
+
+
+def fused_and_eager(fn: Callable[[], object]) -> dict[str, Callable[[], object]]:
+    """``fn`` as two contenders: "pixseq" (its default on CPU, the fused C kernels of
+    :mod:`pixseq.fused`) and "pixseq, eager" (the PyTorch code, as ``PIXSEQ_COMPILE=0``)."""
+    from pixseq import fused
+
+    def with_fused(on: bool) -> Callable[[], object]:
+        def run() -> object:
+            with fused.using(on):
+                return fn()
+        return run
+
+    return {"pixseq": with_fused(True), "pixseq, eager": with_fused(False)}

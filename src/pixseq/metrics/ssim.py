@@ -103,6 +103,11 @@ _NATIVE_SSIM = {torch.float32: "pixseq_ssim_f32", torch.float64: "pixseq_ssim_f6
 _MAX_TAPS = 64  # kernels/ssim.c keeps the window in a fixed array
 
 
+def _kernel_takes(a: torch.Tensor, w: torch.Tensor) -> bool:
+    """Whether the C kernel is meant to do these maps: fused kernels on, CPU, a window it holds."""
+    return fused.active() and a.device.type == "cpu" and w.numel() <= _MAX_TAPS
+
+
 def _native_ssim_and_cs(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -118,7 +123,7 @@ def _native_ssim_and_cs(
     a ring of ``win_size`` rows stays in cache. Map pairs are spread over
     ``torch.get_num_threads()`` threads (the kernel runs without the GIL).
     """
-    if a.device.type != "cpu" or w.numel() > _MAX_TAPS:
+    if not _kernel_takes(a, w):
         return None
     lib = fused.native("ssim")
     if lib is None:
@@ -307,7 +312,7 @@ def ms_ssim(
     # Eager code works an image at a time so its ~20 intermediate maps stay in cache; the C
     # kernel keeps only a ring of rows, so it gets the batch at once and its threads share
     # all N * C maps of a scale (an image's 3 maps split 2 + 1 over two threads).
-    budget = 1 << 22 if fused.active() and a.device.type == "cpu" and w.numel() <= _MAX_TAPS else 1 << 18
+    budget = 1 << 22 if _kernel_takes(a, w) else 1 << 18
     values = [_ms_ssim_part(a[p].to(dtype), b[p].to(dtype), w, wt, k1, k2, data_range)
               for p in cpu_chunks(a, budget)]
     return reduce(torch.cat(values), reduction)

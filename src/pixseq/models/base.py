@@ -34,17 +34,23 @@ def check_images(images: torch.Tensor, channels: int = 3) -> None:
             raise PixseqError(f"images must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
 
 
+def check_token_ids(tokens: torch.Tensor, vocab_size: int, name: str = "tokens") -> None:
+    """PixseqError naming ``name`` unless ``tokens`` holds integer ids in ``0..vocab_size-1``."""
+    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+        raise PixseqError(f"{name} must hold integer token ids, got dtype {tokens.dtype}")
+    # negative ids would otherwise index from the end of a palette or embedding: a silent wrong value
+    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
+        raise PixseqError(f"{name} holds ids outside 0..{vocab_size - 1} "
+                          f"(min {int(tokens.min())}, max {int(tokens.max())})")
+
+
 def check_token_grid(tokens: torch.Tensor, vocab_size: int) -> None:
     """PixseqError unless ``tokens`` is an integer ``(B, h, w)`` grid of ids in ``0..vocab_size-1``."""
     if not isinstance(tokens, torch.Tensor):
         raise PixseqError(f"tokens must be a torch tensor (B, h, w), got {type(tokens).__name__}")
     if tokens.dim() != 3:
         raise PixseqError(f"tokens must be a (B, h, w) grid, got shape {tuple(tokens.shape)}")
-    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
-        raise PixseqError(f"tokens must be integer ids, got dtype {tokens.dtype}")
-    # negative ids would otherwise index from the end of a palette: a silent wrong colour
-    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
-        raise PixseqError(f"token ids must be in 0..{vocab_size - 1}, got {int(tokens.min())}..{int(tokens.max())}")
+    check_token_ids(tokens, vocab_size)
 
 
 @runtime_checkable

@@ -20,6 +20,7 @@ import numbers
 import torch
 
 from pixseq.errors import PixseqError
+from pixseq.models.base import check_token_ids
 from pixseq.priors.gpt import GPT
 
 
@@ -175,11 +176,7 @@ def as_tokens(tokens, name: str, vocab_size: int, device: torch.device) -> torch
     """``tokens`` (tensor, array or nested list of ints) as a long tensor on ``device``, each in
     ``0..vocab_size-1``; anything else is a PixseqError naming ``name``."""
     t = torch.as_tensor(tokens)
-    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
-        raise PixseqError(f"{name} must hold integer token ids, got dtype {t.dtype}")
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= vocab_size):
-        raise PixseqError(f"{name} holds ids outside 0..{vocab_size - 1} "
-                          f"(min {int(t.min())}, max {int(t.max())})")
+    check_token_ids(t, vocab_size, name)
     return t.to(device=device, dtype=torch.long)
 
 
@@ -200,7 +197,8 @@ def check_cond(prior: GPT, num: int, cond) -> torch.Tensor | None:
     return cond
 
 
-def _no_token_drawn() -> PixseqError:
+def no_token_drawn() -> PixseqError:
+    """The error for a draw that found no token (non-finite logits: :func:`choose` gave V)."""
     return PixseqError("the prior gave non-finite logits, so no token could be drawn "
                        "(are its weights NaN?)")
 
@@ -250,7 +248,7 @@ def sample(prior: GPT, num: int, length: int, cond: torch.Tensor | None = None,
         # a failed draw (V, see choose) must not reach the embedding lookup; reported below
         dec.push(out[:, t].clamp(max=last))
     if P < length and int(out[:, P:].max()) > last:  # one check per call, not one sync per step
-        raise _no_token_drawn()
+        raise no_token_drawn()
     return out
 
 
@@ -268,5 +266,5 @@ def sample_full_recompute(prior: GPT, num: int, length: int, cond: torch.Tensor 
         logits = prior(out[:, : t + 1], cond)[:, t].float()
         out[:, t] = choose(logits, temperature, top_k, top_p, generator, greedy)
         if int(out[:, t].max()) > last:  # next step's embedding lookup would fail on it
-            raise _no_token_drawn()
+            raise no_token_drawn()
     return out

@@ -26,7 +26,7 @@ import torch
 from pixseq.errors import PixseqError
 from pixseq.priors.gpt import GPT
 from pixseq.priors.sampling import (IncrementalDecoder, as_tokens, check_cond, check_generator, check_num,
-                                   check_options, choose)
+                                   check_options, choose, no_token_drawn)
 
 
 def window_for(n: int, win: int, stride: int) -> list[int]:
@@ -107,7 +107,7 @@ def sliding_sample(prior: GPT, num: int, grid: tuple[int, int], window: tuple[in
             win.catch_up(out, h, w, (i - top) * w + (j - left))
             out[:, i, j] = choose(win.dec.next_logits(), temperature, top_k, top_p, generator, greedy)
     if int(out.max()) >= prior.config.vocab_size:  # one check per call (see _Window.catch_up)
-        raise PixseqError("the prior gave non-finite logits, so no token could be drawn (are its weights NaN?)")
+        raise no_token_drawn()
     return out
 
 
