@@ -14,7 +14,7 @@ from pixseq.config import from_dict
 from pixseq.errors import PixseqError
 from pixseq.models.igpt import IGPT, IGPTConfig, IGPTTask, IGPTTokenDataset
 from pixseq.priors.gpt import GPT, GPT_PRESETS, GPTConfig, gpt_config
-from pixseq.priors.sampling import IncrementalDecoder, filter_logits, sample, sample_full_recompute
+from pixseq.priors.sampling import IncrementalDecoder, choose, filter_logits, sample, sample_full_recompute
 
 
 def tiny(cond: int = 0, **kw) -> GPT:
@@ -95,6 +95,20 @@ def test_conditioning_is_used_and_required():
         tiny()(tokens, torch.zeros(2, 1, dtype=torch.long))
     with pytest.raises(ValueError, match="T<=12"):
         tiny()(torch.zeros(1, 13, dtype=torch.long))
+
+
+@pytest.mark.parametrize("tokens, cond, pattern", [
+    ([[0, 11]], [[1]], r"tokens hold ids 0\.\.11, outside this prior's 0\.\.10"),  # last id unused as input, still checked
+    ([[-1, 3]], [[1]], r"tokens hold ids -1\.\.3"),
+    ([[0, 3]], [[5]], r"cond hold ids 5\.\.5, outside this prior's 0\.\.4"),
+])
+def test_forward_names_out_of_vocabulary_ids(tokens, cond, pattern):
+    """On CPU an id outside the vocabulary is one ValueError (was a bare IndexError from the
+    embedding lookup; for the last target token, which is never embedded, forward raised nothing)."""
+    model = tiny(cond=1)
+    for fn in (model, model.loss, model.features):
+        with pytest.raises(ValueError, match=pattern):
+            fn(torch.tensor(tokens), torch.tensor(cond))
 
 
 def test_loss_features_and_training():
@@ -261,6 +275,13 @@ def test_sample_accepts_lists_and_reports_nan_logits():
     for fn in (sample, sample_full_recompute):  # the draw used to return id V: an IndexError a step later
         with pytest.raises(PixseqError, match="non-finite logits"):
             fn(model, 2, 5, cond=[1, 0])
+        with pytest.raises(PixseqError, match="non-finite logits"):  # argmax used to pick NaN's index 0
+            fn(model, 2, 5, cond=[1, 0], greedy=True)
+
+
+def test_choose_greedy_marks_rows_without_a_finite_maximum():
+    logits = torch.tensor([[0.0, 2.0, 1.0], [float("nan"), 5.0, 0.0], [-math.inf] * 3, [0.0, math.inf, 1.0]])
+    assert choose(logits, greedy=True).tolist() == [1, 3, 3, 3]  # 3 = V: "no token", reported by sample()
 
 # ---------------------------------------------------------------------- iGPT model
 

@@ -97,6 +97,14 @@ def test_batch_stream_shards_like_one_big_batch():
     assert one != BatchStream(data, 6, seed=5).epoch_batches(1)  # a new permutation per epoch
 
 
+def test_trainer_refuses_an_iterable_dataset(tmp_path):
+    """A generator has no len() / indexing: one PixseqError naming the need (was a raw TypeError)."""
+    items = (x for x in toy_data(16))
+    with pytest.raises(PixseqError, match="map-style dataset.*got generator"):
+        Trainer(ToyTask(seed=0), items, TrainConfig(steps=1, batch_size=4), tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before writing anything
+
+
 def test_matches_plain_pytorch_loop(tmp_path):
     """Accumulation, clipping, the schedule and AdamW match a hand-written loop."""
     cfg = TrainConfig(steps=6, batch_size=8, lr=5e-2, warmup_steps=2, min_lr_ratio=0.2, grad_clip=0.3,

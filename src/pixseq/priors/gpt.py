@@ -113,6 +113,17 @@ def gpt_config(preset: str, **overrides) -> GPTConfig:
     return GPTConfig(**{**GPT_PRESETS[preset], **overrides})
 
 
+def _check_ids(ids: torch.Tensor, vocab: int, what: str) -> None:
+    """ValueError for ids outside ``0..vocab-1`` on CPU (the embedding lookup would raise a
+    bare IndexError). Skipped on accelerators, where reading the range back would cost a
+    host sync per training step, and while compiling (no data-dependent branches)."""
+    if ids.device.type != "cpu" or ids.numel() == 0 or torch.compiler.is_compiling():
+        return
+    lo, hi = torch.aminmax(ids)
+    if lo < 0 or hi >= vocab:
+        raise ValueError(f"{what} hold ids {int(lo)}..{int(hi)}, outside this prior's 0..{vocab - 1}")
+
+
 class GPT(nn.Module):
     """Decoder-only transformer prior; see the module docstring for the sequence layout."""
 
@@ -150,6 +161,9 @@ class GPT(nn.Module):
                 raise ValueError(f"this prior needs cond of shape (B, {cfg.cond_len}), got {got}")
         elif cond is not None:
             raise ValueError("this prior is unconditional; cond must be None")
+        _check_ids(tokens, cfg.vocab_size, "tokens")
+        if cond is not None:
+            _check_ids(cond, cfg.cond_vocab_size, "cond")
 
     def embed_prefix(self, cond: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         """Embeddings of ``[cond..., SOS]`` with positions: ``(B, cond_len + 1, C)``."""

@@ -129,7 +129,10 @@ def choose(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = N
            greedy: bool = False) -> torch.Tensor:
     """Pick one token per row of ``(B, V)`` logits: argmax when ``greedy``, else a draw."""
     if greedy:
-        return logits.argmax(-1)
+        # max propagates NaN: a row without a finite maximum gets V, one past the
+        # vocabulary, like a failed draw below (sample() reports it), not a made-up token
+        best, index = logits.max(-1)
+        return index.masked_fill(~best.isfinite(), logits.size(-1))
     probs = filter_logits(logits, temperature, top_k, top_p).softmax(-1)
     # Inverse-CDF draw: a handful of cheap ops, where torch.multinomial costs ~40 us per call
     # on CPU (a few % of a batch-1 decoding step). target lies in (0, total], so the first

@@ -29,11 +29,22 @@ def batches_per_epoch(n: int, batch_size: int, world_size: int = 1) -> int:
     return batches
 
 
+def check_map_style(dataset: object) -> None:
+    """PixseqError unless ``dataset`` has ``len()`` and integer indexing. Shuffling per epoch
+    and resuming at an exact position both need random access; an iterable (a generator,
+    an ``IterableDataset``) has neither."""
+    if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+        raise PixseqError(f"the Trainer needs a map-style dataset (with __len__ and __getitem__, e.g. a list or "
+                          f"torch Dataset), got {type(dataset).__name__}: shuffling and exact resume need random "
+                          f"access")
+
+
 class BatchStream:
     """An endless stream of collated batches with resumable position."""
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
                  num_workers: int = 0) -> None:
+        check_map_style(dataset)
         self.batches_per_epoch = batches_per_epoch(len(dataset), batch_size, world_size)  # type: ignore[arg-type]
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
         self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
