@@ -232,6 +232,37 @@ def test_resume_refusals_and_extension(tmp_path):
     assert [r["step"] for r in history] == list(range(6))
 
 
+def test_compile_trains_like_eager_and_resumes_either_way(tmp_path):
+    """compile=True computes the same function: inductor fuses the MLP's ops and may sum in
+    another order, so the losses agree with eager to float32 rounding (rel. 1e-5 over 12
+    Adam steps), not bitwise. The parameters keep their names, so a compiled run's
+    checkpoint resumes without compile (and the other way round) and the model loads as usual."""
+    cfg = {**BASE, "ema_decay": 0.0}
+    toy = lambda: ToyTask(seed=0, dropout=0.0)  # noqa: E731 - dropout masks differ under inductor's RNG
+    eager = Trainer(toy(), toy_data(), TrainConfig(**cfg), tmp_path / "eager").fit()
+    with pytest.raises(RuntimeError, match="boom"):
+        Trainer(toy(), toy_data(), TrainConfig(**cfg, compile=True), tmp_path / "mixed",
+                callbacks=[Raise(6, RuntimeError("boom"))]).fit()
+    state = torch.load(tmp_path / "mixed" / CKPT_NAME, weights_only=True)
+    assert state["step"] == 4 and set(state["modules"]["net"]) == {"0.weight", "0.bias", "3.weight", "3.bias"}
+    mixed = Trainer(toy(), toy_data(), TrainConfig(**cfg), tmp_path / "mixed").fit(resume=True)  # eager now
+    assert [r["step"] for r in mixed] == list(range(12))
+    for a, b in zip(curve(eager), curve(mixed)):
+        assert a[0] == b[0] and a[1:] == pytest.approx(b[1:], rel=1e-5, abs=1e-7)
+
+
+def test_compile_refusals(tmp_path, monkeypatch):
+    import pixseq.train.trainer as T
+
+    with pytest.raises(PixseqError, match="compile must be true or false"):
+        TrainConfig(compile="yes")
+    monkeypatch.setattr(T, "_cxx_available", lambda: False)
+    with pytest.raises(PixseqError, match="needs a C\\+\\+ compiler.*without --compile"):
+        Trainer(ToyTask(), toy_data(), TrainConfig(compile=True), tmp_path)
+    assert T.is_compile_error(torch._dynamo.exc.BackendCompilerFailed(print, RuntimeError("x"), None))
+    assert not T.is_compile_error(RuntimeError("a model bug"))
+
+
 class TwoPartTask:
     """GAN-shaped: each part's loss depends on both modules; only its own may change."""
 

@@ -193,6 +193,9 @@ class IGPTTask:
     def _cond(self, batch: dict) -> torch.Tensor | None:
         return batch["label"].long()[:, None] if self.model.num_classes else None
 
+    def compile_targets(self) -> list[nn.Module]:
+        return [self.model.prior]  # training_step calls the prior, not the IGPT wrapper
+
     def training_step(self, batch: dict, step: int, part: str) -> tuple[torch.Tensor, dict[str, float]]:
         loss = self.model.prior.loss(batch["tokens"], self._cond(batch))
         return loss, {"loss": loss.item(), "bits_per_pixel": loss.item() / float(np.log(2.0))}

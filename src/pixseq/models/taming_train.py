@@ -83,6 +83,11 @@ class VQGANTask:
     def parameters(self, part: str) -> Iterable[nn.Parameter]:
         return self.model.parameters() if part == "gen" else self.loss.disc.parameters()
 
+    def compile_targets(self) -> list[nn.Module]:
+        # the convolution stacks; the quantizer's data-dependent code (EMA, dead-code restarts)
+        # stays eager, where compiling it whole recompiled at every step
+        return [self.model.encoder, self.model.decoder, self.loss.disc]
+
     def optim_overrides(self, part: str) -> dict:
         return {"betas": (0.5, 0.9), "weight_decay": 0.0}  # as in taming-transformers
 

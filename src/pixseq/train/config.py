@@ -37,6 +37,7 @@ class TrainConfig:
     image_every: int = 0
     seed: int = 0
     num_workers: int = 0
+    compile: bool = False
 
     def __post_init__(self) -> None:
         # Called by from_dict too, so a bad config file gets the same one-line errors.
@@ -71,6 +72,8 @@ class TrainConfig:
         for name in _FLOAT_FIELDS:
             if not _finite(getattr(self, name)):
                 raise PixseqError(f"bad training config: {name} must be a finite number, got {getattr(self, name)!r}")
+        if not isinstance(self.compile, bool):
+            raise PixseqError(f"bad training config: compile must be true or false, got {self.compile!r}")
         if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2 and all(map(_finite, self.betas))):
             raise PixseqError(f"bad training config: betas must be two numbers in [0, 1), got {self.betas!r}")
 
@@ -85,8 +88,9 @@ def _finite(value: object) -> bool:
 
 
 #: Config keys that may change between a run and its resumption without breaking exactness
-#: of what was already trained (``steps`` extends/shortens the cosine horizon).
-RESUMABLE_CHANGES = frozenset({"steps", "ckpt_every", "log_every", "image_every", "num_workers"})
+#: of what was already trained (``steps`` extends/shortens the cosine horizon; ``compile``
+#: changes how the same function is computed, not which).
+RESUMABLE_CHANGES = frozenset({"steps", "ckpt_every", "log_every", "image_every", "num_workers", "compile"})
 
 
 class TrainTask(Protocol):
@@ -103,7 +107,9 @@ class TrainTask(Protocol):
       (e.g. ``{"betas": (0.5, 0.999)}`` for a DCGAN);
     * ``sample_images(batch) -> Tensor (B,3,H,W) in [0,1]``: TensorBoard image grids;
     * ``count_tokens(batch) -> int``: tokens in a batch, for tokens/s (else samples/s);
-    * ``on_step_end(step)``: after all parts of a step were updated (e.g. codebook restarts).
+    * ``on_step_end(step)``: after all parts of a step were updated (e.g. codebook restarts);
+    * ``compile_targets() -> Iterable[nn.Module]``: what ``compile=True`` compiles, the modules
+      whose ``module(...)`` calls do the work (default: ``modules()``).
     """
 
     def parts(self) -> list[str]:

@@ -35,8 +35,10 @@ gradient norm raises :class:`NonFiniteError` before the update; the last checkpo
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -89,6 +91,9 @@ class Trainer:
         self.modules: dict[str, nn.Module] = dict(task.modules())
         for m in self.modules.values():
             m.to(self.device)
+        if config.compile:
+            targets = task.compile_targets() if hasattr(task, "compile_targets") else self.modules.values()
+            compile_modules(targets, self.device)
         self.parts = list(task.parts())
         self.params = {p: _trainable(task.parameters(p), p) for p in self.parts}
         self.optimizers = {p: self._make_optimizer(p) for p in self.parts}
@@ -153,9 +158,13 @@ class Trainer:
         except KeyboardInterrupt:
             self._interrupted(in_step=self._in_step)
         except NonFiniteError as exc:
-            where = (f"last good checkpoint kept: {self.checkpoint_path} (step {self.last_checkpoint_step})"
-                     if self.last_checkpoint_step is not None else "no checkpoint was written yet")
-            raise NonFiniteError(f"{exc}; training stopped, {where}") from None
+            raise NonFiniteError(f"{exc}; training stopped, {self._kept()}") from None
+        except RuntimeError as exc:
+            if not (self.config.compile and is_compile_error(exc)):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PixseqError(f"torch.compile failed at step {self.step} ({first}); train without --compile "
+                              f"(compile=False), {self._kept()}") from None
         finally:
             pbar.close()
             if self._writer is not None:
@@ -166,6 +175,12 @@ class Trainer:
         if self.ema is not None:
             self.ema.copy_to(self.modules)
         return self.history
+
+    def _kept(self) -> str:
+        """What a failed run leaves: the last checkpoint (resumable) or nothing."""
+        if self.last_checkpoint_step is None:
+            return "no checkpoint was written yet"
+        return f"last good checkpoint kept: {self.checkpoint_path} (step {self.last_checkpoint_step})"
 
     def _run_one_step(self, pbar) -> None:
         self._in_step = True
@@ -410,6 +425,57 @@ def _read_history(path: Path) -> list[dict]:
 
 class _StopFlag:
     requested = False
+
+
+def compile_modules(modules: Iterable[nn.Module], device: torch.device) -> None:
+    """``torch.compile`` each module's forward in place (``nn.Module.compile``).
+
+    In place rather than ``torch.compile(module)``: the parameters keep their names, so
+    checkpoints, EMA and resume are the same as in eager mode, and a run may switch
+    ``compile`` on or off when resumed. Only ``forward`` (i.e. ``module(...)`` calls) is
+    compiled; a task's work done through other methods runs eagerly. On CPU the generated
+    code is C++, so a missing compiler is reported here rather than at the first step."""
+    if device.type == "cpu" and not _cxx_available():
+        raise PixseqError("compile on CPU needs a C++ compiler for torch.compile's generated code and none was "
+                          "found (install g++, e.g. apt-get install g++, or set CXX); or train without --compile")
+    # cpp_extension warns "No CUDA runtime is found" on every CPU-only machine: noise here
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    # Donated buffers (freed during compiled backward) forbid backward(retain_graph=True),
+    # which losses that take gradients of gradients need (VQGAN's adaptive GAN weight).
+    import torch._functorch.config as functorch_config
+
+    functorch_config.donated_buffer = False
+    for m in modules:
+        m.compile()
+
+
+def _cxx_available() -> bool:
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler  # what inductor itself will use
+    except ImportError:  # another torch layout: look for the usual names
+        return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
+    try:
+        get_cpp_compiler()
+    except RuntimeError:  # InvalidCxxCompiler
+        return False
+    return True
+
+
+_COMPILE_PACKAGES = ("torch._dynamo", "torch._inductor", "torch._functorch")
+
+
+def is_compile_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from torch.compile's machinery: one of its exception types, or
+    any error raised while its tracer, compiler or compiled autograd functions were running
+    (those raise plain RuntimeErrors too, e.g. a retained graph through compiled backward)."""
+    if any(c.__module__.startswith(_COMPILE_PACKAGES) for c in type(exc).__mro__):
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_COMPILE_PACKAGES):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 @contextmanager
