@@ -108,13 +108,32 @@ def test_too_small_images_and_sizes_are_refused_up_front(trained, tmp_path, caps
     assert not out.exists()
 
 
-def test_demo_section_quick(tmp_path):
+def test_demo_section_quick(tmp_path, capsys):
     from pixseq.models.taming import demo_section
     from pixseq.report import Page
 
     page = Page("demo")
     stats = demo_section(page, tmp_path, "cpu", quick=True)
+    # the VQGAN stage's "perceptual loss: ..." notice is for `train vqgan`; in the demo it
+    # was a stray stderr line between the demo's own log lines
+    assert "perceptual loss" not in capsys.readouterr().err
     assert 0 < stats["codebook_usage"] <= 1 and stats["bits_per_pixel_raw"] == pytest.approx(49 * 9 / 784)
     html = page.render()
     assert "Taming Transformers" in html and "sliding attention window" in html
     assert (tmp_path / "taming-prior" / "config.json").is_file()
+
+
+def test_fit_vqgan_announces_its_perceptual_loss(tmp_path, capsys):
+    """`train vqgan` keeps its notice naming the perceptual loss; announce=None silences it."""
+    from pixseq.models.taming_train import fit_vqgan
+    from pixseq.tokenizers.losses import VQGANLossConfig
+    from pixseq.tokenizers.vqgan import vqgan_config
+    from pixseq.train.config import TrainConfig
+
+    images = [np.zeros((24, 24, 3), np.uint8)] * 4
+    args = (vqgan_config(4, 16, 8, 8), VQGANLossConfig(perceptual="none", disc_start=100),
+            TrainConfig(steps=1, batch_size=4, warmup_steps=1, log_every=0, ckpt_every=0), 24)
+    fit_vqgan(images, tmp_path / "a", *args)
+    assert "pixseq: perceptual loss: none" in capsys.readouterr().err
+    fit_vqgan(images, tmp_path / "b", *args, announce=None)
+    assert "perceptual loss" not in capsys.readouterr().err

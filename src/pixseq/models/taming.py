@@ -310,7 +310,10 @@ def demo_section(page, out_dir, device: str | torch.device = "cpu", quick: bool 
                                disc_layers=2)
     tc = TrainConfig(steps=vq_steps, batch_size=d["vq_batch"], lr=d["vq_lr"], warmup_steps=min(20, vq_steps),
                      log_every=0, ckpt_every=0)
-    vq, vq_hist = fit_vqgan(train.images, out_dir / "taming-vqgan", vq_cfg, loss_cfg, tc, 28, device)
+    # announce=None: the demo sets perceptual="none" itself, and a stderr notice from inside
+    # its section would interleave with the demo's own "demo: ..." log lines
+    vq, vq_hist = fit_vqgan(train.images, out_dir / "taming-vqgan", vq_cfg, loss_cfg, tc, 28, device,
+                            announce=None)
     t1 = time.perf_counter()
     cfg = taming_config(vq.config, (28, 28), num_classes=10, size="s")
     tc = TrainConfig(steps=prior_steps, batch_size=d["prior_batch"], lr=d["prior_lr"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -142,12 +142,20 @@ class PriorTask:
 def fit_vqgan(images: Sequence[np.ndarray], out_dir: str | os.PathLike, config: VQGANConfig,
               loss_config: VQGANLossConfig, train_config: TrainConfig, image_size: int,
               device: str | torch.device = "cpu", resume: bool = False, labels=None,
-              crops_per_epoch: int | None = None, meta: dict | None = None) -> tuple[VQGAN, list[dict]]:
-    """Train a VQGAN on ``images`` and write it as a model directory ``out_dir``."""
+              crops_per_epoch: int | None = None, meta: dict | None = None,
+              announce: Callable[[str], None] | None = notice) -> tuple[VQGAN, list[dict]]:
+    """Train a VQGAN on ``images`` and write it as a model directory ``out_dir``.
+
+    ``announce`` receives one line naming the perceptual loss actually used (it may fall
+    back from LPIPS when its weights are missing): a stderr notice for ``pixseq train
+    vqgan``; callers with their own log (the demo) pass ``None`` or their logger, so the
+    line does not leak onto their output.
+    """
     torch.manual_seed(train_config.seed)
     model = VQGAN(config)
     loss = VQGANLoss(loss_config)
-    notice(f"perceptual loss: {loss.perceptual.description}")
+    if announce is not None:
+        announce(f"perceptual loss: {loss.perceptual.description}")
     data = ImageDataset(images, image_size, labels, crops_per_epoch)
     history = Trainer(VQGANTask(model, loss), data, train_config, out_dir, device).fit(resume=resume)
     model.eval()
