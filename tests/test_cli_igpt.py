@@ -140,11 +140,46 @@ def test_interrupted_training_resumes_exactly(model_dir, folder, tmp_path, monke
     assert "interrupted" in msg and "--resume" in msg
     assert not (tmp_path / "b" / "config.json").exists()  # no half-finished model directory
     monkeypatch.setattr(trainer_mod.Trainer, "_run_one_step", original)
-    assert main(["train", "igpt", "--out", str(tmp_path / "b"), "--resume"] + args) == 0
+    # Only --data, --out and --resume (as the README says): the model settings come back from
+    # run.json and the training options (--steps 4, --batch-size 8, --lr ...) from the checkpoint.
+    assert main(["train", "igpt", "--data", str(folder), "--out", str(tmp_path / "b"), "--resume"]) == 0
     a = checkpoint.from_pretrained(model_dir).state_dict()
     b = checkpoint.from_pretrained(tmp_path / "b").state_dict()
     for k in a:  # CPU training is deterministic: the resumed run matches bit for bit
         assert torch.equal(a[k], b[k]), k
+
+
+def test_unfinished_run_is_kept_unless_forced(folder, tmp_path, monkeypatch, capsys):
+    """A second run into the --out of an interrupted one used to overwrite its checkpoint with
+    a notice; now it is refused like a finished model, and --force starts over cleanly."""
+    from pixseq.train import trainer as trainer_mod
+
+    out = tmp_path / "u"
+    base = ["train", "igpt", "--data", str(folder), "--out", str(out)] + TRAIN
+    original = trainer_mod.Trainer._run_one_step
+
+    def stop_after_three(self, pbar):
+        original(self, pbar)
+        if self.step == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_mod.Trainer, "_run_one_step", stop_after_three)
+    _one_line_error(capsys, main(base + ["--steps", "6", "--ckpt-every", "1", "--log-every", "1"]))
+    monkeypatch.setattr(trainer_mod.Trainer, "_run_one_step", original)
+    ckpt = out / "train" / "train_state.pt"
+    before = ckpt.read_bytes()
+    msg = _one_line_error(capsys, main(base + ["--steps", "6"]))
+    assert "unfinished run (step 3 of 6)" in msg and "--resume" in msg and "--force" in msg
+    assert ckpt.read_bytes() == before
+    msg = _one_line_error(capsys, main(base + ["--resume", "--steps", "2"]))  # used to "finish" at step 3
+    assert "already trained 3 steps" in msg and "--steps >= 3" in msg
+    assert ckpt.read_bytes() == before and not (out / "config.json").exists()
+    assert "contradict" in _one_line_error(capsys, main(base + ["--resume", "--force"]))
+    assert any((out / "train" / "tb").iterdir())
+    assert main(base + ["--steps", "2", "--force"]) == 0  # starts over: the old curves go too
+    assert not (out / "train" / "tb").exists()  # this run logs nothing (--log-every 0)
+    history = [json.loads(line) for line in (out / "train" / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in history] == [0, 1]
 
 
 def test_sample(model_dir, tmp_path, capsys):

@@ -75,6 +75,20 @@ def test_prior_with_missing_or_different_tokenizer(trained, tmp_path, capsys):
     _one_line_error(capsys, "different", str(other))
 
 
+def test_train_refuses_to_replace_a_finished_model(trained, capsys):
+    """train vqgan / train prior into a finished model's folder: refused unless --force (both
+    used to overwrite it silently, the VQGAN with it the prior's tokenizer)."""
+    _, vq, prior = trained
+    before = (vq / "model.safetensors").read_bytes()
+    assert main(["train", "vqgan", "--data", "fashion-mnist:test", "--limit", "16", "--out", str(vq),
+                 "--steps", "1", *TINY]) == 2
+    _one_line_error(capsys, "already holds a trained model", "--force")
+    assert main(["train", "prior", "--tokenizer", str(vq), "--data", "fashion-mnist:test", "--limit", "16",
+                 "--out", str(prior), "--steps", "1"]) == 2
+    _one_line_error(capsys, "already holds a trained model", "--resume")
+    assert (vq / "model.safetensors").read_bytes() == before
+
+
 def test_bad_sampling_requests(trained):
     model = from_pretrained(trained[2], "taming")
     with pytest.raises(PixseqError, match="class index out of range"):

@@ -50,7 +50,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
     parser.add_argument("--bf16", dest="train_precision", action="store_const", const="bf16",
                         default=argparse.SUPPRESS, help="bf16 autocast (same as --precision bf16)")
-    parser.add_argument("--force", action="store_true", help="overwrite a finished model in --out")
     add_train_arguments(parser, _defaults())
 
 
@@ -118,16 +117,13 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.cli.common import resolve_device
     from pixseq.data import load_data, resize_square
     from pixseq.io import atomic_write
-    from pixseq.train import config_from_args
+    from pixseq.train.args import check_out_dir, config_from_args
     from pixseq.train.batches import batches_per_epoch
 
     out = Path(args.out)
-    if (out / "config.json").exists() and not (args.resume or args.force):
-        raise PixseqError(f"{out} already holds a trained model; use --resume to continue it or --force to retrain")
-    if args.resume and args.force:
-        raise PixseqError("--resume and --force contradict each other; choose one")
+    check_out_dir(out, out / "train", args.resume, args.force)
     settings = _run_settings(args, out)
-    train_config = config_from_args(args, _defaults())
+    train_config = config_from_args(args, _defaults(), out / "train")
     if settings["limit"] is not None and settings["limit"] < 1:
         raise PixseqError(f"--limit must be >= 1, got {settings['limit']}")
     data = load_data(settings["data"], limit=settings["limit"])

@@ -40,9 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.errors import PixseqError
     from pixseq.models.taming import taming_config
     from pixseq.models.taming_train import fit_prior, load_tokenizer
-    from pixseq.train.args import config_from_args
+    from pixseq.train.args import check_out_dir, config_from_args
 
-    train_config = config_from_args(args, _defaults())  # option errors before any loading
+    check_out_dir(args.out, args.out, args.resume, args.force)
+    train_config = config_from_args(args, _defaults(), args.out)  # option errors before any loading
     tokenizer = load_tokenizer(args.tokenizer)
     cond_tok = load_tokenizer(args.cond_tokenizer) if args.cond_tokenizer else None
     if cond_tok is not None and not args.condition:

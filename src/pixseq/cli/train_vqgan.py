@@ -48,11 +48,12 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.models.taming_train import fit_vqgan
     from pixseq.tokenizers.losses import VQGANLossConfig
     from pixseq.tokenizers.vqgan import vqgan_config
-    from pixseq.train.args import config_from_args
+    from pixseq.train.args import check_out_dir, config_from_args
 
     if args.codes < 2 or args.dim < 1 or args.ch < 1:
         raise PixseqError("--codes must be >= 2, --dim and --ch >= 1")
-    train = config_from_args(args, _defaults())
+    check_out_dir(args.out, args.out, args.resume, args.force)
+    train = config_from_args(args, _defaults(), args.out)
     data = load_data(args.data, limit=args.limit)
     shapes = {im.shape[:2] for im in data.images}
     (h, w) = next(iter(shapes))

@@ -1,16 +1,22 @@
 """Command-line options shared by every ``pixseq train <model>`` sub-command.
 
-A train sub-command calls :func:`add_train_arguments` with its model's defaults and
-:func:`config_from_args` to get the :class:`TrainConfig`; ``--seed`` comes from the common
-options every verb has.
+A train sub-command calls :func:`add_train_arguments` with its model's defaults,
+:func:`check_out_dir` before it writes anything, and :func:`config_from_args` to get the
+:class:`TrainConfig`; ``--seed`` comes from the common options every verb has.
+
+With ``--resume`` the run continues with its *own* settings (read back from its
+checkpoint): an option given again overrides them, and the Trainer refuses overrides that
+would make the resume inexact (see ``RESUMABLE_CHANGES``).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 from pixseq.errors import PixseqError
 from pixseq.train.config import TrainConfig
+from pixseq.train.trainer import CKPT_NAME, read_checkpoint_head
 
 # (config field, flag, type, help)
 _OPTIONS = (
@@ -32,28 +38,61 @@ _OPTIONS = (
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig | None = None) -> None:
-    """Add ``--steps``, ``--batch-size``, ... and ``--resume``, defaulting to ``defaults``."""
+    """Add ``--steps``, ``--batch-size``, ..., ``--resume`` and ``--force``.
+
+    Every option's parsed default is None ("not given"), so that :func:`config_from_args`
+    can tell the model's defaults from the settings of a run being resumed."""
     defaults = defaults or TrainConfig()
-    group = parser.add_argument_group("training")
+    group = parser.add_argument_group("training", "with --resume the run's own settings are the defaults")
     for name, flag, tp, text in _OPTIONS:
         value = getattr(defaults, name)
-        if tp is bool:  # a switch, not a value
-            group.add_argument(flag, dest=f"train_{name}", action="store_true", default=value, help=text)
+        if tp is bool:  # a switch; --no-compile turns it off for a resumed compiled run
+            group.add_argument(flag, dest=f"train_{name}", action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{text} (default {'on' if value else 'off'})")
             continue
         kwargs = {"choices": ["fp32", "bf16"]} if name == "precision" else {}
-        group.add_argument(flag, dest=f"train_{name}", type=tp, default=value,
+        group.add_argument(flag, dest=f"train_{name}", type=tp, default=None,
                            help=f"{text} (default {value})", **kwargs)
     group.add_argument("--resume", action="store_true",
-                       help="continue the run in --out exactly where it stopped")
+                       help="continue the run in --out exactly where it stopped, with its own settings")
+    group.add_argument("--force", action="store_true",
+                       help="start over in --out, replacing a finished model or an unfinished run there")
 
 
-def config_from_args(args: argparse.Namespace, defaults: TrainConfig | None = None) -> TrainConfig:
-    """The TrainConfig for parsed ``args`` (fields without a flag keep ``defaults``)."""
+def check_out_dir(model_dir: str | Path, train_dir: str | Path, resume: bool, force: bool) -> None:
+    """Refuse, before anything is written, to replace a finished model (``model_dir``) or the
+    checkpoint of an unfinished run (``train_dir``: hours of work) without ``--force``."""
+    if resume and force:
+        raise PixseqError("--resume and --force contradict each other; choose one")
+    if resume or force:
+        return
+    if (Path(model_dir) / "config.json").exists():
+        raise PixseqError(f"{model_dir} already holds a trained model; use --resume to continue it "
+                          f"or --force to retrain")
+    if (Path(train_dir) / CKPT_NAME).exists():
+        head = read_checkpoint_head(train_dir)
+        where = f" (step {head['step']} of {head['config'].get('steps', '?')})" if head is not None else ""
+        raise PixseqError(f"{model_dir} holds an unfinished run{where}; use --resume to continue it or --force "
+                          f"to start over")
+
+
+def config_from_args(args: argparse.Namespace, defaults: TrainConfig | None = None,
+                     train_dir: str | Path | None = None) -> TrainConfig:
+    """The TrainConfig for parsed ``args``: options given, else (when ``args.resume`` and
+    ``train_dir`` holds a checkpoint) the run's saved settings, else ``defaults``."""
     base = dataclasses.asdict(defaults or TrainConfig())
+    head = read_checkpoint_head(train_dir) if getattr(args, "resume", False) and train_dir is not None else None
+    saved = head["config"] if head is not None else {}
+    base.update({k: v for k, v in saved.items() if k in base})  # a newer pixseq's extra keys are ignored
     for name, *_ in _OPTIONS:
-        base[name] = getattr(args, f"train_{name}")
+        given = getattr(args, f"train_{name}")
+        if given is not None:
+            base[name] = given
     if base["steps"] < 1:  # the Trainer allows 0 (restore only); a CLI run would save an untrained model
         raise PixseqError(f"--steps must be >= 1, got {base['steps']}")
-    if getattr(args, "seed", None) is not None:
-        base["seed"] = args.seed
+    # --seed defaults to 0 for every verb, so 0 cannot mean "given" here: on resume the run's
+    # seed stays (its RNG states come from the checkpoint anyway) unless another one is named.
+    seed = getattr(args, "seed", None)
+    if seed is not None and (seed != 0 or "seed" not in saved):
+        base["seed"] = seed
     return TrainConfig(**base)

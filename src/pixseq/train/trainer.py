@@ -275,8 +275,12 @@ class Trainer:
         D.broadcast_state(self.modules.values())  # identical start on every rank
         if self.config.ema_decay > 0:
             self.ema = EMA(self.modules, self.config.ema_decay)
-        if self.dist.is_main and self.checkpoint_path.exists():
-            notice(f"starting a fresh run: {self.checkpoint_path} will be overwritten (use --resume to continue it)")
+        if self.dist.is_main:
+            if self.checkpoint_path.exists():
+                notice(f"starting a fresh run: {self.checkpoint_path} will be overwritten (use --resume to "
+                       f"continue it)")
+            # an earlier run's TensorBoard events would interleave with this run's curves
+            shutil.rmtree(self.out_dir / TB_DIR, ignore_errors=True)
         self.step, self.history, self.last_checkpoint_step = 0, [], None
         self._in_step = False
 
@@ -315,6 +319,9 @@ class Trainer:
         if diffs:
             raise PixseqError(f"cannot resume {path} exactly, the run changed ({'; '.join(diffs)}); "
                               f"use the original settings or start a fresh run in another folder")
+        if int(state["step"]) > now["steps"]:
+            raise PixseqError(f"cannot resume {path}: it has already trained {state['step']} steps, more than "
+                              f"--steps {now['steps']}; give --steps >= {state['step']}")
         if saved.get("steps") != now["steps"] and self.dist.is_main:
             # Allowed (to extend a run), but not silently: the cosine horizon moves, so the
             # learning rate from here on differs from both the old and a fresh run's.
@@ -425,6 +432,20 @@ def _read_history(path: Path) -> list[dict]:
 
 class _StopFlag:
     requested = False
+
+
+def read_checkpoint_head(out_dir: str | os.PathLike | None) -> dict | None:
+    """``{"step": int, "config": dict}`` of the training checkpoint in ``out_dir``, or None
+    when there is none or it cannot be read (:meth:`Trainer.load_checkpoint` then says why).
+    Memory-mapped: the weights and optimizer moments are not read."""
+    path = Path(out_dir) / CKPT_NAME if out_dir is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return {"step": int(state["step"]), "config": dict(state["config"])}
+    except Exception:  # noqa: BLE001 - any unreadable file: not this function's to report
+        return None
 
 
 def compile_modules(modules: Iterable[nn.Module], device: torch.device) -> None:
