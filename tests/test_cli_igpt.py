@@ -345,8 +345,19 @@ def test_convert_hf_imagegpt(tmp_path, capsys):
     assert main(["sample", "--model", str(tmp_path / "m"), "-n", "2", "--out", str(tmp_path / "s.png")]) == 0
     assert "--force" in _one_line_error(capsys, main(["convert", "hf-imagegpt", str(tmp_path / "hf"),
                                                       str(tmp_path / "m")]))
-    assert "not a folder" in _one_line_error(capsys, main(["convert", "hf-imagegpt", str(tmp_path / "x"),
+    # a missing source said "not a folder"
+    assert "does not exist" in _one_line_error(capsys, main(["convert", "hf-imagegpt", str(tmp_path / "x"),
+                                                             str(tmp_path / "m2")]))
+    (tmp_path / "f").write_text("")
+    assert "not a folder" in _one_line_error(capsys, main(["convert", "hf-imagegpt", str(tmp_path / "f"),
                                                            str(tmp_path / "m2")]))
+    # -3 was a ValueError traceback, 0 silently meant the default, 3 used 9 of the 16 positions
+    for size, words in (("-3", ["--image-size must be >= 1"]), ("0", ["--image-size must be >= 1"]),
+                        ("3", ["image size 3", "16 positions"])):
+        msg = _one_line_error(capsys, main(["convert", "hf-imagegpt", str(tmp_path / "hf"), str(tmp_path / "m2"),
+                                            "--image-size", size]))
+        assert all(w in msg for w in words), msg
+    assert not (tmp_path / "m2").exists()
 
 
 def _fake_fashion_mnist(root, n: int = 60) -> None:

@@ -68,8 +68,50 @@ def test_in_memory_model_and_round_trip(hf_dir, tmp_path):
     loaded = from_pretrained(tmp_path / "m", expected_kind="igpt")
     tokens = torch.randint(0, K, (1, 16))
     assert torch.equal(loaded.prior(tokens), model.prior(tokens))
-    smaller = convert_hf_imagegpt(path, image_size=3)  # first 9 positions of the same model
-    torch.testing.assert_close(smaller.prior(tokens[:, :9]), model.prior(tokens)[:, :9])
+    assert convert_hf_imagegpt(path, image_size=SIDE).image_size == (SIDE, SIDE)  # the one side that fits
+
+
+@pytest.mark.parametrize("size, words", [
+    # a smaller side took the first side*side position embeddings with another row width (a
+    # broken raster); 0 meant "the default"; negatives were a ValueError traceback
+    (3, ["image size 3", "9 pixels", f"{SIDE * SIDE} positions", f"use {SIDE}"]),
+    (5, ["image size 5", "25 pixels", f"{SIDE * SIDE} positions"]),
+    (0, ["positive integer"]),
+    (-3, ["positive integer"]),
+])
+def test_image_size_must_cover_exactly_the_positions(hf_dir, size, words):
+    path, _, _ = hf_dir
+    with pytest.raises(PixseqError) as info:
+        convert_hf_imagegpt(path, image_size=size)
+    for w in words:
+        assert w in str(info.value)
+
+
+def _hf_dir_with(tmp_path, path, **changes):
+    """A copy of the test checkpoint's folder whose config.json has ``changes`` (weights unread)."""
+    bad = tmp_path / "bad"
+    bad.mkdir(parents=True)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg.update(changes)
+    (bad / "config.json").write_text(json.dumps(cfg))
+    return bad
+
+
+def test_configs_pixseq_cannot_build_are_one_error(hf_dir, tmp_path):
+    path, _, _ = hf_dir
+    # no weights file in these folders: the config is refused before any weights are read
+    with pytest.raises(PixseqError, match="50 positions, not a square number") as info:
+        convert_hf_imagegpt(_hf_dir_with(tmp_path / "a", path, n_positions=50))
+    assert "7x7" not in str(info.value)  # named a size the user never gave
+    with pytest.raises(PixseqError, match="does not match the checkpoint's 50 positions"):
+        convert_hf_imagegpt(_hf_dir_with(tmp_path / "b", path, n_positions=50), image_size=7)
+    # IGPTConfig's ValueErrors (one colour; a side over 256), GPTConfig's (heads): one PixseqError
+    with pytest.raises(PixseqError, match="palette_size must be >= 2"):
+        convert_hf_imagegpt(_hf_dir_with(tmp_path / "c", path, vocab_size=2))
+    with pytest.raises(PixseqError, match="image_size 1..256"):
+        convert_hf_imagegpt(_hf_dir_with(tmp_path / "d", path, n_positions=257 * 257))
+    with pytest.raises(PixseqError, match="divisible by n_head"):
+        convert_hf_imagegpt(_hf_dir_with(tmp_path / "e", path, n_head=5))
 
 
 def test_bad_checkpoints(hf_dir, tmp_path):

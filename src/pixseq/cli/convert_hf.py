@@ -12,7 +12,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                                     "preprocessor_config.json (the palette)")
     parser.add_argument("out", help="pixseq model directory to write")
     parser.add_argument("--image-size", type=int, default=None,
-                        help="image side (default: sqrt of the checkpoint's positions, 32 for openai/imagegpt-*)")
+                        help="image side; must be the square root of the checkpoint's positions "
+                             "(default: that, 32 for openai/imagegpt-*)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing model directory")
 
 
@@ -22,8 +23,15 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.convert.hf_imagegpt import convert_hf_imagegpt
     from pixseq.errors import PixseqError
 
-    if not Path(args.src).is_dir():
+    src = Path(args.src)
+    if not src.exists():
+        raise PixseqError(f"{args.src} does not exist (expected a Hugging Face ImageGPT model folder)")
+    if not src.is_dir():
         raise PixseqError(f"not a folder: {args.src} (expected a Hugging Face ImageGPT model folder)")
+    # before reading the checkpoint (hundreds of MB); whether the side fits its positions is
+    # checked once config.json is read
+    if args.image_size is not None and args.image_size < 1:
+        raise PixseqError(f"--image-size must be >= 1, got {args.image_size}")
     refuse_existing_model(args.out, args.force)
     model = convert_hf_imagegpt(args.src, image_size=args.image_size)
     g = model.prior.config

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import re
 from pathlib import Path
@@ -72,14 +73,39 @@ def gpt_config_from_hf(hf: dict[str, Any], image_size: int | None = None) -> tup
     inner = hf.get("n_inner") or 4 * C
     if inner % C:
         raise PixseqError(f"ImageGPT n_inner={inner} is not a multiple of n_embd={C}")
-    side = image_size or math.isqrt(n_pos)
-    if side * side > n_pos or (image_size is None and side * side != n_pos):
-        raise PixseqError(f"image size {side}x{side} does not fit the checkpoint's {n_pos} positions")
-    cfg = GPTConfig(vocab_size=vocab, block_size=side * side, n_layer=n_layer, n_head=n_head, n_embd=C,
-                    dropout=0.0, bias=True, norm="rmsnorm", activation=_ACTIVATIONS[act],
-                    mlp_ratio=inner // C, norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
-                    tie_weights=False)
+    side = image_side(n_pos, image_size)
+    try:
+        cfg = GPTConfig(vocab_size=vocab, block_size=side * side, n_layer=n_layer, n_head=n_head, n_embd=C,
+                        dropout=0.0, bias=True, norm="rmsnorm", activation=_ACTIVATIONS[act],
+                        mlp_ratio=inner // C, norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
+                        tie_weights=False)
+    except ValueError as exc:  # e.g. n_embd not divisible by n_head: a checkpoint pixseq cannot rebuild
+        raise PixseqError(f"unsupported ImageGPT config: {exc}") from None
     return cfg, side
+
+
+def image_side(n_positions: int, image_size: int | None = None) -> int:
+    """The square image side of a checkpoint with ``n_positions`` positions.
+
+    iGPT images are square rasters of exactly ``n_positions`` pixels: position ``i + 1``
+    holds pixel ``i`` of a row ``side`` pixels wide. A smaller side would reuse the first
+    ``side * side`` position embeddings with another row width (pixel (1, 0) would get the
+    embedding trained for pixel (0, side)), so ``image_size`` must be that side exactly.
+    """
+    side = math.isqrt(max(n_positions, 0))
+    if image_size is not None:
+        if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 1:
+            raise PixseqError(f"image size must be a positive integer, got {image_size!r}")
+        if image_size * image_size != n_positions:
+            hint = f"use {side} or leave it out" if side * side == n_positions else "it has no square image size"
+            raise PixseqError(f"image size {image_size} ({image_size}x{image_size} = {image_size * image_size} "
+                              f"pixels) does not match the checkpoint's {n_positions} positions: iGPT images are "
+                              f"square rasters of exactly n_positions pixels ({hint})")
+        return int(image_size)
+    if side * side != n_positions:
+        raise PixseqError(f"the checkpoint has {n_positions} positions, not a square number: iGPT images are "
+                          f"square rasters of exactly n_positions pixels, so it has no image size pixseq can use")
+    return side
 
 
 def load_hf_imagegpt_state(hf_state: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, torch.Tensor]:
@@ -102,7 +128,6 @@ def load_hf_imagegpt_state(hf_state: dict[str, torch.Tensor], cfg: GPTConfig) ->
     out["wte.weight"], out["sos"] = wte[:-1], wte[-1]
     for hf_key, key in _TOP_MAP.items():
         out[key] = take(hf_key)
-    out["wpe.weight"] = out["wpe.weight"][: cfg.block_size]  # a smaller image uses the first positions
     for i in range(cfg.n_layer):
         for hf_key, (key, transpose) in _BLOCK_MAP.items():
             t = take(f"h.{i}.{hf_key}")
@@ -113,8 +138,8 @@ def load_hf_imagegpt_state(hf_state: dict[str, torch.Tensor], cfg: GPTConfig) ->
     return out
 
 
-def _read_dir(src: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], np.ndarray | None]:
-    """config dict, state dict and clusters (or None) from an HF model directory."""
+def _read_config(src: Path) -> dict[str, Any]:
+    """The config dict of an HF model directory (read before the weights: it is checked first)."""
     if not (src / "config.json").is_file():
         raise PixseqError(f"not a Hugging Face model directory (no config.json): {src}")
     try:
@@ -123,6 +148,11 @@ def _read_dir(src: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], np.nd
         raise PixseqError(f"corrupt {src / 'config.json'}: {exc}") from None
     if hf.get("model_type", "imagegpt") != "imagegpt":
         raise PixseqError(f"{src} holds a {hf.get('model_type')!r} model, not ImageGPT")
+    return hf
+
+
+def _read_weights(src: Path) -> tuple[dict[str, torch.Tensor], np.ndarray | None]:
+    """State dict and clusters (or None) from an HF model directory."""
     if (src / "model.safetensors").is_file():
         from safetensors.torch import load_file
 
@@ -140,7 +170,7 @@ def _read_dir(src: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], np.nd
             doc = json.loads((src / name).read_text(encoding="utf-8"))
             clusters = np.asarray(doc["clusters"], dtype=np.float64) if "clusters" in doc else None
             break
-    return hf, state, clusters
+    return state, clusters
 
 
 def convert_hf_imagegpt(src: str | os.PathLike | torch.nn.Module, image_size: int | None = None,
@@ -148,22 +178,26 @@ def convert_hf_imagegpt(src: str | os.PathLike | torch.nn.Module, image_size: in
     """Build an :class:`IGPT` from an HF ImageGPT directory (or an in-memory HF model).
 
     ``clusters`` (K x 3 in [-1, 1]) overrides / supplies the palette; a directory's
-    ``preprocessor_config.json`` provides it otherwise. ``image_size`` defaults to
-    ``sqrt(n_positions)``.
+    ``preprocessor_config.json`` provides it otherwise. ``image_size`` is
+    ``sqrt(n_positions)``; when given, it must be exactly that (see :func:`image_side`).
     """
-    if isinstance(src, torch.nn.Module):
-        hf, state = src.config.to_dict(), src.state_dict()
-        found = None
-    else:
-        hf, state, found = _read_dir(Path(src))
-    clusters = found if clusters is None else np.asarray(clusters, dtype=np.float64)
+    in_memory = isinstance(src, torch.nn.Module)
+    hf = src.config.to_dict() if in_memory else _read_config(Path(src))
+    # Everything the config alone decides is checked before the weights load (GBs for
+    # imagegpt-large): the image side, and whether pixseq can build such an iGPT at all.
     cfg, side = gpt_config_from_hf(hf, image_size)
+    try:
+        igpt_config = IGPTConfig(palette_size=cfg.vocab_size, image_size=side, gpt=cfg)
+    except ValueError as exc:  # e.g. a 1-colour palette or an image side over 256: one line, no traceback
+        raise PixseqError(f"cannot build an iGPT from this ImageGPT checkpoint: {exc}") from None
+    state, found = (src.state_dict(), None) if in_memory else _read_weights(Path(src))
+    clusters = found if clusters is None else np.asarray(clusters, dtype=np.float64)
     if clusters is None:
         raise PixseqError("no colour palette: the ImageGPT directory has no preprocessor_config.json "
                           "with 'clusters' (download it with the model)")
     if clusters.shape != (cfg.vocab_size, 3):
         raise PixseqError(f"palette has shape {clusters.shape}, the model needs ({cfg.vocab_size}, 3)")
-    model = IGPT(IGPTConfig(palette_size=cfg.vocab_size, image_size=side, gpt=cfg))
+    model = IGPT(igpt_config)
     load_state_strict(model.prior, load_hf_imagegpt_state(state, model.prior.config), source="ImageGPT checkpoint")
     model.tokenizer.set_palette(torch.from_numpy((clusters + 1.0) / 2.0).float())
     return model.eval()
