@@ -46,6 +46,22 @@ def check_output(path: Path, what: str, folder: bool = False) -> None:
         raise PixseqError(f"{what} {path}: no permission to write in {probe}")
 
 
+def check_image_output(path: str | Path, what: str = "--out") -> Path:
+    """:func:`check_output` for an image file, then: its suffix names an image format.
+
+    The folder checks come first: ``--out some/folder`` is a folder, not an unknown format.
+    """
+    from PIL import Image
+
+    from pixseq.errors import PixseqError
+
+    path = Path(path)
+    check_output(path, what)
+    if Image.registered_extensions().get(path.suffix.lower()) is None:
+        raise PixseqError(f"unknown image format for {what} {path} (use e.g. .png)")
+    return path
+
+
 def refuse_overwriting_input(out: Path, image: str | Path) -> None:
     """An output that is the input image would destroy it: refuse before any work."""
     from pixseq.errors import PixseqError

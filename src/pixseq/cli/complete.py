@@ -81,15 +81,15 @@ def guess_class(model, x: torch.Tensor, keep_rows: int) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixseq.cli.common import notice, refuse_overwriting_input, resolve_device, seed_everything
-    from pixseq.cli.sample import (class_names, legible_scale, load_token_model, output_path, parse_class,
-                                   sampling_kwargs, to_uint8_batch)
+    from pixseq.cli.common import check_image_output, notice, refuse_overwriting_input, resolve_device, seed_everything
+    from pixseq.cli.sample import (class_names, legible_scale, load_token_model, parse_class, sampling_kwargs,
+                                   to_uint8_batch)
     from pixseq.io import load_image, save_image, to_tensor
     from pixseq.report import make_grid
 
     if args.num < 1:
         raise PixseqError(f"-n must be >= 1, got {args.num}")
-    out = output_path(args.out)
+    out = check_image_output(args.out)
     refuse_overwriting_input(out, args.image)
     if not 0 < args.keep < 1:
         raise PixseqError(f"--keep must be a fraction strictly between 0 and 1, got {args.keep}")

@@ -32,17 +32,16 @@ def load_codec_model(directory: str, device):
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixseq.cli.common import refuse_overwriting_input, resolve_device, seed_everything
+    from pixseq.cli.common import check_output, refuse_overwriting_input, resolve_device, seed_everything
     from pixseq.codec import compress_with_stats
     from pixseq.errors import PixseqError
     from pixseq.io import atomic_write, load_image
 
     out = Path(args.out)
     refuse_overwriting_input(out, args.image)
+    check_output(out, "--out")  # a folder, or a parent that is a file, is named before "exists"
     if out.exists() and not args.force:
         raise PixseqError(f"output exists: {out} (use --force to overwrite)")
-    if out.is_dir():
-        raise PixseqError(f"--out is a folder: {out}")
     seed_everything(args.seed)
     image = load_image(args.image)
     model = load_codec_model(args.model, resolve_device(args.device))

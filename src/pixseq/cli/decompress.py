@@ -43,19 +43,15 @@ def _model_dir(args: argparse.Namespace, recorded: str) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from pixseq.cli.common import notice, resolve_device, seed_everything
+    from pixseq.cli.common import check_image_output, notice, resolve_device, seed_everything
     from pixseq.cli.compress import load_codec_model
     from pixseq.codec import decompress, read_header
     from pixseq.errors import PixseqError
     from pixseq.io import save_image
 
-    out = Path(args.out)
+    out = check_image_output(args.out)  # a folder is named as one, not as an existing output
     if out.exists() and not args.force:
         raise PixseqError(f"output exists: {out} (use --force to overwrite)")
-    from PIL import Image
-
-    if out.suffix.lower() not in Image.registered_extensions():
-        raise PixseqError(f"unknown image format for output file: {out}")
     seed_everything(args.seed)
     data = _read(Path(args.file))
     header = read_header(data)  # format, checksums and geometry are checked before any model loads

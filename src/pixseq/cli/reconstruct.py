@@ -20,10 +20,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from pixseq.checkpoint import from_pretrained
-    from pixseq.cli.common import refuse_overwriting_input, resolve_device
+    from pixseq.cli.common import check_image_output, refuse_overwriting_input, resolve_device
     from pixseq.io import load_image, save_image, to_tensor, to_uint8
     from pixseq.metrics.pixel import psnr
 
+    check_image_output(args.out)  # before the model runs, not when its result is written
     refuse_overwriting_input(args.out, args.image)
     device = resolve_device(args.device)
     model = from_pretrained(args.model, ("vqgan", "taming"))

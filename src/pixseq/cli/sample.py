@@ -90,18 +90,6 @@ def legible_scale(height: int, min_side: int = 84) -> int:
     return max(1, math.ceil(min_side / max(1, height)))
 
 
-def output_path(path: str) -> Path:
-    """Check an output image path before spending time on sampling."""
-    from PIL import Image
-
-    out = Path(path)
-    if Image.registered_extensions().get(out.suffix.lower()) is None:
-        raise PixseqError(f"unknown image format for --out {path} (use e.g. .png)")
-    if out.is_dir():
-        raise PixseqError(f"--out {path} is a folder; give an image file name such as samples.png")
-    return out
-
-
 def parse_size(text: str | None) -> tuple[int, int] | None:
     """``"HxW"`` or ``"N"`` -> ``(H, W)``."""
     if text is None:
@@ -167,7 +155,7 @@ MAX_SAMPLES = 10_000
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixseq.cli.common import resolve_device, seed_everything
+    from pixseq.cli.common import check_image_output, resolve_device, seed_everything
     from pixseq.io import save_image
     from pixseq.report import make_grid
 
@@ -175,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         raise PixseqError(f"-n must be from 1 to {MAX_SAMPLES} (one grid image), got {args.num}")
     if args.ncol is not None and args.ncol < 1:
         raise PixseqError(f"--ncol must be >= 1, got {args.ncol}")
-    out = output_path(args.out)
+    out = check_image_output(args.out)
     size = parse_size(args.size)
     device = resolve_device(args.device)
     seed_everything(args.seed)
