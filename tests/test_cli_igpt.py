@@ -257,6 +257,49 @@ def test_complete_bad_input(model_dir, tmp_path, capsys, case):
     assert not (tmp_path / "c.png").exists()
 
 
+@pytest.mark.parametrize("extra, pattern", [
+    (["--class", "shoe"], "not a class index"),
+    (["--class", "7"], "out of range"),
+    (["--top-p", "0"], "--top-p"),
+    (["--temperature", "-1"], "--temperature"),
+    (["--top-k", "0"], "--top-k"),
+    (["-n", "100000000"], "from 1 to 10000"),  # was an allocation-failure traceback
+    (["-n", "0"], "from 1 to 10000"),
+])
+def test_complete_bad_options_are_the_only_line(model_dir, tmp_path, capsys, extra, pattern):
+    # a 20x20 image is resized to the model's 8x8 with a notice; the notice used to come
+    # first, then the error (two lines on stderr)
+    image = tmp_path / "in.png"
+    save_image(np.zeros((20, 20, 3), np.uint8), image)
+    code = main(["complete", str(image), "--model", str(model_dir), "--out", str(tmp_path / "c.png")] + extra)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("pixseq: error:") and pattern in err, err
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_complete_help_defaults_and_singular_output(model_dir, tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        main(["complete", "--help"])
+    assert "(default 0.5)" in " ".join(capsys.readouterr().out.split())  # --keep's default was not shown
+    image = tmp_path / "in.png"
+    save_image(np.zeros((8, 8, 3), np.uint8), image)
+    base = ["complete", str(image), "--model", str(model_dir), "--class", "0", "--out", str(tmp_path / "c.png")]
+    assert main(base + ["-n", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| 1 completion" in out and "completions" not in out  # said "1 completions"
+    assert main(["sample", "--model", str(model_dir), "-n", "1", "--out", str(tmp_path / "s.png")]) == 0
+    assert ": 1 sample (" in capsys.readouterr().out  # said "1 samples"
+    # -n beyond one batch is drawn batch by batch (bounded memory), all in the one grid row
+    import pixseq.cli.sample as sample_mod
+
+    monkeypatch.setattr(sample_mod, "SAMPLE_BATCH", 2)
+    assert main(base + ["-n", "5"]) == 0
+    assert "| 5 completions" in capsys.readouterr().out
+    grid = np.asarray(Image.open(tmp_path / "c.png"))
+    scale = (grid.shape[0] - 4) // SIDE
+    assert grid.shape[1] == 7 * SIDE * scale + 8 * 2  # original | kept | 5 completions
+
+
 def test_outputs_never_replace_the_input_image(model_dir, tmp_path, capsys):
     image = tmp_path / "in.png"
     save_image(np.zeros((8, 8, 3), np.uint8), image)

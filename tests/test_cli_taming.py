@@ -61,6 +61,22 @@ def test_reconstruct_pads_crops_and_reports(trained, tmp_path, capsys):
         assert f"{48 * math.log2(16) / 630:.4f} bits/pixel" in out and "PSNR" in out
 
 
+def test_complete_without_a_whole_code_row_cycles_classes_in_batches(trained, tmp_path, monkeypatch, capsys):
+    # --keep 0.1 keeps 3 of 28 pixel rows: no whole 4-pixel code row, so no class can be
+    # guessed and each completion gets the next class; -n 3 in batches of 2 is one grid row
+    import pixseq.cli.sample as sample_mod
+
+    _, _, prior = trained
+    monkeypatch.setattr(sample_mod, "SAMPLE_BATCH", 2)
+    save_image(np.zeros((28, 28, 3), np.uint8), tmp_path / "in.png")
+    assert main(["complete", str(tmp_path / "in.png"), "--model", str(prior), "--keep", "0.1", "-n", "3",
+                 "--out", str(tmp_path / "c.png")]) == 0
+    assert "| 3 completions" in capsys.readouterr().out
+    grid = load_image(tmp_path / "c.png")
+    scale = (grid.shape[0] - 4) // 28
+    assert grid.shape[1] == 5 * 28 * scale + 6 * 2  # original | kept | 3 completions
+
+
 def test_prior_with_missing_or_different_tokenizer(trained, tmp_path, capsys):
     root, vq, prior = trained
     assert main(["train", "prior", "--tokenizer", str(tmp_path / "nope"), "--data", "fashion-mnist:test",

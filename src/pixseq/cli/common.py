@@ -70,6 +70,11 @@ def refuse_overwriting_input(out: Path, image: str | Path) -> None:
         raise PixseqError(f"--out {out} is the input image; choose another file")
 
 
+def plural(count: int, noun: str) -> str:
+    """``"1 sample"``, ``"3 samples"``: a count and a regular English noun."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def notice(message: str) -> None:
     """A one-line notice on stderr (not an error)."""
     sys.stderr.write(f"pixseq: {message}\n")

@@ -24,7 +24,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("image", help="image file (any size: it is resized to the model's size with a notice)")
     parser.add_argument("--model", required=True, help="model directory (pixseq train igpt / train prior)")
-    parser.add_argument("--keep", type=float, default=0.5, help="fraction of rows kept from the top, in (0, 1)")
+    parser.add_argument("--keep", type=float, default=0.5,
+                        help="fraction of rows kept from the top, in (0, 1) (default 0.5)")
     parser.add_argument("-n", "--num", type=int, default=4, help="number of completions (default 4)")
     parser.add_argument("--out", required=True, type=path_arg, help="output grid image, e.g. completions.png")
     parser.add_argument("--class", dest="cls", default=None,
@@ -46,11 +47,37 @@ def fit_to_model(image: np.ndarray, size: tuple[int, int], name: str = "image") 
     return np.asarray(Image.fromarray(image).resize((W, H), Image.BICUBIC))
 
 
+def check_keep(keep: float) -> None:
+    """PixseqError unless ``--keep`` is a fraction strictly between 0 and 1."""
+    if not 0 < keep < 1:  # written so that NaN fails too
+        raise PixseqError(f"--keep must be a fraction strictly between 0 and 1, got {keep}")
+
+
 def keep_rows_for(keep: float, height: int) -> int:
     """Pixel rows kept for a ``--keep`` fraction: at least one, and at least one left to sample."""
-    if not 0 < keep < 1:
-        raise PixseqError(f"--keep must be a fraction strictly between 0 and 1, got {keep}")
+    check_keep(keep)
     return max(1, min(height - 1, round(keep * height)))
+
+
+def complete_in_batches(model, x: torch.Tensor, keep_rows: int, num: int, labels: torch.Tensor | None,
+                        **sampling) -> torch.Tensor:
+    """``model.complete`` in calls of at most ``SAMPLE_BATCH`` outputs, like ``pixseq sample``.
+
+    One call for all of ``-n`` would hold every completion's KV cache at once (gigabytes for
+    a large -n). ``x`` is either one image completed ``num`` times (``labels``: its one class,
+    or None) or ``B`` images completed once each (``labels``: one per image). Up to one
+    batch, the result is that of a single call.
+    """
+    from pixseq.cli.sample import SAMPLE_BATCH
+
+    if x.size(0) == 1:
+        parts = [model.complete(x, keep_rows, num=len(part), labels=labels, **sampling)
+                 for part in torch.arange(num).split(SAMPLE_BATCH)]
+    else:
+        parts = [model.complete(x[part], keep_rows, num=1, labels=None if labels is None else labels[part],
+                                **sampling)
+                 for part in torch.arange(x.size(0)).split(SAMPLE_BATCH)]
+    return torch.cat(parts)
 
 
 @torch.no_grad()
@@ -81,29 +108,32 @@ def guess_class(model, x: torch.Tensor, keep_rows: int) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixseq.cli.common import check_image_output, notice, refuse_overwriting_input, resolve_device, seed_everything
-    from pixseq.cli.sample import (class_names, legible_scale, load_token_model, parse_class, sampling_kwargs,
-                                   to_uint8_batch)
+    from pixseq.cli.common import (check_image_output, notice, plural, refuse_overwriting_input, resolve_device,
+                                   seed_everything)
+    from pixseq.cli.sample import (check_num, check_sampling_options, class_names, legible_scale,
+                                   load_token_model, parse_class, sampling_kwargs, to_uint8_batch)
     from pixseq.io import load_image, save_image, to_tensor
     from pixseq.report import make_grid
 
-    if args.num < 1:
-        raise PixseqError(f"-n must be >= 1, got {args.num}")
+    # Every option is checked before any notice (the resize, the guessed class): a bad option
+    # is then the one line on stderr, not a second line after a notice. --class needs the
+    # model's classes, so it is checked right after the model loads.
+    check_num(args.num)
+    check_keep(args.keep)
+    check_sampling_options(args)
     out = check_image_output(args.out)
     refuse_overwriting_input(out, args.image)
-    if not 0 < args.keep < 1:
-        raise PixseqError(f"--keep must be a fraction strictly between 0 and 1, got {args.keep}")
-    image = load_image(args.image)
+    image = load_image(args.image)  # a missing or broken image is reported before the model loads
     device = resolve_device(args.device)
     seed_everything(args.seed)
     model = load_token_model(args.model, device)
+    cls = parse_class(model, args.cls)  # an unconditional model with --class is an error too
     H, W = model.image_size
     image = fit_to_model(image, (H, W), name=args.image)
     keep_rows = keep_rows_for(args.keep, H)
     x = to_tensor(image)[None]  # (1, 3, H, W)
     labels = None
     if model.num_classes:
-        cls = parse_class(model, args.cls)
         if cls is None:
             cls = guess_class(model, x, keep_rows)
             names = class_names(model)
@@ -113,13 +143,10 @@ def run(args: argparse.Namespace) -> int:
         labels = torch.full((1,), cls, dtype=torch.long) if cls is not None else torch.arange(args.num) % model.num_classes
         if cls is None:  # nothing kept to judge by: one completion per class in turn
             x = x.expand(args.num, -1, -1, -1)
-    else:
-        parse_class(model, args.cls)  # an unconditional model with --class is an error
-    num = args.num if x.size(0) == 1 else 1
-    completions = model.complete(x, keep_rows, num=num, labels=labels, **sampling_kwargs(args, device))
+    completions = complete_in_batches(model, x, keep_rows, args.num, labels, **sampling_kwargs(args, device))
     kept = image.copy()
     kept[keep_rows:] = MASK_COLOUR  # the part the model has to draw
     tiles = [image, kept] + to_uint8_batch(completions)
     save_image(make_grid(tiles, ncol=len(tiles), scale=legible_scale(H)), out)
-    print(f"wrote {out}: original | top {keep_rows} of {H} rows kept | {len(tiles) - 2} completions")
+    print(f"wrote {out}: original | top {keep_rows} of {H} rows kept | {plural(len(tiles) - 2, 'completion')}")
     return 0

@@ -66,14 +66,19 @@ def add_sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with mass P")
 
 
-def sampling_kwargs(args: argparse.Namespace, device: torch.device) -> dict:
-    """Validated sampling options + a seeded generator on ``device``."""
+def check_sampling_options(args: argparse.Namespace) -> None:
+    """PixseqError for a bad --temperature, --top-k or --top-p (call before any work or notice)."""
     if not args.temperature > 0:
         raise PixseqError(f"--temperature must be > 0, got {args.temperature}")
     if args.top_k is not None and args.top_k < 1:
         raise PixseqError(f"--top-k must be >= 1, got {args.top_k}")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise PixseqError(f"--top-p must be in (0, 1], got {args.top_p}")
+
+
+def sampling_kwargs(args: argparse.Namespace, device: torch.device) -> dict:
+    """Validated sampling options + a seeded generator on ``device``."""
+    check_sampling_options(args)
     gen = torch.Generator(device).manual_seed(args.seed)
     return dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, generator=gen)
 
@@ -83,6 +88,19 @@ def to_uint8_batch(images: torch.Tensor) -> list[np.ndarray]:
     from pixseq.io import to_uint8
 
     return [to_uint8(im) for im in images]
+
+
+#: Images sampled per model call (bounded KV-cache memory).
+SAMPLE_BATCH = 64
+#: Most images one command draws into its one grid image (``sample -n``, ``complete -n``):
+#: beyond it a grid is too large to look at, and a huge -n failed in an allocation.
+MAX_SAMPLES = 10_000
+
+
+def check_num(num: int) -> None:
+    """``-n`` of the verbs that draw images into one grid: 1..:data:`MAX_SAMPLES`."""
+    if not 1 <= num <= MAX_SAMPLES:
+        raise PixseqError(f"-n must be from 1 to {MAX_SAMPLES} (one grid image), got {num}")
 
 
 def legible_scale(height: int, min_side: int = 84) -> int:
@@ -149,20 +167,15 @@ def sample_images(model, num: int, cls: int | None, size: tuple[int, int] | None
     return torch.cat(images), ncol or math.ceil(math.sqrt(num))
 
 
-#: Images sampled per model call, and per grid.
-SAMPLE_BATCH = 64
-MAX_SAMPLES = 10_000
-
-
 def run(args: argparse.Namespace) -> int:
-    from pixseq.cli.common import check_image_output, resolve_device, seed_everything
+    from pixseq.cli.common import check_image_output, plural, resolve_device, seed_everything
     from pixseq.io import save_image
     from pixseq.report import make_grid
 
-    if not 1 <= args.num <= MAX_SAMPLES:
-        raise PixseqError(f"-n must be from 1 to {MAX_SAMPLES} (one grid image), got {args.num}")
+    check_num(args.num)
     if args.ncol is not None and args.ncol < 1:
         raise PixseqError(f"--ncol must be >= 1, got {args.ncol}")
+    check_sampling_options(args)
     out = check_image_output(args.out)
     size = parse_size(args.size)
     device = resolve_device(args.device)
@@ -174,5 +187,5 @@ def run(args: argparse.Namespace) -> int:
     ncol = min(args.ncol, args.num) if args.ncol else ncol  # more columns than images: empty space
     save_image(make_grid(tiles, ncol=ncol, scale=legible_scale(tiles[0].shape[0])), out)
     what = f"class {cls}" if cls is not None else ("all classes" if model.num_classes else "unconditional")
-    print(f"wrote {out}: {args.num} samples ({what}), {tiles[0].shape[0]}x{tiles[0].shape[1]} each")
+    print(f"wrote {out}: {plural(args.num, 'sample')} ({what}), {tiles[0].shape[0]}x{tiles[0].shape[1]} each")
     return 0
