@@ -6,6 +6,7 @@ image quality.
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import re
@@ -298,6 +299,31 @@ def test_complete_help_defaults_and_singular_output(model_dir, tmp_path, monkeyp
     grid = np.asarray(Image.open(tmp_path / "c.png"))
     scale = (grid.shape[0] - 4) // SIDE
     assert grid.shape[1] == 7 * SIDE * scale + 8 * 2  # original | kept | 5 completions
+
+
+def test_python_api_labels_take_class_names(model_dir):
+    """generate / complete take the stored class names like --class does; a name was a raw
+    `TypeError: new(): invalid data type 'str'`."""
+    from pixseq.errors import PixseqError
+    from pixseq.models.igpt import IGPT
+
+    model = checkpoint.from_pretrained(model_dir)  # classes "bottom", "top"
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731 - same draws for both spellings
+    assert torch.equal(model.generate(2, labels="Top", generator=g()), model.generate(2, labels=1, generator=g()))
+    assert torch.equal(model.generate(2, labels=["top", "bottom"], generator=g()),
+                       model.generate(2, labels=torch.tensor([1, 0]), generator=g()))
+    x = torch.zeros(1, 3, SIDE, SIDE)
+    assert torch.equal(model.complete(x, 4, num=2, labels="bottom", generator=g()),
+                       model.complete(x, 4, num=2, labels=0, generator=g()))
+    with pytest.raises(PixseqError, match="'shoe' is not a class index 0..1 or one of: bottom, top"):
+        model.generate(2, labels="shoe")
+    with pytest.raises(PixseqError, match=r"integer class ids 0..1 or class names \(bottom, top\), got dtype"):
+        model.generate(2, labels=[0.5, 1.0])  # floats were silently truncated to class ids
+    fresh = IGPT(model.config)  # built in Python: no stored names
+    with pytest.raises(PixseqError, match="labels must be integer class ids 0..1, got 'Sneaker'"):
+        fresh.generate(2, labels="Sneaker")
+    with pytest.raises(PixseqError, match="unconditional"):
+        IGPT(dataclasses.replace(model.config, num_classes=0)).complete(x, 4, labels="top")
 
 
 def test_outputs_never_replace_the_input_image(model_dir, tmp_path, capsys):

@@ -109,6 +109,22 @@ def test_generate_sizes_and_inpainting_keep_region():
     assert m.complete(x, keep_rows=8, num=2, labels=1).shape == (2, 3, 16, 16)
 
 
+def test_labels_as_class_names(tmp_path):
+    """make_cond / inpaint take stored class names (a name was a raw TypeError from torch)."""
+    m = _tiny_taming(num_classes=2)
+    with pytest.raises(PixseqError, match="labels must be integer class ids 0..1, got 'cat'"):
+        m.generate(1, labels="cat")  # built in Python: no names stored
+    save_pretrained(m, tmp_path / "t", meta={"class_names": ["cat", "dog"]})
+    m = from_pretrained(tmp_path / "t", "taming")
+    assert torch.equal(m.make_cond(2, ["Dog", 0]), torch.tensor([[1], [0]]))
+    x = torch.rand(1, 3, 16, 16)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731 - same draws for both spellings
+    assert torch.equal(m.complete(x, 8, num=2, labels="dog", generator=g()),
+                       m.complete(x, 8, num=2, labels=1, generator=g()))
+    with pytest.raises(PixseqError, match="'cow' is not a class index 0..1 or one of: cat, dog"):
+        m.make_cond(1, "cow")
+
+
 def test_taming_model_dir_roundtrip(tmp_path):
     m = _tiny_taming(num_classes=2)
     save_pretrained(m, tmp_path / "t")

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 from pixseq.errors import PixseqError
+# the class lookup the Python API's ``labels`` use too; class_names is re-exported for the verbs
+from pixseq.models.base import class_index, class_names  # noqa: F401
 
 HELP = "sample images from an igpt / taming model into one grid image"
 
@@ -34,29 +36,13 @@ def refuse_existing_model(directory: str | Path, force: bool) -> None:
         raise PixseqError(f"{directory} already holds a model; use --force to overwrite it (or another --out)")
 
 
-def class_names(model) -> list[str]:
-    """Class names stored with the model at training time (may be empty)."""
-    return list(getattr(model, "pretrained_meta", {}).get("class_names", []))
-
-
 def parse_class(model, value: str | None) -> int | None:
     """``--class`` as an index; accepts an index or a stored class name (case-insensitive)."""
     if value is None:
         return None
     if not model.num_classes:
         raise PixseqError("--class given but this model is unconditional (it was trained without classes)")
-    names = class_names(model)
-    lowered = [n.lower() for n in names]
-    if value.lower() in lowered:
-        return lowered.index(value.lower())
-    try:
-        index = int(value)
-    except ValueError:
-        known = f" or one of: {', '.join(names)}" if names else ""
-        raise PixseqError(f"--class {value!r} is not a class index 0..{model.num_classes - 1}{known}") from None
-    if not 0 <= index < model.num_classes:
-        raise PixseqError(f"--class {index} is out of range: this model has classes 0..{model.num_classes - 1}")
-    return index
+    return class_index(model, value, what="--class")  # the same lookup as the Python API's labels
 
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:

@@ -53,6 +53,67 @@ def check_token_grid(tokens: torch.Tensor, vocab_size: int) -> None:
     check_token_ids(tokens, vocab_size)
 
 
+def class_names(model) -> list[str]:
+    """Class names stored with a model directory at training time (``meta.class_names``).
+
+    Empty for models built in Python rather than loaded with ``from_pretrained``, and for
+    model directories trained without names.
+    """
+    return list(getattr(model, "pretrained_meta", {}).get("class_names", []))
+
+
+def class_index(model, value: str | int, what: str = "label") -> int:
+    """One class id from an index or a stored class name (case-insensitive, see :func:`class_names`).
+
+    ``what`` names the value in the error (``"--class"`` on the command line). The model
+    must be class-conditional (``model.num_classes > 0``).
+    """
+    K = model.num_classes
+    names = class_names(model)
+    if isinstance(value, str):
+        lowered = [n.lower() for n in names]
+        if value.lower() in lowered:
+            return lowered.index(value.lower())
+        try:
+            value = int(value)
+        except ValueError:
+            known = f" or one of: {', '.join(names)}" if names else " (this model stores no class names)"
+            raise PixseqError(f"{what} {value!r} is not a class index 0..{K - 1}{known}") from None
+    if not 0 <= value < K:
+        raise PixseqError(f"{what} {value} is out of range: this model has classes 0..{K - 1}")
+    return int(value)
+
+
+def class_labels(model, labels) -> torch.Tensor:
+    """``labels`` as a 1-D long tensor of class ids (on the CPU; ranges are the caller's check).
+
+    Takes an int, a class name, a sequence mixing both, or an integer array / tensor.
+    Names resolve through :func:`class_index`; anything else (floats, which ``torch``
+    would truncate, or objects) is one PixseqError instead of a raw ``TypeError``.
+    """
+    K = model.num_classes
+    if not K:
+        raise PixseqError("this model is unconditional; it takes no class")
+    if isinstance(labels, str):
+        labels = [labels]
+    if isinstance(labels, (list, tuple)) and any(isinstance(v, str) for v in labels):
+        if not class_names(model):
+            name = next(v for v in labels if isinstance(v, str))
+            raise PixseqError(f"labels must be integer class ids 0..{K - 1}, got {name!r}: this model stores "
+                              f"no class names (only models loaded from a directory trained with names do)")
+        labels = [class_index(model, v) if isinstance(v, str) else v for v in labels]
+    try:
+        ids = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):  # e.g. None inside a list, ragged nesting
+        ids = None
+    if ids is None or ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        names = class_names(model)
+        also = f" or class names ({', '.join(names)})" if names else ""
+        got = f"dtype {ids.dtype}" if ids is not None else type(labels).__name__
+        raise PixseqError(f"labels must be integer class ids 0..{K - 1}{also}, got {got}")
+    return ids.reshape(-1).long()
+
+
 @runtime_checkable
 class Tokenizer(Protocol):
     """Images <-> token grids."""

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from pixseq.errors import PixseqError
 from pixseq.io import to_tensor
+from pixseq.models.base import class_labels
 from pixseq.priors.gpt import GPT, GPTConfig
 from pixseq.priors.sampling import sample
 from pixseq.registry import register
@@ -94,14 +95,14 @@ class IGPT(nn.Module):
         x = to_tensor(images)  # (N, 3, H, W)
         return self.tokenizer.encode(x.to(self.device)).flatten(1)  # (N, H, W) -> (N, H*W)
 
-    def _cond(self, labels: torch.Tensor | Sequence[int] | None, num: int) -> torch.Tensor | None:
+    def _cond(self, labels: torch.Tensor | Sequence[int | str] | int | str | None, num: int) -> torch.Tensor | None:
         if not self.num_classes:
             if labels is not None:
                 raise PixseqError("this model is unconditional; it takes no class")
             return None
         if labels is None:
             raise PixseqError(f"this model is class-conditional: give a class in 0..{self.num_classes - 1}")
-        labels = torch.as_tensor(labels, dtype=torch.long, device=self.device).reshape(-1)
+        labels = class_labels(self, labels).to(self.device)  # ids, or names when the model stores them
         if labels.numel() == 1:
             labels = labels.expand(num)
         if labels.numel() != num or labels.min() < 0 or labels.max() >= self.num_classes:
@@ -112,7 +113,12 @@ class IGPT(nn.Module):
     def generate(self, num: int, labels=None, prefix: torch.Tensor | None = None, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """Sample ``num`` images ``(num, 3, H, W)`` in [0, 1]; ``prefix`` ``(num, P)`` tokens are kept."""
+        """Sample ``num`` images ``(num, 3, H, W)`` in [0, 1]; ``prefix`` ``(num, P)`` tokens are kept.
+
+        ``labels`` (class-conditional models): one class for all, or one per image, as ids
+        ``0..num_classes-1`` or, for a model loaded from a directory that stores class names,
+        as names (``"Sneaker"``, case-insensitive).
+        """
         H, W = self.image_size
         tokens = sample(self.prior, num, H * W, cond=self._cond(labels, num), prefix=prefix,
                         temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
@@ -130,7 +136,7 @@ class IGPT(nn.Module):
         tokens = self.tokenizer.encode(images.to(self.device)).flatten(1)  # (B, H*W)
         prefix = tokens[:, : keep_rows * W].repeat_interleave(num, dim=0)  # (B*num, P)
         if labels is not None:
-            labels = torch.as_tensor(labels).reshape(-1).repeat_interleave(num)
+            labels = class_labels(self, labels).repeat_interleave(num)
         return self.generate(prefix.size(0), labels, prefix=prefix, **sampling)
 
     @torch.no_grad()

@@ -27,6 +27,7 @@ from torch import nn
 
 from pixseq.errors import PixseqError
 from pixseq.io import to_tensor
+from pixseq.models.base import class_labels
 from pixseq.priors.gpt import GPT, GPTConfig, gpt_config
 from pixseq.priors.sliding import sliding_sample
 from pixseq.registry import register
@@ -135,7 +136,7 @@ class Taming(nn.Module):
         if self.num_classes:
             if labels is None:
                 raise PixseqError(f"this model is class-conditional: give a class in 0..{self.num_classes - 1}")
-            labels = torch.as_tensor(labels, dtype=torch.long, device=self.device).reshape(-1)
+            labels = class_labels(self, labels).to(self.device)  # ids, or names when the model stores them
             labels = labels.expand(num) if labels.numel() == 1 else labels
             if labels.numel() != num or int(labels.min()) < 0 or int(labels.max()) >= self.num_classes:
                 raise PixseqError(f"class index out of range: this model has classes 0..{self.num_classes - 1}")
@@ -204,8 +205,10 @@ class Taming(nn.Module):
         f = self.tokenizer.factor
         m = self.tokenizer.pad(keep_mask.float()[None, None]).to(self.device)
         token_mask = F.avg_pool2d(m, f)[0, 0] > 0.999  # (h, w): every pixel of the code is kept
-        if labels is not None:  # one label per image (repeated per completion) or one per output
-            labels = torch.as_tensor(labels).reshape(-1)
+        # one label per image (repeated per completion) or one per output; an unconditional
+        # model's labels go on as given, for make_cond to refuse
+        if labels is not None and self.num_classes:
+            labels = class_labels(self, labels)
             labels = labels.repeat_interleave(num) if labels.numel() == B and num > 1 else labels
         cond_images = images.repeat_interleave(num, dim=0) if self.config.condition else None
         out = self.generate_tokens(B * num, labels, None, cond_images, tokens, token_mask, **sampling)
