@@ -105,6 +105,34 @@ def test_train_refuses_to_replace_a_finished_model(trained, capsys):
     assert (vq / "model.safetensors").read_bytes() == before
 
 
+def test_vqgan_resumes_with_its_own_settings(trained, tmp_path, monkeypatch, capsys):
+    """Interrupted, then resumed with only --data/--out/--resume: the model settings come from
+    run.json, the training options from the checkpoint, and the result is the uninterrupted
+    run's model bit for bit (CPU). A changed model setting on resume is refused."""
+    from pixseq.train import trainer as trainer_mod
+
+    _, vq, _ = trained
+    out = tmp_path / "vq"
+    original = trainer_mod.Trainer._run_one_step
+
+    def stop_after_two(self, pbar):
+        original(self, pbar)
+        if self.step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_mod.Trainer, "_run_one_step", stop_after_two)
+    assert main(["train", "vqgan", "--data", "fashion-mnist:test", "--limit", "32", "--out", str(out),
+                 "--steps", "3", "--disc-start", "2", *TINY]) == 2  # as the fixture, stopped at step 2
+    monkeypatch.setattr(trainer_mod.Trainer, "_run_one_step", original)
+    capsys.readouterr()
+    assert main(["train", "vqgan", "--data", "fashion-mnist:test", "--out", str(out), "--resume",
+                 "--codes", "32"]) == 2
+    _one_line_error(capsys, "--codes 16 -> 32")
+    assert main(["train", "vqgan", "--data", "fashion-mnist:test", "--out", str(out), "--resume"]) == 0
+    a, b = from_pretrained(vq, "vqgan").state_dict(), from_pretrained(out, "vqgan").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_bad_sampling_requests(trained):
     model = from_pretrained(trained[2], "taming")
     with pytest.raises(PixseqError, match="class index out of range"):

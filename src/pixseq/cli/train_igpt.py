@@ -12,7 +12,6 @@ so ``pixseq sample --model DIR`` works on the same path.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,8 +24,7 @@ from pixseq.train.distributed import is_main_process
 
 HELP = "train an iGPT (k-means colour palette + GPT prior over pixels) on a data spec"
 
-RUN_NAME = "run.json"
-#: Model/data settings stored in run.json; --resume refuses to change them.
+#: Model/data settings stored in train/run.json; --resume refuses to change them.
 RUN_KEYS = ("data", "limit", "size", "image_size", "palette", "classes")
 
 
@@ -94,35 +92,17 @@ def fit_igpt(model, images: np.ndarray, labels: np.ndarray | None, out_dir: str 
     return model, history
 
 
-def _run_settings(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """The model/data settings: from the command line, or from run.json when resuming."""
-    given = {k: getattr(args, k) for k in RUN_KEYS}
-    path = out / "train" / RUN_NAME
-    if not args.resume:
-        return given
-    if not path.is_file():
-        raise PixseqError(f"nothing to resume in {out}: no train/{RUN_NAME} (start without --resume)")
-    saved = json.loads(path.read_text())
-    changed = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {v!r}" for k, v in given.items()
-               if v is not None and v != saved.get(k)]
-    if changed:
-        raise PixseqError(f"--resume must keep the run's model/data settings ({'; '.join(changed)}); "
-                          f"drop those options or start a fresh run with another --out")
-    return saved
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from pixseq.cli.common import resolve_device
     from pixseq.data import load_data, resize_square
-    from pixseq.io import atomic_write
-    from pixseq.train.args import check_out_dir, config_from_args
+    from pixseq.train.args import check_out_dir, config_from_args, record_run_settings, run_settings
     from pixseq.train.batches import batches_per_epoch
 
     out = Path(args.out)
     check_out_dir(out, out / "train", args.resume, args.force)
-    settings = _run_settings(args, out)
+    settings = run_settings(args, RUN_KEYS, out / "train")
     train_config = config_from_args(args, _defaults(), out / "train")
     if settings["limit"] is not None and settings["limit"] < 1:
         raise PixseqError(f"--limit must be >= 1, got {settings['limit']}")
@@ -144,9 +124,7 @@ def run(args: argparse.Namespace) -> int:
     images = resize_square(data.images, side)
     num_classes = data.num_classes if settings["classes"] else 0
     model = build_igpt(images, settings["size"], palette, num_classes, train_config.seed)
-    if not args.resume and is_main_process():
-        with atomic_write(out / "train" / RUN_NAME, "w") as fh:
-            json.dump(settings, fh, indent=2)
+    record_run_settings(out / "train", settings, args.resume)
     meta = {"class_names": list(data.class_names) if num_classes else [], "data": settings["data"]}
     model, history = fit_igpt(model, images, data.labels, out, train_config, device,
                               resume=args.resume, meta=meta)

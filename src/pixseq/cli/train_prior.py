@@ -20,16 +20,21 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", required=True, help="VQGAN model directory (pixseq train vqgan / convert taming)")
     parser.add_argument("--data", required=True, help="data spec: a folder, fashion-mnist[:train|test] or photos")
     parser.add_argument("--out", required=True, type=path_arg, help="model directory to write (kind 'taming')")
-    parser.add_argument("--classes", action="store_true", help="class-conditional (one class token; needs labels)")
+    parser.add_argument("--classes", action="store_true", default=None, help="class-conditional (one class token; needs labels)")
     parser.add_argument("--condition", choices=["lowres", "edges"], default=None,
                         help="image-conditional: codes of a half-size copy or an edge map are prepended")
     parser.add_argument("--cond-tokenizer", default=None,
                         help="VQGAN that encodes the conditioning image (default: --tokenizer)")
-    parser.add_argument("--size", choices=["s", "m", "l"], default="s", help="GPT size preset (default s)")
+    parser.add_argument("--size", choices=["s", "m", "l"], help="GPT size preset (default s)")
     parser.add_argument("--image-size", type=int, default=None,
                         help="image side the prior models (default: the tokenizer's training size)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
     add_train_arguments(parser, _defaults())
+
+
+#: Model/data settings recorded in --out/run.json (--resume refuses to change them) and their
+#: defaults (image_size: the tokenizer's training size). The tokenizer has its own record.
+RUN_DEFAULTS = {"data": None, "limit": None, "classes": False, "condition": None, "size": "s", "image_size": None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,22 +45,25 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.errors import PixseqError
     from pixseq.models.taming import taming_config
     from pixseq.models.taming_train import fit_prior, load_tokenizer
-    from pixseq.train.args import check_out_dir, config_from_args
+    from pixseq.train.args import check_out_dir, config_from_args, record_run_settings, run_settings
 
     check_out_dir(args.out, args.out, args.resume, args.force)
+    given = run_settings(args, tuple(RUN_DEFAULTS), args.out)
+    s = {k: RUN_DEFAULTS[k] if v is None else v for k, v in given.items()}
     train_config = config_from_args(args, _defaults(), args.out)  # option errors before any loading
     tokenizer = load_tokenizer(args.tokenizer)
     cond_tok = load_tokenizer(args.cond_tokenizer) if args.cond_tokenizer else None
-    if cond_tok is not None and not args.condition:
+    if cond_tok is not None and not s["condition"]:
         raise PixseqError("--cond-tokenizer needs --condition lowres|edges")
-    data = load_data(args.data, limit=args.limit)
-    if args.classes and data.labels is None:
-        raise PixseqError(f"--classes needs labelled data; {args.data!r} has no labels")
-    size = args.image_size or getattr(tokenizer, "pretrained_meta", {}).get("image_size")
+    data = load_data(s["data"], limit=s["limit"])
+    if s["classes"] and data.labels is None:
+        raise PixseqError(f"--classes needs labelled data; {s['data']!r} has no labels")
+    size = s["image_size"] or getattr(tokenizer, "pretrained_meta", {}).get("image_size")
     if not size:
         raise PixseqError(f"give --image-size: tokenizer {args.tokenizer} does not record its training size")
-    cfg = taming_config(tokenizer.config, (size, size), data.num_classes if args.classes else 0,
-                        args.condition or "", args.size, cond_tok.config if cond_tok is not None else None)
+    cfg = taming_config(tokenizer.config, (size, size), data.num_classes if s["classes"] else 0,
+                        s["condition"] or "", s["size"], cond_tok.config if cond_tok is not None else None)
+    record_run_settings(args.out, {**s, "image_size": size}, args.resume)
     model, history = fit_prior(args.tokenizer, data.images, data.labels, args.out, cfg,
                                train_config, resolve_device(args.device),
                                resume=args.resume, cond_tokenizer_dir=args.cond_tokenizer)

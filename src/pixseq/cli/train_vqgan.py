@@ -19,23 +19,31 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--data", required=True, help="data spec: a folder, fashion-mnist[:train|test] or photos")
     parser.add_argument("--out", required=True, type=path_arg, help="model directory to write (also holds the training state)")
-    parser.add_argument("--factor", type=int, default=8, choices=[4, 8, 16], help="downsampling factor f (default 8)")
-    parser.add_argument("--codes", type=int, default=1024, help="codebook size K (default 1024)")
-    parser.add_argument("--dim", type=int, default=64, help="code dimension (default 64)")
-    parser.add_argument("--ch", type=int, default=64, help="base channels of encoder/decoder (default 64)")
+    # defaults are None ("not given"): --resume then reuses the run's recorded value (RUN_DEFAULTS)
+    parser.add_argument("--factor", type=int, choices=[4, 8, 16], help="downsampling factor f (default 8)")
+    parser.add_argument("--codes", type=int, help="codebook size K (default 1024)")
+    parser.add_argument("--dim", type=int, help="code dimension (default 64)")
+    parser.add_argument("--ch", type=int, help="base channels of encoder/decoder (default 64)")
     parser.add_argument("--image-size", type=int, default=None,
                         help="training size (default: the data's size when fixed, else 64-pixel random crops)")
     parser.add_argument("--disc-start", type=int, default=None, help="step at which the discriminator starts "
                         "(default: half of --steps)")
-    parser.add_argument("--perceptual", default="auto", choices=["auto", "lpips", "effnet", "none"],
+    parser.add_argument("--perceptual", choices=["auto", "lpips", "effnet", "none"],
                         help="perceptual loss (auto: LPIPS when its weights are available, else EfficientNet-Lite0)")
-    parser.add_argument("--dead-restart", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--dead-restart", action=argparse.BooleanOptionalAction,
                         help="re-seed codes unused for a while from recent encoder outputs (default on)")
-    parser.add_argument("--ema", action="store_true", help="EMA codebook updates instead of the codebook loss")
-    parser.add_argument("--l2-norm", action="store_true", help="compare codes on the unit sphere (cosine)")
+    parser.add_argument("--ema", action="store_true", default=None,
+                        help="EMA codebook updates instead of the codebook loss")
+    parser.add_argument("--l2-norm", action="store_true", default=None,
+                        help="compare codes on the unit sphere (cosine)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
     add_train_arguments(parser, _defaults())
 
+
+#: Model/data settings recorded in --out/run.json (--resume refuses to change them) and their
+#: defaults; image_size and disc_start depend on the data and --steps when not given.
+RUN_DEFAULTS = {"data": None, "limit": None, "factor": 8, "codes": 1024, "dim": 64, "ch": 64, "image_size": None,
+                "disc_start": None, "perceptual": "auto", "dead_restart": True, "ema": False, "l2_norm": False}
 
 #: The PatchGAN discriminator (3 stride-2 and 2 stride-1 4x4 convolutions) needs 24 px.
 MIN_IMAGE_SIZE = 24
@@ -48,29 +56,33 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.models.taming_train import fit_vqgan
     from pixseq.tokenizers.losses import VQGANLossConfig
     from pixseq.tokenizers.vqgan import vqgan_config
-    from pixseq.train.args import check_out_dir, config_from_args
+    from pixseq.train.args import check_out_dir, config_from_args, record_run_settings, run_settings
 
-    if args.codes < 2 or args.dim < 1 or args.ch < 1:
-        raise PixseqError("--codes must be >= 2, --dim and --ch >= 1")
     check_out_dir(args.out, args.out, args.resume, args.force)
+    given = run_settings(args, tuple(RUN_DEFAULTS), args.out)
+    s = {k: RUN_DEFAULTS[k] if v is None else v for k, v in given.items()}
+    if s["codes"] < 2 or s["dim"] < 1 or s["ch"] < 1:
+        raise PixseqError("--codes must be >= 2, --dim and --ch >= 1")
     train = config_from_args(args, _defaults(), args.out)
-    data = load_data(args.data, limit=args.limit)
+    data = load_data(s["data"], limit=s["limit"])
     shapes = {im.shape[:2] for im in data.images}
     (h, w) = next(iter(shapes))
-    size = args.image_size if args.image_size is not None else (h if len(shapes) == 1 and h == w else 64)
+    size = s["image_size"] if s["image_size"] is not None else (h if len(shapes) == 1 and h == w else 64)
     if size < MIN_IMAGE_SIZE:  # checked before anything is written
         raise PixseqError(f"--image-size must be at least {MIN_IMAGE_SIZE} (the smallest input of the "
                           f"PatchGAN discriminator's 4x4 convolutions), got {size}")
     fixed = shapes == {(size, size)}  # else: random crops of size x size
-    cfg = vqgan_config(args.factor, args.codes, args.dim, args.ch, dead_restart=args.dead_restart,
-                       ema=args.ema, l2_norm=args.l2_norm)
-    disc_start = args.disc_start if args.disc_start is not None else train.steps // 2
-    loss_cfg = VQGANLossConfig(perceptual=args.perceptual, disc_start=disc_start)
+    cfg = vqgan_config(s["factor"], s["codes"], s["dim"], s["ch"], dead_restart=s["dead_restart"],
+                       ema=s["ema"], l2_norm=s["l2_norm"])
+    # resolved once and recorded: a resume that extends --steps must not move the GAN's start
+    s.update(image_size=size, disc_start=s["disc_start"] if s["disc_start"] is not None else train.steps // 2)
+    loss_cfg = VQGANLossConfig(perceptual=s["perceptual"], disc_start=s["disc_start"])
+    record_run_settings(args.out, s, args.resume)
     model, history = fit_vqgan(data.images, args.out, cfg, loss_cfg, train, size, resolve_device(args.device),
                                resume=args.resume, labels=data.labels,
                                crops_per_epoch=None if fixed else 4096,
-                               meta={"data": args.data})
+                               meta={"data": s["data"]})
     last = history[-1] if history else {}
-    print(f"wrote {args.out}: f={args.factor}, K={args.codes}, image size {size}; "
+    print(f"wrote {args.out}: f={s['factor']}, K={s['codes']}, image size {size}; "
           f"rec {last.get('gen/rec', float('nan')):.4f}, codebook usage {model.quantizer.usage():.1%}")
     return 0

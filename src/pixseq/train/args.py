@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
+from typing import Any, Sequence
 
 from pixseq.errors import PixseqError
+from pixseq.io import atomic_write
 from pixseq.train.config import TrainConfig
+from pixseq.train.distributed import is_main_process
 from pixseq.train.trainer import CKPT_NAME, read_checkpoint_head
 
 # (config field, flag, type, help)
@@ -96,3 +100,34 @@ def config_from_args(args: argparse.Namespace, defaults: TrainConfig | None = No
     if seed is not None and (seed != 0 or "seed" not in saved):
         base["seed"] = seed
     return TrainConfig(**base)
+
+
+#: The model/data settings of a run, next to its checkpoint (``--resume`` reuses them).
+RUN_RECORD = "run.json"
+
+
+def run_settings(args: argparse.Namespace, keys: Sequence[str], train_dir: str | Path) -> dict[str, Any]:
+    """A run's model/data settings (the options named ``keys``): as given when starting a run
+    (None: not given, the verb picks its default), or on ``--resume`` the ones recorded by
+    :func:`record_run_settings`; a different value given again with ``--resume`` is refused."""
+    given = {k: getattr(args, k) for k in keys}
+    path = Path(train_dir) / RUN_RECORD
+    if not (args.resume and path.is_file()):  # no record: nothing to resume (the Trainer says so)
+        return given
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PixseqError(f"cannot resume: {path} is unreadable ({exc})") from None
+    changed = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {v!r}" for k, v in given.items()
+               if v is not None and k in saved and v != saved[k]]
+    if changed:
+        raise PixseqError(f"--resume must keep the run's model/data settings ({'; '.join(changed)}); "
+                          f"drop those options or start a fresh run with another --out")
+    return {**given, **{k: v for k, v in saved.items() if k in given}}
+
+
+def record_run_settings(train_dir: str | Path, settings: dict[str, Any], resume: bool) -> None:
+    """Write the resolved settings of a new run (rank 0; a resumed run keeps its record)."""
+    if not resume and is_main_process():
+        with atomic_write(Path(train_dir) / RUN_RECORD, "w") as fh:
+            json.dump(settings, fh, indent=2)
