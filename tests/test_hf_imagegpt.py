@@ -114,6 +114,38 @@ def test_configs_pixseq_cannot_build_are_one_error(hf_dir, tmp_path):
         convert_hf_imagegpt(_hf_dir_with(tmp_path / "e", path, n_head=5))
 
 
+@pytest.mark.parametrize("safe", [True, False])
+def test_sharded_checkpoints(hf_dir, tmp_path, safe):
+    """transformers saves big models in shards + an index (model.safetensors.index.json or
+    pytorch_model.bin.index.json); the conversion merges them into the same model."""
+    path, hf, _ = hf_dir
+    sh = tmp_path / "sh"
+    if safe:
+        hf.save_pretrained(sh, max_shard_size="20KB")
+        index = sh / "model.safetensors.index.json"
+    else:  # transformers 5 writes only safetensors; older ones wrote this layout
+        sh.mkdir()
+        (sh / "config.json").write_text((path / "config.json").read_text())
+        state = hf.state_dict()
+        names = [f"pytorch_model-{i:05d}-of-00003.bin" for i in (1, 2, 3)]
+        weight_map = {k: names[i % 3] for i, k in enumerate(state)}
+        for name in names:
+            torch.save({k: v for k, v in state.items() if weight_map[k] == name}, sh / name)
+        index = sh / "pytorch_model.bin.index.json"
+        index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (sh / "preprocessor_config.json").write_text((path / "preprocessor_config.json").read_text())
+    shards = set(json.loads(index.read_text())["weight_map"].values())
+    assert len(shards) > 1
+    got, want = convert_hf_imagegpt(sh).state_dict(), convert_hf_imagegpt(path).state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    (sh / sorted(shards)[-1]).unlink()
+    with pytest.raises(PixseqError, match="missing shard"):
+        convert_hf_imagegpt(sh)
+    index.write_text(json.dumps({"weight_map": {"x": "../elsewhere.safetensors"}}))
+    with pytest.raises(PixseqError, match="inside"):
+        convert_hf_imagegpt(sh)
+
+
 def test_bad_checkpoints(hf_dir, tmp_path):
     path, hf, clusters = hf_dir
     with pytest.raises(PixseqError, match="palette"):

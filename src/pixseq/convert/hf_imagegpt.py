@@ -6,7 +6,8 @@ Facts about the format (from ``transformers``' ``modeling_imagegpt.py`` / the iG
   token), ``n_positions`` = pixels (1024 for 32x32), ``n_embd``, ``n_layer``, ``n_head``,
   ``n_inner`` (None: 4 * n_embd), ``activation_function`` (``quick_gelu``),
   ``layer_norm_epsilon``.
-* Weights (``model.safetensors`` or the pickle ``pytorch_model.bin``), keys under
+* Weights (``model.safetensors`` or the pickle ``pytorch_model.bin``, or shards of either
+  listed by ``<file>.index.json``'s ``weight_map``, as ``save_pretrained`` writes big models), keys under
   ``transformer.``: ``wte`` (vocab+1, C), ``wpe`` (n_positions, C), per block ``ln_1/ln_2``
   (weight only: the norm divides by the root-mean-square without centring — pixseq's
   ``rmsnorm``), ``attn.c_attn``, ``attn.c_proj``, ``mlp.c_fc``, ``mlp.c_proj`` stored as
@@ -151,19 +152,48 @@ def _read_config(src: Path) -> dict[str, Any]:
     return hf
 
 
-def _read_weights(src: Path) -> tuple[dict[str, torch.Tensor], np.ndarray | None]:
-    """State dict and clusters (or None) from an HF model directory."""
-    if (src / "model.safetensors").is_file():
-        from safetensors.torch import load_file
+#: HF's single-file weight names, in the order transformers prefers them; a checkpoint saved
+#: in shards has ``<name>.index.json`` instead, whose ``weight_map`` names each key's shard.
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
-        try:
-            state = load_file(str(src / "model.safetensors"))
-        except Exception as exc:  # safetensors raises several types for corrupt files
-            raise PixseqError(f"corrupt {src / 'model.safetensors'}: {exc}") from None
-    elif (src / "pytorch_model.bin").is_file():
-        state = load_legacy_state(src / "pytorch_model.bin")
-    else:
-        raise PixseqError(f"{src} has neither model.safetensors nor pytorch_model.bin")
+
+def _weight_files(src: Path) -> list[Path]:
+    """The file(s) holding ``src``'s weights: the single file, or every shard of its index."""
+    for name in WEIGHT_FILES:
+        if (src / name).is_file():
+            return [src / name]
+        index = src / f"{name}.index.json"
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise PixseqError(f"{index} is not a weight index (no readable weight_map: {exc})") from None
+            if not shards or any(not isinstance(f, str) or Path(f).name != f for f in shards):
+                raise PixseqError(f"{index}: its weight_map must name shard files inside {src}")
+            missing = [f for f in shards if not (src / f).is_file()]
+            if missing:
+                raise PixseqError(f"{index} names {len(missing)} missing shard(s), e.g. {missing[0]}")
+            return [src / f for f in shards]
+    raise PixseqError(f"{src} has no weights: neither {' nor '.join(WEIGHT_FILES)}, nor a sharded "
+                      f"{WEIGHT_FILES[0]}.index.json / {WEIGHT_FILES[1]}.index.json")
+
+
+def _load_weight_file(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix != ".safetensors":
+        return load_legacy_state(path)  # torch.load(weights_only=True)
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises several types for corrupt files
+        raise PixseqError(f"corrupt {path}: {exc}") from None
+
+
+def _read_weights(src: Path) -> tuple[dict[str, torch.Tensor], np.ndarray | None]:
+    """State dict (merged over shards) and clusters (or None) from an HF model directory."""
+    state: dict[str, torch.Tensor] = {}
+    for path in _weight_files(src):
+        state.update(_load_weight_file(path))
     clusters = None
     for name in ("preprocessor_config.json", "image_processor_config.json"):
         if (src / name).is_file():
