@@ -48,3 +48,11 @@ def test_out_with_an_unknown_image_format(verb, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     err = _only_line(capsys, main(VERBS[verb] + ["--out", "x.notanimage"]))
     assert "unknown image format" in err and "x.notanimage" in err
+
+
+@pytest.mark.parametrize("verb", ["sample", "complete", "reconstruct", "decompress"])
+def test_out_in_a_format_pillow_only_reads(verb, tmp_path, monkeypatch, capsys):
+    # .psd passed the suffix check, then `sample` ended in a KeyError traceback after sampling
+    monkeypatch.chdir(tmp_path)
+    err = _only_line(capsys, main(VERBS[verb] + ["--out", "x.psd"]))
+    assert "can read PSD images but not write them" in err

@@ -57,8 +57,11 @@ def check_image_output(path: str | Path, what: str = "--out") -> Path:
 
     path = Path(path)
     check_output(path, what)
-    if Image.registered_extensions().get(path.suffix.lower()) is None:
+    fmt = Image.registered_extensions().get(path.suffix.lower())  # (also loads Pillow's plugins)
+    if fmt is None:
         raise PixseqError(f"unknown image format for {what} {path} (use e.g. .png)")
+    if fmt not in Image.SAVE:  # Pillow reads but cannot write it (.psd, .fli, ...): a KeyError after the work
+        raise PixseqError(f"{what} {path}: Pillow can read {fmt} images but not write them (use e.g. .png)")
     return path
 
 
