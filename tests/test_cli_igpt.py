@@ -290,7 +290,7 @@ def test_complete_help_defaults_and_singular_output(model_dir, tmp_path, monkeyp
     assert "| 1 completion" in out and "completions" not in out  # said "1 completions"
     assert main(["sample", "--model", str(model_dir), "-n", "1", "--out", str(tmp_path / "s.png")]) == 0
     assert ": 1 sample (" in capsys.readouterr().out  # said "1 samples"
-    # -n beyond one batch is drawn batch by batch (bounded memory), all in the one grid row
+    # -n beyond one batch is drawn batch by batch (bounded memory)
     import pixseq.cli.sample as sample_mod
 
     monkeypatch.setattr(sample_mod, "SAMPLE_BATCH", 2)
@@ -299,6 +299,13 @@ def test_complete_help_defaults_and_singular_output(model_dir, tmp_path, monkeyp
     grid = np.asarray(Image.open(tmp_path / "c.png"))
     scale = (grid.shape[0] - 4) // SIDE
     assert grid.shape[1] == 7 * SIDE * scale + 8 * 2  # original | kept | 5 completions
+    # more than 8 completions wrap into rows (one row of -n 10000 was ~a million pixels wide)
+    assert main(base + ["-n", "11"]) == 0
+    grid = np.asarray(Image.open(tmp_path / "c.png"))
+    cell = SIDE * scale + 2
+    assert grid.shape[:2] == (2 * cell + 2, 10 * cell + 2)  # 2 rows of original | kept | 8 completions
+    assert (grid[cell + 2:, 2:2 * cell] == 255).all()  # the second row starts under two blank cells
+    assert (grid[cell + 2:, 5 * cell + 2:] == 255).all()  # and holds completions 9-11 only
 
 
 def test_python_api_labels_take_class_names(model_dir):

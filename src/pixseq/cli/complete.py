@@ -1,6 +1,8 @@
 """``pixseq complete IMAGE``: keep the top rows of an image and let the model draw the rest.
 
-The output is one grid row: original | kept part (the rest filled blue) | completions.
+The output is a grid: original | kept part (the rest filled blue) | completions, with at
+most :data:`COMPLETIONS_PER_ROW` completions per row (further rows start under two blank
+cells), so that ``-n 1000`` makes a tall page rather than a 100,000-pixel-wide strip.
 """
 from __future__ import annotations
 
@@ -107,6 +109,22 @@ def guess_class(model, x: torch.Tensor, keep_rows: int) -> int | None:
     return int(score.argmax())
 
 
+#: Completions per grid row (the first row also has the original and the kept part).
+COMPLETIONS_PER_ROW = 8
+
+
+def grid_tiles(image: np.ndarray, kept: np.ndarray, completions: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
+    """The cells of the output grid, row by row, and its column count: ``original | kept |``
+    up to :data:`COMPLETIONS_PER_ROW` completions per row, blank cells elsewhere."""
+    per_row = min(len(completions), COMPLETIONS_PER_ROW)
+    blank = np.full_like(image, 255)
+    tiles: list[np.ndarray] = []
+    for start in range(0, len(completions), per_row):
+        row = completions[start:start + per_row]
+        tiles += ([image, kept] if start == 0 else [blank, blank]) + row + [blank] * (per_row - len(row))
+    return tiles, 2 + per_row
+
+
 def run(args: argparse.Namespace) -> int:
     from pixseq.cli.common import (check_image_output, notice, plural, refuse_overwriting_input, resolve_device,
                                    seed_everything)
@@ -146,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     completions = complete_in_batches(model, x, keep_rows, args.num, labels, **sampling_kwargs(args, device))
     kept = image.copy()
     kept[keep_rows:] = MASK_COLOUR  # the part the model has to draw
-    tiles = [image, kept] + to_uint8_batch(completions)
-    save_image(make_grid(tiles, ncol=len(tiles), scale=legible_scale(H)), out)
-    print(f"wrote {out}: original | top {keep_rows} of {H} rows kept | {plural(len(tiles) - 2, 'completion')}")
+    tiles, ncol = grid_tiles(image, kept, to_uint8_batch(completions))
+    save_image(make_grid(tiles, ncol=ncol, scale=legible_scale(H)), out)
+    print(f"wrote {out}: original | top {keep_rows} of {H} rows kept | {plural(args.num, 'completion')}")
     return 0
