@@ -128,6 +128,8 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
 def test_save_image_unknown_suffix(tmp_path):
     with pytest.raises(PixseqError, match="unknown image format"):
         save_image(_rgb(), tmp_path / "a.notaformat")
+    with pytest.raises(PixseqError, match="can read PSD images but not write them"):  # was a raw KeyError
+        save_image(_rgb(), tmp_path / "a.psd")
     assert not any(tmp_path.iterdir())
 
 

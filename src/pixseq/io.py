@@ -119,13 +119,24 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
     return np.array(rgb, dtype=np.uint8)  # a writable copy (np.asarray of a PIL image is read-only)
 
 
+def output_format(path: str | os.PathLike, what: str = "output file") -> str:
+    """The Pillow format an image written to ``path`` gets, from its suffix; PixseqError for
+    an unknown suffix or a format Pillow reads but cannot write (.psd, .fli: a KeyError
+    from ``Image.save`` otherwise, after all the work)."""
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())  # (also loads Pillow's plugins)
+    if fmt is None:
+        raise PixseqError(f"unknown image format for {what} {path} (use e.g. .png)")
+    if fmt not in Image.SAVE:
+        raise PixseqError(f"{what} {path}: Pillow can read {fmt} images but not write them (use e.g. .png)")
+    return fmt
+
+
 def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike, **save_kwargs) -> Path:
     """Write an RGB/L ``uint8`` array (or a Pillow image) atomically; format from the suffix."""
     path = Path(path)
+    fmt = output_format(path)
     img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise PixseqError(f"unknown image format for output file: {path}")
     with atomic_write(path) as fh:
         img.save(fh, format=fmt, **save_kwargs)
     return path

@@ -20,6 +20,7 @@ import torch
 
 from pixseq.errors import PixseqError
 from pixseq.io import to_tensor
+from pixseq.models.base import class_names
 
 
 #: Class name of the "no particular class" token of models trained with label dropout
@@ -29,7 +30,7 @@ NULL_CLASS_NAME = "any (unconditional)"
 
 def probe_class(model) -> int:
     """The class token probes feed a class-conditional model: its "any class" token, else 0."""
-    names = list(getattr(model, "pretrained_meta", {}).get("class_names", []))
+    names = class_names(model)
     return names.index(NULL_CLASS_NAME) if NULL_CLASS_NAME in names else 0
 
 

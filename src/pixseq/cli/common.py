@@ -51,17 +51,11 @@ def check_image_output(path: str | Path, what: str = "--out") -> Path:
 
     The folder checks come first: ``--out some/folder`` is a folder, not an unknown format.
     """
-    from PIL import Image
-
-    from pixseq.errors import PixseqError
+    from pixseq.io import output_format
 
     path = Path(path)
     check_output(path, what)
-    fmt = Image.registered_extensions().get(path.suffix.lower())  # (also loads Pillow's plugins)
-    if fmt is None:
-        raise PixseqError(f"unknown image format for {what} {path} (use e.g. .png)")
-    if fmt not in Image.SAVE:  # Pillow reads but cannot write it (.psd, .fli, ...): a KeyError after the work
-        raise PixseqError(f"{what} {path}: Pillow can read {fmt} images but not write them (use e.g. .png)")
+    output_format(path, what)
     return path
 
 
