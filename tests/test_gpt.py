@@ -318,6 +318,9 @@ def test_igpt_task_dataset_and_generation():
     # an untrained prior is near uniform over 8 colours: ln 8 = 2.08 nats
     assert abs(loss.item() - math.log(8)) < 0.3 and abs(logs["bits_per_pixel"] - loss.item() / math.log(2)) < 1e-6
     assert task.parts() == ["model"] and task.count_tokens(batch) == 4 * 36
+    # the blocks run on 1 class + 36 pixel positions; 6N + 6LTC per position (PaLM, causal half)
+    n = sum(p.numel() for b in model.prior.h for p in b.parameters() if p.dim() == 2) + 8 * 16
+    assert task.count_flops(batch) == pytest.approx(4 * 37 * (6 * n + 6 * 2 * 37 * 16))
     assert {id(p) for p in task.parameters("model")} == {id(p) for p in model.prior.parameters()}
     assert task.sample_images(batch).shape == (4, 3, 6, 6)
     with pytest.raises(PixseqError):
@@ -340,6 +343,7 @@ def test_igpt_trains_compiled_like_eager(tmp_path):
         history = Trainer(task, IGPTTokenDataset(model, images, np.arange(12) % 3), cfg,
                           tmp_path / str(compiled)).fit()
         losses[compiled] = [r["loss"] for r in history]
+        assert all(r["tflops_per_s"] > 0 and r["tokens_per_s"] > 0 for r in history)
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)
 
 

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from pixseq.errors import PixseqError
 from pixseq.io import to_tensor
 from pixseq.models.base import class_labels
-from pixseq.priors.gpt import GPT, GPTConfig
+from pixseq.priors.gpt import GPT, GPTConfig, flops_per_batch
 from pixseq.priors.sampling import sample
 from pixseq.registry import register
 from pixseq.tokenizers.palette import PaletteTokenizer, fit_palette
@@ -208,6 +208,11 @@ class IGPTTask:
 
     def count_tokens(self, batch: dict) -> int:
         return batch["tokens"].numel()
+
+    def count_flops(self, batch: dict) -> float:
+        """6N + 6LTC per position the blocks run on, conditioning included
+        (:meth:`~pixseq.priors.gpt.GPT.flops_per_token`)."""
+        return flops_per_batch(self.model.prior, batch["tokens"])
 
     @torch.no_grad()
     def sample_images(self, batch: dict, num: int = 4) -> torch.Tensor:

@@ -23,6 +23,7 @@ from pixseq.cli.common import notice
 from pixseq.errors import PixseqError
 from pixseq.io import atomic_write, to_tensor
 from pixseq.models.taming import Taming, TamingConfig, TamingTokenDataset, batch_cond
+from pixseq.priors.gpt import flops_per_batch
 from pixseq.tokenizers.losses import VQGANLoss, VQGANLossConfig
 from pixseq.tokenizers.vqgan import VQGAN, VQGANConfig
 from pixseq.train.config import TrainConfig
@@ -137,6 +138,11 @@ class PriorTask:
 
     def count_tokens(self, batch: dict) -> int:
         return batch["tokens"].numel()
+
+    def count_flops(self, batch: dict) -> float:
+        """6N + 6LTC per position the blocks run on, conditioning included
+        (:meth:`~pixseq.priors.gpt.GPT.flops_per_token`)."""
+        return flops_per_batch(self.model.prior, batch["tokens"])
 
 
 def fit_vqgan(images: Sequence[np.ndarray], out_dir: str | os.PathLike, config: VQGANConfig,

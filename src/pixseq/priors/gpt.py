@@ -260,3 +260,10 @@ class GPT(nn.Module):
         T = seq_len or (cfg.cond_len + cfg.block_size)
         N = sum(p.numel() for n, p in self.h.named_parameters() if p.dim() == 2) + self.lm_head.weight.numel()
         return 6.0 * N + 6.0 * cfg.n_layer * T * cfg.n_embd
+
+
+def flops_per_batch(prior: GPT, tokens: torch.Tensor) -> float:
+    """Training FLOPs of one ``(B, T)`` batch of target tokens: every one of the
+    ``cond_len + T`` positions costs :meth:`GPT.flops_per_token` at that length."""
+    length = prior.config.cond_len + tokens.size(1)
+    return prior.flops_per_token(length) * tokens.size(0) * length

@@ -107,6 +107,8 @@ class TrainTask(Protocol):
       (e.g. ``{"betas": (0.5, 0.999)}`` for a DCGAN);
     * ``sample_images(batch) -> Tensor (B,3,H,W) in [0,1]``: TensorBoard image grids;
     * ``count_tokens(batch) -> int``: tokens in a batch, for tokens/s (else samples/s);
+    * ``count_flops(batch) -> float``: training FLOPs of a batch (forward + backward), for the
+      achieved TFLOP/s logged next to tokens/s (to compare with the hardware's peak);
     * ``on_step_end(step)``: after all parts of a step were updated (e.g. codebook restarts);
     * ``compile_targets() -> Iterable[nn.Module]``: what ``compile=True`` compiles, the modules
       whose ``module(...)`` calls do the work (default: ``modules()``).

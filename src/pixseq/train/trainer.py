@@ -266,6 +266,9 @@ class Trainer:
         if hasattr(self.task, "count_tokens"):
             tokens = sum(int(self.task.count_tokens(b)) for b in micro) * world
             out["tokens_per_s"] = tokens / max(seconds, 1e-9)
+        if hasattr(self.task, "count_flops"):  # model FLOPs (no recomputation counted), all processes
+            flops = sum(float(self.task.count_flops(b)) for b in micro) * world
+            out["tflops_per_s"] = flops / max(seconds, 1e-9) / 1e12
         return out
 
     # ------------------------------------------------------------------ start / resume
