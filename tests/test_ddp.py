@@ -3,12 +3,14 @@ really averaged (equal to one process with the combined batch), only rank 0 writ
 and a 2-process resume continues the run like a 1-process resume does."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -79,3 +81,34 @@ def test_two_process_gloo_training(tmp_path):
     assert [r["loss"] for r in more.fit(resume=True)] == pytest.approx(r0["loss2"], rel=1e-5, abs=1e-6)
     for k, v in task2.net.state_dict().items():
         torch.testing.assert_close(v, r0["weights2"][k], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.timeout(150)
+def test_train_igpt_under_torchrun(tmp_path):
+    """The CLI under torchrun: both ranks train, rank 0 alone writes the model; --resume
+    extends the run with its own settings; a fresh run into the finished model is refused on
+    every rank; each command ends with the ranks leaving the process group together."""
+    from pixseq.io import save_image
+
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        save_image(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), tmp_path / "data" / f"{i}.png")
+    out = tmp_path / "m"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "pixseq",
+           "train", "igpt", "--data", str(tmp_path / "data"), "--out", str(out)]
+
+    def launch(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(run + list(extra), capture_output=True, text=True, timeout=60, env=env)
+
+    first = launch("--size", "s", "--image-size", "8", "--palette", "4", "--steps", "2", "--batch-size", "4",
+                   "--log-every", "0")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.count("wrote ") == 1  # rank 0 alone reports (and writes)
+    more = launch("--resume", "--steps", "3")
+    assert more.returncode == 0, more.stderr[-3000:]
+    history = (out / "train" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in history] == [0, 1, 2]
+    assert json.loads((out / "config.json").read_text())["meta"]["steps"] == 3
+    again = launch("--steps", "2")
+    assert again.returncode != 0 and again.stderr.count("already holds a trained model") == 2

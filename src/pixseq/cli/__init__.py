@@ -89,10 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pixseq`` console script."""
+    finished = False
     try:
         # Building the parser imports torch (seconds): a Ctrl-C then is handled like any other.
         args = build_parser().parse_args(argv)
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        finished = True
+        return code
     except PixseqError as exc:
         sys.stderr.write(f"pixseq: error: {exc}\n")
         return exc.exit_code
@@ -105,6 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         sys.stderr.write(f"pixseq: error: cannot write or read a file ({exc.strerror or exc}){where}\n")
         return 2
+    finally:
+        _leave_process_group(wait=finished)
+
+
+def _leave_process_group(wait: bool) -> None:
+    """Under torchrun: leave the process group cleanly (see ``train.distributed.shutdown``)."""
+    module = sys.modules.get("pixseq.train.distributed")  # imported only if a command used it
+    if module is not None:
+        module.shutdown(wait)
 
 
 if __name__ == "__main__":

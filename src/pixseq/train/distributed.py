@@ -121,6 +121,22 @@ def barrier() -> None:
         dist.barrier()
 
 
+def shutdown(wait: bool) -> None:
+    """Leave the process group, if this process joined one (the end of every command).
+
+    ``wait``: first wait for every rank (a command that succeeded), so that no process exits,
+    closing its connections, while rank 0 still writes the model; Gloo may abort a process
+    whose peer went away. After an error, ranks may be stuck elsewhere: leave at once.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if wait and dist.get_world_size() > 1:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def is_main_process() -> bool:
     """True on rank 0 (or without torchrun); usable before and after process-group set-up.
 
