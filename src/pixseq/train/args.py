@@ -54,7 +54,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig |
             group.add_argument(flag, dest=f"train_{name}", action=argparse.BooleanOptionalAction, default=None,
                                help=f"{text} (default {'on' if value else 'off'})")
             continue
-        kwargs = {"choices": ["fp32", "bf16"]} if name == "precision" else {}
+        kwargs = ({"choices": ["fp32", "bf16"]} if name == "precision"
+                  else {"metavar": flag[2:].upper().replace("-", "_")})  # not argparse's TRAIN_STEPS
         group.add_argument(flag, dest=f"train_{name}", type=tp, default=None,
                            help=f"{text} (default {value})", **kwargs)
     group.add_argument("--resume", action="store_true",
