@@ -308,6 +308,26 @@ def test_complete_help_defaults_and_singular_output(model_dir, tmp_path, monkeyp
     assert (grid[cell + 2:, 5 * cell + 2:] == 255).all()  # and holds completions 9-11 only
 
 
+def test_complete_several_images_one_block_each(model_dir, tmp_path, capsys):
+    """complete IMAGE IMAGE ...: one block of grid rows per image (like the demo's page);
+    every image is loaded, and refused if broken, before any work."""
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    save_image(np.zeros((SIDE, SIDE, 3), np.uint8), a)
+    save_image(np.full((SIDE, SIDE, 3), 255, np.uint8), b)
+    out = tmp_path / "c.png"
+    base = ["complete", str(a), str(b), "--model", str(model_dir), "--class", "1", "-n", "3", "--out", str(out)]
+    assert main(base) == 0
+    assert "2 images, original | top 4 of 8 rows kept | 3 completions each" in capsys.readouterr().out
+    grid = np.asarray(Image.open(out))
+    scale = (grid.shape[0] - 2 * 2 - 2) // (2 * SIDE)
+    cell = SIDE * scale + 2
+    assert grid.shape[:2] == (2 * cell + 2, 5 * cell + 2)  # 2 blocks of original | kept | 3 completions
+    assert (grid[2:cell, 2:cell] == 0).all() and (grid[cell + 2:2 * cell, 2:cell] == 255).all()  # a, then b
+    (tmp_path / "broken.png").write_text("not an image")
+    assert main(base[:3] + [str(tmp_path / "broken.png")] + base[3:]) == 2
+    assert "broken.png" in capsys.readouterr().err
+
+
 def test_python_api_labels_take_class_names(model_dir):
     """generate / complete take the stored class names like --class does; a name was a raw
     `TypeError: new(): invalid data type 'str'`."""

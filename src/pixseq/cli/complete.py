@@ -1,8 +1,9 @@
-"""``pixseq complete IMAGE``: keep the top rows of an image and let the model draw the rest.
+"""``pixseq complete IMAGE [IMAGE ...]``: keep the top rows of images and let the model draw the rest.
 
-The output is a grid: original | kept part (the rest filled blue) | completions, with at
-most :data:`COMPLETIONS_PER_ROW` completions per row (further rows start under two blank
-cells), so that ``-n 1000`` makes a tall page rather than a 100,000-pixel-wide strip.
+The output is one grid with a block of rows per image: original | kept part (the rest
+filled blue) | completions, at most :data:`COMPLETIONS_PER_ROW` completions per row (further
+rows start under two blank cells), so that ``-n 1000`` makes a tall page rather than a
+100,000-pixel-wide strip.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pixseq.errors import PixseqError
 #: Fill colour of the rows the model has to draw (blue: distinct from grey images' own pixels).
 MASK_COLOUR = (90, 140, 200)
 
-HELP = "complete the bottom of an image with an igpt / taming model (grid: original | kept | completions)"
+HELP = "complete the bottom of images with an igpt / taming model (grid rows: original | kept | completions)"
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +25,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
     from pixseq.cli.sample import add_sampling_options
 
-    parser.add_argument("image", help="image file (any size: it is resized to the model's size with a notice)")
+    parser.add_argument("image", nargs="+", help="image file(s), any size: each is resized to the model's size "
+                                                 "with a notice; one block of grid rows per image")
     parser.add_argument("--model", required=True, help="model directory (pixseq train igpt / train prior)")
     parser.add_argument("--keep", type=float, default=0.5,
                         help="fraction of rows kept from the top, in (0, 1) (default 0.5)")
@@ -125,12 +127,37 @@ def grid_tiles(image: np.ndarray, kept: np.ndarray, completions: list[np.ndarray
     return tiles, 2 + per_row
 
 
+def complete_one(model, image: np.ndarray, keep_rows: int, num: int, cls: int | None, name: str,
+                 sampling: dict) -> torch.Tensor:
+    """``num`` completions of one model-sized uint8 image: ``(num, 3, H, W)`` in [0, 1].
+
+    A class-conditional model uses ``cls``, else the class under which the kept rows are
+    likeliest (with a notice), else (nothing kept to judge by) each class in turn."""
+    from pixseq.cli.common import notice
+    from pixseq.cli.sample import class_names
+    from pixseq.io import to_tensor
+
+    x = to_tensor(image)[None]  # (1, 3, H, W)
+    labels = None
+    if model.num_classes:
+        if cls is None:
+            cls = guess_class(model, x, keep_rows)
+            names = class_names(model)
+            if cls is not None:
+                notice(f"no --class given: {name}: using class {cls}{f' ({names[cls]})' if cls < len(names) else ''}, "
+                       f"under which the kept rows are most likely")
+        labels = torch.full((1,), cls, dtype=torch.long) if cls is not None else torch.arange(num) % model.num_classes
+        if cls is None:  # nothing kept to judge by: one completion per class in turn
+            x = x.expand(num, -1, -1, -1)
+    return complete_in_batches(model, x, keep_rows, num, labels, **sampling)
+
+
 def run(args: argparse.Namespace) -> int:
-    from pixseq.cli.common import (check_image_output, notice, plural, refuse_overwriting_input, resolve_device,
+    from pixseq.cli.common import (check_image_output, plural, refuse_overwriting_input, resolve_device,
                                    seed_everything)
-    from pixseq.cli.sample import (check_num, check_sampling_options, class_names, legible_scale,
-                                   load_token_model, parse_class, sampling_kwargs, to_uint8_batch)
-    from pixseq.io import load_image, save_image, to_tensor
+    from pixseq.cli.sample import (check_num, check_sampling_options, legible_scale, load_token_model, parse_class,
+                                   sampling_kwargs, to_uint8_batch)
+    from pixseq.io import load_image, save_image
     from pixseq.report import make_grid
 
     # Every option is checked before any notice (the resize, the guessed class): a bad option
@@ -140,31 +167,26 @@ def run(args: argparse.Namespace) -> int:
     check_keep(args.keep)
     check_sampling_options(args)
     out = check_image_output(args.out)
-    refuse_overwriting_input(out, args.image)
-    image = load_image(args.image)  # a missing or broken image is reported before the model loads
+    for path in args.image:
+        refuse_overwriting_input(out, path)
+    images = [load_image(path) for path in args.image]  # missing or broken images: before the model loads
     device = resolve_device(args.device)
     seed_everything(args.seed)
     model = load_token_model(args.model, device)
     cls = parse_class(model, args.cls)  # an unconditional model with --class is an error too
     H, W = model.image_size
-    image = fit_to_model(image, (H, W), name=args.image)
     keep_rows = keep_rows_for(args.keep, H)
-    x = to_tensor(image)[None]  # (1, 3, H, W)
-    labels = None
-    if model.num_classes:
-        if cls is None:
-            cls = guess_class(model, x, keep_rows)
-            names = class_names(model)
-            if cls is not None:
-                notice(f"no --class given: using class {cls}{f' ({names[cls]})' if cls < len(names) else ''}, "
-                       f"under which the kept rows are most likely")
-        labels = torch.full((1,), cls, dtype=torch.long) if cls is not None else torch.arange(args.num) % model.num_classes
-        if cls is None:  # nothing kept to judge by: one completion per class in turn
-            x = x.expand(args.num, -1, -1, -1)
-    completions = complete_in_batches(model, x, keep_rows, args.num, labels, **sampling_kwargs(args, device))
-    kept = image.copy()
-    kept[keep_rows:] = MASK_COLOUR  # the part the model has to draw
-    tiles, ncol = grid_tiles(image, kept, to_uint8_batch(completions))
+    sampling = sampling_kwargs(args, device)
+    tiles, ncol = [], 0
+    for path, image in zip(args.image, images):
+        image = fit_to_model(image, (H, W), name=path)
+        completions = complete_one(model, image, keep_rows, args.num, cls, path, sampling)
+        kept = image.copy()
+        kept[keep_rows:] = MASK_COLOUR  # the part the model has to draw
+        block, ncol = grid_tiles(image, kept, to_uint8_batch(completions))
+        tiles += block
     save_image(make_grid(tiles, ncol=ncol, scale=legible_scale(H)), out)
-    print(f"wrote {out}: original | top {keep_rows} of {H} rows kept | {plural(args.num, 'completion')}")
+    what = f"{plural(len(images), 'image')}, " if len(images) > 1 else ""
+    print(f"wrote {out}: {what}original | top {keep_rows} of {H} rows kept | {plural(args.num, 'completion')}"
+          f"{' each' if len(images) > 1 else ''}")
     return 0
