@@ -101,6 +101,9 @@ def test_train_igpt_under_torchrun(tmp_path):
     def launch(*extra: str) -> subprocess.CompletedProcess:
         return subprocess.run(run + list(extra), capture_output=True, text=True, timeout=60, env=env)
 
+    too_big = launch("--size", "s", "--image-size", "8", "--palette", "4", "--batch-size", "12")
+    assert too_big.returncode != 0 and too_big.stderr.count("fewer than one batch of 12 x 2") == 2
+    assert not out.exists()  # checked for 2 processes before anything is written (run.json was)
     first = launch("--size", "s", "--image-size", "8", "--palette", "4", "--steps", "2", "--batch-size", "4",
                    "--log-every", "0")
     assert first.returncode == 0, first.stderr[-3000:]

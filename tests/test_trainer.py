@@ -10,10 +10,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from pixseq.config import to_dict
 from pixseq.errors import PixseqError
 from pixseq.train import CKPT_NAME, HISTORY_NAME, NonFiniteError, TrainConfig, Trainer, warmup_cosine
 from pixseq.train.batches import BatchStream
@@ -383,3 +385,55 @@ def test_train_arguments_round_trip():
     assert args.resume
     with pytest.raises(PixseqError, match="batch_size"):
         config_from_args(parser.parse_args(["--batch-size", "0"]))
+
+
+def test_numpy_numbers_become_python_numbers():
+    """np.int64 / np.float32 pass the type checks; kept as they were, the first checkpoint's
+    JSON config failed after the steps before it had been trained."""
+    cfg = TrainConfig(steps=np.int64(3), batch_size=np.int32(8), lr=np.float32(1e-3), compile=np.bool_(False))
+    assert type(cfg.steps) is int and type(cfg.batch_size) is int and type(cfg.lr) is float
+    assert type(cfg.compile) is bool
+    assert json.loads(json.dumps(to_dict(cfg)))["steps"] == 3
+
+
+def test_task_shape_is_checked_up_front(tmp_path):
+    class NoParts(ToyTask):
+        def parts(self):
+            return []
+
+    with pytest.raises(PixseqError, match="no parts"):
+        Trainer(NoParts(), toy_data(), TrainConfig(steps=1, batch_size=8), tmp_path)
+
+    class Stray(ToyTask):  # optimizes a layer that modules() does not list: never checkpointed
+        def __init__(self):
+            super().__init__()
+            self.extra = nn.Linear(2, 2)
+
+        def parameters(self, part):
+            return [*self.net.parameters(), *self.extra.parameters()]
+
+    with pytest.raises(PixseqError, match="2 parameter.*in none of task.modules"):
+        Trainer(Stray(), toy_data(), TrainConfig(steps=1, batch_size=8), tmp_path)
+
+
+def test_damaged_checkpoint_or_history(tmp_path, capsys):
+    cfg = TrainConfig(**{**BASE, "steps": 4})
+    Trainer(ToyTask(), toy_data(), cfg, tmp_path).fit()
+    # a damaged loss log is skipped with a notice: the resume itself needs none of it
+    with open(tmp_path / HISTORY_NAME, "a") as fh:
+        fh.write("garbage\n")
+    history = Trainer(ToyTask(), toy_data(), TrainConfig(**{**BASE, "steps": 5}), tmp_path).fit(resume=True)
+    assert [r["step"] for r in history] == list(range(5)) and "skipped 1 damaged line" in capsys.readouterr().err
+    good = torch.load(tmp_path / CKPT_NAME, weights_only=True)
+    for damage, words in (({"rng": None}, "damaged"), ({"version": 2}, "version 2"),
+                          ({"optimizers": {"model": {"state": {}, "param_groups": []}}}, "damaged")):
+        torch.save({**good, **damage}, tmp_path / CKPT_NAME)
+        with pytest.raises(PixseqError, match=words):  # were KeyError / TypeError / ValueError tracebacks
+            Trainer(ToyTask(), toy_data(), TrainConfig(**{**BASE, "steps": 6}), tmp_path).fit(resume=True)
+
+
+def test_interrupt_before_the_first_checkpoint_says_nothing_to_resume(tmp_path):
+    trainer = Trainer(ToyTask(), toy_data(), TrainConfig(**BASE), tmp_path)
+    trainer._in_step = True
+    with pytest.raises(PixseqError, match="before the first checkpoint: nothing to resume"):
+        trainer._interrupted(in_step=True)  # a second Ctrl-C inside step 0 (was "checkpoint is at step None")

@@ -20,7 +20,7 @@ import numpy as np
 
 from pixseq.cli.common import path_arg
 from pixseq.errors import PixseqError
-from pixseq.train.distributed import is_main_process
+from pixseq.train.distributed import is_main_process, launched_world_size
 
 HELP = "train an iGPT (k-means colour palette + GPT prior over pixels) on a data spec"
 
@@ -93,11 +93,9 @@ def fit_igpt(model, images: np.ndarray, labels: np.ndarray | None, out_dir: str 
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from pixseq.cli.common import resolve_device
     from pixseq.data import load_data, resize_square
-    from pixseq.train.args import check_out_dir, config_from_args, record_run_settings, run_settings
+    from pixseq.train.args import RunRecorder, check_out_dir, config_from_args, run_settings
     from pixseq.train.batches import batches_per_epoch
 
     out = Path(args.out)
@@ -116,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if palette > len(data.images) * side * side:
         raise PixseqError(f"--palette {palette} is more colours than the {len(data.images) * side * side} "
                           "training pixels it is fitted to")
-    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    world = launched_world_size()  # the Trainer joins the process group later
     batches_per_epoch(len(data.images), train_config.batch_size, world)  # before anything is written
     device = resolve_device(args.device)
     settings = {**settings, "size": settings["size"] or "s", "image_size": side, "palette": palette,
@@ -124,10 +122,9 @@ def run(args: argparse.Namespace) -> int:
     images = resize_square(data.images, side)
     num_classes = data.num_classes if settings["classes"] else 0
     model = build_igpt(images, settings["size"], palette, num_classes, train_config.seed)
-    record_run_settings(out / "train", settings, args.resume)
     meta = {"class_names": list(data.class_names) if num_classes else [], "data": settings["data"]}
-    model, history = fit_igpt(model, images, data.labels, out, train_config, device,
-                              resume=args.resume, meta=meta)
+    model, history = fit_igpt(model, images, data.labels, out, train_config, device, resume=args.resume, meta=meta,
+                              callbacks=[RunRecorder(out / "train", settings, args.resume)])
     last = history[-1] if history else {}
     loss = last.get("loss", float("nan"))
     if not is_main_process():

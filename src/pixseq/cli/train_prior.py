@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.errors import PixseqError
     from pixseq.models.taming import taming_config
     from pixseq.models.taming_train import fit_prior, load_tokenizer
-    from pixseq.train.args import check_out_dir, config_from_args, record_run_settings, run_settings
+    from pixseq.train.args import RunRecorder, check_out_dir, config_from_args, run_settings
 
     check_out_dir(args.out, args.out, args.resume, args.force)
     given = run_settings(args, tuple(RUN_DEFAULTS), args.out)
@@ -63,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
         raise PixseqError(f"give --image-size: tokenizer {args.tokenizer} does not record its training size")
     cfg = taming_config(tokenizer.config, (size, size), data.num_classes if s["classes"] else 0,
                         s["condition"] or "", s["size"], cond_tok.config if cond_tok is not None else None)
-    record_run_settings(args.out, {**s, "image_size": size}, args.resume)
     model, history = fit_prior(args.tokenizer, data.images, data.labels, args.out, cfg,
                                train_config, resolve_device(args.device),
-                               resume=args.resume, cond_tokenizer_dir=args.cond_tokenizer)
+                               resume=args.resume, cond_tokenizer_dir=args.cond_tokenizer,
+                               callbacks=[RunRecorder(args.out, {**s, "image_size": size}, args.resume)])
     bits = history[-1].get("model/bits_per_code", float("nan")) if history else float("nan")
     print(f"wrote {Path(args.out)}: prior over {model.grid[0]}x{model.grid[1]} codes, "
           f"{model.prior.num_params() / 1e6:.2f} M params, {bits:.3f} bits/code")

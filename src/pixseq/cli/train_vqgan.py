@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.models.taming_train import fit_vqgan
     from pixseq.tokenizers.losses import VQGANLossConfig
     from pixseq.tokenizers.vqgan import vqgan_config
-    from pixseq.train.args import check_out_dir, config_from_args, record_run_settings, run_settings
+    from pixseq.train.args import RunRecorder, check_out_dir, config_from_args, run_settings
 
     check_out_dir(args.out, args.out, args.resume, args.force)
     given = run_settings(args, tuple(RUN_DEFAULTS), args.out)
@@ -77,11 +77,10 @@ def run(args: argparse.Namespace) -> int:
     # resolved once and recorded: a resume that extends --steps must not move the GAN's start
     s.update(image_size=size, disc_start=s["disc_start"] if s["disc_start"] is not None else train.steps // 2)
     loss_cfg = VQGANLossConfig(perceptual=s["perceptual"], disc_start=s["disc_start"])
-    record_run_settings(args.out, s, args.resume)
     model, history = fit_vqgan(data.images, args.out, cfg, loss_cfg, train, size, resolve_device(args.device),
                                resume=args.resume, labels=data.labels,
                                crops_per_epoch=None if fixed else 4096,
-                               meta={"data": s["data"]})
+                               meta={"data": s["data"]}, callbacks=[RunRecorder(args.out, s, args.resume)])
     last = history[-1] if history else {}
     print(f"wrote {args.out}: f={s['factor']}, K={s['codes']}, image size {size}; "
           f"rec {last.get('gen/rec', float('nan')):.4f}, codebook usage {model.quantizer.usage():.1%}")

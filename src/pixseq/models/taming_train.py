@@ -149,7 +149,7 @@ def fit_vqgan(images: Sequence[np.ndarray], out_dir: str | os.PathLike, config: 
               loss_config: VQGANLossConfig, train_config: TrainConfig, image_size: int,
               device: str | torch.device = "cpu", resume: bool = False, labels=None,
               crops_per_epoch: int | None = None, meta: dict | None = None,
-              announce: Callable[[str], None] | None = notice) -> tuple[VQGAN, list[dict]]:
+              announce: Callable[[str], None] | None = notice, callbacks=()) -> tuple[VQGAN, list[dict]]:
     """Train a VQGAN on ``images`` and write it as a model directory ``out_dir``.
 
     ``announce`` receives one line naming the perceptual loss actually used (it may fall
@@ -163,7 +163,8 @@ def fit_vqgan(images: Sequence[np.ndarray], out_dir: str | os.PathLike, config: 
     if announce is not None:
         announce(f"perceptual loss: {loss.perceptual.description}")
     data = ImageDataset(images, image_size, labels, crops_per_epoch)
-    history = Trainer(VQGANTask(model, loss), data, train_config, out_dir, device).fit(resume=resume)
+    history = Trainer(VQGANTask(model, loss), data, train_config, out_dir, device,
+                      callbacks=callbacks).fit(resume=resume)
     model.eval()
     info = {"image_size": image_size, "perceptual": loss.perceptual.description,
             "codebook_usage": model.quantizer.usage(), **(meta or {})}
@@ -201,7 +202,8 @@ def check_same_tokenizer(out_dir: Path, tokenizer_dir: Path) -> str:
 
 def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], labels, out_dir: str | os.PathLike,
               config: TamingConfig, train_config: TrainConfig, device: str | torch.device = "cpu",
-              resume: bool = False, cond_tokenizer_dir: str | os.PathLike | None = None) -> tuple[Taming, list[dict]]:
+              resume: bool = False, cond_tokenizer_dir: str | os.PathLike | None = None,
+              callbacks=()) -> tuple[Taming, list[dict]]:
     """Train the latent GPT over a trained tokenizer's codes; writes a ``taming`` model dir."""
     out_dir, tokenizer_dir = Path(out_dir), Path(tokenizer_dir)
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -219,7 +221,7 @@ def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], la
         model.cond_tokenizer.load_state_dict(load_tokenizer(cond_tokenizer_dir).state_dict())
     model.to(device)
     data = TamingTokenDataset(model, images, labels)
-    history = Trainer(PriorTask(model), data, train_config, out_dir, device).fit(resume=resume)
+    history = Trainer(PriorTask(model), data, train_config, out_dir, device, callbacks=callbacks).fit(resume=resume)
     model.eval()
     meta = {"tokenizer": str(tokenizer_dir), "tokenizer_id": tid,
             "final_bits_per_code": history[-1].get("model/bits_per_code") if history else None}

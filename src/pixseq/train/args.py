@@ -19,7 +19,6 @@ from typing import Any, Sequence
 from pixseq.errors import PixseqError
 from pixseq.io import atomic_write
 from pixseq.train.config import TrainConfig
-from pixseq.train.distributed import is_main_process
 from pixseq.train.trainer import CKPT_NAME, read_checkpoint_head
 
 # (config field, flag, type, help)
@@ -110,7 +109,7 @@ RUN_RECORD = "run.json"
 def run_settings(args: argparse.Namespace, keys: Sequence[str], train_dir: str | Path) -> dict[str, Any]:
     """A run's model/data settings (the options named ``keys``): as given when starting a run
     (None: not given, the verb picks its default), or on ``--resume`` the ones recorded by
-    :func:`record_run_settings`; a different value given again with ``--resume`` is refused."""
+    :class:`RunRecorder`; a different value given again with ``--resume`` is refused."""
     given = {k: getattr(args, k) for k in keys}
     path = Path(train_dir) / RUN_RECORD
     if not (args.resume and path.is_file()):  # no record: nothing to resume (the Trainer says so)
@@ -127,8 +126,17 @@ def run_settings(args: argparse.Namespace, keys: Sequence[str], train_dir: str |
     return {**given, **{k: v for k, v in saved.items() if k in given}}
 
 
-def record_run_settings(train_dir: str | Path, settings: dict[str, Any], resume: bool) -> None:
-    """Write the resolved settings of a new run (rank 0; a resumed run keeps its record)."""
-    if not resume and is_main_process():
-        with atomic_write(Path(train_dir) / RUN_RECORD, "w") as fh:
-            json.dump(settings, fh, indent=2)
+class RunRecorder:
+    """Trainer callback that writes a new run's resolved settings (``RUN_RECORD``) beside its
+    first checkpoint, so a run that fails before it has anything to resume (a bad option met
+    by the Trainer, a dataset too small for the processes) leaves no file behind.
+    A resumed run keeps the record it has; only rank 0 writes."""
+
+    def __init__(self, train_dir: str | Path, settings: dict[str, Any], resume: bool) -> None:
+        self.path, self.settings, self.pending = Path(train_dir) / RUN_RECORD, dict(settings), not resume
+
+    def on_checkpoint(self, trainer, step: int) -> None:
+        if self.pending and trainer.dist.is_main:
+            with atomic_write(self.path, "w") as fh:
+                json.dump(self.settings, fh, indent=2)
+        self.pending = False

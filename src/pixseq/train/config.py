@@ -6,6 +6,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Iterable, Protocol
 
+import numpy as np
 from torch import Tensor, nn
 
 from pixseq.errors import PixseqError
@@ -67,13 +68,16 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool):
                 raise PixseqError(f"bad training config: {name} must be an integer, got {value!r}")
+            setattr(self, name, int(value))  # a NumPy integer is no JSON: the first checkpoint would fail
         if not 0 <= self.seed < 2**63:  # what torch, NumPy and Python all take (as the CLI's --seed)
             raise PixseqError(f"bad training config: seed must be in 0..2^63-1, got {self.seed}")
         for name in _FLOAT_FIELDS:
             if not _finite(getattr(self, name)):
                 raise PixseqError(f"bad training config: {name} must be a finite number, got {getattr(self, name)!r}")
-        if not isinstance(self.compile, bool):
+            setattr(self, name, float(getattr(self, name)))  # np.float32 too: see above
+        if not isinstance(self.compile, (bool, np.bool_)):
             raise PixseqError(f"bad training config: compile must be true or false, got {self.compile!r}")
+        self.compile = bool(self.compile)
         if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2 and all(map(_finite, self.betas))):
             raise PixseqError(f"bad training config: betas must be two numbers in [0, 1), got {self.betas!r}")
 

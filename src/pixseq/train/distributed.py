@@ -66,6 +66,17 @@ def init_from_env(device: str | torch.device | None = None, timeout_s: float = 1
     return DistInfo(rank, world, local_rank)
 
 
+def launched_world_size() -> int:
+    """Processes in this job: the joined group's size, else torchrun's ``WORLD_SIZE`` (so
+    commands can check sizes before the Trainer joins the group), else 1."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
 def all_reduce_mean(grads: list[torch.Tensor], stats: torch.Tensor, world_size: int) -> torch.Tensor:
     """Average ``grads`` (in place) and ``stats`` over ranks with one collective call.
 

@@ -95,7 +95,10 @@ class Trainer:
             targets = task.compile_targets() if hasattr(task, "compile_targets") else self.modules.values()
             compile_modules(targets, self.device)
         self.parts = list(task.parts())
+        if not self.parts:
+            raise PixseqError("the task has no parts (task.parts() is empty): nothing to optimize")
         self.params = {p: _trainable(task.parameters(p), p) for p in self.parts}
+        _check_owned(self.params, self.modules)
         self.optimizers = {p: self._make_optimizer(p) for p in self.parts}
         self.schedulers = {p: make_scheduler(self.optimizers[p], config.warmup_steps, config.steps,
                                              config.min_lr_ratio) for p in self.parts}
@@ -293,7 +296,20 @@ class Trainer:
         if not path.is_file():
             raise PixseqError(f"nothing to resume: no {CKPT_NAME} in {self.out_dir}")
         state = load_legacy_state(path)
-        self._check_compatible(state, path)
+        try:
+            self._check_compatible(state, path)
+            self._restore(state, path)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            # the right format but damaged or edited contents: a missing key, a wrong shape ...
+            first = (str(exc).splitlines() or [""])[0][:160]
+            raise PixseqError(f"cannot resume from {path}: it is damaged or not from this pixseq "
+                              f"({type(exc).__name__}: {first}); start a fresh run with --force") from None
+        self.history = [r for r in _read_history(self.out_dir / HISTORY_NAME) if r.get("step", -1) < self.step]
+        self._in_step = False
+
+    def _restore(self, state: dict, path: Path) -> None:
+        """Load a compatible checkpoint's weights, optimizers, schedules, EMA, data position,
+        RNG and step."""
         for name, m in self.modules.items():
             load_state_strict(m, state["modules"][name], source=str(path))
         for part in self.parts:
@@ -305,12 +321,13 @@ class Trainer:
         self.stream.load_state_dict(state["data"])
         set_rng_state(state["rng"][self.dist.rank])
         self.step = self.last_checkpoint_step = int(state["step"])
-        self.history = [r for r in _read_history(self.out_dir / HISTORY_NAME) if r.get("step", -1) < self.step]
-        self._in_step = False
 
     def _check_compatible(self, state: dict, path: Path) -> None:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise PixseqError(f"{path} is not a pixseq training checkpoint")
+        if state.get("version") != VERSION:
+            raise PixseqError(f"{path} is a version {state.get('version')!r} training checkpoint; this pixseq "
+                              f"reads version {VERSION}")
         saved, now = state["config"], to_dict(self.config)
         diffs = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in now.items()
                  if k not in RESUMABLE_CHANGES and saved.get(k) != v]
@@ -357,9 +374,11 @@ class Trainer:
 
     def _interrupted(self, in_step: bool) -> None:
         if in_step:  # a step was cut in half: its state is inconsistent, keep the last checkpoint
-            last = self.last_checkpoint_step
-            raise PixseqError(f"interrupted during step {self.step}; last checkpoint is at step {last}; "
-                              f"resume with --resume") from None
+            if self.last_checkpoint_step is None:
+                raise PixseqError(f"interrupted during step {self.step}, before the first checkpoint: "
+                                  f"nothing to resume") from None
+            raise PixseqError(f"interrupted during step {self.step}; last checkpoint is at step "
+                              f"{self.last_checkpoint_step}; resume with --resume") from None
         self.save_checkpoint()
         raise PixseqError(f"interrupted at step {self.step}; resume with --resume") from None
 
@@ -427,10 +446,37 @@ def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in state.items()}
 
 
+def _check_owned(params: dict[str, list[nn.Parameter]], modules: dict[str, nn.Module]) -> None:
+    """Every optimized parameter must sit in one of ``task.modules()``: only those are
+    checkpointed, so another would restart from its initial value on resume."""
+    owned = {id(p) for m in modules.values() for p in m.parameters()}
+    for part, ps in params.items():
+        stray = sum(1 for p in ps if id(p) not in owned)
+        if stray:
+            raise PixseqError(f"part {part!r} optimizes {stray} parameter(s) that are in none of task.modules() "
+                              f"({', '.join(modules)}), so they would not be checkpointed; add their module")
+
+
 def _read_history(path: Path) -> list[dict]:
+    """The per-step records of ``history.jsonl``; lines that are not JSON objects (a damaged
+    log) are skipped with one notice, since the log is not needed to resume exactly."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records, bad = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad += 1
+    if bad:
+        notice(f"{path}: skipped {bad} damaged line(s) of the loss history; training resumes exactly all the same")
+    return records
 
 
 class _StopFlag:
