@@ -110,6 +110,7 @@ def test_train_igpt_under_torchrun(tmp_path):
     assert first.stdout.count("wrote ") == 1  # rank 0 alone reports (and writes)
     more = launch("--resume", "--steps", "3")
     assert more.returncode == 0, more.stderr[-3000:]
+    assert more.stderr.count("--steps changed from 2 to 3") == 1  # a notice comes from rank 0 only
     history = (out / "train" / "history.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in history] == [0, 1, 2]
     assert json.loads((out / "config.json").read_text())["meta"]["steps"] == 3

@@ -73,8 +73,10 @@ def plural(count: int, noun: str) -> str:
 
 
 def notice(message: str) -> None:
-    """A one-line notice on stderr (not an error)."""
-    sys.stderr.write(f"pixseq: {message}\n")
+    """A one-line notice on stderr (not an error); under torchrun from rank 0 only, so that
+    N processes do not say the same thing N times (errors still come from every rank)."""
+    if os.environ.get("RANK", "0") == "0":
+        sys.stderr.write(f"pixseq: {message}\n")
 
 
 def add_subcommands(parser, table: dict[str, str], dest: str) -> None:

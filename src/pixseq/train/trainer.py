@@ -282,9 +282,8 @@ class Trainer:
         if self.config.ema_decay > 0:
             self.ema = EMA(self.modules, self.config.ema_decay)
         if self.dist.is_main:
-            if self.checkpoint_path.exists():
-                notice(f"starting a fresh run: {self.checkpoint_path} will be overwritten (use --resume to "
-                       f"continue it)")
+            if self.checkpoint_path.exists():  # the CLI asks for --force first; the API just says so
+                notice(f"starting a fresh run: it replaces the checkpoint {self.checkpoint_path} of an earlier run")
             # an earlier run's TensorBoard events would interleave with this run's curves
             shutil.rmtree(self.out_dir / TB_DIR, ignore_errors=True)
         self.step, self.history, self.last_checkpoint_step = 0, [], None
