@@ -437,3 +437,20 @@ def test_interrupt_before_the_first_checkpoint_says_nothing_to_resume(tmp_path):
     trainer._in_step = True
     with pytest.raises(PixseqError, match="before the first checkpoint: nothing to resume"):
         trainer._interrupted(in_step=True)  # a second Ctrl-C inside step 0 (was "checkpoint is at step None")
+
+
+def test_history_is_appended_after_the_first_checkpoint(tmp_path):
+    """Rewriting history.jsonl at every checkpoint made its I/O quadratic in the run length:
+    the first checkpoint of a process writes it atomically (a new file), later ones append
+    (same file), and the records are those of every step."""
+    class Inodes:
+        seen: list[int] = []
+
+        def on_checkpoint(self, trainer, step):
+            self.seen.append(os.stat(tmp_path / HISTORY_NAME).st_ino)
+
+    cb = Inodes()
+    Trainer(ToyTask(), toy_data(), TrainConfig(**{**BASE, "steps": 8, "ckpt_every": 2}), tmp_path,
+            callbacks=[cb]).fit()
+    assert len(cb.seen) == 4 and len(set(cb.seen)) == 1
+    assert [r["step"] for r in _read_jsonl(tmp_path / HISTORY_NAME)] == list(range(8))

@@ -18,8 +18,9 @@ Checkpoint: ``out_dir/train_state.pt``, written with ``torch.save`` through
      "optimizers": {part: state_dict}, "schedulers": {part: state_dict},
      "ema": {name: state_dict} | None, "rng": [per-rank RNG state], "data": {epoch, offset, ...}}
 
-``out_dir/history.jsonl`` (one JSON object per step) is rewritten atomically with each
-checkpoint; ``out_dir/tb/`` holds TensorBoard events. Only rank 0 writes any file.
+``out_dir/history.jsonl`` (one JSON object per step) is brought up to date with each
+checkpoint (rewritten atomically once per process, then appended); ``out_dir/tb/`` holds
+TensorBoard events. Only rank 0 writes any file.
 
 Exact resume: a fresh run seeds Python/NumPy/torch with ``config.seed + rank``; the
 checkpoint restores every RNG, the data position, weights, AdamW moments and step counts,
@@ -107,6 +108,7 @@ class Trainer:
                                   self.dist.world_size, config.num_workers)
         self.step = 0
         self.history: list[dict] = []
+        self._history_written = 0  # records of self.history already in history.jsonl (this process)
         self.last_checkpoint_step: int | None = None
         self._writer = None
         self._last_batch = None
@@ -286,7 +288,7 @@ class Trainer:
                 notice(f"starting a fresh run: it replaces the checkpoint {self.checkpoint_path} of an earlier run")
             # an earlier run's TensorBoard events would interleave with this run's curves
             shutil.rmtree(self.out_dir / TB_DIR, ignore_errors=True)
-        self.step, self.history, self.last_checkpoint_step = 0, [], None
+        self.step, self.history, self.last_checkpoint_step, self._history_written = 0, [], None, 0
         self._in_step = False
 
     def load_checkpoint(self) -> None:
@@ -304,6 +306,7 @@ class Trainer:
             raise PixseqError(f"cannot resume from {path}: it is damaged or not from this pixseq "
                               f"({type(exc).__name__}: {first}); start a fresh run with --force") from None
         self.history = [r for r in _read_history(self.out_dir / HISTORY_NAME) if r.get("step", -1) < self.step]
+        self._history_written = 0  # the file may hold records past the checkpoint: rewrite it once
         self._in_step = False
 
     def _restore(self, state: dict, path: Path) -> None:
@@ -362,14 +365,30 @@ class Trainer:
             }
             with atomic_write(self.checkpoint_path) as fh:
                 torch.save(state, fh)
-            with atomic_write(self.out_dir / HISTORY_NAME, "w") as fh:
-                fh.writelines(json.dumps(r) + "\n" for r in self.history)
+            self._write_history()
         D.barrier()
         self.last_checkpoint_step = self.step
         for cb in self.callbacks:
             if hasattr(cb, "on_checkpoint"):
                 cb.on_checkpoint(self, self.step)
         return self.checkpoint_path
+
+    def _write_history(self) -> None:
+        """Bring ``history.jsonl`` up to the checkpoint: the first time in a process (a fresh
+        run, or a resume that drops records past its checkpoint) rewrite it atomically, then
+        only append the new records, so that a long run does not rewrite a growing file at
+        every checkpoint. A torn append (a crash mid-write) is skipped when read back."""
+        path = self.out_dir / HISTORY_NAME
+        lines = [json.dumps(r) + "\n" for r in self.history[self._history_written:]]
+        if self._history_written == 0:
+            with atomic_write(path, "w") as fh:
+                fh.writelines(lines)
+        elif lines:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.writelines(lines)
+                fh.flush()
+                os.fsync(fh.fileno())
+        self._history_written = len(self.history)
 
     def _interrupted(self, in_step: bool) -> None:
         if in_step:  # a step was cut in half: its state is inconsistent, keep the last checkpoint
