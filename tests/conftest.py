@@ -49,3 +49,22 @@ def fused_kernels():
 
     with fused.using(True):
         yield fused
+
+
+@pytest.fixture
+def stop_training_after(monkeypatch):
+    """``stop_training_after(n)``: from now on a Trainer raises KeyboardInterrupt (what Ctrl-C
+    between two steps does) once ``n`` steps are complete; ``stop_training_after(None)`` undoes it."""
+    from pixseq.train.trainer import Trainer
+
+    original = Trainer._run_one_step
+
+    def arm(n: int | None) -> None:
+        def stop_after_n(self, pbar):
+            original(self, pbar)
+            if self.step == n:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(Trainer, "_run_one_step", original if n is None else stop_after_n)
+
+    return arm

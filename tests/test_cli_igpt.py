@@ -125,22 +125,13 @@ def test_resume_with_more_steps_says_the_schedule_moved(folder, tmp_path, capsys
     assert [r["step"] for r in history] == [0, 1, 2]
 
 
-def test_interrupted_training_resumes_exactly(model_dir, folder, tmp_path, monkeypatch, capsys):
-    from pixseq.train import trainer as trainer_mod
-
+def test_interrupted_training_resumes_exactly(model_dir, folder, tmp_path, stop_training_after, capsys):
     args = ["--data", str(folder), "--classes", "--steps", "4"] + TRAIN  # as model_dir was trained
-    original = trainer_mod.Trainer._run_one_step
-
-    def stop_after_two(self, pbar):
-        original(self, pbar)
-        if self.step == 2:
-            raise KeyboardInterrupt  # what Ctrl-C between two steps does
-
-    monkeypatch.setattr(trainer_mod.Trainer, "_run_one_step", stop_after_two)
+    stop_training_after(2)
     msg = _one_line_error(capsys, main(["train", "igpt", "--out", str(tmp_path / "b")] + args))
     assert "interrupted" in msg and "--resume" in msg
     assert not (tmp_path / "b" / "config.json").exists()  # no half-finished model directory
-    monkeypatch.setattr(trainer_mod.Trainer, "_run_one_step", original)
+    stop_training_after(None)
     # Only --data, --out and --resume (as the README says): the model settings come back from
     # run.json and the training options (--steps 4, --batch-size 8, --lr ...) from the checkpoint.
     assert main(["train", "igpt", "--data", str(folder), "--out", str(tmp_path / "b"), "--resume"]) == 0
@@ -150,23 +141,14 @@ def test_interrupted_training_resumes_exactly(model_dir, folder, tmp_path, monke
         assert torch.equal(a[k], b[k]), k
 
 
-def test_unfinished_run_is_kept_unless_forced(folder, tmp_path, monkeypatch, capsys):
+def test_unfinished_run_is_kept_unless_forced(folder, tmp_path, stop_training_after, capsys):
     """A second run into the --out of an interrupted one used to overwrite its checkpoint with
     a notice; now it is refused like a finished model, and --force starts over cleanly."""
-    from pixseq.train import trainer as trainer_mod
-
     out = tmp_path / "u"
     base = ["train", "igpt", "--data", str(folder), "--out", str(out)] + TRAIN
-    original = trainer_mod.Trainer._run_one_step
-
-    def stop_after_three(self, pbar):
-        original(self, pbar)
-        if self.step == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer_mod.Trainer, "_run_one_step", stop_after_three)
+    stop_training_after(3)
     _one_line_error(capsys, main(base + ["--steps", "6", "--ckpt-every", "1", "--log-every", "1"]))
-    monkeypatch.setattr(trainer_mod.Trainer, "_run_one_step", original)
+    stop_training_after(None)
     ckpt = out / "train" / "train_state.pt"
     before = ckpt.read_bytes()
     msg = _one_line_error(capsys, main(base + ["--steps", "6"]))

@@ -105,25 +105,16 @@ def test_train_refuses_to_replace_a_finished_model(trained, capsys):
     assert (vq / "model.safetensors").read_bytes() == before
 
 
-def test_vqgan_resumes_with_its_own_settings(trained, tmp_path, monkeypatch, capsys):
+def test_vqgan_resumes_with_its_own_settings(trained, tmp_path, stop_training_after, capsys):
     """Interrupted, then resumed with only --data/--out/--resume: the model settings come from
     run.json, the training options from the checkpoint, and the result is the uninterrupted
     run's model bit for bit (CPU). A changed model setting on resume is refused."""
-    from pixseq.train import trainer as trainer_mod
-
     _, vq, _ = trained
     out = tmp_path / "vq"
-    original = trainer_mod.Trainer._run_one_step
-
-    def stop_after_two(self, pbar):
-        original(self, pbar)
-        if self.step == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer_mod.Trainer, "_run_one_step", stop_after_two)
+    stop_training_after(2)
     assert main(["train", "vqgan", "--data", "fashion-mnist:test", "--limit", "32", "--out", str(out),
                  "--steps", "3", "--disc-start", "2", *TINY]) == 2  # as the fixture, stopped at step 2
-    monkeypatch.setattr(trainer_mod.Trainer, "_run_one_step", original)
+    stop_training_after(None)
     capsys.readouterr()
     assert main(["train", "vqgan", "--data", "fashion-mnist:test", "--out", str(out), "--resume",
                  "--codes", "32"]) == 2

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save
 
 from pixseq import __version__, registry
 from pixseq.config import from_dict, to_dict
-from pixseq.errors import PixseqError
+from pixseq.errors import PixseqError, first_line
 from pixseq.io import atomic_write
 
 CONFIG_NAME = "config.json"
@@ -114,12 +114,7 @@ def from_pretrained(directory: str | os.PathLike, expected_kind: str | tuple[str
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise PixseqError(f"model directory {directory} has no {WEIGHTS_NAME}")
-    try:
-        # to the CPU: load_state_dict copies into the (CPU) parameters anyway; the model moves below
-        state = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise PixseqError(f"corrupt weights file {weights}: {exc}") from None
-    load_state_strict(model, state, source=str(weights))
+    load_state_strict(model, load_tensors(weights), source=str(weights))
     model.pretrained_meta = doc.get("meta", {})
     return model.to(device).eval()
 
@@ -151,6 +146,19 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], so
     model.load_state_dict(state, strict=True)
 
 
+def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file, else from a pickle checkpoint through
+    :func:`load_legacy_state`; on the CPU (``load_state_dict`` copies into the parameters
+    wherever they are); a corrupt file is one PixseqError."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return load_legacy_state(path)
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise PixseqError(f"corrupt weights file {path}: {exc}") from None
+
+
 def load_legacy_state(path: str | os.PathLike) -> dict[str, Any]:
     """Load a pickle-based checkpoint safely (``weights_only=True``); never executes code."""
     path = Path(path)
@@ -159,9 +167,8 @@ def load_legacy_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
-        first = (str(exc).splitlines() or [""])[0][:200]  # torch's messages run to paragraphs
         raise PixseqError(f"cannot load {path}: not a readable PyTorch checkpoint, or not a safe one "
-                          f"(weights_only=True) ({type(exc).__name__}: {first})") from None
+                          f"(weights_only=True) ({type(exc).__name__}: {first_line(exc, 200)})") from None
 
 
 def model_id(directory: str | os.PathLike) -> str:

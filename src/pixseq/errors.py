@@ -16,3 +16,10 @@ class PixseqError(Exception):
     def __init__(self, message: str) -> None:
         # Keep the message on one line: the CLI contract is "one clear line".
         super().__init__(" ".join(str(message).split()))
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of ``exc``'s message (its type name when it has none), at most
+    ``limit`` characters: for one-line errors that quote another library's error, whose
+    messages (torch's above all) can run to paragraphs."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import torch
 
+from pixseq.errors import first_line
+
 _enabled: bool | None = None  # None: read PIXSEQ_COMPILE
 _broken: str | None = None  # why compiling failed, once it has
 _OFF = ("0", "false", "no", "off")
@@ -83,8 +85,7 @@ def using(value: bool = True) -> Iterator[None]:
 
 def _give_up(err: BaseException) -> None:
     global _broken
-    first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-    _broken = f"{type(err).__name__}: {first_line}"
+    _broken = f"{type(err).__name__}: {first_line(err)}"
     print(f"pixseq: fused kernels unavailable ({_broken}); using eager PyTorch, same numbers "
           "(PIXSEQ_COMPILE=0 skips the build)", file=sys.stderr)
 

@@ -48,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.train.args import RunRecorder, check_out_dir, config_from_args, run_settings
 
     check_out_dir(args.out, args.out, args.resume, args.force)
-    given = run_settings(args, tuple(RUN_DEFAULTS), args.out)
-    s = {k: RUN_DEFAULTS[k] if v is None else v for k, v in given.items()}
+    s = run_settings(args, RUN_DEFAULTS, args.out)
     train_config = config_from_args(args, _defaults(), args.out)  # option errors before any loading
     tokenizer = load_tokenizer(args.tokenizer)
     cond_tok = load_tokenizer(args.cond_tokenizer) if args.cond_tokenizer else None

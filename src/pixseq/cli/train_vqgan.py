@@ -59,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.train.args import RunRecorder, check_out_dir, config_from_args, run_settings
 
     check_out_dir(args.out, args.out, args.resume, args.force)
-    given = run_settings(args, tuple(RUN_DEFAULTS), args.out)
-    s = {k: RUN_DEFAULTS[k] if v is None else v for k, v in given.items()}
+    s = run_settings(args, RUN_DEFAULTS, args.out)
     if s["codes"] < 2 or s["dim"] < 1 or s["ch"] < 1:
         raise PixseqError("--codes must be >= 2, --dim and --ch >= 1")
     train = config_from_args(args, _defaults(), args.out)

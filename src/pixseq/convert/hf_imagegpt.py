@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pixseq.checkpoint import load_legacy_state, load_state_strict
+from pixseq.checkpoint import load_state_strict, load_tensors
 from pixseq.errors import PixseqError
 from pixseq.models.igpt import IGPT, IGPTConfig
 from pixseq.priors.gpt import GPTConfig
@@ -178,22 +178,11 @@ def _weight_files(src: Path) -> list[Path]:
                       f"{WEIGHT_FILES[0]}.index.json / {WEIGHT_FILES[1]}.index.json")
 
 
-def _load_weight_file(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix != ".safetensors":
-        return load_legacy_state(path)  # torch.load(weights_only=True)
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # safetensors raises several types for corrupt files
-        raise PixseqError(f"corrupt {path}: {exc}") from None
-
-
 def _read_weights(src: Path) -> tuple[dict[str, torch.Tensor], np.ndarray | None]:
     """State dict (merged over shards) and clusters (or None) from an HF model directory."""
     state: dict[str, torch.Tensor] = {}
     for path in _weight_files(src):
-        state.update(_load_weight_file(path))
+        state.update(load_tensors(path))
     clusters = None
     for name in ("preprocessor_config.json", "image_processor_config.json"):
         if (src / name).is_file():

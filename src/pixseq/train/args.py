@@ -111,10 +111,18 @@ def config_from_args(args: argparse.Namespace, defaults: TrainConfig | None = No
 RUN_RECORD = "run.json"
 
 
-def run_settings(args: argparse.Namespace, keys: Sequence[str], train_dir: str | Path) -> dict[str, Any]:
-    """A run's model/data settings (the options named ``keys``): as given when starting a run
-    (None: not given, the verb picks its default), or on ``--resume`` the ones recorded by
-    :class:`RunRecorder`; a different value given again with ``--resume`` is refused."""
+def run_settings(args: argparse.Namespace, keys: Sequence[str] | dict[str, Any],
+                 train_dir: str | Path) -> dict[str, Any]:
+    """A run's model/data settings (the options named ``keys``): as given when starting a run,
+    or on ``--resume`` the ones recorded by :class:`RunRecorder`; a different value given
+    again with ``--resume`` is refused. Not given is None, or the default when ``keys`` is a
+    ``{name: default}`` dict (a verb with defaults that depend on the data resolves them itself)."""
+    defaults = keys if isinstance(keys, dict) else dict.fromkeys(keys)
+    settings = _given_or_recorded(args, tuple(defaults), train_dir)
+    return {k: defaults[k] if v is None else v for k, v in settings.items()}
+
+
+def _given_or_recorded(args: argparse.Namespace, keys: Sequence[str], train_dir: str | Path) -> dict[str, Any]:
     given = {k: getattr(args, k) for k in keys}
     path = Path(train_dir) / RUN_RECORD
     if not (args.resume and path.is_file()):  # no record: nothing to resume (the Trainer says so)

@@ -56,7 +56,7 @@ from pixseq.checkpoint import load_legacy_state, load_state_strict
 from pixseq.cli.common import notice, seed_everything
 from pixseq.config import to_dict
 from pixseq.device import resolve_device
-from pixseq.errors import PixseqError
+from pixseq.errors import PixseqError, first_line
 from pixseq.io import atomic_write
 from pixseq.train import distributed as D
 from pixseq.train.batches import BatchStream
@@ -168,8 +168,7 @@ class Trainer:
         except RuntimeError as exc:
             if not (self.config.compile and is_compile_error(exc)):
                 raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise PixseqError(f"torch.compile failed at step {self.step} ({first}); train without --compile "
+            raise PixseqError(f"torch.compile failed at step {self.step} ({first_line(exc)}); train without --compile "
                               f"(compile=False), {self._kept()}") from None
         finally:
             pbar.close()
@@ -304,9 +303,8 @@ class Trainer:
             self._restore(state, path)
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
             # the right format but damaged or edited contents: a missing key, a wrong shape ...
-            first = (str(exc).splitlines() or [""])[0][:160]
             raise PixseqError(f"cannot resume from {path}: it is damaged or not from this pixseq "
-                              f"({type(exc).__name__}: {first}); start a fresh run with --force") from None
+                              f"({type(exc).__name__}: {first_line(exc)}); start a fresh run with --force") from None
         self.history = [r for r in _read_history(self.out_dir / HISTORY_NAME) if r.get("step", -1) < self.step]
         self._history_written = 0  # the file may hold records past the checkpoint: rewrite it once
         self._in_step = False
