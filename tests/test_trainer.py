@@ -3,6 +3,7 @@ Ctrl-C), non-finite loss, config refusal, GAN-style parts, bf16, EMA, logs."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -472,3 +473,20 @@ def test_a_flipped_byte_in_the_checkpoint_is_caught(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(PixseqError, match="fails its checksum"):
         Trainer(ToyTask(), toy_data(), TrainConfig(**{**BASE, "steps": 6}), tmp_path).fit(resume=True)
+
+
+def test_history_is_strict_json_and_reads_back_nan(tmp_path):
+    """A task scalar that is NaN was written as a bare ``NaN`` token, which strict JSON readers
+    reject; it is written as null and reads back as NaN on resume."""
+    class NanScalar(ToyTask):
+        def training_step(self, batch, step, part):
+            loss, scalars = super().training_step(batch, step, part)
+            return loss, {**scalars, "odd": float("nan")}
+
+    Trainer(NanScalar(), toy_data(), TrainConfig(**{**BASE, "steps": 4}), tmp_path).fit()
+    lines = (tmp_path / HISTORY_NAME).read_text().splitlines()
+    strict = [json.loads(line, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+              for line in lines]
+    assert len(strict) == 4 and all(r["model/odd"] is None for r in strict)
+    history = Trainer(NanScalar(), toy_data(), TrainConfig(**{**BASE, "steps": 5}), tmp_path).fit(resume=True)
+    assert math.isnan(history[0]["model/odd"]) and len(history) == 5

@@ -379,7 +379,7 @@ class Trainer:
         only append the new records, so that a long run does not rewrite a growing file at
         every checkpoint. A torn append (a crash mid-write) is skipped when read back."""
         path = self.out_dir / HISTORY_NAME
-        lines = [json.dumps(r) + "\n" for r in self.history[self._history_written:]]
+        lines = [_json_line(r) for r in self.history[self._history_written:]]
         if self._history_written == 0:
             with atomic_write(path, "w") as fh:
                 fh.writelines(lines)
@@ -489,9 +489,18 @@ def _check_owned(params: dict[str, list[nn.Parameter]], modules: dict[str, nn.Mo
                               f"({', '.join(modules)}), so they would not be checkpointed; add their module")
 
 
+def _json_line(record: dict[str, Any]) -> str:
+    """One strict-JSON line of a step record: a task's scalar may be NaN or inf (e.g. a
+    perplexity of an empty batch), which ``json.dumps`` would write as a bare ``NaN`` that
+    strict readers (jq, JavaScript, pandas with ``engine="pyarrow"``) reject; it is ``null``."""
+    clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+    return json.dumps(clean) + "\n"
+
+
 def _read_history(path: Path) -> list[dict]:
     """The per-step records of ``history.jsonl``; lines that are not JSON objects (a damaged
-    log) are skipped with one notice, since the log is not needed to resume exactly."""
+    log) are skipped with one notice, since the log is not needed to resume exactly. A
+    ``null`` value reads back as NaN, as it was in memory."""
     if not path.is_file():
         return []
     records, bad = [], 0
@@ -502,8 +511,8 @@ def _read_history(path: Path) -> list[dict]:
             record = json.loads(line)
         except ValueError:
             record = None
-        if isinstance(record, dict):
-            records.append(record)
+        if isinstance(record, dict):  # null is how _json_line wrote a non-finite number
+            records.append({k: math.nan if v is None else v for k, v in record.items()})
         else:
             bad += 1
     if bad:
