@@ -221,7 +221,11 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     state = torch.load(tmp_path / CKPT_NAME, weights_only=True)
     assert state["step"] == 4
     assert all(torch.isfinite(v).all() for v in state["modules"]["net"].values())
-    assert len(_read_jsonl(tmp_path / HISTORY_NAME)) == 4
+    # the log keeps the steps that led to the NaN (it used to stop at the checkpoint) ...
+    assert [r["step"] for r in _read_jsonl(tmp_path / HISTORY_NAME)] == list(range(6))
+    # ... and a resume from step 4 drops the two uncheckpointed records again
+    Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**{**BASE, "ema_decay": 0.0}), tmp_path).fit(resume=True)
+    assert [r["step"] for r in _read_jsonl(tmp_path / HISTORY_NAME)] == list(range(BASE["steps"]))
 
 
 def test_resume_refusals_and_extension(tmp_path):
@@ -426,6 +430,9 @@ def test_damaged_checkpoint_or_history(tmp_path, capsys):
     history = Trainer(ToyTask(), toy_data(), TrainConfig(**{**BASE, "steps": 5}), tmp_path).fit(resume=True)
     assert [r["step"] for r in history] == list(range(5)) and "skipped 1 damaged line" in capsys.readouterr().err
     good = torch.load(tmp_path / CKPT_NAME, weights_only=True)
+    torch.save({**good, "world_size": 2}, tmp_path / CKPT_NAME)  # a run made under torchrun, resumed alone
+    with pytest.raises(PixseqError, match=r"processes: 2 -> 1 \(launch with torchrun --nproc-per-node 2"):
+        Trainer(ToyTask(), toy_data(), TrainConfig(**{**BASE, "steps": 6}), tmp_path).fit(resume=True)
     for damage, words in (({"rng": None}, "damaged"), ({"version": 2}, "version 2"),
                           ({"optimizers": {"model": {"state": {}, "param_groups": []}}}, "damaged")):
         torch.save({**good, **damage}, tmp_path / CKPT_NAME)

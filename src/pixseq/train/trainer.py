@@ -19,7 +19,8 @@ Checkpoint: ``out_dir/train_state.pt``, written with ``torch.save`` through
      "ema": {name: state_dict} | None, "rng": [per-rank RNG state], "data": {epoch, offset, ...}}
 
 ``out_dir/history.jsonl`` (one JSON object per step) is brought up to date with each
-checkpoint (rewritten atomically once per process, then appended); ``out_dir/tb/`` holds
+checkpoint (rewritten atomically once per process, then appended) and when a NaN or a
+cut-short step stops training (so the curve that led there is kept); ``out_dir/tb/`` holds
 TensorBoard events. Only rank 0 writes any file.
 
 Exact resume: a fresh run seeds Python/NumPy/torch with ``config.seed + rank``; the
@@ -164,6 +165,7 @@ class Trainer:
         except KeyboardInterrupt:
             self._interrupted(in_step=self._in_step)
         except NonFiniteError as exc:
+            self._log_steps_past_checkpoint()
             raise NonFiniteError(f"{exc}; training stopped, {self._kept()}") from None
         except RuntimeError as exc:
             if not (self.config.compile and is_compile_error(exc)):
@@ -333,8 +335,11 @@ class Trainer:
         saved, now = state["config"], to_dict(self.config)
         diffs = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in now.items()
                  if k not in RESUMABLE_CHANGES and saved.get(k) != v]
-        if state["world_size"] != self.dist.world_size:
-            diffs.append(f"processes: {state['world_size']} -> {self.dist.world_size}")
+        if state["world_size"] != self.dist.world_size:  # the data order and RNG streams are per rank
+            diffs.append(f"processes: {state['world_size']} -> {self.dist.world_size} (launch "
+                         + ("without torchrun" if state["world_size"] == 1 else
+                            f"with torchrun --nproc-per-node {state['world_size']}, or as many processes over "
+                            f"several nodes") + ")")
         if list(state["parts"]) != self.parts or set(state["modules"]) != set(self.modules):
             diffs.append(f"parts/modules: {state['parts']}/{sorted(state['modules'])} -> "
                          f"{self.parts}/{sorted(self.modules)}")
@@ -390,8 +395,16 @@ class Trainer:
                 os.fsync(fh.fileno())
         self._history_written = len(self.history)
 
+    def _log_steps_past_checkpoint(self) -> None:
+        """Write the records of the steps since the last checkpoint to ``history.jsonl`` when
+        training stops without a checkpoint of them (a NaN, a step cut in half): the curve
+        that led there is what one looks at next. A resume drops them again."""
+        if self.dist.is_main and len(self.history) > self._history_written:
+            self._write_history()
+
     def _interrupted(self, in_step: bool) -> None:
         if in_step:  # a step was cut in half: its state is inconsistent, keep the last checkpoint
+            self._log_steps_past_checkpoint()
             if self.last_checkpoint_step is None:
                 raise PixseqError(f"interrupted during step {self.step}, before the first checkpoint: "
                                   f"nothing to resume") from None
