@@ -497,3 +497,21 @@ def test_history_is_strict_json_and_reads_back_nan(tmp_path):
     assert len(strict) == 4 and all(r["model/odd"] is None for r in strict)
     history = Trainer(NanScalar(), toy_data(), TrainConfig(**{**BASE, "steps": 5}), tmp_path).fit(resume=True)
     assert math.isnan(history[0]["model/odd"]) and len(history) == 5
+
+
+@pytest.mark.parametrize("break_it, words", [
+    (lambda t: setattr(t, "training_step", None), "is not a training task: it lacks training_step"),
+    (lambda t: setattr(t, "modules", lambda: {"net": lambda x: x}), "not a module: net"),
+    (lambda t: setattr(t, "training_step", lambda b, s, p: ToyTask.training_step(t, b, s, p)[0]),
+     r"must return \(loss, \{name: scalar\}\), got Tensor"),
+    (lambda t: setattr(t, "training_step", lambda b, s, p: (t.net(b[0]), {})), "got a tensor of shape"),
+    (lambda t: setattr(t, "training_step", lambda b, s, p: (torch.tensor(1.0), {})), "without gradient"),
+])
+def test_malformed_tasks_are_named(tmp_path, break_it, words):
+    """Python-API users writing their own task got AttributeError / 'grad can be implicitly
+    created only for scalar outputs' tracebacks mid-step; each is now one PixseqError."""
+    task = ToyTask()
+    break_it(task)
+    with pytest.raises(PixseqError, match=words):
+        Trainer(task, toy_data(), TrainConfig(**{**BASE, "steps": 1}), tmp_path).fit()
+    assert not (tmp_path / CKPT_NAME).exists()

@@ -91,7 +91,11 @@ class Trainer:
         self.dist = D.init_from_env(self.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
+        _check_task(task)
         self.modules: dict[str, nn.Module] = dict(task.modules())
+        bad = sorted(n for n, m in self.modules.items() if not isinstance(m, nn.Module))
+        if bad:
+            raise PixseqError(f"task.modules() must map names to torch modules; not a module: {', '.join(bad)}")
         for m in self.modules.values():
             m.to(self.device)
         if config.compile:
@@ -232,7 +236,7 @@ class Trainer:
         scalar_sum: dict[str, float] = {}
         for batch in micro:
             with self._autocast():
-                loss, scalars = self.task.training_step(batch, step, part)
+                loss, scalars = _loss_and_scalars(self.task.training_step(batch, step, part))
             (loss / accum).backward()
             loss_sum += loss.detach().float()
             for k, v in scalars.items():
@@ -500,6 +504,27 @@ def _check_owned(params: dict[str, list[nn.Parameter]], modules: dict[str, nn.Mo
         if stray:
             raise PixseqError(f"part {part!r} optimizes {stray} parameter(s) that are in none of task.modules() "
                               f"({', '.join(modules)}), so they would not be checkpointed; add their module")
+
+
+def _check_task(task: Any) -> None:
+    """A task lacking a method the Trainer calls is refused by name at construction (it was an
+    AttributeError in the middle of the first step)."""
+    missing = [m for m in ("parts", "modules", "parameters", "training_step") if not callable(getattr(task, m, None))]
+    if missing:
+        raise PixseqError(f"{type(task).__name__} is not a training task: it lacks {', '.join(missing)} "
+                          f"(see pixseq.train.TrainTask)")
+
+
+def _loss_and_scalars(out: Any) -> tuple[torch.Tensor, dict]:
+    """Check what ``training_step`` returned: ``(scalar loss tensor, {name: number})``."""
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
+        raise PixseqError(f"training_step must return (loss, {{name: scalar}}), got {type(out).__name__}")
+    loss = out[0]
+    if not (isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.requires_grad):
+        what = (f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) and loss.numel() != 1 else
+                "a tensor without gradient" if isinstance(loss, torch.Tensor) else type(loss).__name__)
+        raise PixseqError(f"training_step must return a one-element loss tensor that requires grad, got {what}")
+    return loss, out[1]
 
 
 def _json_line(record: dict[str, Any]) -> str:
