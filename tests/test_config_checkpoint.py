@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import pytest
@@ -186,3 +187,32 @@ def test_save_pretrained_checks_before_writing(tmp_path):
     assert not (tmp_path / "plain").exists()
     with pytest.raises(PixseqError, match="not a directory"):
         checkpoint.save_pretrained(model, d / "config.json")
+
+
+def test_overwriting_a_model_never_leaves_an_old_config_beside_new_weights(tmp_path, monkeypatch):
+    """config.json is the commit mark. A crash while the new weights are written leaves the old
+    model whole; a crash after they are in place leaves no config (not a model), never the old
+    config beside other weights of the same shapes (a silently different model)."""
+    d = checkpoint.save_pretrained(_Tiny(_TinyConfig(name="old")), tmp_path / "m")
+    real_save, real_atomic = checkpoint.save, checkpoint.atomic_write
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint, "save", crash)
+    with pytest.raises(OSError):
+        checkpoint.save_pretrained(_Tiny(_TinyConfig(name="new")), d)
+    assert checkpoint.from_pretrained(d).config.name == "old"
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.safetensors"]  # nothing staged left
+
+    def config_write_crashes(path, *args, **kwargs):
+        if Path(path).name == "config.json":
+            raise OSError("disk full")
+        return real_atomic(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    monkeypatch.setattr(checkpoint, "atomic_write", config_write_crashes)
+    with pytest.raises(OSError):
+        checkpoint.save_pretrained(_Tiny(_TinyConfig(name="new")), d)
+    with pytest.raises(PixseqError, match="not a pixseq model"):
+        checkpoint.from_pretrained(d)

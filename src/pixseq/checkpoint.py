@@ -29,8 +29,11 @@ WEIGHTS_NAME = "model.safetensors"
 def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike, meta: dict | None = None) -> Path:
     """Write ``model`` (which has ``.kind`` and ``.config``) to ``directory`` atomically per file.
 
-    Weights are written before the config, so a directory with a ``config.json`` always has
-    complete weights next to it.
+    ``config.json`` is the commit mark. The new weights are staged beside the old model (a
+    crash while writing them leaves the old model whole); then the old config is removed, the
+    weights renamed into place and the new config written last. A crash in those last
+    milliseconds leaves a folder that is plainly not a model, never new weights beside an old
+    config of the same shapes (which would load as a silently different model).
     """
     directory = Path(directory)
     # Everything that can fail on the user's input (the model, meta, the path) fails here,
@@ -40,8 +43,14 @@ def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike, meta: 
         raise PixseqError(f"cannot save the model to {directory}: it exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_write(directory / WEIGHTS_NAME) as fh:
-        fh.write(save(_dedupe_shared(state)))
+    staged = directory / f".{WEIGHTS_NAME}.staged"
+    try:
+        with atomic_write(staged) as fh:
+            fh.write(save(_dedupe_shared(state)))
+        (directory / CONFIG_NAME).unlink(missing_ok=True)
+        os.replace(staged, directory / WEIGHTS_NAME)
+    finally:
+        staged.unlink(missing_ok=True)
     with atomic_write(directory / CONFIG_NAME, "w") as fh:
         fh.write(config_text)
     return directory
