@@ -348,15 +348,15 @@ def test_ema_matches_float64_formula(tmp_path):
 def test_tensorboard_history_and_throughput(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = TrainConfig(steps=6, batch_size=8, lr=1e-2, warmup_steps=1, log_every=2, image_every=3, ckpt_every=0)
+    cfg = TrainConfig(steps=7, batch_size=8, lr=1e-2, warmup_steps=1, log_every=2, image_every=3, ckpt_every=0)
     history = Trainer(ToyTask(seed=0), toy_data(), cfg, tmp_path).fit()
     assert all(r["tokens_per_s"] > 0 and r["samples_per_s"] > 0 for r in history)
-    assert [r["step"] for r in _read_jsonl(tmp_path / HISTORY_NAME)] == list(range(6))
+    assert [r["step"] for r in _read_jsonl(tmp_path / HISTORY_NAME)] == list(range(7))
     acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
-    assert [e.step for e in acc.Scalars("loss/model")] == [2, 4, 6]
-    assert [e.value for e in acc.Scalars("loss/model")] == pytest.approx([history[i]["loss"] for i in (1, 3, 5)])
-    assert [e.step for e in acc.Images("samples")] == [3, 6]
+    assert [e.step for e in acc.Scalars("loss/model")] == [2, 4, 6, 7]  # and the last step
+    assert [e.value for e in acc.Scalars("loss/model")] == pytest.approx([history[i]["loss"] for i in (1, 3, 5, 6)])
+    assert [e.step for e in acc.Images("samples")] == [3, 6, 7]  # the final model's grid too
 
 
 def _read_jsonl(path: Path) -> list[dict]:

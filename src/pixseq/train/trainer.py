@@ -436,7 +436,9 @@ class Trainer:
             for k, v in record.items():
                 if k not in ("step", "loss") and isinstance(v, (int, float)):
                     self._writer.add_scalar(k, v, self.step)
-        if cfg.image_every and self.step % cfg.image_every == 0 and hasattr(self.task, "sample_images"):
+        # the last step too: the final model's images are the ones a run is judged by
+        if (cfg.image_every and (self.step % cfg.image_every == 0 or self.step == cfg.steps)
+                and hasattr(self.task, "sample_images")):
             self._writer.add_image("samples", self._image_grid(), self.step)
 
     @torch.no_grad()
