@@ -515,3 +515,16 @@ def test_malformed_tasks_are_named(tmp_path, break_it, words):
     with pytest.raises(PixseqError, match=words):
         Trainer(task, toy_data(), TrainConfig(**{**BASE, "steps": 1}), tmp_path).fit()
     assert not (tmp_path / CKPT_NAME).exists()
+
+
+def test_a_second_fresh_fit_is_refused_but_resume_continues(tmp_path, reference):
+    """A second fit() on the same Trainer used to 'start fresh' from trained weights with a
+    spent learning-rate schedule; it is refused, and fit(resume=True) continues exactly."""
+    trainer = Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**BASE), tmp_path,
+                      callbacks=[Raise(9, RuntimeError("boom"))])
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.fit()
+    with pytest.raises(PixseqError, match="already trained"):
+        trainer.fit()
+    trainer.callbacks = []
+    assert curve(trainer.fit(resume=True)) == reference[0]

@@ -119,6 +119,7 @@ class Trainer:
         self._writer = None
         self._last_batch = None
         self._in_step = False
+        self._started = False  # fit() ran once: a second fresh fit() would start from trained state
 
     # ------------------------------------------------------------------ set-up
     def _make_optimizer(self, part: str) -> torch.optim.AdamW:
@@ -155,8 +156,12 @@ class Trainer:
         """
         if resume:
             self.load_checkpoint()
+        elif self._started:  # its modules, optimizer moments and schedule have moved on
+            raise PixseqError("this Trainer has already trained: a fresh run needs a new Trainer with freshly "
+                              "built modules, or continue from its checkpoint with fit(resume=True)")
         else:
             self._start_fresh()
+        self._started = True
         for m in self.modules.values():
             m.train()
         pbar = self._progress_bar()
