@@ -186,3 +186,16 @@ def test_fit_vqgan_announces_its_perceptual_loss(tmp_path, capsys):
     assert "pixseq: perceptual loss: none" in capsys.readouterr().err
     fit_vqgan(images, tmp_path / "b", *args, announce=None)
     assert "perceptual loss" not in capsys.readouterr().err
+
+
+def test_reconstruct_psnr_is_that_of_the_written_file(trained, tmp_path, capsys):
+    """A lossy --out (.jpg) changes the pixels once more: the printed PSNR is the file's
+    (float64 formula on the file read back), not that of the 8-bit image before encoding."""
+    _, vq, _ = trained
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    save_image(image, tmp_path / "in.png")
+    assert main(["reconstruct", str(tmp_path / "in.png"), "--model", str(vq), "--out", str(tmp_path / "r.jpg")]) == 0
+    printed = float(capsys.readouterr().out.split("PSNR ")[1].split(" dB")[0])
+    mse = np.mean((load_image(tmp_path / "r.jpg").astype(np.float64) - image.astype(np.float64)) ** 2)
+    assert printed == pytest.approx(10 * np.log10(255.0 ** 2 / mse), abs=0.006)  # printed to 2 decimals

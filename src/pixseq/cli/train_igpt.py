@@ -131,5 +131,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"wrote {out}: iGPT {side}x{side}, palette {palette}, preset {settings['size']} "
           f"({model.prior.num_params() / 1e6:.2f} M params), {train_config.steps} steps, "
-          f"final loss {loss:.3f} nats/pixel ({loss / np.log(2):.3f} bits)")
+          f"last training-batch loss {loss:.3f} nats/pixel ({loss / np.log(2):.3f} bits)"
+          + (", of the raw weights; the model holds their EMA" if train_config.ema_decay > 0 else ""))
     return 0
