@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     save_image(to_uint8(out[0]), args.out)
     n = codes.numel()
     bpp = n * math.log2(tok.vocab_size) / (H * W)
-    quality = float(psnr(to_tensor(to_uint8(out[0]))[None], x.cpu()))  # PSNR of the 8-bit file written
+    # PSNR of the file as written and read back: a lossy --out (.jpg, .webp) changes the pixels again
+    quality = float(psnr(to_tensor(load_image(args.out))[None], x.cpu()))
     print(f"{H}x{W} -> {codes.shape[1]}x{codes.shape[2]} codes of {tok.vocab_size}: "
           f"{bpp:.4f} bits/pixel (raw codes), PSNR {quality:.2f} dB; wrote {args.out}")
     return 0
