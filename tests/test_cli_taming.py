@@ -199,3 +199,13 @@ def test_reconstruct_psnr_is_that_of_the_written_file(trained, tmp_path, capsys)
     printed = float(capsys.readouterr().out.split("PSNR ")[1].split(" dB")[0])
     mse = np.mean((load_image(tmp_path / "r.jpg").astype(np.float64) - image.astype(np.float64)) ** 2)
     assert printed == pytest.approx(10 * np.log10(255.0 ** 2 / mse), abs=0.006)  # printed to 2 decimals
+
+
+def test_class_conditional_prior_stores_its_class_names(trained, tmp_path, capsys):
+    """train prior --classes records the data's class names like train igpt: --class takes
+    a name (it was 'this model stores no class names')."""
+    model = from_pretrained(trained[2], "taming")
+    assert model.pretrained_meta["class_names"][7] == "Sneaker"
+    assert main(["sample", "--model", str(trained[2]), "-n", "1", "--class", "sneaker",
+                 "--out", str(tmp_path / "s.png")]) == 0
+    assert "(class 7)" in capsys.readouterr().out

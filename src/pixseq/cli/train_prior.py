@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     model, history = fit_prior(args.tokenizer, data.images, data.labels, args.out, cfg,
                                train_config, resolve_device(args.device),
                                resume=args.resume, cond_tokenizer_dir=args.cond_tokenizer,
-                               callbacks=[RunRecorder(args.out, {**s, "image_size": size}, args.resume)])
+                               callbacks=[RunRecorder(args.out, {**s, "image_size": size}, args.resume)],
+                               meta={"class_names": list(data.class_names) if s["classes"] else [],
+                                     "data": s["data"]})
     bits = history[-1].get("model/bits_per_code", float("nan")) if history else float("nan")
     print(f"wrote {Path(args.out)}: prior over {model.grid[0]}x{model.grid[1]} codes, "
           f"{model.prior.num_params() / 1e6:.2f} M params, {bits:.3f} bits/code")

@@ -203,8 +203,11 @@ def check_same_tokenizer(out_dir: Path, tokenizer_dir: Path) -> str:
 def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], labels, out_dir: str | os.PathLike,
               config: TamingConfig, train_config: TrainConfig, device: str | torch.device = "cpu",
               resume: bool = False, cond_tokenizer_dir: str | os.PathLike | None = None,
-              callbacks=()) -> tuple[Taming, list[dict]]:
-    """Train the latent GPT over a trained tokenizer's codes; writes a ``taming`` model dir."""
+              callbacks=(), meta: dict | None = None) -> tuple[Taming, list[dict]]:
+    """Train the latent GPT over a trained tokenizer's codes; writes a ``taming`` model dir.
+
+    ``meta`` is stored with the model (e.g. ``class_names``, which ``--class`` and ``labels`` accept).
+    """
     out_dir, tokenizer_dir = Path(out_dir), Path(tokenizer_dir)
     tokenizer = load_tokenizer(tokenizer_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -223,7 +226,7 @@ def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], la
     data = TamingTokenDataset(model, images, labels)
     history = Trainer(PriorTask(model), data, train_config, out_dir, device, callbacks=callbacks).fit(resume=resume)
     model.eval()
-    meta = {"tokenizer": str(tokenizer_dir), "tokenizer_id": tid,
+    meta = {**(meta or {}), "tokenizer": str(tokenizer_dir), "tokenizer_id": tid,
             "final_bits_per_code": history[-1].get("model/bits_per_code") if history else None}
     if is_main_process():
         save_pretrained(model.cpu(), out_dir, meta=meta)
