@@ -209,3 +209,18 @@ def test_class_conditional_prior_stores_its_class_names(trained, tmp_path, capsy
     assert main(["sample", "--model", str(trained[2]), "-n", "1", "--class", "sneaker",
                  "--out", str(tmp_path / "s.png")]) == 0
     assert "(class 7)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option", [["vqgan", "--limit", "0"], ["vqgan", "--limit", "-1"],
+                                    ["prior", "--limit", "0"], ["prior", "--image-size", "0"],
+                                    ["prior", "--image-size", "-3"]])
+def test_non_positive_limit_and_image_size_are_refused(trained, tmp_path, option, capsys):
+    """--limit 0 was a StopIteration / ValueError traceback, --limit -1 silently dropped the
+    last image, prior --image-size 0 fell back to the default and -3 was a traceback."""
+    verb, *opt = option
+    extra = ["--tokenizer", str(trained[1])] if verb == "prior" else list(TINY)
+    out = tmp_path / "run"
+    assert main(["train", verb, "--data", "fashion-mnist:test", "--out", str(out), "--steps", "1",
+                 *extra, *opt]) == 2
+    _one_line_error(capsys, f"{opt[0]} must be >= 1")
+    assert not out.exists()

@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
     check_out_dir(args.out, args.out, args.resume, args.force)
     s = run_settings(args, RUN_DEFAULTS, args.out)
+    for name in ("limit", "image_size"):  # 0 crashed or fell back to a default; negatives crashed or sliced
+        if s[name] is not None and s[name] < 1:
+            raise PixseqError(f"--{name.replace('_', '-')} must be >= 1, got {s[name]}")
     train_config = config_from_args(args, _defaults(), args.out)  # option errors before any loading
     tokenizer = load_tokenizer(args.tokenizer)
     cond_tok = load_tokenizer(args.cond_tokenizer) if args.cond_tokenizer else None

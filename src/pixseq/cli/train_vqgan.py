@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     s = run_settings(args, RUN_DEFAULTS, args.out)
     if s["codes"] < 2 or s["dim"] < 1 or s["ch"] < 1:
         raise PixseqError("--codes must be >= 2, --dim and --ch >= 1")
+    if s["limit"] is not None and s["limit"] < 1:  # 0 crashed on no images; -1 silently dropped the last one
+        raise PixseqError(f"--limit must be >= 1, got {s['limit']}")
     train = config_from_args(args, _defaults(), args.out)
     data = load_data(s["data"], limit=s["limit"])
     shapes = {im.shape[:2] for im in data.images}
