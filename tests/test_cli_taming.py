@@ -224,3 +224,22 @@ def test_non_positive_limit_and_image_size_are_refused(trained, tmp_path, option
                  *extra, *opt]) == 2
     _one_line_error(capsys, f"{opt[0]} must be >= 1")
     assert not out.exists()
+
+
+def test_prior_resume_keeps_its_conditioning_tokenizer(trained, tmp_path, stop_training_after, capsys):
+    """A conditional prior resumed with another --cond-tokenizer of the same shapes (or none)
+    went on training on different conditioning codes without a word."""
+    root, vq, _ = trained
+    other = tmp_path / "vq-other"
+    assert main(["train", "vqgan", "--data", "fashion-mnist:test", "--limit", "16", "--out", str(other),
+                 "--steps", "1", "--seed", "7", *TINY]) == 0
+    run = ["train", "prior", "--tokenizer", str(vq), "--data", "fashion-mnist:test", "--limit", "16",
+           "--out", str(tmp_path / "p"), "--condition", "lowres", "--batch-size", "8", "--log-every", "0"]
+    stop_training_after(1)
+    assert main([*run, "--cond-tokenizer", str(other), "--steps", "2"]) == 2
+    stop_training_after(None)
+    capsys.readouterr()
+    for cond in ([], ["--cond-tokenizer", str(vq)]):
+        assert main([*run, *cond, "--resume"]) == 2
+        _one_line_error(capsys, "--cond-tokenizer", "different", str(other))
+    assert main([*run, "--cond-tokenizer", str(other), "--resume"]) == 0

@@ -185,18 +185,25 @@ def load_tokenizer(directory: str | os.PathLike) -> VQGAN:
 TOKENIZER_RECORD = "tokenizer.json"
 
 
-def check_same_tokenizer(out_dir: Path, tokenizer_dir: Path) -> str:
-    """Record which tokenizer a prior run uses; refuse to resume it with a different one."""
+def check_same_tokenizer(out_dir: Path, tokenizer_dir: Path, cond_tokenizer_dir: Path | None = None) -> str:
+    """Record which tokenizer (and conditioning tokenizer, ``None``: the tokenizer itself) a
+    prior run uses; refuse to resume it with different ones."""
     tid = model_id(tokenizer_dir)
+    cid = model_id(cond_tokenizer_dir) if cond_tokenizer_dir is not None else None
     record = out_dir / TOKENIZER_RECORD
     if record.is_file():
         old = json.loads(record.read_text())
         if old.get("id") != tid:
             raise PixseqError(f"tokenizer {tokenizer_dir} is different from the one this prior was trained with "
                               f"({old.get('path')}, id {str(old.get('id'))[:12]}); use that tokenizer or a new --out")
+        if "cond_id" in old and old["cond_id"] != cid:  # records of older runs lack it
+            given, was = cond_tokenizer_dir or "none (the --tokenizer)", old.get("cond_path") or "none (the --tokenizer)"
+            raise PixseqError(f"--cond-tokenizer {given} is different from the one this prior was trained with "
+                              f"({was}); use that one or a new --out")
     else:
         with atomic_write(record, "w") as fh:
-            json.dump({"path": str(tokenizer_dir), "id": tid}, fh)
+            json.dump({"path": str(tokenizer_dir), "id": tid, "cond_id": cid,
+                       "cond_path": None if cond_tokenizer_dir is None else str(cond_tokenizer_dir)}, fh)
     return tid
 
 
@@ -214,7 +221,7 @@ def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], la
     if is_main_process():  # only rank 0 reads/writes the record (no races under torchrun)
         if not resume:  # a fresh run may use any tokenizer; a resumed one must keep its own
             (out_dir / TOKENIZER_RECORD).unlink(missing_ok=True)
-        tid = check_same_tokenizer(out_dir, tokenizer_dir)
+        tid = check_same_tokenizer(out_dir, tokenizer_dir, cond_tokenizer_dir)
     else:
         tid = model_id(tokenizer_dir)
     torch.manual_seed(train_config.seed)
