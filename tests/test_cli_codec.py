@@ -139,3 +139,29 @@ def test_bench_codecs_writes_json_plots_and_page(setup, capsys, tmp_path):
     assert (out / "rd_psnr.png").is_file() and "Side by side" in (out / "index.html").read_text()
     _one_line_error(capsys, main(["bench", "codecs", "--images", str(imgs), "--out", str(out), "--names", "zzz"]),
                     "no image named")
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--qualities", "101"], ("--qualities", "0..100")),  # WebP/AVIF: a ValueError traceback after JPEG ran
+    (["--qualities", "-1"], ("--qualities",)),  # JPEG took -1 as its default quality, labelled q-1
+    (["--scales", "0"], ("--scales", "1..255")),
+    (["--batch", "0"], ("--batch",)),
+    (["--limit", "-1"], ("--limit",)),  # silently dropped the last image
+    (["--max-side", "-5"], ("--max-side",)),  # shrank every image to 1x1
+    (["--budget", "0"], ("--budget",)),
+    (["--out", "FILE"], ("is not a folder",)),  # failed only when the report was written
+])
+def test_bench_codecs_bad_options_fail_before_any_coding(setup, capsys, tmp_path, extra, words):
+    root, _, _ = setup
+    (tmp_path / "file").write_text("x")
+    extra = [str(tmp_path / "file") if e == "FILE" else e for e in extra]
+    out = tmp_path / "bench"
+    argv = ["bench", "codecs", "--images", "photos", "--limit", "1", "--out", str(out), "--model",
+            str(root / "model"), "--no-label-overlap", *extra]
+    code = main(argv)
+    printed = capsys.readouterr()
+    assert "bpp" not in printed.out  # no codec was run
+    err = printed.err.strip()
+    assert code == 2 and err.startswith("pixseq: error:") and "\n" not in err, err
+    assert all(w in err for w in words), err
+    assert not out.exists() and (tmp_path / "file").read_text() == "x"

@@ -198,3 +198,23 @@ def test_non_metadata_globals_are_still_refused(tmp_path, capsys):
     torch.save({"state_dict": {}, "x": torch.nn.ReLU()}, tmp_path / "evil.ckpt")  # a pickled module
     assert main(["convert", "taming", str(tmp_path / "evil.ckpt"), str(tmp_path / "o")]) == 2
     assert "weights_only" in capsys.readouterr().err
+
+
+def test_convert_refuses_to_replace_a_model_and_incomplete_levels(official_ckpt, tmp_path, capsys):
+    """OUT holding a model was silently overwritten (e.g. a trained VQGAN beside its training
+    state); a checkpoint lacking a level's first block was a KeyError traceback."""
+    path, sd = official_ckpt
+    out = tmp_path / "out"
+    assert main(["convert", "taming", str(path), str(out)]) == 0
+    before = (out / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(["convert", "taming", str(path), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--force" in err and (out / "model.safetensors").read_bytes() == before
+    assert main(["convert", "taming", str(path), str(out), "--force"]) == 0
+    capsys.readouterr()
+    broken = {k: v for k, v in sd.items() if k != "encoder.down.1.block.0.conv1.weight"}
+    torch.save({"state_dict": broken}, tmp_path / "broken.ckpt")
+    assert main(["convert", "taming", str(tmp_path / "broken.ckpt"), str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "encoder.down.1.block.0.conv1.weight" in err and not (tmp_path / "o2").exists()

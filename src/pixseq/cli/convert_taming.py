@@ -10,12 +10,18 @@ HELP = "convert an official taming-transformers VQGAN checkpoint (.ckpt) into a 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="the .ckpt file (e.g. vqgan_imagenet_f16_1024 last.ckpt)")
     parser.add_argument("out", help="model directory to write")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing model directory")
 
 
 def run(args: argparse.Namespace) -> int:
     from pixseq.checkpoint import save_pretrained
+    from pixseq.cli.common import check_output
+    from pixseq.cli.sample import refuse_existing_model
     from pixseq.convert.taming import convert_taming
 
+    # before reading the checkpoint (GBs): a model (or a training run's model) in OUT stays unless --force
+    check_output(Path(args.out), "output folder", folder=True)
+    refuse_existing_model(args.out, args.force)
     model = convert_taming(args.src)
     c = model.config
     save_pretrained(model, args.out, meta={"converted_from": "taming-transformers", "source": Path(args.src).name})

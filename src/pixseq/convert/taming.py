@@ -89,6 +89,10 @@ def config_from_state(sd: dict[str, torch.Tensor]) -> VQGANConfig:
         raise PixseqError("only the plain VectorQuantizer is supported (Gumbel/EMA quantizer checkpoints are not)")
     ch, in_ch = sd["encoder.conv_in.weight"].shape[:2]
     levels = _levels(sd, r"encoder\.down")
+    firsts = [f"encoder.down.{i}.block.0.conv1.weight" for i in levels]  # each level's width comes from these
+    if not levels or any(k not in sd for k in firsts):
+        raise PixseqError(f"not a complete taming-transformers VQGAN checkpoint: missing "
+                          f"{next((k for k in firsts if k not in sd), 'encoder.down.0.block.0.conv1.weight')}")
     mult = tuple(int(sd[f"encoder.down.{i}.block.0.conv1.weight"].shape[0]) // ch for i in levels)
     n_blocks = len(_levels(sd, r"encoder\.down\.0\.block"))
     attn = tuple(i for i in levels if f"encoder.down.{i}.attn.0.q.weight" in sd)
