@@ -164,3 +164,22 @@ def test_sliding_sample_checks_its_arguments_first():
         p.lm_head.weight.fill_(float("nan"))
     with pytest.raises(PixseqError, match="non-finite logits"):
         sliding_sample(p, 2, (6, 6), (4, 4), cond=torch.tensor([0, 1]))
+
+
+def test_generate_checks_num_prefix_and_conditioning_image_size():
+    """num=0 and a prefix longer than the grid were raw RuntimeErrors from torch; conditioning
+    images of another size were encoded as they were (other codes, no error)."""
+    m = _tiny_taming(num_classes=2)
+    with pytest.raises(PixseqError, match="num must be an integer >= 1"):
+        m.generate(0, labels=1)
+    with pytest.raises(PixseqError, match=r"prefix must be a \(num=2, P\) tensor of codes with P <= 16"):
+        m.generate(2, labels=1, prefix=torch.zeros(2, 17, dtype=torch.long))
+    with pytest.raises(PixseqError, match="prefix holds ids outside 0..15"):
+        m.generate(2, labels=1, prefix=torch.full((2, 3), 16))
+    prefix = torch.randint(0, 16, (1, 6), generator=torch.Generator().manual_seed(0))
+    keep, mask = m._prefix_keep(prefix, 2, (4, 4))  # what generate(prefix=...) samples with
+    out = m.generate_tokens(2, labels=1, keep=keep, keep_mask=mask)
+    assert torch.equal(out.view(2, 16)[:, :6], prefix.expand(2, -1))  # one prefix row serves every sample
+    m = _tiny_taming(condition="lowres")
+    with pytest.raises(PixseqError, match=r"conditioning images must be 16x16 for this model, got \(18, 18\)"):
+        m.generate(1, cond_images=torch.rand(1, 3, 18, 18))

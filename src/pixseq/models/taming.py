@@ -27,8 +27,9 @@ from torch import nn
 
 from pixseq.errors import PixseqError
 from pixseq.io import to_tensor
-from pixseq.models.base import class_labels
+from pixseq.models.base import check_token_ids, class_labels
 from pixseq.priors.gpt import GPT, GPTConfig, gpt_config
+from pixseq.priors.sampling import check_num
 from pixseq.priors.sliding import sliding_sample
 from pixseq.registry import register
 from pixseq.tokenizers.vqgan import VQGAN, VQGANConfig
@@ -126,6 +127,9 @@ class Taming(nn.Module):
 
     def condition_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """Codes of the conditioning view of ``images``, offset past the class tokens: ``(B, Tc')``."""
+        if tuple(images.shape[-2:]) != self.image_size:  # another size gives other codes (or a wrong count)
+            raise PixseqError(f"conditioning images must be {self.image_size[0]}x{self.image_size[1]} for this "
+                              f"model, got {tuple(images.shape[-2:])}")
         tok = self.cond_tokenizer or self.tokenizer
         view = conditioning_image(images.to(self.device), self.config.condition)
         return tok.encode(view).flatten(1) + self.num_classes
@@ -165,6 +169,7 @@ class Taming(nn.Module):
                         cond_images: torch.Tensor | None = None, keep: torch.Tensor | None = None,
                         keep_mask: torch.Tensor | None = None, **sampling) -> torch.Tensor:
         """Sample ``(num, h, w)`` code grids (sliding window when ``size`` exceeds the training size)."""
+        check_num(num)  # before the labels and conditioning images are matched to it
         grid = self._token_grid(size)
         if grid != self.grid and self.config.condition:
             raise PixseqError("larger-than-trained sampling supports unconditional and class-conditional models only")
@@ -181,19 +186,29 @@ class Taming(nn.Module):
         ``prefix`` ``(num, P)``: row-major codes kept at the start; ``size``: output size in
         pixels (larger than the training size -> sliding window; cropped to ``size``).
         """
+        check_num(num)
         grid = self._token_grid(size)
-        keep = mask = None
-        if prefix is not None:
-            mask = torch.zeros(grid[0] * grid[1], dtype=torch.bool)
-            mask[: prefix.size(1)] = True
-            keep = torch.zeros(num, grid[0] * grid[1], dtype=torch.long, device=self.device)
-            keep[:, : prefix.size(1)] = prefix.to(self.device)
-            keep, mask = keep.view(num, *grid), mask.view(grid)
+        keep, mask = self._prefix_keep(prefix, num, grid) if prefix is not None else (None, None)
         tokens = self.generate_tokens(num, labels, size, cond_images, keep, mask, temperature=temperature,
                                       top_k=top_k, top_p=top_p, generator=generator)
         images = self.tokenizer.decode(tokens)
         H, W = size or self.image_size
         return images[..., :H, :W]
+
+    def _prefix_keep(self, prefix: torch.Tensor, num: int, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``prefix`` ``(num or 1, P)`` row-major codes -> keep tokens ``(num, h, w)`` and mask ``(h, w)``."""
+        n = grid[0] * grid[1]
+        if not isinstance(prefix, torch.Tensor) or prefix.dim() != 2 or prefix.size(0) not in (1, num) \
+                or prefix.size(1) > n:
+            shape = tuple(prefix.shape) if isinstance(prefix, torch.Tensor) else type(prefix).__name__
+            raise PixseqError(f"prefix must be a (num={num}, P) tensor of codes with P <= {n} "
+                              f"(the {grid[0]}x{grid[1]} grid), got {shape}")
+        check_token_ids(prefix, self.tokenizer.vocab_size, "prefix")
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[: prefix.size(1)] = True
+        keep = torch.zeros(num, n, dtype=torch.long, device=self.device)
+        keep[:, : prefix.size(1)] = prefix.to(self.device)
+        return keep.view(num, *grid), mask.view(grid)
 
     @torch.no_grad()
     def inpaint(self, images: torch.Tensor, keep_mask: torch.Tensor, num: int = 1, labels=None,
