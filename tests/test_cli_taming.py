@@ -243,3 +243,11 @@ def test_prior_resume_keeps_its_conditioning_tokenizer(trained, tmp_path, stop_t
         assert main([*run, *cond, "--resume"]) == 2
         _one_line_error(capsys, "--cond-tokenizer", "different", str(other))
     assert main([*run, "--cond-tokenizer", str(other), "--resume"]) == 0
+
+
+def test_sample_size_beyond_the_image_limit_is_refused_up_front(trained, tmp_path, capsys):
+    """--size 100000x100000 (a typo) started sampling ~10^9 codes instead of failing."""
+    assert main(["sample", "--model", str(trained[2]), "-n", "1", "--size", "100000x100000",
+                 "--out", str(tmp_path / "big.png")]) == 2
+    _one_line_error(capsys, "--size 100000x100000", "pixels")
+    assert not (tmp_path / "big.png").exists()

@@ -107,6 +107,10 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
         hw = (hw[0], hw[0])
     if len(hw) != 2 or min(hw) < 1:
         raise PixseqError(f"--size must look like 64x96 (height x width), got {text!r}")
+    from pixseq.io import MAX_PIXELS
+
+    if hw[0] * hw[1] > MAX_PIXELS:  # a typo such as 5600x5600 -> 56000x56000 sampled for days
+        raise PixseqError(f"--size {hw[0]}x{hw[1]} is more than pixseq's image limit of {MAX_PIXELS} pixels")
     return hw  # type: ignore[return-value]
 
 
