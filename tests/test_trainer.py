@@ -528,3 +528,46 @@ def test_a_second_fresh_fit_is_refused_but_resume_continues(tmp_path, reference)
         trainer.fit()
     trainer.callbacks = []
     assert curve(trainer.fit(resume=True)) == reference[0]
+
+
+def test_held_out_evaluation(tmp_path, reference):
+    """eval/<name> at each checkpoint step and the last one: the item-weighted mean over the
+    whole held-out set (odd-sized last batch), on the saved (EMA) weights; training itself
+    is bitwise the same as without evaluation, and so is a resume."""
+    held_out = toy_data(n=21, seed=7)
+    seen = []
+
+    class Snap:  # the EMA weights at each checkpoint: what evaluate() must have used
+        def on_checkpoint(self, trainer, step):
+            seen.append((step, {k: v.clone() for k, v in trainer.ema_state()["net"].items()}))
+
+    trainer = Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**BASE), tmp_path / "a", callbacks=[Snap()],
+                      eval_data=held_out)
+    history = trainer.fit()
+    assert curve(history) == reference[0]  # evaluating changed nothing in training
+    evaluated = {r["step"] + 1: r["eval/mse"] for r in history if "eval/mse" in r}
+    assert sorted(evaluated) == [4, 8, 12]
+    x, y = held_out.tensors
+    net = ToyTask(seed=0).net.eval()
+    for step, state in seen:
+        net.load_state_dict(state)
+        with torch.no_grad():
+            expected = float(((net(x).double() - y.double()) ** 2).mean())
+        assert evaluated[step] == pytest.approx(expected, rel=1e-5)  # float32 batches vs one float64 mean
+    # stopped mid-run and resumed: the same records, eval entries included
+    with pytest.raises(RuntimeError, match="boom"):
+        Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**BASE), tmp_path / "b",
+                callbacks=[Raise(6, RuntimeError("boom"))], eval_data=held_out).fit()
+    resumed = Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**BASE), tmp_path / "b", eval_data=held_out).fit(
+        resume=True)
+    assert [r.get("eval/mse") for r in resumed] == [r.get("eval/mse") for r in history]
+
+
+def test_held_out_evaluation_needs_eval_step_and_data(tmp_path):
+    class NoEval(ToyTask):
+        eval_step = None
+
+    with pytest.raises(PixseqError, match="has no eval_step"):
+        Trainer(NoEval(), toy_data(), TrainConfig(**BASE), tmp_path, eval_data=toy_data())
+    with pytest.raises(PixseqError, match="held-out data is empty"):
+        Trainer(ToyTask(), toy_data(), TrainConfig(**BASE), tmp_path, eval_data=[])

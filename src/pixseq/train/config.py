@@ -115,7 +115,10 @@ class TrainTask(Protocol):
       achieved TFLOP/s logged next to tokens/s (to compare with the hardware's peak);
     * ``on_step_end(step)``: after all parts of a step were updated (e.g. codebook restarts);
     * ``compile_targets() -> Iterable[nn.Module]``: what ``compile=True`` compiles, the modules
-      whose ``module(...)`` calls do the work (default: ``modules()``).
+      whose ``module(...)`` calls do the work (default: ``modules()``);
+    * ``eval_step(batch) -> dict[str, float]``: per-item means of held-out scalars for a batch
+      (called without gradients, modules in eval mode); needed when the Trainer is given
+      ``eval_data``.
     """
 
     def parts(self) -> list[str]:

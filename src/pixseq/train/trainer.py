@@ -23,6 +23,12 @@ checkpoint (rewritten atomically once per process, then appended) and when a NaN
 cut-short step stops training (so the curve that led there is kept); ``out_dir/tb/`` holds
 TensorBoard events. Only rank 0 writes any file.
 
+Held-out evaluation (``eval_data``): at every checkpoint step and at the last step the
+task's ``eval_step`` runs over the whole held-out set (sharded over processes, averaged per
+item over all of them) on the weights that are saved (the EMA when on), in eval mode,
+without gradients and without touching any RNG, so the training run is bitwise the same
+with or without it; the means go into that step's record as ``eval/<name>``.
+
 Exact resume: a fresh run seeds Python/NumPy/torch with ``config.seed + rank``; the
 checkpoint restores every RNG, the data position, weights, AdamW moments and step counts,
 so on CPU a resumed run is bitwise identical to an uninterrupted one (tested). On CUDA it
@@ -52,6 +58,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
+from torch.utils.data import default_collate
 
 from pixseq.checkpoint import load_legacy_state, load_state_strict
 from pixseq.cli.common import notice, seed_everything
@@ -60,7 +67,7 @@ from pixseq.device import resolve_device
 from pixseq.errors import PixseqError, first_line
 from pixseq.io import atomic_write
 from pixseq.train import distributed as D
-from pixseq.train.batches import BatchStream
+from pixseq.train.batches import BatchStream, check_map_style
 from pixseq.train.config import RESUMABLE_CHANGES, TrainConfig, TrainTask
 from pixseq.train.ema import EMA
 from pixseq.train.schedule import make_scheduler
@@ -84,7 +91,7 @@ class Trainer:
     """
 
     def __init__(self, task: TrainTask, dataset, config: TrainConfig, out_dir: str | os.PathLike,
-                 device: str | torch.device = "cpu", callbacks: Sequence[Any] = ()) -> None:
+                 device: str | torch.device = "cpu", callbacks: Sequence[Any] = (), eval_data=None) -> None:
         self.task, self.dataset, self.config = task, dataset, config
         self.out_dir, self.callbacks = Path(out_dir), list(callbacks)
         self.device = resolve_device(device)
@@ -112,6 +119,9 @@ class Trainer:
         self.ema: EMA | None = None
         self.stream = BatchStream(dataset, config.batch_size, config.seed, self.dist.rank,
                                   self.dist.world_size, config.num_workers)
+        self.eval_data = eval_data
+        if eval_data is not None:
+            _check_eval_data(task, eval_data)
         self.step = 0
         self.history: list[dict] = []
         self._history_written = 0  # records of self.history already in history.jsonl (this process)
@@ -209,6 +219,8 @@ class Trainer:
         self.step += 1
         self._in_step = False
         self.history.append(record)
+        if self._eval_due():  # signals stay deferred meanwhile, so the record is never half-filled
+            record.update(self.evaluate())
         pbar.update(1)
         pbar.set_postfix_str(f"loss {record['loss']:.4g}", refresh=False)
         self._log(record)
@@ -218,6 +230,49 @@ class Trainer:
         for cb in self.callbacks:
             if hasattr(cb, "on_step_end"):
                 cb.on_step_end(self, self.step, record)
+
+    def _eval_due(self) -> bool:
+        every = self.config.ckpt_every
+        return self.eval_data is not None and (self.step == self.config.steps or bool(every and self.step % every == 0))
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """``{"eval/<name>": mean}`` of ``task.eval_step`` over ``eval_data``: per-item means
+        over every process's shard, on the weights that are saved (the EMA when on), in eval
+        mode. Weights, modes and every RNG are restored afterwards."""
+        raw = None
+        if self.ema is not None:
+            raw = {n: {k: v.detach().clone() for k, v in m.state_dict().items()} for n, m in self.modules.items()}
+            self.ema.copy_to(self.modules)
+        modes = {n: m.training for n, m in self.modules.items()}
+        try:
+            with preserved_rng():
+                for m in self.modules.values():
+                    m.eval()
+                sums, count = self._eval_shard()
+        finally:
+            for n, m in self.modules.items():
+                m.train(modes[n])
+                if raw is not None:
+                    m.load_state_dict(raw[n])
+        gathered = D.gather_objects((sums, count))  # every rank gets the same means
+        n = sum(c for _, c in gathered)
+        keys = sorted({k for rank_sums, _ in gathered for k in rank_sums})
+        return {f"eval/{k}": sum(rank_sums.get(k, 0.0) for rank_sums, _ in gathered) / n for k in keys}
+
+    def _eval_shard(self) -> tuple[dict[str, float], int]:
+        """Item-weighted sums of ``eval_step``'s scalars over this rank's share (every W-th item)."""
+        mine = list(range(self.dist.rank, len(self.eval_data), self.dist.world_size))
+        sums: dict[str, float] = {}
+        b = self.config.batch_size
+        for i in range(0, len(mine), b):
+            idx = mine[i:i + b]
+            batch = _to_device(default_collate([self.eval_data[j] for j in idx]), self.device)
+            with self._autocast():
+                scalars = self.task.eval_step(batch)
+            for k, v in scalars.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
+        return sums, len(mine)
 
     def _train_step(self, step: int) -> dict:
         """One optimizer step for every part on ``grad_accum`` micro-batches."""
@@ -442,10 +497,10 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter  # slow import: only when logging
 
             self._writer = SummaryWriter(str(self.out_dir / TB_DIR), purge_step=self.step)
-        if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-            for k, v in record.items():
-                if k not in ("step", "loss") and isinstance(v, (int, float)):
-                    self._writer.add_scalar(k, v, self.step)
+        every_key = self.step % cfg.log_every == 0 or self.step == cfg.steps
+        for k, v in record.items():  # held-out means whenever there are some (checkpoint steps)
+            if (every_key or k.startswith("eval/")) and k not in ("step", "loss") and isinstance(v, (int, float)):
+                self._writer.add_scalar(k, v, self.step)
         # the last step too: the final model's images are the ones a run is judged by
         if (cfg.image_every and (self.step % cfg.image_every == 0 or self.step == cfg.steps)
                 and hasattr(self.task, "sample_images")):
@@ -516,6 +571,15 @@ def _check_owned(params: dict[str, list[nn.Parameter]], modules: dict[str, nn.Mo
         if stray:
             raise PixseqError(f"part {part!r} optimizes {stray} parameter(s) that are in none of task.modules() "
                               f"({', '.join(modules)}), so they would not be checkpointed; add their module")
+
+
+def _check_eval_data(task: Any, eval_data: Any) -> None:
+    """Held-out data needs a task that can evaluate it and at least one item."""
+    if not callable(getattr(task, "eval_step", None)):
+        raise PixseqError(f"{type(task).__name__} has no eval_step, so it cannot evaluate held-out data")
+    check_map_style(eval_data)
+    if len(eval_data) == 0:
+        raise PixseqError("the held-out data is empty")
 
 
 def _check_task(task: Any) -> None:
