@@ -63,7 +63,7 @@ def _select(args: argparse.Namespace) -> list[tuple[str, object]]:
         if missing:
             raise PixseqError(f"no image named {missing[0]!r} in {args.images} (have: {', '.join(names[:12])})")
         pairs = [p for p in pairs if p[0] in wanted]
-    pairs = pairs[: args.limit] if args.limit else pairs
+    pairs = pairs[: args.limit] if args.limit is not None else pairs
     if args.max_side:
         out = []
         for n, im in pairs:
@@ -78,6 +78,30 @@ def _select(args: argparse.Namespace) -> list[tuple[str, object]]:
     return pairs
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Every option that can be out of range, and --out, checked before any image is coded
+    (a quality Pillow's WebP/AVIF refuse was a traceback after the JPEG runs; JPEG takes -1
+    as 'default'; a bad scale or batch failed only after all classic codecs had run)."""
+    from pixseq.cli.common import check_output
+    from pixseq.errors import PixseqError
+
+    bad = [q for q in args.qualities or () if not 0 <= q <= 100]
+    if bad:
+        raise PixseqError(f"--qualities must be in 0..100, got {bad[0]}")
+    bad = [s for s in args.scales or () if not 1 <= s <= 255]
+    if bad:
+        raise PixseqError(f"--scales must be in 1..255, got {bad[0]}")
+    if not 1 <= args.batch <= 0xFFFF:
+        raise PixseqError(f"--batch must be in 1..65535, got {args.batch}")
+    if args.limit is not None and args.limit < 1:
+        raise PixseqError(f"--limit must be at least 1, got {args.limit}")
+    if args.max_side < 0:
+        raise PixseqError(f"--max-side must be 0 (keep the size) or a positive side, got {args.max_side}")
+    if not args.budget > 0:  # (also catches nan)
+        raise PixseqError(f"--budget must be a positive number of bits per pixel, got {args.budget}")
+    check_output(args.out, "--out", folder=True)
+
+
 def _run_codecs(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -85,6 +109,7 @@ def _run_codecs(args: argparse.Namespace) -> int:
     from pixseq.cli.compress import load_codec_model
     from pixseq.codec import compare
 
+    _check_options(args)
     seed_everything(args.seed)
     device = resolve_device(args.device)
     images = _select(args)
