@@ -166,3 +166,22 @@ def test_bench_codecs_bad_options_fail_before_any_coding(setup, capsys, tmp_path
     assert code == 2 and err.startswith("pixseq: error:") and "\n" not in err, err
     assert all(w in err for w in words), err
     assert not out.exists() and (tmp_path / "file").read_text() == "x"
+
+
+def test_bench_codecs_keeps_models_with_the_same_folder_name_apart(setup, capsys, tmp_path):
+    import json
+
+    root, _, _ = setup
+    for sub, seed in (("a", 0), ("b", 1)):  # runs/a/model, runs/b/model: were both "pixseq:model", merged
+        save_pretrained(tiny_igpt(seed=seed), tmp_path / sub / "model")
+    save_image(sample_image(16, 16, seed=3), tmp_path / "imgs" / "x.png")
+    base = ["bench", "codecs", "--images", str(tmp_path / "imgs"), "--qualities", "50", "--scales", "2",
+            "--no-label-overlap", "--model", str(tmp_path / "a" / "model")]
+    assert main([*base, "--model", str(tmp_path / "b" / "model"), "--out", str(tmp_path / "out")]) == 0
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
+    ours = {r["codec"]: r["bytes"] for r in rows if r["codec"].startswith("pixseq:")}
+    assert sorted(ours) == ["pixseq:a/model", "pixseq:b/model"]
+    assert "| pixseq:a/model |" in capsys.readouterr().out
+    _one_line_error(capsys, main([*base, "--model", str(tmp_path / "a" / "model" / "."), "--out",
+                                  str(tmp_path / "out2")]), "given twice")
+    assert not (tmp_path / "out2").exists()

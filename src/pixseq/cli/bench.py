@@ -102,6 +102,28 @@ def _check_options(args: argparse.Namespace) -> None:
     check_output(args.out, "--out", folder=True)
 
 
+def _codec_names(dirs: list[str]) -> list[str]:
+    """``pixseq:<folder name>`` per model directory, with as many parent folders as it takes
+    to tell them apart (``runs/a/final`` and ``runs/b/final`` are ``pixseq:a/final`` and
+    ``pixseq:b/final``): results are grouped by this name, so two models sharing one would be
+    merged into a single codec. The same directory twice is an error."""
+    from pathlib import Path
+
+    from pixseq.errors import PixseqError
+
+    parts = [Path(d).resolve().parts for d in dirs]
+    for i, p in enumerate(parts):
+        if p in parts[:i]:
+            raise PixseqError(f"--model {dirs[i]} is given twice")
+    names = []
+    for p in parts:
+        n = 1
+        while n < len(p) and sum(q[-n:] == p[-n:] for q in parts) > 1:
+            n += 1
+        names.append("pixseq:" + "/".join(p[-n:]))
+    return names
+
+
 def _run_codecs(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -110,10 +132,11 @@ def _run_codecs(args: argparse.Namespace) -> int:
     from pixseq.codec import compare
 
     _check_options(args)
+    names = _codec_names(args.model)
     seed_everything(args.seed)
     device = resolve_device(args.device)
     images = _select(args)
-    models = [(f"pixseq:{Path(d).name}", load_codec_model(d, device)) for d in args.model]
+    models = [(name, load_codec_model(d, device)) for name, d in zip(names, args.model)]
     if not models:
         notice("no --model given: only the classic codecs are measured")
     codecs = compare.classic_codecs()
