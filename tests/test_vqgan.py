@@ -223,3 +223,25 @@ def test_nearest_code_is_fp32_under_bf16_autocast():
         _, _, info = q(z)
     ref = torch.cdist(z.double().permute(0, 2, 3, 1).reshape(-1, 8), q.embedding.weight.double()).argmin(1)
     assert torch.equal(info["indices"].flatten(), ref)
+
+
+def test_resume_restarts_the_same_dead_codes(tmp_path, stop_training_after):
+    """Code ages, codes ever used and the reservoir are training state: a run stopped at step 4
+    and resumed used to forget them (the restarts, the usage log and the weights all differed
+    from the uninterrupted run's); now it ends bit for bit the same (CPU)."""
+    from pixseq.models.taming_train import fit_vqgan
+    from pixseq.train.config import TrainConfig
+
+    images = [np.random.default_rng(i).integers(0, 256, (24, 24, 3), dtype=np.uint8) for i in range(16)]
+    args = (vqgan_config(4, 64, 8, 8, dead_after=2, usage_window=2), VQGANLossConfig(perceptual="none", disc_start=100),
+            TrainConfig(steps=7, batch_size=2, warmup_steps=1, log_every=0, ckpt_every=1), 24)
+    a, history_a = fit_vqgan(images, tmp_path / "a", *args, announce=None)
+    stop_training_after(4)
+    with pytest.raises(PixseqError, match="interrupted"):
+        fit_vqgan(images, tmp_path / "b", *args, announce=None)
+    stop_training_after(None)
+    b, history_b = fit_vqgan(images, tmp_path / "b", *args, announce=None, resume=True)
+    assert [r["gen/usage"] for r in history_a] == [r["gen/usage"] for r in history_b]
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert set(sa) == set(VQGAN(args[0]).state_dict())  # the statistics stay out of the model files

@@ -25,6 +25,7 @@ from pixseq.io import atomic_write, to_tensor
 from pixseq.models.taming import Taming, TamingConfig, TamingTokenDataset, batch_cond
 from pixseq.priors.gpt import flops_per_batch
 from pixseq.tokenizers.losses import VQGANLoss, VQGANLossConfig
+from pixseq.tokenizers.quantize import CodebookStats
 from pixseq.tokenizers.vqgan import VQGAN, VQGANConfig
 from pixseq.train.config import TrainConfig
 from pixseq.train.distributed import is_main_process
@@ -72,14 +73,16 @@ class VQGANTask:
 
     def __init__(self, model: VQGAN, loss: VQGANLoss) -> None:
         self.model, self.loss = model, loss
+        self.stats = CodebookStats(model.quantizer)
         self._fake: dict[int, torch.Tensor] = {}
 
     def parts(self) -> list[str]:
         return ["gen", "disc"]
 
     def modules(self) -> dict[str, nn.Module]:
-        # the frozen perceptual net stays out: it is not trained and need not be checkpointed
-        return {"vqgan": self.model, "disc": self.loss.disc}
+        # the frozen perceptual net stays out: it is not trained and need not be checkpointed;
+        # the codebook statistics go in (not in the model files): resumed runs restart the same dead codes
+        return {"vqgan": self.model, "disc": self.loss.disc, "codebook_stats": self.stats}
 
     def parameters(self, part: str) -> Iterable[nn.Parameter]:
         return self.model.parameters() if part == "gen" else self.loss.disc.parameters()

@@ -201,3 +201,42 @@ class VectorQuantizer(nn.Module):
         """Fraction of codes used within the last ``usage_window`` training steps."""
         used = (self.code_age < self.config.usage_window) & self.ever_used
         return float(used.float().mean())
+
+
+class CodebookStats(nn.Module):
+    """A quantizer's training-time statistics as a module of their own, for training checkpoints.
+
+    Code ages, the codes ever used and the reservoir of recent encoder outputs are not part
+    of the model files (non-persistent buffers), yet dead-code restarts and :meth:`usage`
+    depend on them: a resumed run without them restarts other codes at other steps. The
+    Trainer checkpoints this module's state dict beside the model's. The reservoir is stored
+    zero-padded to its full size with a count, so that every shape is fixed.
+    """
+
+    NAMES = ("code_age", "ever_used", "recent", "recent_count")
+
+    def __init__(self, quantizer: VectorQuantizer) -> None:
+        super().__init__()
+        self._quantizer = [quantizer]  # in a list: not a submodule (its weights belong to the model)
+
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        q = self._quantizer[0]
+        recent = q.recent.new_zeros(q.config.reservoir, q.config.dim)  # (reservoir, d)
+        recent[: q.recent.shape[0]] = q.recent
+        destination[prefix + "code_age"] = q.code_age
+        destination[prefix + "ever_used"] = q.ever_used
+        destination[prefix + "recent"] = recent
+        destination[prefix + "recent_count"] = torch.tensor(q.recent.shape[0])
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata, strict: bool,
+                              missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
+        missing = [prefix + n for n in self.NAMES if prefix + n not in state_dict]
+        if missing:
+            missing_keys.extend(missing)
+            return
+        q = self._quantizer[0]
+        with torch.no_grad():
+            q.code_age.copy_(state_dict[prefix + "code_age"])
+            q.ever_used.copy_(state_dict[prefix + "ever_used"])
+            n = int(state_dict[prefix + "recent_count"])
+            q.recent = state_dict[prefix + "recent"][:n].to(q.code_age.device, q.recent.dtype).clone()
