@@ -160,7 +160,8 @@ def test_bad_input_one_line_exit_2(case, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["json_under_file", "csv_is_folder", "html_is_file", "same_file", "input_file",
-                                  "html_in_ref", "empty_html", "empty_backbone", "all_plus", "seed"])
+                                  "html_in_ref", "empty_html", "empty_backbone", "all_plus", "seed", "html_is_json",
+                                  "html_below_json"])
 def test_bad_options_fail_before_any_scoring_and_write_nothing(case, folders, tmp_path, capsys):
     ref, dist = folders
     (tmp_path / "file").write_text("x")
@@ -177,6 +178,9 @@ def test_bad_options_fail_before_any_scoring_and_write_nothing(case, folders, tm
         "empty_backbone": (["--metrics", "vit_score", "--backbone", " "], "--backbone is empty"),
         "all_plus": (["--metrics", "all,mse"], "'all' stands alone"),
         "seed": (["--seed", str(2**64)], "out of range"),
+        # the JSON was written, then the page failed: 'Not a directory' after all the scoring
+        "html_is_json": (["--html", str(good)], "name the same path"),
+        "html_below_json": (["--html", str(good / "page")], "name the same path"),
     }[case]
     argv = ["assess", str(ref), str(dist), "--metrics", "mse", "--json", str(good), *extra]
     try:

@@ -417,6 +417,9 @@ def check_options(args: argparse.Namespace, pairs: Pairs) -> None:
     if args.html is not None:
         check_output(args.html, "--html", folder=True)
         where = args.html.resolve()
+        for file, flag in files.items():  # the file would be written first, then block the folder
+            if where == file or file in where.parents:
+                raise PixseqError(f"--html {args.html} and {flag} {file} name the same path")
         for folder in folders:
             if where == folder or folder in where.parents:
                 raise PixseqError(f"--html {args.html} is inside the input folder {folder}: "
