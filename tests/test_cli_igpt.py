@@ -479,3 +479,48 @@ def test_demo_without_fashion_mnist(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(data, "FASHION_MNIST_DIRS", ())
     msg = _one_line_error(capsys, main(["demo", "--quick", "--out", str(tmp_path / "d")]))
     assert "dataset-fashion-mnist" in msg and not (tmp_path / "d").exists()
+
+
+def test_train_with_held_out_data(folder, tmp_path, capsys):
+    """--val-data: the held-out loss of the saved weights at each checkpoint, printed at the end;
+    a held-out folder with a subset of the classes is matched to the training classes by name."""
+    held = tmp_path / "held"
+    (held / "top").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    images = []
+    for i in range(5):
+        im = rng.integers(0, 60, (SIDE, SIDE), dtype=np.uint8)
+        im[: SIDE // 2] += 190
+        images.append(np.repeat(im[..., None], 3, axis=-1))
+        save_image(images[-1], held / "top" / f"{i}.png")
+    out = tmp_path / "m"
+    argv = ["train", "igpt", "--data", str(folder), "--out", str(out), "--classes", "--steps", "3",
+            "--val-data", str(held)] + TRAIN
+    assert main(argv) == 0
+    printed = re.search(r"held-out \(5 images of .*\): ([0-9.]+) bits/pixel", capsys.readouterr().out)
+    assert printed
+    last = json.loads((out / "train" / "history.jsonl").read_text().splitlines()[-1])
+    model = checkpoint.from_pretrained(out, expected_kind="igpt")
+    tokens = model.encode_uint8(np.stack(images))
+    top = model.pretrained_meta["class_names"].index("top")  # 1 in training, 0 in the held-out folder
+    with torch.no_grad():
+        expected = float(model.prior.loss(tokens, torch.full((5, 1), top)))
+    assert last["eval/loss"] == pytest.approx(expected, rel=1e-5)  # one batch of 5: same mean, float32
+    assert float(printed.group(1)) == pytest.approx(expected / np.log(2), abs=6e-4)
+    assert model.pretrained_meta["held_out_loss"] == last["eval/loss"]
+    code = main(["train", "igpt", "--data", str(folder), "--out", str(out), "--resume", "--steps", "4",
+                 "--val-data", str(folder)])
+    assert "--val-data" in _one_line_error(capsys, code)  # a held-out curve keeps its data
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--val-limit", "3"], "--val-limit needs --val-data"),
+    (["--val-data", "DATA", "--val-limit", "0"], "--val-limit must be >= 1"),
+    (["--val-data", "fashion-mnist:test", "--classes"], "held-out classes not in the training data"),
+    (["--val-data", "/no/such/folder"], "unknown data spec"),
+])
+def test_train_held_out_bad_input(folder, tmp_path, capsys, extra, words):
+    out = tmp_path / "m"
+    extra = [str(folder) if e == "DATA" else e for e in extra]
+    code = main(["train", "igpt", "--data", str(folder), "--out", str(out), "--steps", "2"] + TRAIN + extra)
+    assert words in _one_line_error(capsys, code) and not out.exists()

@@ -5,6 +5,8 @@ Layout of ``--out DIR``::
     DIR/config.json, DIR/model.safetensors   the finished model (written last, atomically)
     DIR/train/run.json                       the model/data settings (reused by --resume)
     DIR/train/train_state.pt, history.jsonl  the Trainer's checkpoint and loss history
+                                             (with --val-data: held-out eval/bits_per_pixel
+                                             at each checkpoint)
     DIR/train/tb/                            TensorBoard scalars
 
 so ``pixseq sample --model DIR`` works on the same path.
@@ -18,14 +20,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pixseq.cli.common import path_arg
+from pixseq.cli.common import notice, path_arg
 from pixseq.errors import PixseqError
 from pixseq.train.distributed import is_main_process, launched_world_size
 
 HELP = "train an iGPT (k-means colour palette + GPT prior over pixels) on a data spec"
 
 #: Model/data settings stored in train/run.json; --resume refuses to change them.
-RUN_KEYS = ("data", "limit", "size", "image_size", "palette", "classes")
+RUN_KEYS = ("data", "limit", "size", "image_size", "palette", "classes", "val_data", "val_limit")
+
+#: Held-out images evaluated at each checkpoint when --val-limit is not given.
+DEFAULT_VAL_LIMIT = 1000
 
 
 def _defaults():
@@ -46,12 +51,51 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", action="store_true", default=None,
                         help="class-conditional: a class token from the data's labels is prepended")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    parser.add_argument("--val-data", default=None, metavar="SPEC",
+                        help="held-out data spec (e.g. fashion-mnist:test): its loss is measured at every "
+                             "checkpoint on the saved weights and printed at the end")
+    parser.add_argument("--val-limit", type=int, default=None, metavar="N",
+                        help=f"evaluate the first N held-out images (default {DEFAULT_VAL_LIMIT})")
     parser.add_argument("--bf16", dest="train_precision", action="store_const", const="bf16",
                         default=argparse.SUPPRESS, help="bf16 autocast (same as --precision bf16)")
     add_train_arguments(parser, _defaults())
 
 
 # ---------------------------------------------------------------- library-level pieces
+def load_held_out(settings: dict[str, Any], train) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The ``--val-data`` images (first ``--val-limit``) and, for a class-conditional run, their
+    labels renumbered to the training data's classes (matched by name: a held-out folder may
+    hold a subset of the classes, in another order)."""
+    from pixseq.data import load_data
+
+    if settings["val_data"] == settings["data"]:
+        notice(f"--val-data is the training data {settings['data']!r}: its loss is not a held-out measure")
+    limit = settings["val_limit"] if settings["val_limit"] is not None else DEFAULT_VAL_LIMIT
+    if limit < 1:
+        raise PixseqError(f"--val-limit must be >= 1, got {limit}")
+    val = load_data(settings["val_data"], limit=limit)
+    if not settings["classes"]:
+        return list(val.images), None
+    names = _single_class_folder(val) if val.labels is None else val.class_names
+    if names is None:
+        raise PixseqError(f"--classes needs labelled held-out data; {settings['val_data']!r} has no labels")
+    labels = np.zeros(len(val.images), np.int64) if val.labels is None else np.asarray(val.labels)
+    unknown = sorted(set(names) - set(train.class_names))
+    if unknown:
+        raise PixseqError(f"held-out classes not in the training data {settings['data']!r}: {', '.join(unknown)}")
+    index = {name: i for i, name in enumerate(train.class_names)}
+    to_train = np.array([index[name] for name in names])
+    return list(val.images), to_train[labels]
+
+
+def _single_class_folder(data) -> tuple[str] | None:
+    """``(class,)`` for a folder whose images all sit in one sub-folder: a folder loader gives
+    no labels for a single class, but held out it is one class of the training data."""
+    tops = {Path(name).parts[0] for name in data.names if len(Path(name).parts) >= 2}
+    return (tops.pop(),) if len(tops) == 1 and all(len(Path(n).parts) >= 2 for n in data.names) else None
+
+
+
 def default_image_size(images: Sequence[np.ndarray], cap: int = 32) -> int:
     """The data's own side when images are square and small, else ``cap``."""
     sides = {im.shape[0] for im in images} | {im.shape[1] for im in images}
@@ -69,9 +113,12 @@ def build_igpt(images: np.ndarray, size: str, palette: int, num_classes: int, se
 
 
 def fit_igpt(model, images: np.ndarray, labels: np.ndarray | None, out_dir: str | Path, train_config,
-             device, resume: bool = False, meta: dict[str, Any] | None = None, callbacks=()):
+             device, resume: bool = False, meta: dict[str, Any] | None = None, callbacks=(),
+             held_out: tuple[np.ndarray, np.ndarray | None] | None = None):
     """Train ``model`` with the Trainer (state in ``out_dir/train``), then save it to ``out_dir``.
 
+    ``held_out``: ``(images, labels)`` at the model's size, evaluated at every checkpoint
+    (``eval/loss``, ``eval/bits_per_pixel`` in the history; the last ones in the model's meta).
     Returns ``(model, history)``. The model directory is written only when training finished.
     """
     from pixseq.checkpoint import save_pretrained
@@ -80,7 +127,11 @@ def fit_igpt(model, images: np.ndarray, labels: np.ndarray | None, out_dir: str 
 
     out_dir = Path(out_dir)
     dataset = IGPTTokenDataset(model, images, labels if model.num_classes else None)
-    trainer = Trainer(IGPTTask(model), dataset, train_config, out_dir / "train", device, callbacks=callbacks)
+    eval_data = None
+    if held_out is not None:
+        eval_data = IGPTTokenDataset(model, held_out[0], held_out[1] if model.num_classes else None)
+    trainer = Trainer(IGPTTask(model), dataset, train_config, out_dir / "train", device, callbacks=callbacks,
+                      eval_data=eval_data)
     start = time.perf_counter()
     history = trainer.fit(resume=resume)
     seconds = time.perf_counter() - start
@@ -88,6 +139,8 @@ def fit_igpt(model, images: np.ndarray, labels: np.ndarray | None, out_dir: str 
         last = history[-1] if history else {}
         info = {"steps": train_config.steps, "train_seconds_last_session": round(seconds, 1),
                 "final_loss": last.get("loss"), "images": int(len(dataset))}
+        if "eval/loss" in last:
+            info.update(held_out_loss=last["eval/loss"], held_out_images=int(len(eval_data)))
         save_pretrained(model.cpu(), out_dir, meta={**(meta or {}), **info})
     return model, history
 
@@ -107,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
     data = load_data(settings["data"], limit=settings["limit"])
     if settings["classes"] and data.labels is None:
         raise PixseqError(f"--classes needs labelled data; {settings['data']!r} has no labels")
+    if settings["val_data"] is None and settings["val_limit"] is not None:
+        raise PixseqError("--val-limit needs --val-data")
+    val = load_held_out(settings, data) if settings["val_data"] is not None else None
     side = settings["image_size"] if settings["image_size"] is not None else default_image_size(data.images)
     palette = settings["palette"] if settings["palette"] is not None else 512
     if not 1 <= side <= 256 or palette < 2:
@@ -124,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     model = build_igpt(images, settings["size"], palette, num_classes, train_config.seed)
     meta = {"class_names": list(data.class_names) if num_classes else [], "data": settings["data"]}
     model, history = fit_igpt(model, images, data.labels, out, train_config, device, resume=args.resume, meta=meta,
-                              callbacks=[RunRecorder(out / "train", settings, args.resume)])
+                              callbacks=[RunRecorder(out / "train", settings, args.resume)], held_out=val)
     last = history[-1] if history else {}
     loss = last.get("loss", float("nan"))
     if not is_main_process():
@@ -133,4 +189,7 @@ def run(args: argparse.Namespace) -> int:
           f"({model.prior.num_params() / 1e6:.2f} M params), {train_config.steps} steps, "
           f"last training-batch loss {loss:.3f} nats/pixel ({loss / np.log(2):.3f} bits)"
           + (", of the raw weights; the model holds their EMA" if train_config.ema_decay > 0 else ""))
+    if "eval/bits_per_pixel" in last:
+        print(f"held-out ({len(val[0])} images of {settings['val_data']}): "
+              f"{last['eval/bits_per_pixel']:.3f} bits/pixel with the saved weights")
     return 0

@@ -206,6 +206,12 @@ class IGPTTask:
         loss = self.model.prior.loss(batch["tokens"], self._cond(batch))
         return loss, {"loss": loss.item(), "bits_per_pixel": loss.item() / float(np.log(2.0))}
 
+    def eval_step(self, batch: dict) -> dict[str, float]:
+        """Held-out loss: nats and bits per pixel (the iGPT paper's bits/dim is per *colour
+        channel* of raw pixels; this is per palette token, one per pixel)."""
+        loss = float(self.model.prior.loss(batch["tokens"], self._cond(batch)))
+        return {"loss": loss, "bits_per_pixel": loss / float(np.log(2.0))}
+
     def count_tokens(self, batch: dict) -> int:
         return batch["tokens"].numel()
 
