@@ -110,6 +110,10 @@ def test_compress_bad_inputs(setup, capsys, tmp_path):
     _one_line_error(capsys, main(["compress", str(root / "in.png"), "--model", str(root / "model"),
                                   "--out", str(tmp_path / "o.pxs"), "--label", "1"]), "unconditional")
     assert not (tmp_path / "o.pxs").exists()
+    # an image name for the .pxs bytes (verbs mixed up): it would pass for an image in a folder of images
+    _one_line_error(capsys, main(["compress", str(root / "in.png"), "--model", str(root / "model"),
+                                  "--out", str(tmp_path / "o.PNG")]), "o.pxs", "not an image")
+    assert not (tmp_path / "o.PNG").exists()
 
 
 def test_bench_codecs_writes_json_plots_and_page(setup, capsys, tmp_path):

@@ -35,11 +35,14 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.cli.common import check_output, refuse_overwriting_input, resolve_device, seed_everything
     from pixseq.codec import compress_with_stats
     from pixseq.errors import PixseqError
-    from pixseq.io import atomic_write, load_image
+    from pixseq.io import IMAGE_SUFFIXES, atomic_write, load_image
 
     out = Path(args.out)
     refuse_overwriting_input(out, args.image)
     check_output(out, "--out")  # a folder, or a parent that is a file, is named before "exists"
+    if out.suffix.lower() in IMAGE_SUFFIXES:  # e.g. compress/decompress mixed up: not an image inside
+        raise PixseqError(f"--out {out}: compress writes a .pxs file, not an image; name it e.g. "
+                          f"{out.with_suffix('.pxs').name} (decompress writes images)")
     if out.exists() and not args.force:
         raise PixseqError(f"output exists: {out} (use --force to overwrite)")
     seed_everything(args.seed)
