@@ -563,6 +563,18 @@ def test_held_out_evaluation(tmp_path, reference):
     assert [r.get("eval/mse") for r in resumed] == [r.get("eval/mse") for r in history]
 
 
+def test_held_out_evaluation_of_a_run_a_callback_ended_early(tmp_path):
+    class Budget:  # like the demo's time budget: shortens the run from a callback
+        def on_step_end(self, trainer, step, record):
+            if step == 5:
+                trainer.config.steps = 5
+
+    history = Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**{**BASE, "ckpt_every": 0}), tmp_path,
+                      callbacks=[Budget()], eval_data=toy_data(n=9)).fit()
+    assert len(history) == 5 and [("eval/mse" in r) for r in history] == [False] * 4 + [True]
+    assert "eval/mse" in _read_jsonl(tmp_path / HISTORY_NAME)[-1]
+
+
 def test_held_out_evaluation_needs_eval_step_and_data(tmp_path):
     class NoEval(ToyTask):
         eval_step = None

@@ -201,6 +201,9 @@ class Trainer:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+        last = self.history[-1] if self.history else {}
+        if self.eval_data is not None and last and not any(k.startswith("eval/") for k in last):
+            last.update(self.evaluate())  # a callback ended the run early (e.g. a time budget)
         if self.last_checkpoint_step != self.step:
             self.save_checkpoint()
         if self.ema is not None:
