@@ -58,8 +58,10 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         h = self.norm(x)
-        # (B, C, H, W) -> (B, 1, HW, C): one head attending over every position
-        q, k, v = (m(h).flatten(2).transpose(1, 2).unsqueeze(1) for m in (self.q, self.k, self.v))
+        # (B, C, H, W) -> (B, 1, HW, C): one head attending over every position. Contiguous:
+        # torch's CPU flash kernel takes only those; strided inputs fell back to the math path,
+        # which materialises the (HW, HW) matrix (4.6x the memory at 128x128 positions)
+        q, k, v = (m(h).flatten(2).transpose(1, 2).unsqueeze(1).contiguous() for m in (self.q, self.k, self.v))
         out = F.scaled_dot_product_attention(q, k, v)  # (B, 1, HW, C)
         out = out.squeeze(1).transpose(1, 2).reshape(B, C, H, W)
         return x + self.proj(out)
