@@ -470,6 +470,10 @@ def test_demo_quick(tmp_path, monkeypatch, capsys):
         assert (out / src).is_file()
     model = checkpoint.from_pretrained(out / "model")
     assert model.num_classes == 11 and model.pretrained_meta["class_names"][-1] == "any (unconditional)"
+    # the held-out loss at each of the 6 checkpoints, plotted and stated on the page
+    history = [json.loads(line) for line in (out / "model" / "train" / "history.jsonl").read_text().splitlines()]
+    assert sum("eval/bits_per_pixel" in r for r in history) == 6
+    assert f"{history[-1]['eval/bits_per_pixel']:.2f} bits/pixel at the end" in html
 
 
 def test_demo_without_fashion_mnist(tmp_path, monkeypatch, capsys):

@@ -53,6 +53,8 @@ class DemoSettings:
     null_fraction: float = 0.15
     train_limit: int | None = None
     probe_limit: int = 800
+    held_out: int = 500  # test images whose loss is measured at each of ``eval_points`` checkpoints
+    eval_points: int = 6
     time_budget_s: float = 150.0
     completion_images: int = 8
     completions: int = 4
@@ -63,7 +65,7 @@ class DemoSettings:
 
 FULL = DemoSettings()
 QUICK = DemoSettings(image_size=10, palette=8, n_layer=2, n_embd=32, n_head=2, steps=25, batch_size=16,
-                     lr=3e-3, warmup_steps=5, train_limit=1024, probe_limit=120, time_budget_s=20.0,
+                     lr=3e-3, warmup_steps=5, train_limit=1024, probe_limit=120, held_out=64, time_budget_s=20.0,
                      completion_images=3, completions=2, samples_per_class=2, unconditional=6)
 
 
@@ -134,14 +136,16 @@ def train_demo_model(out_dir: Path, device: torch.device, s: DemoSettings, seed:
     labels[np.random.default_rng(seed).random(len(labels)) < s.null_fraction] = null  # label dropout
     model = build_igpt(images, "s", s.palette, len(names), seed, n_layer=s.n_layer, n_embd=s.n_embd,
                        n_head=s.n_head)
+    test = load_data("fashion-mnist:test", limit=s.held_out)
     timings["data + palette"] = _since(t)
+    # a checkpoint, and with it a held-out loss, every steps/eval_points steps
     cfg = TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, warmup_steps=s.warmup_steps,
-                      ckpt_every=0, log_every=0, seed=seed)
+                      ckpt_every=max(1, s.steps // s.eval_points), log_every=0, seed=seed)
     budget = _TimeBudget(s.time_budget_s)
     t = _now()
     model, history = fit_igpt(model, images, labels, out_dir / "model", cfg, device,
                               meta={"class_names": names, "data": "fashion-mnist:train", "demo": True},
-                              callbacks=[budget])
+                              callbacks=[budget], held_out=(test.images, test.labels))
     timings["training"] = _since(t)
     with torch.no_grad():
         baseline = _unigram_bits(model.encode_uint8(images[:5000]), s.palette)
@@ -191,6 +195,9 @@ def _loss_section(page, run: _Run) -> None:
     ax.plot(steps, bits, color="#9ab", lw=0.8, label="per step")
     if k > 1:
         ax.plot(steps[k - 1:], smooth, color="#135", lw=2, label=f"mean of {k} steps")
+    held = [(r["step"] + 1, r["eval/bits_per_pixel"]) for r in run.history if "eval/bits_per_pixel" in r]
+    if held:
+        ax.plot(*zip(*held), "o-", color="#e80", lw=1.5, label="held-out test images")
     ax.axhline(run.baseline_bits, color="#c33", ls="--", label="no context (colour histogram)")
     ax.set_xlabel("step"), ax.set_ylabel("bits per pixel"), ax.grid(alpha=0.3), ax.legend()
     page.plot(fig, caption="Negative log-likelihood of the next pixel, in bits (lower is better).")
@@ -201,6 +208,15 @@ def _loss_section(page, run: _Run) -> None:
         f"The red line is what a model that ignores every other pixel would pay: the entropy of the colour "
         f"histogram, {run.baseline_bits:.2f} bits/pixel. The transformer ends at {smooth[-1]:.2f} bits/pixel, "
         f"{verdict}. (iGPT reports bits per sub-pixel on 3-channel colour; this is per whole pixel.)")
+    if held:
+        gap = held[-1][1] - smooth[-1]
+        fit = ("about the same as on its training batches, so it generalises rather than memorises"
+               if abs(gap) < 0.1 else
+               f"{gap:.2f} bits more than on its training batches: it has begun to memorise them" if gap > 0 else
+               f"{-gap:.2f} bits less than the training batches' running mean, which lags behind the weights")
+        page.text(f"The orange points are the same loss on {run.settings.held_out} test images the model never "
+                  f"trained on, measured at each checkpoint with its class label: {held[-1][1]:.2f} bits/pixel at "
+                  f"the end, {fit}.")
 
 
 def _tiles(images: torch.Tensor) -> list[np.ndarray]:
