@@ -81,6 +81,8 @@ def test_container_round_trip_and_layout():
     (lambda d: d[:30] + bytes([d[30] ^ 1]) + d[31:], "header checksum"),
     (lambda d: d[:-6] + bytes([d[-6] ^ 0x80]) + d[-5:], "payload checksum"),
     (lambda d: d + b"\0\0\0\0", "expected"),
+    (lambda d: d[:4], "truncated"),  # the magic alone was reported as 'bad magic bytes'
+    (lambda d: d[:2], "truncated"),
 ])
 def test_container_rejects_bad_files_with_one_clear_line(mutate, message):
     data = container.pack(_header(), b"\1\2\3\4" * 5)

@@ -139,8 +139,10 @@ def pack(header: Header, payload: bytes) -> bytes:
 def unpack(data: bytes) -> tuple[Header, bytes]:
     """Parse and verify a ``.pxs`` file; returns the header and the payload bytes."""
     data = bytes(data)
-    if len(data) < 5 or data[:4] != MAGIC:
+    if not data or not data.startswith(MAGIC[:len(data)]):
         raise PixseqError("not a pixseq compressed file (.pxs): bad magic bytes")
+    if len(data) < 5:  # the magic, or its start, and nothing after it: a cut-off file
+        raise PixseqError(f"truncated .pxs file: {len(data)} bytes is shorter than any valid header")
     if data[4] > FORMAT_VERSION:
         raise PixseqError(f"this .pxs file uses format version {data[4]}, newer than the {FORMAT_VERSION} "
                           "this pixseq reads; upgrade pixseq")
