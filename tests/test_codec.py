@@ -184,6 +184,15 @@ def test_bad_images_are_rejected(model):
         compress(sample_image(), model, scale=0)
 
 
+def test_a_model_with_nan_weights_is_a_clear_error():
+    broken = tiny_igpt()
+    with torch.no_grad():  # what a diverged training run saves
+        next(broken.prior.parameters()).fill_(float("nan"))
+    # constriction's 'Probability distribution not normalizable' ValueError was a traceback
+    with pytest.raises(PixseqError, match="NaN or infinite probabilities"):
+        compress(sample_image(), broken)
+
+
 _CHILD = """
 import sys; sys.path.insert(0, {tests!r})
 import numpy as np, torch

@@ -45,8 +45,16 @@ def _constriction():
 
 
 def probabilities(logits: torch.Tensor) -> np.ndarray:
-    """``(B, V)`` logits -> ``(B, V)`` float64 probabilities (a deterministic function)."""
-    return torch.softmax(logits.detach().double(), dim=-1).cpu().numpy()
+    """``(B, V)`` logits -> ``(B, V)`` float64 probabilities (a deterministic function).
+
+    Raises PixseqError when they are not finite (NaN / inf logits: a model whose weights
+    diverged in training); constriction's ValueError about it was a traceback.
+    """
+    probs = torch.softmax(logits.detach().double(), dim=-1).cpu().numpy()
+    if not np.isfinite(probs).all():
+        raise PixseqError("the prior gives NaN or infinite probabilities: the model's weights are broken "
+                          "(e.g. a training run that diverged)")
+    return probs
 
 
 class TokenEncoder:
