@@ -251,3 +251,15 @@ def test_sample_size_beyond_the_image_limit_is_refused_up_front(trained, tmp_pat
                  "--out", str(tmp_path / "big.png")]) == 2
     _one_line_error(capsys, "--size 100000x100000", "pixels")
     assert not (tmp_path / "big.png").exists()
+
+
+def test_sample_names_the_way_to_use_an_image_conditional_model(trained, tmp_path, capsys):
+    """sample with a --condition model said 'give one per sample', which no option of sample does."""
+    low = tmp_path / "lowres"
+    assert main(["train", "prior", "--tokenizer", str(trained[1]), "--data", "fashion-mnist:test", "--limit", "8",
+                 "--out", str(low), "--condition", "lowres", "--steps", "1", "--batch-size", "8",
+                 "--warmup-steps", "0", "--log-every", "0"]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--model", str(low), "-n", "1", "--out", str(tmp_path / "s.png")]) == 2
+    _one_line_error(capsys, "conditioned on 'lowres' images", "pixseq complete", "cond_images")
+    assert not (tmp_path / "s.png").exists()

@@ -171,6 +171,11 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     seed_everything(args.seed)
     model = load_token_model(args.model, device)
+    condition = getattr(getattr(model, "config", None), "condition", "")  # taming: "", "lowres" or "edges"
+    if condition:  # the library's "give one per sample" names no way to do that from here
+        raise PixseqError(f"{args.model} is conditioned on {condition!r} images, which pixseq sample does not "
+                          f"take: use pixseq complete IMAGE --model {args.model}, or model.generate(n, "
+                          f"cond_images=...) in Python")
     cls = parse_class(model, args.cls)
     images, ncol = sample_images(model, args.num, cls, size, **sampling_kwargs(args, device))
     tiles = to_uint8_batch(images)
