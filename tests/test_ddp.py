@@ -29,7 +29,9 @@ from pixseq.train import TrainConfig, Trainer
 rank = int(os.environ["RANK"])
 # A different initialisation per rank: the Trainer must broadcast rank 0's weights first.
 task = ToyTask(seed=10 + rank, dropout=0.0, noisy=False)
-trainer = Trainer(task, toy_data(), TrainConfig(**{cfg!r}), os.path.join({root!r}, f"rank{{rank}}"))
+# held-out data of 9 items: rank 0 evaluates 5 of them, rank 1 four
+trainer = Trainer(task, toy_data(), TrainConfig(**{cfg!r}), os.path.join({root!r}, f"rank{{rank}}"),
+                  eval_data=toy_data(n=9, seed=3))
 history = trainer.fit()
 # Resume on both ranks from rank 0's checkpoint (a shared folder, as on a cluster) and go on
 # to step 8: each rank restores its own RNG state and the shared data position.
@@ -37,6 +39,7 @@ task2 = ToyTask(seed=50 + rank, dropout=0.0, noisy=False)
 more = Trainer(task2, toy_data(), TrainConfig(**{{**{cfg!r}, "steps": 8}}), os.path.join({root!r}, "rank0"))
 history2 = more.fit(resume=True)
 torch.save({{"weights": task.net.state_dict(), "loss": [r["loss"] for r in history],
+            "eval": [r.get("eval/mse") for r in history],
             "world": trainer.dist.world_size, "weights2": task2.net.state_dict(),
             "loss2": [r["loss"] for r in history2]}}, os.path.join({root!r}, f"result{{rank}}.pt"))
 """
@@ -55,6 +58,7 @@ def test_two_process_gloo_training(tmp_path):
     for k, v in r0["weights"].items():  # same start, same averaged gradients -> bitwise equal
         assert torch.equal(v, r1["weights"][k]), k
     assert r0["loss"] == r1["loss"]  # the logged loss is the mean over ranks on every rank
+    assert r0["eval"] == r1["eval"] and [e is not None for e in r0["eval"]] == [False, False, True] * 2
     for k, v in r0["weights2"].items():  # still identical after a 2-process resume
         assert torch.equal(v, r1["weights2"][k]), k
     assert r0["loss2"][:6] == r0["loss"] and len(r0["loss2"]) == 8
@@ -70,9 +74,12 @@ def test_two_process_gloo_training(tmp_path):
     # (mean of 8 vs mean of two means of 4), hence 1e-5 rather than bitwise.
     torch.set_num_threads(1)
     task = ToyTask(seed=10, dropout=0.0, noisy=False)
-    single = Trainer(task, toy_data(), TrainConfig(**{**CFG, "batch_size": 8, "log_every": 0}), tmp_path / "single")
+    single = Trainer(task, toy_data(), TrainConfig(**{**CFG, "batch_size": 8, "log_every": 0}), tmp_path / "single",
+                     eval_data=toy_data(n=9, seed=3))
     history = single.fit()
     assert [r["loss"] for r in history] == pytest.approx(r0["loss"], rel=1e-5, abs=1e-6)
+    # the held-out mean over both ranks' shards is the mean over all 9 items
+    assert [r["eval/mse"] for r in history if "eval/mse" in r] == pytest.approx([e for e in r0["eval"] if e], rel=1e-5)
     for k, v in task.net.state_dict().items():
         torch.testing.assert_close(v, r0["weights"][k], rtol=1e-5, atol=1e-5)
     task2 = ToyTask(seed=77, dropout=0.0, noisy=False)
