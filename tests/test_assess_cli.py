@@ -192,6 +192,17 @@ def test_bad_options_fail_before_any_scoring_and_write_nothing(case, folders, tm
     assert sorted(p.name for p in ref.iterdir()) == ["im0.png", "im1.png", "im2.png", "only_ref.png"]
 
 
+def test_a_metric_failing_on_one_pair_of_a_folder_names_that_pair(folders, tmp_path, capsys):
+    ref, dist = folders
+    flat = np.zeros((64, 72, 3), np.uint8)
+    _save(ref / "sub" / "flat.png", flat)  # BRISQUE is undefined without contrast
+    _save(dist / "sub" / "flat.png", flat)
+    assert main(["assess", str(ref), str(dist), "--metrics", "brisque", "--json", str(tmp_path / "r.json")]) == 2
+    line = _error_line(capsys)  # was only 'BRISQUE is undefined ...': which of the files?
+    assert "sub/flat.png" in line and "contrast" in line
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_exact_names_are_matched_before_names_without_suffix(tmp_path, capsys):
     img = _photo(5)
     _save(tmp_path / "r" / "a.png", img)

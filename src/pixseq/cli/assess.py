@@ -441,8 +441,11 @@ def run(args: argparse.Namespace) -> int:
     for name, ref, dist in pairs.items:
         a, b = load_pair(ref, dist, args.resize)
         a, b = a.to(device), b.to(device)
-        rows.append({"name": name, "ref_path": str(ref), "dist_path": str(dist),
-                     **pair_scores(a, b, columns, models, args)})
+        try:
+            scores = pair_scores(a, b, columns, models, args)
+        except PixseqError as exc:  # e.g. an image too small for SSIM: say which of the pairs
+            raise PixseqError(f"{name}: {exc}") from None
+        rows.append({"name": name, "ref_path": str(ref), "dist_path": str(dist), **scores})
         if sets is not None:
             sets.update(a, b)
     notes = list(models.notes)
