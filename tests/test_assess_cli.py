@@ -203,6 +203,27 @@ def test_a_metric_failing_on_one_pair_of_a_folder_names_that_pair(folders, tmp_p
     assert not (tmp_path / "r.json").exists()
 
 
+def test_identical_images_psnr_is_inf_in_table_and_a_string_in_strict_json(tmp_path, capsys):
+    a = _save(tmp_path / "a.png", _photo(6))
+    assert main(["assess", str(a), str(a), "--metrics", "mse,psnr", "--json", str(tmp_path / "r.json")]) == 0
+    assert capsys.readouterr().out.split()[-1] == "inf"
+
+    def no_constants(name):  # NaN / Infinity literals are not JSON
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    pair = json.loads((tmp_path / "r.json").read_text(), parse_constant=no_constants)["pairs"][0]
+    assert pair["mse"] == 0.0 and pair["psnr"] == "inf"
+    # set metrics go through the same rule (a NaN FID was written as a bare NaN literal)
+    from argparse import Namespace
+
+    from pixseq.cli.assess import Pairs, write_outputs
+
+    args = Namespace(json=tmp_path / "s.json", csv=None, html=None, ref="r", dist="d", preset="standard")
+    write_outputs(args, [], {}, {"fid": {"label": "FID", "value": float("nan")}}, Pairs([]), [])
+    doc = json.loads((tmp_path / "s.json").read_text(), parse_constant=no_constants)
+    assert doc["set_metrics"]["fid"]["value"] == "nan"
+
+
 def test_exact_names_are_matched_before_names_without_suffix(tmp_path, capsys):
     img = _photo(5)
     _save(tmp_path / "r" / "a.png", img)

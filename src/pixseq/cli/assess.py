@@ -52,7 +52,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="standard", choices=("standard", "thesis"),
                    help="standard: Wang SSIM / fixed-range PSNR; thesis: the study's scikit-image defaults")
     p.add_argument("--resize", action="store_true", help="resize each DIST image to its REF's size")
-    p.add_argument("--json", type=path_arg, help="write all results as JSON")
+    p.add_argument("--json", type=path_arg,
+                   help="write all results as strict JSON (a non-finite score, e.g. the PSNR of identical "
+                        "images, is the string \"inf\" / \"-inf\" / \"nan\")")
     p.add_argument("--csv", type=path_arg, help="write the per-image table as CSV")
     p.add_argument("--html", type=path_arg, help="write an HTML report into this folder")
     p.add_argument("--weights-dir", type=path_arg, default=None, help="folder holding pretrained weight files")
@@ -328,7 +330,9 @@ def write_outputs(args, rows, columns, sets, pairs: Pairs, notes: list[str]) -> 
     if args.json:
         doc = {"ref": str(args.ref), "dist": str(args.dist), "preset": args.preset, "columns": columns,
                "pairs": [{k: (_jsonable(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
-               "set_metrics": sets, "unmatched": {"ref_only": pairs.ref_only, "dist_only": pairs.dist_only},
+               "set_metrics": {k: {f: (_jsonable(v) if isinstance(v, float) else v) for f, v in s.items()}
+                               for k, s in sets.items()},
+               "unmatched": {"ref_only": pairs.ref_only, "dist_only": pairs.dist_only},
                "notes": notes}
         with atomic_write(args.json, "w") as fh:
             json.dump(doc, fh, indent=2, ensure_ascii=False)
