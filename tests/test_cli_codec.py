@@ -189,3 +189,20 @@ def test_bench_codecs_keeps_models_with_the_same_folder_name_apart(setup, capsys
     _one_line_error(capsys, main([*base, "--model", str(tmp_path / "a" / "model" / "."), "--out",
                                   str(tmp_path / "out2")]), "given twice")
     assert not (tmp_path / "out2").exists()
+
+
+def test_bench_results_json_is_strict(tmp_path):
+    import json
+
+    from pixseq.codec.compare import Result, save_json
+
+    # a model certain of every token has zero cross-entropy, so its coder overhead is nan
+    r = Result("im", "pixseq:m", "scale1", 80, 6.4, 0.1, 0.1, {"psnr": 31.5}, {"overhead": float("nan")})
+    save_json([r], tmp_path / "results.json", {"budget": float("inf")})
+
+    def no_constants(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    doc = json.loads((tmp_path / "results.json").read_text(), parse_constant=no_constants)
+    assert doc["results"][0]["extra"]["overhead"] == "nan" and doc["results"][0]["metrics"]["psnr"] == 31.5
+    assert doc["meta"]["budget"] == "inf"
