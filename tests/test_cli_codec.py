@@ -206,3 +206,15 @@ def test_bench_results_json_is_strict(tmp_path):
     doc = json.loads((tmp_path / "results.json").read_text(), parse_constant=no_constants)
     assert doc["results"][0]["extra"]["overhead"] == "nan" and doc["results"][0]["metrics"]["psnr"] == 31.5
     assert doc["meta"]["budget"] == "inf"
+
+
+def test_recorded_model_directory_retrained_in_place(setup, capsys, tmp_path):
+    root, _, _ = setup
+    save_pretrained(tiny_igpt(), tmp_path / "run")
+    pxs, out = tmp_path / "a.pxs", tmp_path / "a.png"
+    assert main(["compress", str(root / "in.png"), "--model", str(tmp_path / "run"), "--out", str(pxs)]) == 0
+    save_pretrained(tiny_igpt(seed=1), tmp_path / "run")  # e.g. `pixseq train ... --force` into the same --out
+    # was "the given model (...) is ...", though no model was given: the recorded one changed
+    _one_line_error(capsys, main(["decompress", str(pxs), "--out", str(out)]), "retrained or replaced",
+                    str(tmp_path / "run"))
+    assert not out.exists()
