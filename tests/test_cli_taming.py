@@ -263,3 +263,27 @@ def test_sample_names_the_way_to_use_an_image_conditional_model(trained, tmp_pat
     assert main(["sample", "--model", str(low), "-n", "1", "--out", str(tmp_path / "s.png")]) == 2
     _one_line_error(capsys, "conditioned on 'lowres' images", "pixseq complete", "cond_images")
     assert not (tmp_path / "s.png").exists()
+
+
+def test_prior_with_held_out_data(trained, tmp_path, capsys):
+    """train prior --val-data: the held-out bits/code of the saved prior, printed and in its
+    meta, equal to the prior's own loss on those images' codes; a plain --resume keeps it."""
+    out = tmp_path / "p"
+    assert main(["train", "prior", "--tokenizer", str(trained[1]), "--data", "fashion-mnist:test", "--limit", "32",
+                 "--out", str(out), "--classes", "--steps", "2", "--batch-size", "8", "--log-every", "0",
+                 "--ckpt-every", "0", "--val-data", "fashion-mnist:train", "--val-limit", "6"]) == 0
+    printed = capsys.readouterr().out
+    assert "held-out (6 images of fashion-mnist:train)" in printed
+    model = from_pretrained(out, "taming")
+    from pixseq.data import load_data
+    from pixseq.io import to_tensor
+
+    held = load_data("fashion-mnist:train", limit=6)
+    with torch.no_grad():
+        codes = model.encode(to_tensor(np.stack(held.images)))
+        nats = float(model.prior.loss(codes, torch.as_tensor(held.labels)[:, None]))
+    assert model.pretrained_meta["held_out_bits_per_code"] == pytest.approx(nats / math.log(2), rel=1e-5)
+    assert f"{nats / math.log(2):.3f} bits/code with the saved weights" in printed
+    assert main(["train", "prior", "--tokenizer", str(trained[1]), "--data", "fashion-mnist:test",
+                 "--out", str(out), "--resume", "--steps", "3"]) == 0
+    assert "held-out (6 images of fashion-mnist:train)" in capsys.readouterr().out  # recorded with the run

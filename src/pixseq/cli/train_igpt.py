@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pixseq.cli.common import notice, path_arg
+from pixseq.cli.common import path_arg
 from pixseq.errors import PixseqError
 from pixseq.train.distributed import is_main_process, launched_world_size
 
@@ -28,9 +28,6 @@ HELP = "train an iGPT (k-means colour palette + GPT prior over pixels) on a data
 
 #: Model/data settings stored in train/run.json; --resume refuses to change them.
 RUN_KEYS = ("data", "limit", "size", "image_size", "palette", "classes", "val_data", "val_limit")
-
-#: Held-out images evaluated at each checkpoint when --val-limit is not given.
-DEFAULT_VAL_LIMIT = 1000
 
 
 def _defaults():
@@ -41,6 +38,7 @@ def _defaults():
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.train import add_train_arguments
+    from pixseq.train.args import add_val_arguments
 
     parser.add_argument("--data", required=True, help="data spec: fashion-mnist[:train|test], a folder, photos")
     parser.add_argument("--out", required=True, type=path_arg, help="model directory to write")
@@ -51,51 +49,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", action="store_true", default=None,
                         help="class-conditional: a class token from the data's labels is prepended")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
-    parser.add_argument("--val-data", default=None, metavar="SPEC",
-                        help="held-out data spec (e.g. fashion-mnist:test): its loss is measured at every "
-                             "checkpoint on the saved weights and printed at the end")
-    parser.add_argument("--val-limit", type=int, default=None, metavar="N",
-                        help=f"evaluate the first N held-out images (default {DEFAULT_VAL_LIMIT})")
+    add_val_arguments(parser)
     parser.add_argument("--bf16", dest="train_precision", action="store_const", const="bf16",
                         default=argparse.SUPPRESS, help="bf16 autocast (same as --precision bf16)")
     add_train_arguments(parser, _defaults())
 
 
 # ---------------------------------------------------------------- library-level pieces
-def load_held_out(settings: dict[str, Any], train) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """The ``--val-data`` images (first ``--val-limit``) and, for a class-conditional run, their
-    labels renumbered to the training data's classes (matched by name: a held-out folder may
-    hold a subset of the classes, in another order)."""
-    from pixseq.data import load_data
-
-    if settings["val_data"] == settings["data"]:
-        notice(f"--val-data is the training data {settings['data']!r}: its loss is not a held-out measure")
-    limit = settings["val_limit"] if settings["val_limit"] is not None else DEFAULT_VAL_LIMIT
-    if limit < 1:
-        raise PixseqError(f"--val-limit must be >= 1, got {limit}")
-    val = load_data(settings["val_data"], limit=limit)
-    if not settings["classes"]:
-        return list(val.images), None
-    names = _single_class_folder(val) if val.labels is None else val.class_names
-    if names is None:
-        raise PixseqError(f"--classes needs labelled held-out data; {settings['val_data']!r} has no labels")
-    labels = np.zeros(len(val.images), np.int64) if val.labels is None else np.asarray(val.labels)
-    unknown = sorted(set(names) - set(train.class_names))
-    if unknown:
-        raise PixseqError(f"held-out classes not in the training data {settings['data']!r}: {', '.join(unknown)}")
-    index = {name: i for i, name in enumerate(train.class_names)}
-    to_train = np.array([index[name] for name in names])
-    return list(val.images), to_train[labels]
-
-
-def _single_class_folder(data) -> tuple[str] | None:
-    """``(class,)`` for a folder whose images all sit in one sub-folder: a folder loader gives
-    no labels for a single class, but held out it is one class of the training data."""
-    tops = {Path(name).parts[0] for name in data.names if len(Path(name).parts) >= 2}
-    return (tops.pop(),) if len(tops) == 1 and all(len(Path(n).parts) >= 2 for n in data.names) else None
-
-
-
 def default_image_size(images: Sequence[np.ndarray], cap: int = 32) -> int:
     """The data's own side when images are square and small, else ``cap``."""
     sides = {im.shape[0] for im in images} | {im.shape[1] for im in images}
@@ -148,7 +108,7 @@ def fit_igpt(model, images: np.ndarray, labels: np.ndarray | None, out_dir: str 
 def run(args: argparse.Namespace) -> int:
     from pixseq.cli.common import resolve_device
     from pixseq.data import load_data, resize_square
-    from pixseq.train.args import RunRecorder, check_out_dir, config_from_args, run_settings
+    from pixseq.train.args import RunRecorder, check_out_dir, config_from_args, load_val_data, run_settings
     from pixseq.train.batches import batches_per_epoch
 
     out = Path(args.out)
@@ -160,9 +120,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_data(settings["data"], limit=settings["limit"])
     if settings["classes"] and data.labels is None:
         raise PixseqError(f"--classes needs labelled data; {settings['data']!r} has no labels")
-    if settings["val_data"] is None and settings["val_limit"] is not None:
-        raise PixseqError("--val-limit needs --val-data")
-    val = load_held_out(settings, data) if settings["val_data"] is not None else None
+    val = load_val_data(settings, data)
     side = settings["image_size"] if settings["image_size"] is not None else default_image_size(data.images)
     palette = settings["palette"] if settings["palette"] is not None else 512
     if not 1 <= side <= 256 or palette < 2:

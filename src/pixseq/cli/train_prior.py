@@ -15,7 +15,7 @@ def _defaults():
 def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.cli.common import path_arg
 
-    from pixseq.train.args import add_train_arguments
+    from pixseq.train.args import add_train_arguments, add_val_arguments
 
     parser.add_argument("--tokenizer", required=True, help="VQGAN model directory (pixseq train vqgan / convert taming)")
     parser.add_argument("--data", required=True, help="data spec: a folder, fashion-mnist[:train|test] or photos")
@@ -29,12 +29,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=None,
                         help="image side the prior models (default: the tokenizer's training size)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    add_val_arguments(parser)
     add_train_arguments(parser, _defaults())
 
 
 #: Model/data settings recorded in --out/run.json (--resume refuses to change them) and their
 #: defaults (image_size: the tokenizer's training size). The tokenizer has its own record.
-RUN_DEFAULTS = {"data": None, "limit": None, "classes": False, "condition": None, "size": "s", "image_size": None}
+RUN_DEFAULTS = {"data": None, "limit": None, "classes": False, "condition": None, "size": "s", "image_size": None,
+                "val_data": None, "val_limit": None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.errors import PixseqError
     from pixseq.models.taming import taming_config
     from pixseq.models.taming_train import fit_prior, load_tokenizer
-    from pixseq.train.args import RunRecorder, check_out_dir, config_from_args, run_settings
+    from pixseq.train.args import RunRecorder, check_out_dir, config_from_args, load_val_data, run_settings
 
     check_out_dir(args.out, args.out, args.resume, args.force)
     s = run_settings(args, RUN_DEFAULTS, args.out)
@@ -60,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_data(s["data"], limit=s["limit"])
     if s["classes"] and data.labels is None:
         raise PixseqError(f"--classes needs labelled data; {s['data']!r} has no labels")
+    val = load_val_data(s, data)
     size = s["image_size"] or getattr(tokenizer, "pretrained_meta", {}).get("image_size")
     if not size:
         raise PixseqError(f"give --image-size: tokenizer {args.tokenizer} does not record its training size")
@@ -70,8 +73,12 @@ def run(args: argparse.Namespace) -> int:
                                resume=args.resume, cond_tokenizer_dir=args.cond_tokenizer,
                                callbacks=[RunRecorder(args.out, {**s, "image_size": size}, args.resume)],
                                meta={"class_names": list(data.class_names) if s["classes"] else [],
-                                     "data": s["data"]})
-    bits = history[-1].get("model/bits_per_code", float("nan")) if history else float("nan")
+                                     "data": s["data"]}, held_out=val)
+    last = history[-1] if history else {}
+    bits = last.get("model/bits_per_code", float("nan"))
     print(f"wrote {Path(args.out)}: prior over {model.grid[0]}x{model.grid[1]} codes, "
-          f"{model.prior.num_params() / 1e6:.2f} M params, {bits:.3f} bits/code")
+          f"{model.prior.num_params() / 1e6:.2f} M params, {bits:.3f} bits/code (last training batch)")
+    if "eval/bits_per_code" in last:
+        print(f"held-out ({len(val[0])} images of {s['val_data']}): {last['eval/bits_per_code']:.3f} bits/code "
+              f"with the saved weights")
     return 0

@@ -139,6 +139,11 @@ class PriorTask:
         loss = self.model.prior.loss(batch["tokens"], batch_cond(self.model, batch))
         return loss, {"bits_per_code": loss.item() / float(np.log(2.0))}
 
+    def eval_step(self, batch: dict) -> dict[str, float]:
+        """Held-out NLL of the target codes: nats and bits per code."""
+        loss = float(self.model.prior.loss(batch["tokens"], batch_cond(self.model, batch)))
+        return {"loss": loss, "bits_per_code": loss / float(np.log(2.0))}
+
     def count_tokens(self, batch: dict) -> int:
         return batch["tokens"].numel()
 
@@ -213,10 +218,13 @@ def check_same_tokenizer(out_dir: Path, tokenizer_dir: Path, cond_tokenizer_dir:
 def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], labels, out_dir: str | os.PathLike,
               config: TamingConfig, train_config: TrainConfig, device: str | torch.device = "cpu",
               resume: bool = False, cond_tokenizer_dir: str | os.PathLike | None = None,
-              callbacks=(), meta: dict | None = None) -> tuple[Taming, list[dict]]:
+              callbacks=(), meta: dict | None = None,
+              held_out: tuple[Sequence[np.ndarray], np.ndarray | None] | None = None) -> tuple[Taming, list[dict]]:
     """Train the latent GPT over a trained tokenizer's codes; writes a ``taming`` model dir.
 
     ``meta`` is stored with the model (e.g. ``class_names``, which ``--class`` and ``labels`` accept).
+    ``held_out``: ``(images, labels)`` whose loss is measured at every checkpoint
+    (``eval/bits_per_code``; the last one is stored in the model's meta).
     """
     out_dir, tokenizer_dir = Path(out_dir), Path(tokenizer_dir)
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -234,10 +242,15 @@ def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], la
         model.cond_tokenizer.load_state_dict(load_tokenizer(cond_tokenizer_dir).state_dict())
     model.to(device)
     data = TamingTokenDataset(model, images, labels)
-    history = Trainer(PriorTask(model), data, train_config, out_dir, device, callbacks=callbacks).fit(resume=resume)
+    eval_data = TamingTokenDataset(model, *held_out) if held_out is not None else None
+    history = Trainer(PriorTask(model), data, train_config, out_dir, device, callbacks=callbacks,
+                      eval_data=eval_data).fit(resume=resume)
     model.eval()
+    last = history[-1] if history else {}
     meta = {**(meta or {}), "tokenizer": str(tokenizer_dir), "tokenizer_id": tid,
-            "final_bits_per_code": history[-1].get("model/bits_per_code") if history else None}
+            "final_bits_per_code": last.get("model/bits_per_code")}
+    if "eval/bits_per_code" in last:
+        meta.update(held_out_bits_per_code=last["eval/bits_per_code"], held_out_images=len(eval_data))
     if is_main_process():
         save_pretrained(model.cpu(), out_dir, meta=meta)
     return model, history

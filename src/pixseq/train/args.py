@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from pixseq.cli.common import notice
 from pixseq.errors import PixseqError
 from pixseq.io import atomic_write
@@ -153,3 +155,53 @@ class RunRecorder:
             with atomic_write(self.path, "w") as fh:
                 json.dump(self.settings, fh, indent=2)
         self.pending = False
+
+
+#: Held-out images evaluated at each checkpoint when --val-limit is not given.
+DEFAULT_VAL_LIMIT = 1000
+
+
+def add_val_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--val-data SPEC`` and ``--val-limit N`` (run settings: record them with the run)."""
+    parser.add_argument("--val-data", default=None, metavar="SPEC",
+                        help="held-out data spec (e.g. fashion-mnist:test): its loss is measured at every "
+                             "checkpoint on the saved weights and printed at the end")
+    parser.add_argument("--val-limit", type=int, default=None, metavar="N",
+                        help=f"evaluate the first N held-out images (default {DEFAULT_VAL_LIMIT})")
+
+
+def load_val_data(settings: dict[str, Any], train) -> tuple[list[np.ndarray], np.ndarray | None] | None:
+    """The ``--val-data`` images (the first ``--val-limit``; None without ``--val-data``) and,
+    for a class-conditional run (``settings["classes"]``), their labels renumbered to the
+    training data's classes ``train.class_names``, matched by name: a held-out folder may
+    hold a subset of the classes, in another order."""
+    from pixseq.data import load_data
+
+    if settings["val_data"] is None:
+        if settings["val_limit"] is not None:
+            raise PixseqError("--val-limit needs --val-data")
+        return None
+    if settings["val_data"] == settings["data"]:
+        notice(f"--val-data is the training data {settings['data']!r}: its loss is not a held-out measure")
+    limit = settings["val_limit"] if settings["val_limit"] is not None else DEFAULT_VAL_LIMIT
+    if limit < 1:
+        raise PixseqError(f"--val-limit must be >= 1, got {limit}")
+    val = load_data(settings["val_data"], limit=limit)
+    if not settings["classes"]:
+        return list(val.images), None
+    names = _single_class_folder(val.names) if val.labels is None else val.class_names
+    if names is None:
+        raise PixseqError(f"--classes needs labelled held-out data; {settings['val_data']!r} has no labels")
+    labels = np.zeros(len(val.images), np.int64) if val.labels is None else np.asarray(val.labels)
+    unknown = sorted(set(names) - set(train.class_names))
+    if unknown:
+        raise PixseqError(f"held-out classes not in the training data {settings['data']!r}: {', '.join(unknown)}")
+    index = {name: i for i, name in enumerate(train.class_names)}
+    return list(val.images), np.array([index[name] for name in names])[labels]
+
+
+def _single_class_folder(names: Sequence[str]) -> tuple[str] | None:
+    """``(class,)`` when every image sits in the same sub-folder: a folder loader gives no
+    labels for a single class, but held out it is one class of the training data."""
+    tops = {Path(n).parts[0] if len(Path(n).parts) >= 2 else None for n in names}
+    return (tops.pop(),) if len(tops) == 1 and None not in tops else None
