@@ -108,6 +108,8 @@ def test_from_pretrained_errors(tmp_path):
         checkpoint.from_pretrained(d, expected_kind=("igpt",))
     with pytest.raises(PixseqError, match="model directory not found"):
         checkpoint.from_pretrained(tmp_path / "none")
+    with pytest.raises(PixseqError, match="is a file; a model is a directory"):  # said 'not found'
+        checkpoint.from_pretrained(d / "model.safetensors")
     (tmp_path / "empty").mkdir()
     with pytest.raises(PixseqError, match="not a pixseq model directory"):
         checkpoint.from_pretrained(tmp_path / "empty")
@@ -132,6 +134,8 @@ def test_from_pretrained_errors(tmp_path):
 def test_legacy_weights_only(tmp_path):
     torch.save({"w": torch.ones(2)}, tmp_path / "ok.pt")
     assert torch.equal(checkpoint.load_legacy_state(tmp_path / "ok.pt")["w"], torch.ones(2))
+    with pytest.raises(PixseqError, match="is a folder; give the checkpoint file in it"):  # said 'not found'
+        checkpoint.load_legacy_state(tmp_path)
 
     class Evil:  # an arbitrary object: weights_only=True must refuse to unpickle it
         def __reduce__(self):

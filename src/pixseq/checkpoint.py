@@ -86,6 +86,8 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     """Read and sanity-check a model directory's ``config.json``."""
     directory = Path(directory)
     cfg_path = directory / CONFIG_NAME
+    if directory.is_file():  # e.g. a weights file or an image given as --model
+        raise PixseqError(f"{directory} is a file; a model is a directory holding {CONFIG_NAME}")
     if not directory.is_dir():
         raise PixseqError(f"model directory not found: {directory}")
     if not cfg_path.is_file():
@@ -171,6 +173,8 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def load_legacy_state(path: str | os.PathLike) -> dict[str, Any]:
     """Load a pickle-based checkpoint safely (``weights_only=True``); never executes code."""
     path = Path(path)
+    if path.is_dir():
+        raise PixseqError(f"{path} is a folder; give the checkpoint file in it (.ckpt, .pt, .pth, .bin)")
     if not path.is_file():
         raise PixseqError(f"checkpoint not found: {path}")
     try:

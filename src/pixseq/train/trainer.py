@@ -414,7 +414,8 @@ class Trainer:
                             f"several nodes") + ")")
         if list(state["parts"]) != self.parts or set(state["modules"]) != set(self.modules):
             diffs.append(f"parts/modules: {state['parts']}/{sorted(state['modules'])} -> "
-                         f"{self.parts}/{sorted(self.modules)}")
+                         f"{self.parts}/{sorted(self.modules)}, i.e. another model, or one written by "
+                         f"another pixseq version")
         if diffs:
             raise PixseqError(f"cannot resume {path} exactly, the run changed ({'; '.join(diffs)}); "
                               f"use the original settings or start a fresh run in another folder")
