@@ -184,6 +184,17 @@ def test_bad_images_are_rejected(model):
         compress(sample_image(), model, scale=0)
 
 
+def test_scale_and_batch_take_numpy_integers_and_refuse_floats_and_bools(model):
+    img = sample_image()
+    # np.int64 (a sweep over np.arange) was refused as 'scale must be an integer ... got np.int64(2)'
+    data = compress(img, model, scale=np.int64(2), batch=np.int64(3))
+    assert data == compress(img, model, scale=2, batch=3)
+    np.testing.assert_array_equal(decompress(data, model), reconstruct(img, model, scale=2, batch=3))
+    for kwargs in ({"batch": 2.5}, {"scale": True}):  # a TypeError traceback / silently scale 1
+        with pytest.raises(PixseqError, match="must be an integer"):
+            compress(img, model, **kwargs)
+
+
 def test_a_model_with_nan_weights_is_a_clear_error():
     broken = tiny_igpt()
     with torch.no_grad():  # what a diverged training run saves

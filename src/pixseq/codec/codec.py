@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import numbers
 import time
 import zlib
 from dataclasses import asdict, dataclass
@@ -94,16 +95,21 @@ def _device(model: torch.nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def _integer(name: str, value, top: int) -> int:
+    """``value`` as an int in 1..top: NumPy integers count (a sweep over ``np.arange``), bools
+    and floats do not (a float batch was a TypeError deep in the tiling)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= top:
+        raise PixseqError(f"{name} must be an integer in 1..{top}, got {value!r}")
+    return int(value)
+
+
 def plan(model, height: int, width: int, scale: int = 1, batch: int = DEFAULT_BATCH, label: int = -1,
          model_id: bytes | None = None) -> Header:
     """The header geometry for coding an ``height x width`` image with ``model`` (no payload yet).
 
     ``model_id``: the model's fingerprint when already known (hashing a large model's weights
     takes a moment, so callers that have it pass it)."""
-    if not isinstance(scale, int) or scale < 1 or scale > 255:
-        raise PixseqError(f"scale must be an integer in 1..255, got {scale!r}")
-    if not 1 <= batch <= 0xFFFF:
-        raise PixseqError(f"batch must be in 1..65535, got {batch}")
+    scale, batch = _integer("scale", scale, 255), _integer("batch", batch, 0xFFFF)
     th, tw = (int(v) for v in model.image_size)
     gh, gw = (int(v) for v in model.tokenizer.grid_size(th, tw))
     hc, wc = -(-height // scale), -(-width // scale)
