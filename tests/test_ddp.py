@@ -123,3 +123,59 @@ def test_train_igpt_under_torchrun(tmp_path):
     assert json.loads((out / "config.json").read_text())["meta"]["steps"] == 3
     again = launch("--steps", "2")
     assert again.returncode != 0 and again.stderr.count("already holds a trained model") == 2
+
+
+QUANTIZER_WORKER = """
+import os, sys, torch
+torch.set_num_threads(1)
+from pixseq.tokenizers.quantize import QuantizerConfig, VectorQuantizer
+import torch.distributed as dist
+dist.init_process_group("gloo")
+rank = int(os.environ["RANK"])
+out = {{}}
+for name, cfg in {configs!r}.items():
+    torch.manual_seed(0)  # the same initial codebook on both ranks ...
+    q = VectorQuantizer(QuantizerConfig(**cfg)).train()
+    torch.manual_seed(100 + rank)  # ... but other random draws (reservoir, restart picks)
+    data = torch.load({data!r})
+    for step in range(data.shape[0]):
+        q(data[step, rank * 4:(rank + 1) * 4])  # each rank sees its half of the batch
+    out[name] = {{k: v.clone() for k, v in q.state_dict().items()}}
+    out[name].update(code_age=q.code_age.clone(), ever_used=q.ever_used.clone())
+torch.save(out, os.path.join({root!r}, f"q{{rank}}.pt"))
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_quantizer_statistics_are_global_under_torchrun(tmp_path):
+    """Code counts and EMA sums are summed over ranks, k-means and restarted codes come from
+    rank 0: both ranks hold the same codebook and statistics (they drifted apart, EMA state
+    per rank), and with EMA they equal one process given the whole batch."""
+    from pixseq.tokenizers.quantize import QuantizerConfig, VectorQuantizer
+
+    g = torch.Generator().manual_seed(5)
+    data = torch.randn(6, 8, 4, 3, 3, generator=g)  # 6 steps of batch 8 (4 per rank), d=4, 3x3 grid
+    torch.save(data, tmp_path / "data.pt")
+    configs = {"ema": dict(num_codes=16, dim=4, ema=True, kmeans_init=False, dead_restart=False),
+               "all": dict(num_codes=16, dim=4, ema=True, kmeans_init=True, dead_restart=True, dead_after=2,
+                           reservoir=32)}
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(QUANTIZER_WORKER.format(configs=configs, data=str(tmp_path / "data.pt"),
+                                                              root=str(tmp_path))))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=110, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"q{r}.pt", weights_only=True) for r in range(2))
+    for name in configs:
+        for k, v in r0[name].items():
+            assert torch.equal(v, r1[name][k]), (name, k)
+    assert int(r0["all"]["code_age"].max()) < 6  # restarts happened (dead_after=2) and stayed in step
+    torch.manual_seed(0)
+    single = VectorQuantizer(QuantizerConfig(**configs["ema"])).train()
+    for step in range(data.shape[0]):
+        single(data[step])
+    for k, v in single.state_dict().items():  # float sums in another order: 1e-6
+        torch.testing.assert_close(v, r0["ema"][k], rtol=1e-5, atol=1e-6)
+    assert torch.equal(single.code_age, r0["ema"]["code_age"])

@@ -111,7 +111,7 @@ class VQGANTask:
         return self.loss.discriminator_loss(x, fake.float(), step)
 
     def on_step_end(self, step: int) -> None:
-        self.model.quantizer.sync()  # identical codebooks on every rank (restarts/EMA are per rank)
+        self.model.quantizer.sync()  # identical codebooks on every rank, against float drift
 
     @torch.no_grad()
     def sample_images(self, batch: dict, num: int = 8) -> torch.Tensor:

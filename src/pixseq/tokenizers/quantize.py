@@ -19,14 +19,38 @@ about trained tokenizers:
 Usage statistics are always kept while training: :meth:`usage` is the fraction of codes
 used within the last ``usage_window`` steps, ``info["perplexity"]`` the exponential of the
 entropy of the batch's code histogram (``K`` means perfectly uniform use).
+
+Under ``torch.distributed`` (every rank in training mode, same number of forward passes,
+as the Trainer runs it) the statistics are global: code counts and EMA sums are summed
+over the ranks, and the codes k-means or a restart produce come from rank 0, so every rank
+holds the same codebook and statistics, as one process with the combined batch would.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over all ranks, in place (unchanged in one process)."""
+    if _world_size() > 1:
+        dist.all_reduce(t)
+    return t
+
+
+def _from_rank0(t: torch.Tensor) -> torch.Tensor:
+    """Rank 0's ``t`` on every rank, in place (unchanged in one process)."""
+    if _world_size() > 1:
+        dist.broadcast(t, src=0)
+    return t
 
 
 @dataclass
@@ -140,7 +164,7 @@ class VectorQuantizer(nn.Module):
             cnt = torch.bincount(assign, minlength=K).float()
             filled = cnt > 0
             centers[filled] = sums[filled] / cnt[filled, None]
-        self._set_codes(torch.arange(K, device=flat.device), centers)
+        self._set_codes(torch.arange(K, device=flat.device), _from_rank0(centers))
         self.initialized.fill_(True)
 
     @torch.no_grad()
@@ -153,7 +177,7 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _update_stats(self, flat: torch.Tensor, idx: torch.Tensor) -> None:
         c = self.config
-        counts = torch.bincount(idx, minlength=c.num_codes)
+        counts = _sum_over_ranks(torch.bincount(idx, minlength=c.num_codes))
         self.code_age.add_(1).masked_fill_(counts > 0, 0)
         self.ever_used |= counts > 0
         keep = torch.randperm(flat.shape[0], device=flat.device)[: c.reservoir // 4]
@@ -166,7 +190,7 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, idx: torch.Tensor, counts: torch.Tensor) -> None:
         d = self.config.ema_decay
-        sums = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat)
+        sums = _sum_over_ranks(torch.zeros_like(self.ema_sum).index_add_(0, idx, flat))
         self.ema_count.mul_(d).add_(counts, alpha=1 - d)
         self.ema_sum.mul_(d).add_(sums, alpha=1 - d)
         # Laplace smoothing keeps rarely used codes from dividing by ~0
@@ -181,21 +205,23 @@ class VectorQuantizer(nn.Module):
             return
         pick = torch.randint(0, self.recent.shape[0], (dead.numel(),), device=dead.device)
         noise = 1e-3 * self.recent.std() * torch.randn(dead.numel(), self.config.dim, device=dead.device)
-        self._set_codes(dead, self.recent[pick] + noise)
+        # the dead set is the same on every rank (global counts); the new codes are rank 0's
+        self._set_codes(dead, _from_rank0(self.recent[pick] + noise))
         self.code_age[dead] = 0
 
     @torch.no_grad()
     def sync(self) -> None:
-        """Under ``torch.distributed``, make every rank use rank 0's codebook.
+        """Under ``torch.distributed``, make every rank hold rank 0's codebook (and EMA state).
 
-        Restarts and EMA updates use each rank's own encoder outputs, so codebooks would
-        drift apart; the trainer calls this after every step (via the task's ``on_step_end``).
-        A no-op in a single process.
+        The statistics are already global (see the module docstring); this guards against
+        float drift between ranks. The trainer calls it after every step (via the task's
+        ``on_step_end``). A no-op in a single process.
         """
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.broadcast(self.embedding.weight.data, src=0)
+        if _world_size() > 1:
+            _from_rank0(self.embedding.weight.data)
+            if self.config.ema:
+                _from_rank0(self.ema_sum)
+                _from_rank0(self.ema_count)
 
     def usage(self) -> float:
         """Fraction of codes used within the last ``usage_window`` training steps."""
