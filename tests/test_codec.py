@@ -177,6 +177,27 @@ def test_vqgan_latent_gpt_model_round_trip():
         decompress(data, tiny_taming(seed=1))
 
 
+def test_reconstruct_equals_decompress_under_several_threads():
+    """reconstruct() ran the tokenizer with the caller's thread count, the codec with one:
+    with two threads a VQGAN's convolutions rounded differently and 4 pixels differed here."""
+    from dataclasses import replace
+
+    from pixseq.models.taming import Taming, taming_config
+    from pixseq.tokenizers.vqgan import vqgan_config
+
+    torch.manual_seed(0)
+    tok = replace(vqgan_config(factor=4, codes=64, dim=16, ch=32), norm_groups=8)
+    m = Taming(taming_config(tok, (32, 32), n_layer=1, n_head=2, n_embd=32)).eval()
+    img = sample_image(96, 96)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        np.testing.assert_array_equal(decompress(compress(img, m), m), reconstruct(img, m))
+        assert torch.get_num_threads() == 2  # the codec restores the caller's setting
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_bad_images_are_rejected(model):
     with pytest.raises(PixseqError, match="uint8"):
         compress(np.zeros((4, 4), np.uint8), model)

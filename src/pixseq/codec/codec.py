@@ -312,6 +312,7 @@ def reconstruct(image: np.ndarray, model, *, scale: int = 1, batch: int = DEFAUL
     # no file is written, so the (costly for big models) fingerprint is not needed
     header = plan(model, image.shape[0], image.shape[1], scale, batch, label, model_id=bytes(16))
     device, canvas = _device(model), _Canvas(header)
-    for tiles in _tile_batches(_coded_image(image, header), header):
-        canvas.add(model.tokenizer.decode(model.tokenizer.encode(_to_batch(tiles, device))))
+    with _deterministic_threads(device):  # as the codec runs: the thread count changes the last bits
+        for tiles in _tile_batches(_coded_image(image, header), header):
+            canvas.add(model.tokenizer.decode(model.tokenizer.encode(_to_batch(tiles, device))))
     return canvas.image()
