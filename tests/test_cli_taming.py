@@ -287,3 +287,15 @@ def test_prior_with_held_out_data(trained, tmp_path, capsys):
     assert main(["train", "prior", "--tokenizer", str(trained[1]), "--data", "fashion-mnist:test",
                  "--out", str(out), "--resume", "--steps", "3"]) == 0
     assert "held-out (6 images of fashion-mnist:train)" in capsys.readouterr().out  # recorded with the run
+
+
+def test_mixed_sizes_smaller_than_the_default_crop_name_the_default(tmp_path, capsys):
+    """Mixed-size images below the default 64-pixel crop blamed '--image-size 64', an option
+    the user never gave; the error now says it is the default and which size would do."""
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(80, 90), (40, 30), (70, 70)]):
+        save_image(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), tmp_path / "data" / f"{i}.png")
+    assert main(["train", "vqgan", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "vq"),
+                 "--steps", "2", *TINY]) == 2
+    _one_line_error(capsys, "mixed sizes", "(the default --image-size)", "e.g. 40x30", "--image-size 30 or less")
+    assert not (tmp_path / "vq").exists()

@@ -73,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
         raise PixseqError(f"--image-size must be at least {MIN_IMAGE_SIZE} (the smallest input of the "
                           f"PatchGAN discriminator's 4x4 convolutions), got {size}")
     fixed = shapes == {(size, size)}  # else: random crops of size x size
+    smallest = min(shapes, key=min)
+    if s["image_size"] is None and not fixed and min(smallest) < size:  # the default, not the user, was too big
+        raise PixseqError(f"the images have mixed sizes, so training cuts random {size}x{size} crops (the default "
+                          f"--image-size), but some are smaller (e.g. {smallest[0]}x{smallest[1]}); give "
+                          f"--image-size {max(min(smallest), MIN_IMAGE_SIZE)} or less")
     cfg = vqgan_config(s["factor"], s["codes"], s["dim"], s["ch"], dead_restart=s["dead_restart"],
                        ema=s["ema"], l2_norm=s["l2_norm"])
     # resolved once and recorded: a resume that extends --steps must not move the GAN's start
