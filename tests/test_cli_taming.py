@@ -299,3 +299,28 @@ def test_mixed_sizes_smaller_than_the_default_crop_name_the_default(tmp_path, ca
                  "--steps", "2", *TINY]) == 2
     _one_line_error(capsys, "mixed sizes", "(the default --image-size)", "e.g. 40x30", "--image-size 30 or less")
     assert not (tmp_path / "vq").exists()
+
+
+def test_vqgan_with_held_out_data(tmp_path, capsys):
+    """train vqgan --val-data: held-out PSNR / L1 of the saved VQGAN's reconstructions of
+    centre crops, printed and kept in its meta; checked against a float64 PSNR."""
+    out = tmp_path / "vq"
+    assert main(["train", "vqgan", "--data", "fashion-mnist:test", "--limit", "16", "--out", str(out),
+                 "--steps", "2", "--val-data", "fashion-mnist:train", "--val-limit", "5", *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "held-out (5 images of fashion-mnist:train, centre 28x28 crops)" in printed
+    from pixseq.data import load_data
+    from pixseq.io import to_tensor
+
+    tok = from_pretrained(out, "vqgan")
+    x = to_tensor(np.stack(load_data("fashion-mnist:train", limit=5).images))
+    with torch.no_grad():
+        rec = tok.reconstruct(x).double()
+    psnr = (10 * torch.log10(1 / (rec - x.double()).pow(2).flatten(1).mean(1))).mean()
+    assert tok.pretrained_meta["held_out_psnr_db"] == pytest.approx(float(psnr), abs=1e-3)  # float32 model
+    assert f"PSNR {float(psnr):.2f} dB" in printed
+    save_image(np.zeros((20, 40, 3), np.uint8), tmp_path / "small" / "a.png")
+    code = main(["train", "vqgan", "--data", "fashion-mnist:test", "--limit", "16", "--out", str(tmp_path / "v2"),
+                 "--steps", "2", "--val-data", str(tmp_path / "small"), *TINY])
+    assert code == 2 and not (tmp_path / "v2").exists()
+    _one_line_error(capsys, "held-out images must be at least 28x28", "e.g. 20x40")

@@ -15,7 +15,7 @@ def _defaults():
 def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.cli.common import path_arg
 
-    from pixseq.train.args import add_train_arguments
+    from pixseq.train.args import add_train_arguments, add_val_arguments
 
     parser.add_argument("--data", required=True, help="data spec: a folder, fashion-mnist[:train|test] or photos")
     parser.add_argument("--out", required=True, type=path_arg, help="model directory to write (also holds the training state)")
@@ -37,13 +37,15 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--l2-norm", action="store_true", default=None,
                         help="compare codes on the unit sphere (cosine)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    add_val_arguments(parser)  # held-out reconstruction PSNR / L1 of centre crops
     add_train_arguments(parser, _defaults())
 
 
 #: Model/data settings recorded in --out/run.json (--resume refuses to change them) and their
 #: defaults; image_size and disc_start depend on the data and --steps when not given.
 RUN_DEFAULTS = {"data": None, "limit": None, "factor": 8, "codes": 1024, "dim": 64, "ch": 64, "image_size": None,
-                "disc_start": None, "perceptual": "auto", "dead_restart": True, "ema": False, "l2_norm": False}
+                "disc_start": None, "perceptual": "auto", "dead_restart": True, "ema": False, "l2_norm": False,
+                "val_data": None, "val_limit": None}
 
 #: The PatchGAN discriminator (3 stride-2 and 2 stride-1 4x4 convolutions) needs 24 px.
 MIN_IMAGE_SIZE = 24
@@ -53,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.cli.common import resolve_device
     from pixseq.data import load_data
     from pixseq.errors import PixseqError
-    from pixseq.models.taming_train import fit_vqgan
+    from pixseq.models.taming_train import centre_crops, fit_vqgan
     from pixseq.tokenizers.losses import VQGANLossConfig
     from pixseq.tokenizers.vqgan import vqgan_config
-    from pixseq.train.args import RunRecorder, check_out_dir, config_from_args, run_settings
+    from pixseq.train.args import RunRecorder, check_out_dir, config_from_args, load_val_data, run_settings
 
     check_out_dir(args.out, args.out, args.resume, args.force)
     s = run_settings(args, RUN_DEFAULTS, args.out)
@@ -73,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         raise PixseqError(f"--image-size must be at least {MIN_IMAGE_SIZE} (the smallest input of the "
                           f"PatchGAN discriminator's 4x4 convolutions), got {size}")
     fixed = shapes == {(size, size)}  # else: random crops of size x size
+    val = load_val_data({**s, "classes": False}, data)
+    if val is not None:
+        centre_crops(val[0], size)  # too small: refused before anything is written
     smallest = min(shapes, key=min)
     if s["image_size"] is None and not fixed and min(smallest) < size:  # the default, not the user, was too big
         raise PixseqError(f"the images have mixed sizes, so training cuts random {size}x{size} crops (the default "
@@ -86,8 +91,12 @@ def run(args: argparse.Namespace) -> int:
     model, history = fit_vqgan(data.images, args.out, cfg, loss_cfg, train, size, resolve_device(args.device),
                                resume=args.resume, labels=data.labels,
                                crops_per_epoch=None if fixed else 4096,
-                               meta={"data": s["data"]}, callbacks=[RunRecorder(args.out, s, args.resume)])
+                               meta={"data": s["data"]}, callbacks=[RunRecorder(args.out, s, args.resume)],
+                               held_out=val[0] if val is not None else None)
     last = history[-1] if history else {}
     print(f"wrote {args.out}: f={s['factor']}, K={s['codes']}, image size {size}; "
           f"rec {last.get('gen/rec', float('nan')):.4f}, codebook usage {model.quantizer.usage():.1%}")
+    if "eval/psnr_db" in last:
+        print(f"held-out ({len(val[0])} images of {s['val_data']}, centre {size}x{size} crops): PSNR "
+              f"{last['eval/psnr_db']:.2f} dB, L1 {last['eval/l1']:.4f} with the saved weights")
     return 0

@@ -68,6 +68,19 @@ class ImageDataset(torch.utils.data.Dataset):
                 "label": torch.tensor(label)}
 
 
+def centre_crops(images: Sequence[np.ndarray], size: int) -> list[np.ndarray]:
+    """The central ``size x size`` crop of each image, at its own scale (held-out data)."""
+    small = [im.shape[:2] for im in images if min(im.shape[:2]) < size]
+    if small:
+        raise PixseqError(f"held-out images must be at least {size}x{size} (the training size), "
+                          f"got e.g. {small[0][0]}x{small[0][1]}")
+    out = []
+    for im in images:
+        y, x = (im.shape[0] - size) // 2, (im.shape[1] - size) // 2
+        out.append(np.ascontiguousarray(im[y:y + size, x:x + size]))
+    return out
+
+
 class VQGANTask:
     """The Trainer's view of a VQGAN: ``gen`` and ``disc`` parts."""
 
@@ -109,6 +122,16 @@ class VQGANTask:
             with torch.no_grad():
                 fake = self.model(batch["image"])[0]
         return self.loss.discriminator_loss(x, fake.float(), step)
+
+    @torch.no_grad()
+    def eval_step(self, batch: dict) -> dict[str, float]:
+        """Held-out reconstruction of the float output in [0, 1]: L1, MSE and the mean over
+        images of each image's PSNR in dB (peak 1)."""
+        x = batch["image"]
+        x_hat = self.model.reconstruct(x).float()
+        mse = (x_hat - x).pow(2).flatten(1).mean(1)
+        psnr = 10 * torch.log10(1.0 / mse.clamp_min(1e-10))  # capped at 100 dB for an exact copy
+        return {"l1": float((x_hat - x).abs().mean()), "mse": float(mse.mean()), "psnr_db": float(psnr.mean())}
 
     def on_step_end(self, step: int) -> None:
         self.model.quantizer.sync()  # identical codebooks on every rank, against float drift
@@ -157,8 +180,12 @@ def fit_vqgan(images: Sequence[np.ndarray], out_dir: str | os.PathLike, config: 
               loss_config: VQGANLossConfig, train_config: TrainConfig, image_size: int,
               device: str | torch.device = "cpu", resume: bool = False, labels=None,
               crops_per_epoch: int | None = None, meta: dict | None = None,
-              announce: Callable[[str], None] | None = notice, callbacks=()) -> tuple[VQGAN, list[dict]]:
+              announce: Callable[[str], None] | None = notice, callbacks=(),
+              held_out: Sequence[np.ndarray] | None = None) -> tuple[VQGAN, list[dict]]:
     """Train a VQGAN on ``images`` and write it as a model directory ``out_dir``.
+
+    ``held_out``: images whose centre ``image_size`` crops are reconstructed at every
+    checkpoint (``eval/psnr_db``, ``eval/l1``, ``eval/mse``; the last ones go in the meta).
 
     ``announce`` receives one line naming the perceptual loss actually used (it may fall
     back from LPIPS when its weights are missing): a stderr notice for ``pixseq train
@@ -171,11 +198,16 @@ def fit_vqgan(images: Sequence[np.ndarray], out_dir: str | os.PathLike, config: 
     if announce is not None:
         announce(f"perceptual loss: {loss.perceptual.description}")
     data = ImageDataset(images, image_size, labels, crops_per_epoch)
+    eval_data = ImageDataset(centre_crops(held_out, image_size), image_size) if held_out is not None else None
     history = Trainer(VQGANTask(model, loss), data, train_config, out_dir, device,
-                      callbacks=callbacks).fit(resume=resume)
+                      callbacks=callbacks, eval_data=eval_data).fit(resume=resume)
     model.eval()
     info = {"image_size": image_size, "perceptual": loss.perceptual.description,
             "codebook_usage": model.quantizer.usage(), **(meta or {})}
+    last = history[-1] if history else {}
+    if "eval/psnr_db" in last:
+        info.update(held_out_psnr_db=last["eval/psnr_db"], held_out_l1=last["eval/l1"],
+                    held_out_images=len(eval_data))
     if is_main_process():  # rank 0 alone writes the model directory
         save_pretrained(model.cpu(), out_dir, meta=info)
     return model, history
