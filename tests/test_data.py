@@ -99,3 +99,19 @@ def test_photos_spec():
     ds = data.load_data("photos", limit=2)
     assert ds.names == ["astronaut", "chelsea"]
     assert ds.images[1].shape == (300, 451, 3) and ds.images[1].dtype == np.uint8
+
+
+def test_labels_for_renumbers_by_class_name(tmp_path):
+    """Held-out labels follow the model's / training data's class order, matched by name."""
+    img = np.zeros((4, 4, 3), np.uint8)
+    for cls in ("zebra", "ant"):  # sorted on load: ant=0, zebra=1
+        save_image(img, tmp_path / "two" / cls / "a.png")
+    save_image(img, tmp_path / "one" / "zebra" / "a.png")
+    save_image(img, tmp_path / "flat" / "a.png")
+    two = data.load_data(str(tmp_path / "two"))
+    assert list(two.labels) == [0, 1]
+    assert list(two.labels_for(["cat", "zebra", "ant"], "the model")) == [2, 1]
+    assert list(data.load_data(str(tmp_path / "one")).labels_for(["ant", "zebra"], "x")) == [1]  # one sub-folder
+    assert data.load_data(str(tmp_path / "flat")).labels_for(["ant"], "x") is None
+    with pytest.raises(PixseqError, match="not in the model: zebra"):
+        two.labels_for(["ant", "bee"], "the model")

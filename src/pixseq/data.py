@@ -53,6 +53,22 @@ class ImageSet:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def labels_for(self, class_names: Sequence[str], known_as: str) -> np.ndarray | None:
+        """This set's labels renumbered to ``class_names`` (a model's or another set's classes),
+        matched by name: a held-out folder may hold a subset of them, in another order. A
+        folder whose images all sit in one sub-folder counts as that one class (the loader
+        gives no labels for a single class). None when there are no labels; a class not in
+        ``class_names`` is a PixseqError naming it and ``known_as``."""
+        names = self.class_names if self.labels is not None else _single_sub_folder(self.names)
+        if not names:
+            return None
+        unknown = sorted(set(names) - set(class_names))
+        if unknown:
+            raise PixseqError(f"classes of {self.spec!r} not in {known_as}: {', '.join(unknown)}")
+        index = {name: i for i, name in enumerate(class_names)}
+        labels = np.zeros(len(self.images), np.int64) if self.labels is None else np.asarray(self.labels)
+        return np.array([index[name] for name in names], dtype=np.int64)[labels]
+
     def stacked(self) -> np.ndarray:
         """All images as one ``(N, H, W, 3)`` array (they must share a size)."""
         shapes = {im.shape for im in self.images}
@@ -142,6 +158,12 @@ def builtin_photos() -> ImageSet:
     except Exception:  # noqa: BLE001
         pass
     return ImageSet(images, None, (), names, "photos")
+
+
+def _single_sub_folder(names: Sequence[str]) -> tuple[str, ...]:
+    """``(sub-folder,)`` when every relative image path starts with the same sub-folder."""
+    tops = {Path(n).parts[0] if len(Path(n).parts) >= 2 else None for n in names}
+    return (tops.pop(),) if len(tops) == 1 and None not in tops else ()
 
 
 def load_folder(folder: str | os.PathLike) -> ImageSet:

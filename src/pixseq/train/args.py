@@ -173,8 +173,7 @@ def add_val_arguments(parser: argparse.ArgumentParser) -> None:
 def load_val_data(settings: dict[str, Any], train) -> tuple[list[np.ndarray], np.ndarray | None] | None:
     """The ``--val-data`` images (the first ``--val-limit``; None without ``--val-data``) and,
     for a class-conditional run (``settings["classes"]``), their labels renumbered to the
-    training data's classes ``train.class_names``, matched by name: a held-out folder may
-    hold a subset of the classes, in another order."""
+    training data's classes by name (:meth:`pixseq.data.ImageSet.labels_for`)."""
     from pixseq.data import load_data
 
     if settings["val_data"] is None:
@@ -189,19 +188,7 @@ def load_val_data(settings: dict[str, Any], train) -> tuple[list[np.ndarray], np
     val = load_data(settings["val_data"], limit=limit)
     if not settings["classes"]:
         return list(val.images), None
-    names = _single_class_folder(val.names) if val.labels is None else val.class_names
-    if names is None:
+    labels = val.labels_for(train.class_names, f"the training data {settings['data']!r}")
+    if labels is None:
         raise PixseqError(f"--classes needs labelled held-out data; {settings['val_data']!r} has no labels")
-    labels = np.zeros(len(val.images), np.int64) if val.labels is None else np.asarray(val.labels)
-    unknown = sorted(set(names) - set(train.class_names))
-    if unknown:
-        raise PixseqError(f"held-out classes not in the training data {settings['data']!r}: {', '.join(unknown)}")
-    index = {name: i for i, name in enumerate(train.class_names)}
-    return list(val.images), np.array([index[name] for name in names])[labels]
-
-
-def _single_class_folder(names: Sequence[str]) -> tuple[str] | None:
-    """``(class,)`` when every image sits in the same sub-folder: a folder loader gives no
-    labels for a single class, but held out it is one class of the training data."""
-    tops = {Path(n).parts[0] if len(Path(n).parts) >= 2 else None for n in names}
-    return (tops.pop(),) if len(tops) == 1 and None not in tops else None
+    return list(val.images), labels

@@ -265,16 +265,8 @@ class Trainer:
 
     def _eval_shard(self) -> tuple[dict[str, float], int]:
         """Item-weighted sums of ``eval_step``'s scalars over this rank's share (every W-th item)."""
-        mine = list(range(self.dist.rank, len(self.eval_data), self.dist.world_size))
-        sums: dict[str, float] = {}
-        b = self.config.batch_size
-        for i in range(0, len(mine), b):
-            idx = mine[i:i + b]
-            batch = _to_device(default_collate([self.eval_data[j] for j in idx]), self.device)
-            with self._autocast():
-                scalars = self.task.eval_step(batch)
-            for k, v in scalars.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
+        mine = range(self.dist.rank, len(self.eval_data), self.dist.world_size)
+        sums = eval_sums(self.task, self.eval_data, mine, self.config.batch_size, self.device, self._autocast)
         return sums, len(mine)
 
     def _train_step(self, step: int) -> dict:
@@ -575,6 +567,24 @@ def _check_owned(params: dict[str, list[nn.Parameter]], modules: dict[str, nn.Mo
         if stray:
             raise PixseqError(f"part {part!r} optimizes {stray} parameter(s) that are in none of task.modules() "
                               f"({', '.join(modules)}), so they would not be checkpointed; add their module")
+
+
+@torch.no_grad()
+def eval_sums(task: Any, data: Any, indices: Sequence[int], batch_size: int, device: torch.device,
+              autocast=nullcontext) -> dict[str, float]:
+    """Item-weighted sums of ``task.eval_step``'s per-batch means over ``data[indices]``, in
+    batches of ``batch_size`` (collated like training batches); divide by ``len(indices)``
+    for the means. The caller sets eval mode and guards the RNG."""
+    sums: dict[str, float] = {}
+    indices = list(indices)
+    for i in range(0, len(indices), batch_size):
+        idx = indices[i:i + batch_size]
+        batch = _to_device(default_collate([data[j] for j in idx]), device)
+        with autocast():
+            scalars = task.eval_step(batch)
+        for k, v in scalars.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
+    return sums
 
 
 def _check_eval_data(task: Any, eval_data: Any) -> None:
