@@ -115,3 +115,17 @@ def test_labels_for_renumbers_by_class_name(tmp_path):
     assert data.load_data(str(tmp_path / "flat")).labels_for(["ant"], "x") is None
     with pytest.raises(PixseqError, match="not in the model: zebra"):
         two.labels_for(["ant", "bee"], "the model")
+
+
+def test_folder_limit_reads_only_the_kept_images(tmp_path):
+    """--limit used to read the whole folder first: slow on a large one, and an unreadable
+    file past the limit failed the run. Classes still come from the whole listing."""
+    img = np.zeros((4, 4, 3), np.uint8)
+    save_image(img, tmp_path / "a" / "0.png")
+    save_image(img, tmp_path / "a" / "1.png")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "broken.png").write_bytes(b"not a png")
+    got = data.load_data(str(tmp_path), limit=2)
+    assert len(got) == 2 and got.class_names == ("a", "b") and list(got.labels) == [0, 0]
+    with pytest.raises(PixseqError):
+        data.load_data(str(tmp_path))  # the broken file is read without a limit

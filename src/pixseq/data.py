@@ -166,23 +166,26 @@ def _single_sub_folder(names: Sequence[str]) -> tuple[str, ...]:
     return (tops.pop(),) if len(tops) == 1 and None not in tops else ()
 
 
-def load_folder(folder: str | os.PathLike) -> ImageSet:
-    """Every image below ``folder``; labels from first-level sub-folders when all images have one."""
+def load_folder(folder: str | os.PathLike, limit: int | None = None) -> ImageSet:
+    """Every image below ``folder`` (the first ``limit`` in sorted order); labels from
+    first-level sub-folders when all images have one. The classes come from the whole
+    listing, but only the images kept are read (a large folder with ``--limit 10`` reads 10)."""
     folder = Path(folder)
     files = list_images(folder)
     if not files:
         raise PixseqError(f"no images found in folder {folder}")
     rel = [f.relative_to(folder) for f in files]
-    images = [load_image(f) for f in files]
+    kept = slice(None) if limit is None else slice(0, limit)
+    images = [load_image(f) for f in files[kept]]
     labels, classes = None, ()
     if all(len(r.parts) >= 2 for r in rel):
         classes = tuple(sorted({r.parts[0] for r in rel}))
         if len(classes) > 1:
             index = {c: i for i, c in enumerate(classes)}
-            labels = np.array([index[r.parts[0]] for r in rel], dtype=np.int64)
+            labels = np.array([index[r.parts[0]] for r in rel[kept]], dtype=np.int64)
         else:
             classes = ()
-    return ImageSet(images, labels, classes, [str(r) for r in rel], str(folder))
+    return ImageSet(images, labels, classes, [str(r) for r in rel[kept]], str(folder))
 
 
 def load_data(spec: str, limit: int | None = None) -> ImageSet:
@@ -196,11 +199,7 @@ def load_data(spec: str, limit: int | None = None) -> ImageSet:
             photos.images, photos.names = photos.images[:limit], photos.names[:limit]
         return photos
     if Path(spec).is_dir():
-        ds = load_folder(spec)
-        if limit is not None:
-            ds.images, ds.names = ds.images[:limit], ds.names[:limit]
-            ds.labels = ds.labels[:limit] if ds.labels is not None else None
-        return ds
+        return load_folder(spec, limit)
     raise PixseqError(
         f"unknown data spec {spec!r}: use a folder of images, 'fashion-mnist[:train|test]' or 'photos'"
     )
