@@ -64,9 +64,9 @@ def test_help_lists_verbs_and_common_options(capsys):
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for verb in ("demo", "train", "sample", "complete", "probe", "convert"):
+    for verb in ("demo", "train", "sample", "complete", "probe", "evaluate", "convert"):
         assert verb in out
-    for argv in (["train", "igpt"], ["sample"], ["complete"], ["probe"], ["convert", "hf-imagegpt"], ["demo"]):
+    for argv in (["train", "igpt"], ["sample"], ["complete"], ["probe"], ["evaluate"], ["convert", "hf-imagegpt"], ["demo"]):
         with pytest.raises(SystemExit) as info:
             main(argv + ["--help"])
         text = capsys.readouterr().out
@@ -528,3 +528,31 @@ def test_train_held_out_bad_input(folder, tmp_path, capsys, extra, words):
     extra = [str(folder) if e == "DATA" else e for e in extra]
     code = main(["train", "igpt", "--data", str(folder), "--out", str(out), "--steps", "2"] + TRAIN + extra)
     assert words in _one_line_error(capsys, code) and not out.exists()
+
+
+def test_evaluate_igpt(model_dir, folder, tmp_path, capsys):
+    """pixseq evaluate: the mean NLL over all images (batches of 5 over 48: item-weighted) equals
+    the prior's loss on every token at once; classes by name; strict JSON; bad input."""
+    out = tmp_path / "e.json"
+    assert main(["evaluate", "--model", str(model_dir), "--data", str(folder), "--batch-size", "5",
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    doc = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(c))
+    model = checkpoint.from_pretrained(model_dir, expected_kind="igpt")
+    from pixseq.data import load_data
+
+    data = load_data(str(folder))
+    tokens = model.encode_uint8(np.stack(data.images))
+    with torch.no_grad():
+        nats = float(model.prior.loss(tokens, torch.as_tensor(data.labels)[:, None]).double())
+    assert doc["images"] == 48 and doc["loss"] == pytest.approx(nats, rel=1e-5)  # float32 sums in two orders
+    assert f"bits/pixel {nats / np.log(2):.4f}" in printed and "with their class labels" in printed
+    flat = tmp_path / "flat"
+    save_image(np.zeros((SIDE, SIDE, 3), np.uint8), flat / "a.png")
+    for argv, words in (
+        (["--data", str(flat)], "class-conditional and"),  # no labels, no 'any class' token
+        (["--data", str(folder), "--image-size", "8"], "--image-size is for vqgan"),
+        (["--data", str(folder), "--limit", "0"], "--limit must be >= 1"),
+        (["--data", str(folder), "--json", str(tmp_path)], "is a folder"),
+    ):
+        assert words in _one_line_error(capsys, main(["evaluate", "--model", str(model_dir)] + argv))

@@ -324,3 +324,34 @@ def test_vqgan_with_held_out_data(tmp_path, capsys):
                  "--steps", "2", "--val-data", str(tmp_path / "small"), *TINY])
     assert code == 2 and not (tmp_path / "v2").exists()
     _one_line_error(capsys, "held-out images must be at least 28x28", "e.g. 20x40")
+
+
+def test_evaluate_taming_and_vqgan(trained, tmp_path, capsys):
+    """pixseq evaluate on the prior (bits per code and per pixel) and on the VQGAN (PSNR of
+    centre crops against a float64 formula)."""
+    _, vq, prior = trained
+    assert main(["evaluate", "--model", str(prior), "--data", "fashion-mnist:test", "--limit", "6",
+                 "--json", str(tmp_path / "p.json")]) == 0
+    import json
+
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert doc["bits_per_pixel"] == pytest.approx(doc["bits_per_code"] * 49 / 784)  # 7x7 codes, 28x28 pixels
+    from pixseq.data import load_data
+    from pixseq.io import to_tensor
+
+    data = load_data("fashion-mnist:test", limit=6)
+    model = from_pretrained(prior, "taming")
+    with torch.no_grad():
+        nats = float(model.prior.loss(model.encode(to_tensor(np.stack(data.images))),
+                                      torch.as_tensor(data.labels)[:, None]))
+    assert doc["loss"] == pytest.approx(nats, rel=1e-5)
+    assert main(["evaluate", "--model", str(vq), "--data", "fashion-mnist:test", "--limit", "6",
+                 "--batch-size", "4", "--json", str(tmp_path / "v.json")]) == 0
+    x = to_tensor(np.stack(data.images)).double()
+    with torch.no_grad():
+        rec = from_pretrained(vq, "vqgan").reconstruct(x.float()).double()
+    psnr = float((10 * torch.log10(1 / (rec - x).pow(2).flatten(1).mean(1))).mean())
+    assert json.loads((tmp_path / "v.json").read_text())["psnr_db"] == pytest.approx(psnr, abs=1e-3)
+    assert f"PSNR {psnr:.2f} dB" in capsys.readouterr().out
+    assert main(["evaluate", "--model", str(vq), "--data", "fashion-mnist:test", "--image-size", "40"]) == 2
+    _one_line_error(capsys, "at least 40x40")

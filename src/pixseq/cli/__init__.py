@@ -26,6 +26,7 @@ VERBS: dict[str, str] = {
     "sample": "pixseq.cli.sample",
     "complete": "pixseq.cli.complete",
     "probe": "pixseq.cli.probe",
+    "evaluate": "pixseq.cli.evaluate",
     "reconstruct": "pixseq.cli.reconstruct",
     "convert": "pixseq.cli.convert",
     "assess": "pixseq.cli.assess",

@@ -68,12 +68,11 @@ class ImageDataset(torch.utils.data.Dataset):
                 "label": torch.tensor(label)}
 
 
-def centre_crops(images: Sequence[np.ndarray], size: int) -> list[np.ndarray]:
+def centre_crops(images: Sequence[np.ndarray], size: int, what: str = "held-out images") -> list[np.ndarray]:
     """The central ``size x size`` crop of each image, at its own scale (held-out data)."""
     small = [im.shape[:2] for im in images if min(im.shape[:2]) < size]
     if small:
-        raise PixseqError(f"held-out images must be at least {size}x{size} (the training size), "
-                          f"got e.g. {small[0][0]}x{small[0][1]}")
+        raise PixseqError(f"{what} must be at least {size}x{size}, got e.g. {small[0][0]}x{small[0][1]}")
     out = []
     for im in images:
         y, x = (im.shape[0] - size) // 2, (im.shape[1] - size) // 2
