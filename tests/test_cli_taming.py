@@ -355,3 +355,17 @@ def test_evaluate_taming_and_vqgan(trained, tmp_path, capsys):
     assert f"PSNR {psnr:.2f} dB" in capsys.readouterr().out
     assert main(["evaluate", "--model", str(vq), "--data", "fashion-mnist:test", "--image-size", "40"]) == 2
     _one_line_error(capsys, "at least 40x40")
+
+
+def test_vqgan_records_what_perceptual_auto_resolved_to(tmp_path, capsys):
+    """--perceptual auto was recorded as 'auto', so a resume after LPIPS weights appeared would
+    switch losses mid-run; the run record now holds the loss actually used."""
+    import json
+
+    tiny = [a for a in TINY if a not in ("--perceptual", "none")]
+    out = tmp_path / "vq"
+    assert main(["train", "vqgan", "--data", "fashion-mnist:test", "--limit", "8", "--out", str(out),
+                 "--steps", "1", "--perceptual", "auto", *tiny]) == 0
+    kind = json.loads((out / "run.json").read_text())["perceptual"]
+    described = from_pretrained(out, "vqgan").pretrained_meta["perceptual"]
+    assert (kind, described.split()[0]) in {("lpips", "LPIPS"), ("effnet", "EfficientNet-Lite0")}

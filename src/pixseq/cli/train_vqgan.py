@@ -88,11 +88,14 @@ def run(args: argparse.Namespace) -> int:
     # resolved once and recorded: a resume that extends --steps must not move the GAN's start
     s.update(image_size=size, disc_start=s["disc_start"] if s["disc_start"] is not None else train.steps // 2)
     loss_cfg = VQGANLossConfig(perceptual=s["perceptual"], disc_start=s["disc_start"])
+    recorder = RunRecorder(args.out, s, args.resume)
     model, history = fit_vqgan(data.images, args.out, cfg, loss_cfg, train, size, resolve_device(args.device),
                                resume=args.resume, labels=data.labels,
                                crops_per_epoch=None if fixed else 4096,
-                               meta={"data": s["data"]}, callbacks=[RunRecorder(args.out, s, args.resume)],
-                               held_out=val[0] if val is not None else None)
+                               meta={"data": s["data"]}, callbacks=[recorder],
+                               held_out=val[0] if val is not None else None,
+                               # record what "auto" resolved to: a resume must not switch losses
+                               on_perceptual=lambda kind: recorder.settings.update(perceptual=kind))
     last = history[-1] if history else {}
     print(f"wrote {args.out}: f={s['factor']}, K={s['codes']}, image size {size}; "
           f"rec {last.get('gen/rec', float('nan')):.4f}, codebook usage {model.quantizer.usage():.1%}")

@@ -180,7 +180,8 @@ def fit_vqgan(images: Sequence[np.ndarray], out_dir: str | os.PathLike, config: 
               device: str | torch.device = "cpu", resume: bool = False, labels=None,
               crops_per_epoch: int | None = None, meta: dict | None = None,
               announce: Callable[[str], None] | None = notice, callbacks=(),
-              held_out: Sequence[np.ndarray] | None = None) -> tuple[VQGAN, list[dict]]:
+              held_out: Sequence[np.ndarray] | None = None,
+              on_perceptual: Callable[[str], None] | None = None) -> tuple[VQGAN, list[dict]]:
     """Train a VQGAN on ``images`` and write it as a model directory ``out_dir``.
 
     ``held_out``: images whose centre ``image_size`` crops are reconstructed at every
@@ -189,13 +190,17 @@ def fit_vqgan(images: Sequence[np.ndarray], out_dir: str | os.PathLike, config: 
     ``announce`` receives one line naming the perceptual loss actually used (it may fall
     back from LPIPS when its weights are missing): a stderr notice for ``pixseq train
     vqgan``; callers with their own log (the demo) pass ``None`` or their logger, so the
-    line does not leak onto their output.
+    line does not leak onto their output. ``on_perceptual`` receives its kind (``"lpips"``,
+    ``"effnet"``, ``"none"``) before training starts: what ``"auto"`` resolved to, for a run
+    record, so that a resume keeps the same loss even if LPIPS weights appear meanwhile.
     """
     torch.manual_seed(train_config.seed)
     model = VQGAN(config)
     loss = VQGANLoss(loss_config)
     if announce is not None:
         announce(f"perceptual loss: {loss.perceptual.description}")
+    if on_perceptual is not None:
+        on_perceptual(loss.perceptual.kind)
     data = ImageDataset(images, image_size, labels, crops_per_epoch)
     eval_data = ImageDataset(centre_crops(held_out, image_size), image_size) if held_out is not None else None
     history = Trainer(VQGANTask(model, loss), data, train_config, out_dir, device,

@@ -111,7 +111,8 @@ def _try_lpips() -> tuple[nn.Module | None, str]:
 
 
 class PerceptualLoss(nn.Module):
-    """Frozen feature distance between images in [-1, 1]; ``description`` says which one."""
+    """Frozen feature distance between images in [-1, 1]; ``description`` says which one and
+    ``kind`` names it (``"lpips"``, ``"effnet"`` or ``"none"``: what ``"auto"`` became)."""
 
     def __init__(self, kind: str = "auto") -> None:
         super().__init__()
@@ -130,6 +131,7 @@ class PerceptualLoss(nn.Module):
             self.description = "EfficientNet-Lite0 feature distance" + (f" (instead of LPIPS: {why})" if why else "")
         if kind == "none":
             self.description = "none"
+        self.kind = "none" if self.net is None else "lpips" if self._lpips else "effnet"
         if self.net is not None:
             self.net.eval().requires_grad_(False)
 
