@@ -517,6 +517,23 @@ def test_train_with_held_out_data(folder, tmp_path, capsys):
     assert "--val-data" in _one_line_error(capsys, code)  # a held-out curve keeps its data
 
 
+def test_evaluate_json_never_replaces_a_model_or_input_file(model_dir, folder, tmp_path, capsys):
+    """--json naming the model's config.json (or its weights, its training history, an input
+    image) overwrote it with the numbers and destroyed the model: refused before any work."""
+    import shutil
+
+    model = tmp_path / "m"
+    shutil.copytree(model_dir, model)
+    image = sorted(folder.rglob("*.png"))[0]
+    for target, words in ((model / "config.json", "file of the --model directory"),
+                          (model / "train" / "history.jsonl", "file of the --model directory"),
+                          (image, "file of the --data folder")):
+        before = target.read_bytes()
+        code = main(["evaluate", "--model", str(model), "--data", str(folder), "--json", str(target)])
+        assert words in _one_line_error(capsys, code) and target.read_bytes() == before
+    assert main(["evaluate", "--model", str(model), "--data", str(folder), "--json", str(model / "e.json")]) == 0
+
+
 @pytest.mark.parametrize("extra, words", [
     (["--val-limit", "3"], "--val-limit needs --val-data"),
     (["--val-data", "DATA", "--val-limit", "0"], "--val-limit must be >= 1"),

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
             raise PixseqError(f"{flag} must be >= 1, got {value}")
     if args.json is not None:
         check_output(args.json, "--json")
+        _check_json_target(args.json, args.model, args.data)
     device = resolve_device(args.device)
     model = from_pretrained(args.model, expected_kind=KINDS).to(device).eval()
     if args.image_size is not None and model.kind != "vqgan":
@@ -76,6 +77,19 @@ def run(args: argparse.Namespace) -> int:
         with atomic_write(args.json, "w") as fh:
             json.dump(doc, fh, indent=2)
     return 0
+
+
+def _check_json_target(path: Path, model: str, data: str) -> None:
+    """``--json`` must not replace a file of the model directory (its config, weights or
+    training state) or of a data folder (an input image): refused before any work."""
+    from pixseq.errors import PixseqError
+
+    where = Path(path).resolve()
+    if not where.is_file():
+        return
+    for root, what in ((Path(model), "--model directory"), (Path(data), "--data folder")):
+        if root.is_dir() and root.resolve() in where.parents:
+            raise PixseqError(f"--json {path} is a file of the {what} {root}; choose another file")
 
 
 def _task_and_data(model, data, args) -> tuple[Any, Any, str]:
