@@ -534,6 +534,19 @@ def test_evaluate_json_never_replaces_a_model_or_input_file(model_dir, folder, t
     assert main(["evaluate", "--model", str(model), "--data", str(folder), "--json", str(model / "e.json")]) == 0
 
 
+def test_held_out_same_as_training_data_is_noticed_however_written(folder, capsys):
+    """The notice that --val-data is the training data compared the spec strings, so
+    'DIR/' or 'fashion-mnist:train' for the training data 'DIR' or 'fashion-mnist' said nothing."""
+    from pixseq.train.args import _same_data, load_val_data
+
+    settings = {"data": str(folder), "val_limit": 2, "classes": False}
+    for spec in (str(folder) + "/", str(folder / ".." / folder.name)):
+        assert load_val_data({**settings, "val_data": spec}, None) is not None
+        assert "is the training data" in capsys.readouterr().err
+    assert _same_data("fashion-mnist", "fashion-mnist:train") and not _same_data("fashion-mnist", "fashion-mnist:test")
+    assert not _same_data(str(folder), str(folder.parent))
+
+
 @pytest.mark.parametrize("extra, words", [
     (["--val-limit", "3"], "--val-limit needs --val-data"),
     (["--val-data", "DATA", "--val-limit", "0"], "--val-limit must be >= 1"),

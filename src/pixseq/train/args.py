@@ -180,7 +180,7 @@ def load_val_data(settings: dict[str, Any], train) -> tuple[list[np.ndarray], np
         if settings["val_limit"] is not None:
             raise PixseqError("--val-limit needs --val-data")
         return None
-    if settings["val_data"] == settings["data"]:
+    if _same_data(settings["val_data"], settings["data"]):
         notice(f"--val-data is the training data {settings['data']!r}: its loss is not a held-out measure")
     limit = settings["val_limit"] if settings["val_limit"] is not None else DEFAULT_VAL_LIMIT
     if limit < 1:
@@ -192,3 +192,14 @@ def load_val_data(settings: dict[str, Any], train) -> tuple[list[np.ndarray], np
     if labels is None:
         raise PixseqError(f"--classes needs labelled held-out data; {settings['val_data']!r} has no labels")
     return list(val.images), labels
+
+
+def _same_data(a: str, b: str) -> bool:
+    """Whether two data specs name the same data, however written: ``fashion-mnist`` is
+    ``fashion-mnist:train``, and ``runs/../data/`` is the folder ``data``."""
+    def canonical(spec: str) -> str:
+        if spec == "fashion-mnist":
+            return "fashion-mnist:train"
+        return str(Path(spec).resolve()) if Path(spec).is_dir() else spec
+
+    return canonical(a) == canonical(b)
