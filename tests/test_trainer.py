@@ -575,6 +575,26 @@ def test_held_out_evaluation_of_a_run_a_callback_ended_early(tmp_path):
     assert "eval/mse" in _read_jsonl(tmp_path / HISTORY_NAME)[-1]
 
 
+def test_held_out_evaluation_of_a_run_cut_short_reaches_tensorboard(tmp_path):
+    """The last step of a run a callback ended early was evaluated after the TensorBoard writer
+    had closed: its eval/ scalars were in history.jsonl but not in TensorBoard."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    class Budget:
+        def on_step_end(self, trainer, step, record):
+            if step == 5:
+                trainer.config.steps = 5
+
+    cfg = TrainConfig(**{**BASE, "ckpt_every": 4, "log_every": 1})
+    history = Trainer(ToyTask(seed=0), toy_data(), cfg, tmp_path, callbacks=[Budget()],
+                      eval_data=toy_data(n=9)).fit()
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    events = acc.Scalars("eval/mse")
+    assert [e.step for e in events] == [4, 5]
+    assert events[-1].value == pytest.approx(history[-1]["eval/mse"], rel=1e-6)  # float32 in TensorBoard
+
+
 def test_held_out_evaluation_needs_eval_step_and_data(tmp_path):
     class NoEval(ToyTask):
         eval_step = None

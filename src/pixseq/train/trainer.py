@@ -186,6 +186,7 @@ class Trainer:
                     self._run_one_step(pbar)
                     if D.any_rank(stop.requested, self.device):
                         raise KeyboardInterrupt
+                self._evaluate_cut_short()
         except KeyboardInterrupt:
             self._interrupted(in_step=self._in_step)
         except NonFiniteError as exc:
@@ -201,9 +202,6 @@ class Trainer:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
-        last = self.history[-1] if self.history else {}
-        if self.eval_data is not None and last and not any(k.startswith("eval/") for k in last):
-            last.update(self.evaluate())  # a callback ended the run early (e.g. a time budget)
         if self.last_checkpoint_step != self.step:
             self.save_checkpoint()
         if self.ema is not None:
@@ -233,6 +231,18 @@ class Trainer:
         for cb in self.callbacks:
             if hasattr(cb, "on_step_end"):
                 cb.on_step_end(self, self.step, record)
+
+    def _evaluate_cut_short(self) -> None:
+        """A callback ended the run early (e.g. a time budget): its last step is evaluated too,
+        into its record and TensorBoard (while the writer is open), like any last step."""
+        last = self.history[-1] if self.history else {}
+        if self.eval_data is None or not last or any(k.startswith("eval/") for k in last):
+            return
+        scores = self.evaluate()
+        last.update(scores)
+        if self._writer is not None:  # rank 0 with logging on
+            for k, v in scores.items():
+                self._writer.add_scalar(k, v, self.step)
 
     def _eval_due(self) -> bool:
         every = self.config.ckpt_every
