@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pixseq.cli.common import path_arg
+from pixseq.cli.common import path_arg, plural
 
 HELP = "measure a model on data: bits per pixel (igpt, taming prior) or reconstruction PSNR (vqgan)"
 
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         h, w = model.grid
         H, W = model.image_size
         means["bits_per_pixel"] = means["bits_per_code"] * h * w / (H * W)
-    print(f"{args.model} ({model.kind}) on {len(dataset)} images of {args.data} ({how}):")
+    print(f"{args.model} ({model.kind}) on {plural(len(dataset), 'image')} of {args.data} ({how}):")
     for line in _lines(model.kind, means):
         print(f"  {line}")
     if args.json is not None:

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pixseq.cli.common import path_arg
+from pixseq.cli.common import path_arg, plural
 from pixseq.errors import PixseqError
 from pixseq.train.distributed import is_main_process, launched_world_size
 
@@ -148,6 +148,6 @@ def run(args: argparse.Namespace) -> int:
           f"last training-batch loss {loss:.3f} nats/pixel ({loss / np.log(2):.3f} bits)"
           + (", of the raw weights; the model holds their EMA" if train_config.ema_decay > 0 else ""))
     if "eval/bits_per_pixel" in last:
-        print(f"held-out ({len(val[0])} images of {settings['val_data']}): "
+        print(f"held-out ({plural(len(val[0]), 'image')} of {settings['val_data']}): "
               f"{last['eval/bits_per_pixel']:.3f} bits/pixel with the saved weights")
     return 0

@@ -42,7 +42,7 @@ RUN_DEFAULTS = {"data": None, "limit": None, "classes": False, "condition": None
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pixseq.cli.common import resolve_device
+    from pixseq.cli.common import plural, resolve_device
     from pixseq.data import load_data
     from pixseq.errors import PixseqError
     from pixseq.models.taming import taming_config
@@ -79,6 +79,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {Path(args.out)}: prior over {model.grid[0]}x{model.grid[1]} codes, "
           f"{model.prior.num_params() / 1e6:.2f} M params, {bits:.3f} bits/code (last training batch)")
     if "eval/bits_per_code" in last:
-        print(f"held-out ({len(val[0])} images of {s['val_data']}): {last['eval/bits_per_code']:.3f} bits/code "
+        print(f"held-out ({plural(len(val[0]), 'image')} of {s['val_data']}): {last['eval/bits_per_code']:.3f} bits/code "
               f"with the saved weights")
     return 0

@@ -52,7 +52,7 @@ MIN_IMAGE_SIZE = 24
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixseq.cli.common import resolve_device
+    from pixseq.cli.common import plural, resolve_device
     from pixseq.data import load_data
     from pixseq.errors import PixseqError
     from pixseq.models.taming_train import centre_crops, fit_vqgan
@@ -100,6 +100,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: f={s['factor']}, K={s['codes']}, image size {size}; "
           f"rec {last.get('gen/rec', float('nan')):.4f}, codebook usage {model.quantizer.usage():.1%}")
     if "eval/psnr_db" in last:
-        print(f"held-out ({len(val[0])} images of {s['val_data']}, centre {size}x{size} crops): PSNR "
+        print(f"held-out ({plural(len(val[0]), 'image')} of {s['val_data']}, centre {size}x{size} crops): PSNR "
               f"{last['eval/psnr_db']:.2f} dB, L1 {last['eval/l1']:.4f} with the saved weights")
     return 0
