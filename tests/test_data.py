@@ -115,6 +115,8 @@ def test_labels_for_renumbers_by_class_name(tmp_path):
     assert data.load_data(str(tmp_path / "flat")).labels_for(["ant"], "x") is None
     with pytest.raises(PixseqError, match="not in the model: zebra"):
         two.labels_for(["ant", "bee"], "the model")
+    # a limit that leaves the unknown class out: only the classes of the images kept count
+    assert list(data.load_data(str(tmp_path / "two"), limit=1).labels_for(["ant", "bee"], "the model")) == [0]
 
 
 def test_folder_limit_reads_only_the_kept_images(tmp_path):

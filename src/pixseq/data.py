@@ -57,17 +57,19 @@ class ImageSet:
         """This set's labels renumbered to ``class_names`` (a model's or another set's classes),
         matched by name: a held-out folder may hold a subset of them, in another order. A
         folder whose images all sit in one sub-folder counts as that one class (the loader
-        gives no labels for a single class). None when there are no labels; a class not in
-        ``class_names`` is a PixseqError naming it and ``known_as``."""
+        gives no labels for a single class). None when there are no labels; a class of the
+        images kept (not of the whole listing) missing from ``class_names`` is a PixseqError
+        naming it and ``known_as``."""
         names = self.class_names if self.labels is not None else _single_sub_folder(self.names)
         if not names:
             return None
-        unknown = sorted(set(names) - set(class_names))
+        labels = np.zeros(len(self.images), np.int64) if self.labels is None else np.asarray(self.labels)
+        used = sorted({names[i] for i in np.unique(labels)})  # a --limit may leave some classes out
+        unknown = [name for name in used if name not in class_names]
         if unknown:
             raise PixseqError(f"classes of {self.spec!r} not in {known_as}: {', '.join(unknown)}")
         index = {name: i for i, name in enumerate(class_names)}
-        labels = np.zeros(len(self.images), np.int64) if self.labels is None else np.asarray(self.labels)
-        return np.array([index[name] for name in names], dtype=np.int64)[labels]
+        return np.array([index.get(name, -1) for name in names], dtype=np.int64)[labels]
 
     def stacked(self) -> np.ndarray:
         """All images as one ``(N, H, W, 3)`` array (they must share a size)."""
