@@ -218,7 +218,7 @@ def test_non_positive_limit_and_image_size_are_refused(trained, tmp_path, option
     """--limit 0 was a StopIteration / ValueError traceback, --limit -1 silently dropped the
     last image, prior --image-size 0 fell back to the default and -3 was a traceback."""
     verb, *opt = option
-    extra = ["--tokenizer", str(trained[1])] if verb == "prior" else list(TINY)
+    extra = ["--tokenizer", str(trained[1]), "--warmup-steps", "1"] if verb == "prior" else list(TINY)
     out = tmp_path / "run"
     assert main(["train", verb, "--data", "fashion-mnist:test", "--out", str(out), "--steps", "1",
                  *extra, *opt]) == 2
@@ -369,3 +369,15 @@ def test_vqgan_records_what_perceptual_auto_resolved_to(tmp_path, capsys):
     kind = json.loads((out / "run.json").read_text())["perceptual"]
     described = from_pretrained(out, "vqgan").pretrained_meta["perceptual"]
     assert (kind, described.split()[0]) in {("lpips", "LPIPS"), ("effnet", "EfficientNet-Lite0")}
+
+
+@pytest.mark.parametrize("verb", ["prior", "vqgan"])
+def test_too_few_images_for_a_batch_write_nothing(trained, tmp_path, verb, capsys):
+    """train prior wrote tokenizer.json (and encoded every image) before the Trainer found the
+    data smaller than one batch; both verbs now check first and leave no folder."""
+    extra = ["--tokenizer", str(trained[1]), "--warmup-steps", "1"] if verb == "prior" else list(TINY)
+    out = tmp_path / "run"
+    assert main(["train", verb, "--data", "fashion-mnist:test", "--limit", "5", "--out", str(out), "--steps", "2",
+                 *extra, "--batch-size", "8"]) == 2
+    _one_line_error(capsys, "fewer than one batch of 8")
+    assert not out.exists()

@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.models.taming import taming_config
     from pixseq.models.taming_train import fit_prior, load_tokenizer
     from pixseq.train.args import RunRecorder, check_out_dir, config_from_args, load_val_data, run_settings
+    from pixseq.train.batches import batches_per_epoch
+    from pixseq.train.distributed import launched_world_size
 
     check_out_dir(args.out, args.out, args.resume, args.force)
     s = run_settings(args, RUN_DEFAULTS, args.out)
@@ -62,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     data = load_data(s["data"], limit=s["limit"])
     if s["classes"] and data.labels is None:
         raise PixseqError(f"--classes needs labelled data; {s['data']!r} has no labels")
+    # before anything is written (fit_prior records the tokenizer first)
+    batches_per_epoch(len(data.images), train_config.batch_size, launched_world_size())
     val = load_val_data(s, data)
     size = s["image_size"] or getattr(tokenizer, "pretrained_meta", {}).get("image_size")
     if not size:

@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.tokenizers.losses import VQGANLossConfig
     from pixseq.tokenizers.vqgan import vqgan_config
     from pixseq.train.args import RunRecorder, check_out_dir, config_from_args, load_val_data, run_settings
+    from pixseq.train.batches import batches_per_epoch
+    from pixseq.train.distributed import launched_world_size
 
     check_out_dir(args.out, args.out, args.resume, args.force)
     s = run_settings(args, RUN_DEFAULTS, args.out)
@@ -75,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         raise PixseqError(f"--image-size must be at least {MIN_IMAGE_SIZE} (the smallest input of the "
                           f"PatchGAN discriminator's 4x4 convolutions), got {size}")
     fixed = shapes == {(size, size)}  # else: random crops of size x size
+    if fixed:  # random crops make 4096 items per epoch; whole images must fill one batch per process
+        batches_per_epoch(len(data.images), train.batch_size, launched_world_size())
     val = load_val_data({**s, "classes": False}, data)
     if val is not None:
         centre_crops(val[0], size)  # too small: refused before anything is written

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pixseq.errors import PixseqError
+from pixseq.errors import PixseqError, first_line
 
 
 @dataclass
@@ -107,7 +107,7 @@ def _try_lpips() -> tuple[nn.Module | None, str]:
     try:
         return load_lpips("vgg"), "LPIPS (VGG16)"
     except (PixseqError, OSError, RuntimeError) as exc:
-        return None, f"LPIPS weights unavailable: {str(exc).splitlines()[0][:160]}"
+        return None, f"LPIPS weights unavailable: {first_line(exc, 400)}"  # whole: it says where to put them
 
 
 class PerceptualLoss(nn.Module):
