@@ -17,6 +17,8 @@ the rest. The model directory is self-contained: tokenizer and prior weights liv
 """
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -250,10 +252,15 @@ class TamingTokenDataset(torch.utils.data.Dataset):
         if H != W:
             raise PixseqError("prior training data: only square image sizes are supported")
         arr = resize_square(list(images), H)
+        from tqdm.auto import tqdm
+
         toks, conds = [], []
         model.eval()
+        # encoding a large set up front takes minutes on a CPU: say so (rank 0, terminals only)
+        steps = tqdm(range(0, len(arr), batch), desc="encode", unit="batch", file=sys.stderr,
+                     disable=None if os.environ.get("RANK", "0") == "0" else True)
         with torch.no_grad():
-            for i in range(0, len(arr), batch):
+            for i in steps:
                 x = to_tensor(arr[i:i + batch]).to(model.device)
                 toks.append(model.encode(x).cpu())
                 conds.append(model.condition_tokens(x).cpu() if model.config.condition else
