@@ -603,3 +603,25 @@ def test_held_out_evaluation_needs_eval_step_and_data(tmp_path):
         Trainer(NoEval(), toy_data(), TrainConfig(**BASE), tmp_path, eval_data=toy_data())
     with pytest.raises(PixseqError, match="held-out data is empty"):
         Trainer(ToyTask(), toy_data(), TrainConfig(**BASE), tmp_path, eval_data=[])
+
+
+def test_tensor_scalars_are_logged_like_numbers(tmp_path, reference):
+    """A task may log one-element tensors (no .item() between forward and backward, which
+    makes a GPU host wait); they are logged like the numbers, and training is unchanged."""
+    class NoSync(torch.Tensor):  # reading one value back to the host is what must not happen per scalar
+        def item(self):
+            raise AssertionError("host sync on a logged scalar")
+
+        def __float__(self):
+            raise AssertionError("host sync on a logged scalar")
+
+    class TensorScalars(ToyTask):
+        def training_step(self, batch, step, part):
+            loss, scalars = super().training_step(batch, step, part)
+            return loss, {"mae": torch.tensor(scalars["mae"]).as_subclass(NoSync)}
+
+    history = Trainer(TensorScalars(seed=0), toy_data(), TrainConfig(**BASE), tmp_path).fit()
+    got, want = curve(history), reference[0]
+    assert [g[:5] for g in got] == [w[:5] for w in want]  # step, losses, lr, grad norm: bitwise
+    assert [g[5] for g in got] == pytest.approx([w[5] for w in want], rel=1e-6)  # mae: float32 vs float64 sum
+    assert all(isinstance(r["model/mae"], float) for r in history)

@@ -204,7 +204,8 @@ class IGPTTask:
 
     def training_step(self, batch: dict, step: int, part: str) -> tuple[torch.Tensor, dict[str, float]]:
         loss = self.model.prior.loss(batch["tokens"], self._cond(batch))
-        return loss, {"loss": loss.item(), "bits_per_pixel": loss.item() / float(np.log(2.0))}
+        nats = loss.detach()  # logged as tensors: the Trainer reads them back once per step
+        return loss, {"loss": nats, "bits_per_pixel": nats / float(np.log(2.0))}
 
     def eval_step(self, batch: dict) -> dict[str, float]:
         """Held-out loss: nats and bits per pixel (the iGPT paper's bits/dim is per *colour

@@ -159,7 +159,7 @@ class PriorTask:
 
     def training_step(self, batch: dict, step: int, part: str) -> tuple[torch.Tensor, dict[str, float]]:
         loss = self.model.prior.loss(batch["tokens"], batch_cond(self.model, batch))
-        return loss, {"bits_per_code": loss.item() / float(np.log(2.0))}
+        return loss, {"bits_per_code": loss.detach() / float(np.log(2.0))}  # read back once per step
 
     def eval_step(self, batch: dict) -> dict[str, float]:
         """Held-out NLL of the target codes: nats and bits per code."""

@@ -133,6 +133,9 @@ class TrainTask(Protocol):
         """The parameters ``part``'s optimizer updates."""
         ...
 
-    def training_step(self, batch, step: int, part: str) -> tuple[Tensor, dict[str, float]]:
-        """Scalar loss for ``part`` on ``batch`` (already on the device) and scalars to log."""
+    def training_step(self, batch, step: int, part: str) -> tuple[Tensor, dict[str, float | Tensor]]:
+        """Scalar loss for ``part`` on ``batch`` (already on the device) and scalars to log:
+        numbers, or one-element tensors, which the Trainer reads back together once per step
+        (an ``.item()`` here would make the host wait for the device between forward and
+        backward)."""
         ...

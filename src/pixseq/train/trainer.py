@@ -303,26 +303,28 @@ class Trainer:
             m.zero_grad(set_to_none=True)
         accum = len(micro)
         loss_sum = torch.zeros((), device=self.device)
-        scalar_sum: dict[str, float] = {}
+        scalar_sum: dict[str, Any] = {}
         for batch in micro:
             with self._autocast():
                 loss, scalars = _loss_and_scalars(self.task.training_step(batch, step, part))
             (loss / accum).backward()
             loss_sum += loss.detach().float()
-            for k, v in scalars.items():
-                scalar_sum[k] = scalar_sum.get(k, 0.0) + float(v)
+            for k, v in scalars.items():  # tensors stay on the device: no host sync mid-step
+                v = v.detach().float().reshape(()) if isinstance(v, torch.Tensor) else float(v)
+                scalar_sum[k] = scalar_sum.get(k, 0.0) + v
         params = self.params[part]
         keys = sorted(scalar_sum)
-        stats = torch.stack([loss_sum / accum] + [torch.tensor(scalar_sum[k] / accum, device=self.device)
-                                                  for k in keys])
+        stats = torch.stack([loss_sum / accum] + [torch.as_tensor(scalar_sum[k] / accum, dtype=torch.float32,
+                                                                  device=self.device) for k in keys])
         if self.dist.enabled:  # every rank must send the same tensors: unused params send zeros
             for p in params:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
         stats = D.all_reduce_mean([p.grad for p in params if p.grad is not None], stats, self.dist.world_size)
         max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-        loss_value = float(stats[0])
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm).detach().float().reshape(1)
+        # the step's one wait for the device: the NaN check needs the numbers before the update
+        loss_value, *scalar_values, grad_norm = torch.cat([stats, norm.to(stats.device)]).tolist()
         for what, value in (("loss", loss_value), ("gradient norm", grad_norm)):
             if not math.isfinite(value):
                 raise NonFiniteError(f"non-finite {what} ({value}) in part {part!r} at step {step}")
@@ -332,7 +334,7 @@ class Trainer:
         for m in self.modules.values():
             m.zero_grad(set_to_none=True)
         out = {f"loss/{part}": loss_value, f"lr/{part}": lr, f"grad_norm/{part}": grad_norm}
-        out.update({f"{part}/{k}": float(v) for k, v in zip(keys, stats[1:].tolist())})
+        out.update({f"{part}/{k}": v for k, v in zip(keys, scalar_values)})
         return out
 
     def _autocast(self):
