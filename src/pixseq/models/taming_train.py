@@ -114,7 +114,7 @@ class VQGANTask:
             x_hat, vq_loss, info = self.model(batch["image"])
             loss, logs = self.loss.generator_loss(x, x_hat.float(), vq_loss, step, self.model.last_layer())
             self._fake = {id(batch["image"]): x_hat.detach()}
-            logs.update(usage=self.model.quantizer.usage(), perplexity=float(info["perplexity"]))
+            logs.update(usage=self.model.quantizer.usage(), perplexity=info["perplexity"].detach())
             return loss, logs
         fake = self._fake.get(id(batch["image"]))
         if fake is None:

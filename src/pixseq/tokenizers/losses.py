@@ -212,12 +212,13 @@ class VQGANLoss(nn.Module):
         perc = self.perceptual(x, x_hat) if c.perceptual_weight > 0 else x.new_zeros(())
         nll = rec + c.perceptual_weight * perc
         loss = nll + c.codebook_weight * vq_loss
-        logs = {"rec": float(rec.detach()), "perceptual": float(perc.detach()), "vq": float(vq_loss.detach())}
+        # tensors, not floats: the Trainer reads the logs back once per step (no host wait here)
+        logs = {"rec": rec.detach(), "perceptual": perc.detach(), "vq": vq_loss.detach()}
         if step >= c.disc_start and c.disc_weight > 0:
             g = g_loss_fn(c.gan_loss, self.disc(x_hat))
             lam = adaptive_weight(nll, g, last_layer, c.disc_weight) if self.training else x.new_tensor(c.disc_weight)
             loss = loss + lam * g
-            logs.update(g_adv=float(g.detach()), adaptive_weight=float(lam))
+            logs.update(g_adv=g.detach(), adaptive_weight=lam.detach())
         return loss, logs
 
     def discriminator_loss(self, x: torch.Tensor, x_hat: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
@@ -227,5 +228,5 @@ class VQGANLoss(nn.Module):
             return x.new_zeros((), requires_grad=True), {}
         real, fake = self.disc(x.detach()), self.disc(x_hat.detach())
         loss = d_loss_fn(c.gan_loss, real, fake)
-        return loss, {"d_loss": float(loss.detach()), "logits_real": float(real.detach().mean()),
-                      "logits_fake": float(fake.detach().mean())}
+        return loss, {"d_loss": loss.detach(), "logits_real": real.detach().mean(),
+                      "logits_fake": fake.detach().mean()}
