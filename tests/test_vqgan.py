@@ -90,6 +90,25 @@ def test_kmeans_init_finds_clusters():
     assert bool(q.initialized) and dist.max() < 0.5
 
 
+def test_kmeans_flag_is_read_once_and_again_after_loading():
+    """The 'initialized' buffer used to be read back at every training forward (a GPU host
+    wait); it is read until it is True, and again after a state dict is loaded."""
+    class NoBool(torch.Tensor):
+        def __bool__(self):
+            raise AssertionError("read back")
+
+    q = _vq(num_codes=4, kmeans_init=True).train()
+    z = torch.randn(1, 4, 8, 8)
+    q(z)
+    q.initialized = q.initialized.as_subclass(NoBool)
+    q(z)  # no read of the flag once it is known to be True
+    q.initialized = q.initialized.as_subclass(torch.Tensor)  # readable again: a load must re-read it
+    fresh = _vq(num_codes=4, kmeans_init=True).state_dict()  # initialized=False
+    q.load_state_dict(fresh)
+    q(z)
+    assert bool(q.initialized) and not torch.equal(q.embedding.weight, fresh["embedding.weight"])  # k-means ran again
+
+
 def test_dead_codes_restart_from_recent_outputs_and_usage():
     q = _vq(num_codes=8, dead_restart=True, dead_after=3, usage_window=3).train()
     with torch.no_grad():

@@ -95,6 +95,9 @@ class VectorQuantizer(nn.Module):
         if c.kmeans_init:
             # persistent: a resumed or loaded model must not be re-initialised
             self.register_buffer("initialized", torch.tensor(False))
+        # A host-side mirror of ``initialized`` once it is True: reading the buffer back at
+        # every training forward would make a GPU host wait each time.
+        self._known_initialized = False
         # Training-time statistics: not part of the model files.
         self.register_buffer("code_age", torch.zeros(c.num_codes, dtype=torch.long), persistent=False)
         self.register_buffer("ever_used", torch.zeros(c.num_codes, dtype=torch.bool), persistent=False)
@@ -134,7 +137,7 @@ class VectorQuantizer(nn.Module):
         flat = z.permute(0, 2, 3, 1).reshape(-1, D)  # (B*h*w, d)
         if self.config.l2_norm:
             flat = F.normalize(flat, dim=1)
-        if self.training and self.config.kmeans_init and not bool(self.initialized):
+        if self.training and self.config.kmeans_init and not self._is_initialized():
             self._kmeans_init(flat.detach())
         idx = self.nearest(flat.detach())
         zq_flat = F.embedding(idx, self.codebook())
@@ -151,6 +154,15 @@ class VectorQuantizer(nn.Module):
         perplexity = torch.exp(-(probs * torch.log(probs.clamp_min(1e-10))).sum())
         return z_q, loss, {"indices": idx.view(B, H, W), "perplexity": perplexity, "commit": commit.detach()}
 
+    def _is_initialized(self) -> bool:
+        if not self._known_initialized:
+            self._known_initialized = bool(self.initialized)
+        return self._known_initialized
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._known_initialized = False  # the loaded state may be an uninitialized one: read it again
+
     # -- training-time codebook maintenance ---------------------------------------------
     @torch.no_grad()
     def _kmeans_init(self, flat: torch.Tensor) -> None:
@@ -166,6 +178,7 @@ class VectorQuantizer(nn.Module):
             centers[filled] = sums[filled] / cnt[filled, None]
         self._set_codes(torch.arange(K, device=flat.device), _from_rank0(centers))
         self.initialized.fill_(True)
+        self._known_initialized = True
 
     @torch.no_grad()
     def _set_codes(self, which: torch.Tensor, vectors: torch.Tensor) -> None:
