@@ -240,9 +240,7 @@ class Trainer:
             return
         scores = self.evaluate()
         last.update(scores)
-        if self._writer is not None:  # rank 0 with logging on
-            for k, v in scores.items():
-                self._writer.add_scalar(k, v, self.step)
+        self._add_scalars(scores)
 
     def _eval_due(self) -> bool:
         every = self.config.ckpt_every
@@ -506,13 +504,20 @@ class Trainer:
 
             self._writer = SummaryWriter(str(self.out_dir / TB_DIR), purge_step=self.step)
         every_key = self.step % cfg.log_every == 0 or self.step == cfg.steps
-        for k, v in record.items():  # held-out means whenever there are some (checkpoint steps)
-            if (every_key or k.startswith("eval/")) and k not in ("step", "loss") and isinstance(v, (int, float)):
-                self._writer.add_scalar(k, v, self.step)
+        # held-out means whenever there are some (checkpoint steps)
+        self._add_scalars({k: v for k, v in record.items() if every_key or k.startswith("eval/")})
         # the last step too: the final model's images are the ones a run is judged by
         if (cfg.image_every and (self.step % cfg.image_every == 0 or self.step == cfg.steps)
                 and hasattr(self.task, "sample_images")):
             self._writer.add_image("samples", self._image_grid(), self.step)
+
+    def _add_scalars(self, record: dict) -> None:
+        """TensorBoard points at this step for a record's numbers (rank 0, once logging started)."""
+        if self._writer is None:
+            return
+        for k, v in record.items():
+            if k not in ("step", "loss") and isinstance(v, (int, float)):
+                self._writer.add_scalar(k, v, self.step)
 
     @torch.no_grad()
     def _image_grid(self) -> torch.Tensor:
