@@ -109,13 +109,12 @@ def _task_and_data(model, data, args) -> tuple[Any, Any, str]:
         H, W = model.image_size
         return PriorTask(model), TamingTokenDataset(model, data.images, labels), f"resized to {H}x{W}{said}"
     from pixseq.errors import PixseqError
-    from pixseq.models.taming_train import ImageDataset, VQGANTask, centre_crops
-    from pixseq.tokenizers.losses import VQGANLoss, VQGANLossConfig
+    from pixseq.models.taming_train import ImageDataset, ReconstructionEval, centre_crops
 
     size = args.image_size or model.pretrained_meta.get("image_size")
     if not size:
         raise PixseqError(f"{args.model} does not record its training size; give --image-size")
-    task = VQGANTask(model, VQGANLoss(VQGANLossConfig(perceptual="none")))  # eval_step uses the model alone
+    task = ReconstructionEval(model)
     crops = centre_crops(data.images, size, what=f"images for centre {size}x{size} crops")
     return task, ImageDataset(crops, size), f"centre {size}x{size} crops"
 

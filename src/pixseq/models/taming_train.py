@@ -80,6 +80,24 @@ def centre_crops(images: Sequence[np.ndarray], size: int, what: str = "held-out 
     return out
 
 
+class ReconstructionEval:
+    """The held-out scores of a VQGAN alone (no losses or discriminator needed): what
+    :class:`VQGANTask` reports during training and ``pixseq evaluate`` reports after."""
+
+    def __init__(self, model: VQGAN) -> None:
+        self.model = model
+
+    @torch.no_grad()
+    def eval_step(self, batch: dict) -> dict[str, float]:
+        """Reconstruction of the float output in [0, 1]: L1, MSE and the mean over images of
+        each image's PSNR in dB (peak 1)."""
+        x = batch["image"]
+        x_hat = self.model.reconstruct(x).float()
+        mse = (x_hat - x).pow(2).flatten(1).mean(1)
+        psnr = 10 * torch.log10(1.0 / mse.clamp_min(1e-10))  # capped at 100 dB for an exact copy
+        return {"l1": float((x_hat - x).abs().mean()), "mse": float(mse.mean()), "psnr_db": float(psnr.mean())}
+
+
 class VQGANTask:
     """The Trainer's view of a VQGAN: ``gen`` and ``disc`` parts."""
 
@@ -122,15 +140,8 @@ class VQGANTask:
                 fake = self.model(batch["image"])[0]
         return self.loss.discriminator_loss(x, fake.float(), step)
 
-    @torch.no_grad()
     def eval_step(self, batch: dict) -> dict[str, float]:
-        """Held-out reconstruction of the float output in [0, 1]: L1, MSE and the mean over
-        images of each image's PSNR in dB (peak 1)."""
-        x = batch["image"]
-        x_hat = self.model.reconstruct(x).float()
-        mse = (x_hat - x).pow(2).flatten(1).mean(1)
-        psnr = 10 * torch.log10(1.0 / mse.clamp_min(1e-10))  # capped at 100 dB for an exact copy
-        return {"l1": float((x_hat - x).abs().mean()), "mse": float(mse.mean()), "psnr_db": float(psnr.mean())}
+        return ReconstructionEval(self.model).eval_step(batch)
 
     def on_step_end(self, step: int) -> None:
         self.model.quantizer.sync()  # identical codebooks on every rank, against float drift
