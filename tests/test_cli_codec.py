@@ -11,6 +11,7 @@ import pytest
 from pixseq.checkpoint import save_pretrained
 from pixseq.cli import main
 from pixseq.codec import reconstruct
+from pixseq.errors import PixseqError
 from pixseq.io import load_image, save_image
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -154,6 +155,7 @@ def test_bench_codecs_writes_json_plots_and_page(setup, capsys, tmp_path):
     (["--max-side", "-5"], ("--max-side",)),  # shrank every image to 1x1
     (["--budget", "0"], ("--budget",)),
     (["--out", "FILE"], ("is not a folder",)),  # failed only when the report was written
+    (["--weights-dir", "FILE"], ("--weights-dir", "not a folder")),
 ])
 def test_bench_codecs_bad_options_fail_before_any_coding(setup, capsys, tmp_path, extra, words):
     root, _, _ = setup
@@ -189,6 +191,29 @@ def test_bench_codecs_keeps_models_with_the_same_folder_name_apart(setup, capsys
     _one_line_error(capsys, main([*base, "--model", str(tmp_path / "a" / "model" / "."), "--out",
                                   str(tmp_path / "out2")]), "given twice")
     assert not (tmp_path / "out2").exists()
+
+
+def test_bench_codecs_passes_weights_dir_and_offline_to_the_classifier(monkeypatch, tmp_path):
+    """The label-overlap classifier is looked for where --weights-dir says, and --offline
+    forbids its download (bench tried the ViT download on every run, with no way to stop it)."""
+    from pixseq.codec import compare
+    from pixseq.metrics import backbones
+
+    seen = []
+
+    def fake_default(weights_dir=None, offline=None):
+        seen.append((weights_dir, offline))
+        raise PixseqError("no weights here")
+
+    monkeypatch.setattr(backbones, "default_classifier", fake_default)
+    save_image(sample_image(16, 16, seed=3), tmp_path / "imgs" / "x.png")
+    argv = ["bench", "codecs", "--images", str(tmp_path / "imgs"), "--qualities", "50", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--weights-dir", str(tmp_path / "w"), "--offline"]) == 0
+    assert seen == [(tmp_path / "w", True)]
+    page = (tmp_path / "o" / "index.html").read_text()
+    assert "label-overlap score unavailable: no weights here" in page  # the note is kept with the results
+    seen.clear()
+    assert compare.Measurer(log=lambda _: None).classifier is None and seen == [(None, None)]
 
 
 def test_bench_results_json_is_strict(tmp_path):

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from pixseq import fused
-from pixseq.cli.common import check_output, notice, path_arg, resolve_device, seed_everything
+from pixseq.cli.common import (add_weights_arguments, check_output, check_weights_dir, notice, path_arg,
+                               resolve_device, seed_everything)
 from pixseq.errors import PixseqError
 from pixseq.io import atomic_write, list_images, load_image, to_tensor
 
@@ -57,8 +58,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "images, is the string \"inf\" / \"-inf\" / \"nan\")")
     p.add_argument("--csv", type=path_arg, help="write the per-image table as CSV")
     p.add_argument("--html", type=path_arg, help="write an HTML report into this folder")
-    p.add_argument("--weights-dir", type=path_arg, default=None, help="folder holding pretrained weight files")
-    p.add_argument("--offline", action="store_true", default=None, help="never download weights")
+    add_weights_arguments(p)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="fused CPU kernels for PSNR / MSE / SSIM / MS-SSIM / BRISQUE (the default; several times "
                         "faster): pixseq's C kernels, built once per machine with the system C compiler. "
@@ -403,8 +403,7 @@ def check_options(args: argparse.Namespace, pairs: Pairs) -> None:
         raise PixseqError(f"-k must be a positive integer, got {args.k}")
     if args.backbone is not None and not args.backbone.strip():
         raise PixseqError("--backbone is empty")
-    if args.weights_dir is not None and args.weights_dir.exists() and not args.weights_dir.is_dir():
-        raise PixseqError(f"--weights-dir {args.weights_dir}: is a file, not a folder")  # (a missing one is made)
+    check_weights_dir(args.weights_dir)
     folders = [Path(args.ref).resolve(), Path(args.dist).resolve()] if pairs.folders else []
     inputs = {Path(p).resolve() for _, *paths in pairs.items for p in paths}
     files: dict[Path, str] = {}

@@ -18,9 +18,8 @@ def _ints(text: str) -> list[int]:
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from pixseq.cli.common import path_arg
-
     from pixseq.cli import add_common
+    from pixseq.cli.common import add_weights_arguments, path_arg
 
     sub = parser.add_subparsers(dest="what", metavar="<what>")
     sub.required = True
@@ -39,6 +38,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=float, default=0.25, help="bpp budget of the summary table (default 0.25)")
     p.add_argument("--batch", type=int, default=16, help="tiles coded at once by pixseq")
     p.add_argument("--no-label-overlap", action="store_true", help="skip the classifier-based label-overlap score")
+    add_weights_arguments(p)
     add_common(p)
     p.set_defaults(_what=_run_codecs)
 
@@ -82,7 +82,7 @@ def _check_options(args: argparse.Namespace) -> None:
     """Every option that can be out of range, and --out, checked before any image is coded
     (a quality Pillow's WebP/AVIF refuse was a traceback after the JPEG runs; JPEG takes -1
     as 'default'; a bad scale or batch failed only after all classic codecs had run)."""
-    from pixseq.cli.common import check_output
+    from pixseq.cli.common import check_output, check_weights_dir
     from pixseq.errors import PixseqError
 
     bad = [q for q in args.qualities or () if not 0 <= q <= 100]
@@ -100,6 +100,7 @@ def _check_options(args: argparse.Namespace) -> None:
     if not args.budget > 0:  # (also catches nan)
         raise PixseqError(f"--budget must be a positive number of bits per pixel, got {args.budget}")
     check_output(args.out, "--out", folder=True)
+    check_weights_dir(args.weights_dir)
 
 
 def _codec_names(dirs: list[str]) -> list[str]:
@@ -143,7 +144,8 @@ def _run_codecs(args: argparse.Namespace) -> int:
     missing = sorted(set(compare.CLASSIC) - set(codecs))
     if missing:
         notice(f"this Pillow cannot write {', '.join(missing)}; skipped")
-    measurer = compare.Measurer(label_overlap=not args.no_label_overlap, log=notice)
+    measurer = compare.Measurer(label_overlap=not args.no_label_overlap, log=notice,
+                                weights_dir=args.weights_dir, offline=args.offline)
     results, decoded = compare.run_comparison(
         images, models, args.qualities or compare.DEFAULT_QUALITIES, args.scales or compare.DEFAULT_SCALES,
         args.batch, measurer, log=print)

@@ -46,6 +46,25 @@ def check_output(path: Path, what: str, folder: bool = False) -> None:
         raise PixseqError(f"{what} {path}: no permission to write in {probe}")
 
 
+def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--weights-dir`` and ``--offline``, for every verb that may load pretrained weights
+    (resolved by :func:`pixseq.weights.resolve_weights`)."""
+    parser.add_argument("--weights-dir", type=path_arg, default=None,
+                        help="folder holding pretrained weight files (default: $PIXSEQ_WEIGHTS_DIR, "
+                             "else ~/.cache/pixseq)")
+    parser.add_argument("--offline", action="store_true", default=None,
+                        help="never download weights (also $PIXSEQ_OFFLINE=1)")
+
+
+def check_weights_dir(path: Path | None) -> None:
+    """A ``--weights-dir`` that is a file is refused before any work (a missing one is made
+    when a download lands in it)."""
+    from pixseq.errors import PixseqError
+
+    if path is not None and path.exists() and not path.is_dir():
+        raise PixseqError(f"--weights-dir {path}: is a file, not a folder")
+
+
 def check_image_output(path: str | Path, what: str = "--out") -> Path:
     """:func:`check_output` for an image file, then: its suffix names an image format.
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 from PIL import Image, features
 
 from pixseq.codec.codec import compress_with_stats, decompress
+from pixseq.errors import first_line
 from pixseq.io import atomic_write, to_tensor
 
 CLASSIC = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
@@ -72,28 +74,32 @@ def classic_round_trip(image: np.ndarray, codec: str, quality: int) -> tuple[byt
 class Measurer:
     """Full-reference and no-reference metrics of a decoded image; notes what is unavailable."""
 
-    def __init__(self, label_overlap: bool = True, log: Callable[[str], None] = print) -> None:
+    def __init__(self, label_overlap: bool = True, log: Callable[[str], None] = print,
+                 weights_dir: str | os.PathLike | None = None, offline: bool | None = None) -> None:
+        """``weights_dir`` / ``offline``: where the label-overlap classifier's weights are
+        looked for and whether they may be downloaded (see :mod:`pixseq.weights`)."""
         self.notes: list[str] = []
         self.log = log
         self.classifier, self.score_name = None, ""
         if label_overlap:
-            self._load_classifier()
+            self._load_classifier(weights_dir, offline)
 
     def _note(self, text: str) -> None:
         self.notes.append(text)
         self.log(f"note: {text}")
 
-    def _load_classifier(self) -> None:
+    def _load_classifier(self, weights_dir, offline) -> None:
         try:
             from pixseq.metrics.backbones import default_classifier
             from pixseq.metrics.vit_score import score_label
 
-            self.classifier, note = default_classifier()
+            self.classifier, note = default_classifier(weights_dir, offline)
             self.score_name = score_label(self.classifier.name)
             if note:
                 self._note(note)
         except Exception as exc:  # noqa: BLE001 - optional metric: report, keep going
-            self._note(f"label-overlap score unavailable: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+            # (first_line: an f-string's ``!r`` applied to a whole conditional quoted every message)
+            self._note(f"label-overlap score unavailable: {first_line(exc)}")
 
     def __call__(self, ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
         a, b = to_tensor(ref)[None].double(), to_tensor(out)[None].double()
@@ -103,7 +109,7 @@ class Measurer:
             try:
                 value = fn(a, b)
             except Exception as exc:  # noqa: BLE001 - one failing metric must not sink the run
-                self._note(f"{name} failed: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+                self._note(f"{name} failed: {first_line(exc)}")
                 value = None
             if value is not None:
                 res[name] = float(value)
