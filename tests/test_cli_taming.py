@@ -381,3 +381,20 @@ def test_too_few_images_for_a_batch_write_nothing(trained, tmp_path, verb, capsy
                  *extra, "--batch-size", "8"]) == 2
     _one_line_error(capsys, "fewer than one batch of 8")
     assert not out.exists()
+
+
+def test_interrupted_encoding_leaves_no_prior_folder(trained, tmp_path, monkeypatch, capsys):
+    """train prior wrote tokenizer.json into --out before encoding the data (minutes for
+    Fashion-MNIST); a Ctrl-C there left a folder holding only that record. The record is now
+    written once the data are encoded."""
+    from pixseq.models import taming_train
+
+    def interrupted(*_args, **_kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(taming_train, "TamingTokenDataset", interrupted)
+    out = tmp_path / "p"
+    assert main(["train", "prior", "--tokenizer", str(trained[1]), "--data", "fashion-mnist:test", "--limit", "16",
+                 "--out", str(out), "--steps", "2", "--batch-size", "8", "--warmup-steps", "1"]) == 2
+    assert "interrupted" in capsys.readouterr().err
+    assert not out.exists()
