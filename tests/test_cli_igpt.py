@@ -394,6 +394,38 @@ def test_probe_needs_labels(model_dir, tmp_path, capsys):
     assert "no labels" in _one_line_error(capsys, main(["probe", "--model", str(model_dir), "--data", str(tmp_path)]))
 
 
+def test_probe_split_that_leaves_too_little_to_fit_is_one_line(model_dir, folder, capsys):
+    """A large --test-fraction was a scikit-learn traceback: an empty training part, or one
+    image (with more classes: fewer training images than classes, asked to stratify)."""
+    for limit, fraction in (("48", "0.99"), ("48", "0.97")):
+        msg = _one_line_error(capsys, main(["probe", "--model", str(model_dir), "--data", str(folder),
+                                            "--limit", limit, "--test-fraction", fraction]))
+        assert "to fit the probe on" in msg, msg
+
+
+def test_probe_split_refuses_a_one_class_training_part():
+    """Without stratification (a class seen once) a split can leave one class to train on,
+    which LogisticRegression refused with a traceback; it is a PixseqError, and a split that
+    returns always trains on two or more classes."""
+    from pixseq.errors import PixseqError
+    from pixseq.probe import split_indices
+
+    labels = np.array([0] * 9 + [1])
+    refused = 0
+    for seed in range(20):
+        try:
+            train, test = split_indices(labels, 0.5, seed)
+        except PixseqError as exc:
+            assert "only one class" in str(exc)
+            refused += 1
+        else:
+            assert len(np.unique(labels[train])) == 2 and len(train) + len(test) == 10
+    assert 0 < refused < 20  # the lone class 1 lands in either part, depending on the seed
+    # 10 classes, 8 training images: stratifying was asked for and refused by scikit-learn
+    train, test = split_indices(np.repeat(np.arange(10), 4), 0.8, 0)
+    assert (len(train), len(test)) == (8, 32)
+
+
 def test_linear_probe_finds_the_informative_feature():
     """fit_probe on synthetic features: one informative direction -> high accuracy, noise -> chance."""
     from pixseq.probe import fit_probe, split_indices

@@ -13,6 +13,7 @@ trained with one (see :data:`NULL_CLASS_NAME`), else class 0.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,10 +85,21 @@ def split_indices(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[
 
     if not 0 < test_fraction < 1:
         raise PixseqError(f"test fraction must be in (0, 1), got {test_fraction}")
-    idx = np.arange(len(labels))
+    n = len(labels)
+    n_test = math.ceil(test_fraction * n)  # how scikit-learn sizes the held-out part
+    n_train = n - n_test
+    if n_train < 2:  # scikit-learn's own error here was a traceback
+        raise PixseqError(f"a test fraction of {test_fraction} holds out {n_test} of {n} images, leaving "
+                          f"{n_train} to fit the probe on: use a smaller test fraction or more images")
+    idx = np.arange(n)
     _, counts = np.unique(labels, return_counts=True)
-    strat = labels if counts.min() >= 2 and len(counts) <= test_fraction * len(labels) else None
-    return train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
+    # stratifying needs every class twice and room for each class in both parts
+    strat = labels if counts.min() >= 2 and len(counts) <= min(n_train, n_test) else None
+    train, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
+    if len(np.unique(labels[train])) < 2:  # logistic regression cannot be fitted on one class
+        raise PixseqError(f"the probe's {n_train} training images (test fraction {test_fraction} of {n}) hold "
+                          f"only one class: use a smaller test fraction or more images")
+    return train, test
 
 
 def fit_probe(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray,
