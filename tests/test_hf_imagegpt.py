@@ -164,3 +164,36 @@ def test_bad_checkpoints(hf_dir, tmp_path):
     torch.save(state, broken / "pytorch_model.bin")
     with pytest.raises(PixseqError, match="shape"):
         convert_hf_imagegpt(broken)
+
+
+@pytest.mark.parametrize("file, text, words", [
+    # each was a traceback (JSONDecodeError, numpy's ValueError, AttributeError on a list, ...)
+    ("preprocessor_config.json", "{bad", ["corrupt", "preprocessor_config.json"]),
+    ("preprocessor_config.json", '{"clusters": "abc"}', ["'clusters' is not a K x 3 table"]),
+    ("preprocessor_config.json", '{"clusters": [[1, 2], [3]]}', ["'clusters' is not a K x 3 table"]),
+    ("config.json", "[1]", ["corrupt", "not a JSON object"]),
+    ("config.json", {"n_inner": "abc"}, ["mistypes"]),
+    ("config.json", {"layer_norm_epsilon": "x"}, ["mistypes"]),
+    ("config.json", {"activation_function": ["x"]}, ["unsupported ImageGPT activation"]),
+])
+def test_malformed_json_files_are_one_error(hf_dir, tmp_path, file, text, words):
+    path, _, _ = hf_dir
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("config.json", "preprocessor_config.json", "model.safetensors"):
+        (bad / name).write_bytes((path / name).read_bytes())
+    if isinstance(text, dict):  # changes to the good config
+        text = json.dumps({**json.loads((path / file).read_text()), **text})
+    (bad / file).write_text(text)
+    with pytest.raises(PixseqError) as info:
+        convert_hf_imagegpt(bad)
+    assert all(w in str(info.value) for w in words), info.value
+
+
+def test_non_finite_palette_is_refused(hf_dir):
+    """A NaN colour made every nearest-colour search wrong without a word."""
+    _, hf, clusters = hf_dir
+    bad = clusters.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(PixseqError, match="non-finite"):
+        convert_hf_imagegpt(hf, clusters=bad)

@@ -64,21 +64,22 @@ def gpt_config_from_hf(hf: dict[str, Any], image_size: int | None = None) -> tup
         if hf.get(key, want) != want:
             raise PixseqError(f"unsupported ImageGPT config: {key}={hf[key]!r} (pixseq needs {want})")
     act = hf.get("activation_function", "quick_gelu")
-    if act not in _ACTIVATIONS:
+    if not isinstance(act, str) or act not in _ACTIVATIONS:
         raise PixseqError(f"unsupported ImageGPT activation {act!r} (known: {', '.join(_ACTIVATIONS)})")
     try:
         C, n_pos = int(hf["n_embd"]), int(hf["n_positions"])
         n_layer, n_head, vocab = int(hf["n_layer"]), int(hf["n_head"]), int(hf["vocab_size"]) - 1
+        inner = int(hf.get("n_inner") or 4 * C)
+        eps = float(hf.get("layer_norm_epsilon", 1e-5))
     except (KeyError, TypeError, ValueError) as exc:
         raise PixseqError(f"ImageGPT config.json lacks or mistypes {exc}") from None
-    inner = hf.get("n_inner") or 4 * C
     if inner % C:
         raise PixseqError(f"ImageGPT n_inner={inner} is not a multiple of n_embd={C}")
     side = image_side(n_pos, image_size)
     try:
         cfg = GPTConfig(vocab_size=vocab, block_size=side * side, n_layer=n_layer, n_head=n_head, n_embd=C,
                         dropout=0.0, bias=True, norm="rmsnorm", activation=_ACTIVATIONS[act],
-                        mlp_ratio=inner // C, norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
+                        mlp_ratio=inner // C, norm_eps=eps,
                         tie_weights=False)
     except ValueError as exc:  # e.g. n_embd not divisible by n_head: a checkpoint pixseq cannot rebuild
         raise PixseqError(f"unsupported ImageGPT config: {exc}") from None
@@ -147,6 +148,8 @@ def _read_config(src: Path) -> dict[str, Any]:
         hf = json.loads((src / "config.json").read_text(encoding="utf-8"))
     except ValueError as exc:
         raise PixseqError(f"corrupt {src / 'config.json'}: {exc}") from None
+    if not isinstance(hf, dict):  # e.g. a list: hf.get below was an AttributeError
+        raise PixseqError(f"corrupt {src / 'config.json'}: not a JSON object")
     if hf.get("model_type", "imagegpt") != "imagegpt":
         raise PixseqError(f"{src} holds a {hf.get('model_type')!r} model, not ImageGPT")
     return hf
@@ -178,17 +181,30 @@ def _weight_files(src: Path) -> list[Path]:
                       f"{WEIGHT_FILES[0]}.index.json / {WEIGHT_FILES[1]}.index.json")
 
 
+def _read_clusters(src: Path) -> np.ndarray | None:
+    """The palette (``clusters``) of an HF model directory's image-processor config, or None."""
+    for name in ("preprocessor_config.json", "image_processor_config.json"):
+        path = src / name
+        if path.is_file():
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise PixseqError(f"corrupt {path}: {exc}") from None
+            if not isinstance(doc, dict) or "clusters" not in doc:
+                return None
+            try:
+                return np.asarray(doc["clusters"], dtype=np.float64)
+            except (TypeError, ValueError):  # strings, ragged rows: numpy's own error was a traceback
+                raise PixseqError(f"{path}: 'clusters' is not a K x 3 table of numbers") from None
+    return None
+
+
 def _read_weights(src: Path) -> tuple[dict[str, torch.Tensor], np.ndarray | None]:
     """State dict (merged over shards) and clusters (or None) from an HF model directory."""
+    clusters = _read_clusters(src)  # first: a broken palette file is refused before GBs of weights load
     state: dict[str, torch.Tensor] = {}
     for path in _weight_files(src):
         state.update(load_tensors(path))
-    clusters = None
-    for name in ("preprocessor_config.json", "image_processor_config.json"):
-        if (src / name).is_file():
-            doc = json.loads((src / name).read_text(encoding="utf-8"))
-            clusters = np.asarray(doc["clusters"], dtype=np.float64) if "clusters" in doc else None
-            break
     return state, clusters
 
 
@@ -216,6 +232,8 @@ def convert_hf_imagegpt(src: str | os.PathLike | torch.nn.Module, image_size: in
                           "with 'clusters' (download it with the model)")
     if clusters.shape != (cfg.vocab_size, 3):
         raise PixseqError(f"palette has shape {clusters.shape}, the model needs ({cfg.vocab_size}, 3)")
+    if not np.isfinite(clusters).all():  # a NaN colour makes every nearest-colour search come out wrong
+        raise PixseqError("the palette (clusters) holds non-finite values")
     model = IGPT(igpt_config)
     load_state_strict(model.prior, load_hf_imagegpt_state(state, model.prior.config), source="ImageGPT checkpoint")
     model.tokenizer.set_palette(torch.from_numpy((clusters + 1.0) / 2.0).float())
