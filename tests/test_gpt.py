@@ -357,3 +357,24 @@ def test_igpt_complete_keeps_rows():
     assert out.min() >= 0 and out.max() <= 1
     with pytest.raises(PixseqError):
         model.generate(1, labels=[0])  # unconditional model given a class
+
+
+def test_igpt_complete_labels_one_for_all_per_image_or_per_completion():
+    """``complete(labels=c)`` for several images was refused as "class must be in 0..K-1" (the
+    one class was repeated ``num`` times for ``B * num`` outputs); it means c for every output,
+    as in ``generate``. A wrong count is named as a count, not as an out-of-range class."""
+    model, images = _igpt(num_classes=3)
+    model.eval()
+    x = torch.from_numpy(images[:2]).permute(0, 3, 1, 2).float() / 255
+
+    def run(labels):
+        return model.complete(x, keep_rows=2, num=2, labels=labels, generator=torch.Generator().manual_seed(0))
+
+    one = run(1)
+    assert one.shape == (4, 3, 6, 6)
+    assert torch.equal(one, run([1, 1])) and torch.equal(one, run([1, 1, 1, 1]))  # per image / per output
+    assert torch.equal(run([2, 0]), run([2, 2, 0, 0]))  # image i's class is used for its completions
+    with pytest.raises(PixseqError, match="one per image, got 3 classes"):
+        run([0, 1, 2])
+    with pytest.raises(PixseqError, match=r"class must be in 0\.\.2"):
+        model.generate(2, labels=[0, 3])

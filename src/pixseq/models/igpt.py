@@ -105,8 +105,10 @@ class IGPT(nn.Module):
         labels = class_labels(self, labels).to(self.device)  # ids, or names when the model stores them
         if labels.numel() == 1:
             labels = labels.expand(num)
-        if labels.numel() != num or labels.min() < 0 or labels.max() >= self.num_classes:
-            raise PixseqError(f"class must be in 0..{self.num_classes - 1} (one per image)")
+        if labels.numel() != num:  # told apart from a bad id: "class must be in 0..K-1" misled here
+            raise PixseqError(f"give one class for all {num} images or one per image, got {labels.numel()} classes")
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise PixseqError(f"class must be in 0..{self.num_classes - 1}")
         return labels[:, None]  # (num, 1)
 
     @torch.no_grad()
@@ -127,7 +129,10 @@ class IGPT(nn.Module):
     @torch.no_grad()
     def complete(self, images: torch.Tensor, keep_rows: int, num: int = 1, labels=None, **sampling) -> torch.Tensor:
         """Keep the top ``keep_rows`` rows of ``(B, 3, H, W)`` images and sample the rest,
-        ``num`` times each: returns ``(B * num, 3, H, W)`` (completions of image 0 first)."""
+        ``num`` times each: returns ``(B * num, 3, H, W)`` (completions of image 0 first).
+
+        ``labels`` (class-conditional models): one class for all, one per image (used for
+        each of its completions) or one per completion, as :meth:`generate` takes them."""
         H, W = self.image_size
         if images.shape[1:] != (3, H, W):
             raise PixseqError(f"images must be (B, 3, {H}, {W}) for this model, got {tuple(images.shape)}")
@@ -136,7 +141,11 @@ class IGPT(nn.Module):
         tokens = self.tokenizer.encode(images.to(self.device)).flatten(1)  # (B, H*W)
         prefix = tokens[:, : keep_rows * W].repeat_interleave(num, dim=0)  # (B*num, P)
         if labels is not None:
-            labels = class_labels(self, labels).repeat_interleave(num)
+            labels = class_labels(self, labels)
+            # one per image -> one per completion; one for all is expanded by generate (repeating
+            # it here too gave `num` labels for B * num outputs, refused for B > 1)
+            if labels.numel() == images.size(0):
+                labels = labels.repeat_interleave(num)
         return self.generate(prefix.size(0), labels, prefix=prefix, **sampling)
 
     @torch.no_grad()
