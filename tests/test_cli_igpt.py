@@ -178,6 +178,7 @@ def test_sample(model_dir, tmp_path, capsys):
     (["--class", "2"], "out of range"),
     (["--class", "shoe"], "not a class index"),
     (["--temperature", "0"], "temperature"),
+    (["--temperature", "inf"], "--temperature must be a finite number"),  # named Python's greedy=True
     (["--top-p", "1.5"], "top-p"),
     (["--size", "16x16"], "trained size"),
     (["-n", "0"], "-n"),
@@ -245,6 +246,7 @@ def test_complete_bad_input(model_dir, tmp_path, capsys, case):
     (["--class", "7"], "out of range"),
     (["--top-p", "0"], "--top-p"),
     (["--temperature", "-1"], "--temperature"),
+    (["--temperature", "inf"], "--temperature must be a finite number"),  # was the sampler's error, after notices
     (["--top-k", "0"], "--top-k"),
     (["-n", "100000000"], "from 1 to 10000"),  # was an allocation-failure traceback
     (["-n", "0"], "from 1 to 10000"),

@@ -54,8 +54,8 @@ def add_sampling_options(parser: argparse.ArgumentParser) -> None:
 
 def check_sampling_options(args: argparse.Namespace) -> None:
     """PixseqError for a bad --temperature, --top-k or --top-p (call before any work or notice)."""
-    if not args.temperature > 0:
-        raise PixseqError(f"--temperature must be > 0, got {args.temperature}")
+    if not 0 < args.temperature < math.inf:  # inf passed here and failed in the sampler, after notices
+        raise PixseqError(f"--temperature must be a finite number > 0, got {args.temperature}")
     if args.top_k is not None and args.top_k < 1:
         raise PixseqError(f"--top-k must be >= 1, got {args.top_k}")
     if args.top_p is not None and not 0 < args.top_p <= 1:
