@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -625,3 +626,55 @@ def test_tensor_scalars_are_logged_like_numbers(tmp_path, reference):
     assert [g[:5] for g in got] == [w[:5] for w in want]  # step, losses, lr, grad norm: bitwise
     assert [g[5] for g in got] == pytest.approx([w[5] for w in want], rel=1e-6)  # mae: float32 vs float64 sum
     assert all(isinstance(r["model/mae"], float) for r in history)
+
+
+class _Died(BaseException):
+    """A process killed outright (nothing catches it, like SIGKILL)."""
+
+
+@pytest.mark.parametrize("when", ["during", "after"])
+def test_killed_while_saving_a_checkpoint_resumes_exactly_with_the_whole_history(tmp_path, reference, monkeypatch,
+                                                                                 when):
+    """Killed mid-write, the previous checkpoint loads and no temp file is left. Killed just
+    after the checkpoint's rename, the history used to lack the steps since the previous
+    checkpoint for good (it was appended after the checkpoint); now it is written first."""
+    import pixseq.train.trainer as T
+
+    real = T.atomic_write
+
+    @contextmanager
+    def dying(path, mode="wb"):
+        fatal = Path(path).name == CKPT_NAME and dying.armed
+        with real(path, mode) as fh:
+            yield fh
+            if fatal and when == "during":
+                dying.armed = False
+                raise _Died
+        if fatal:
+            dying.armed = False
+            raise _Died
+
+    class Arm:  # callbacks run after a step's checkpoint: arm after step 7, die saving step 8's
+        def on_step_end(self, trainer, step, record):
+            dying.armed = step == 7
+
+    dying.armed = False
+    monkeypatch.setattr(T, "atomic_write", dying)
+    with pytest.raises(_Died):
+        Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**BASE), tmp_path, callbacks=[Arm()]).fit()
+    monkeypatch.setattr(T, "atomic_write", real)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [HISTORY_NAME, CKPT_NAME]  # no temp file
+    assert torch.load(tmp_path / CKPT_NAME, weights_only=True)["step"] == (4 if when == "during" else 8)
+    history = Trainer(ToyTask(seed=1), toy_data(), TrainConfig(**BASE), tmp_path).fit(resume=True)
+    assert curve(history) == reference[0]
+    assert [r["step"] for r in _read_jsonl(tmp_path / HISTORY_NAME)] == list(range(BASE["steps"]))
+
+
+def test_resume_with_more_steps_uses_the_new_schedule_from_its_first_step(tmp_path):
+    """Extending a finished run (--resume --steps 10): its first resumed step ran at the old
+    schedule's final rate (the floor), and the new cosine only took over one step later."""
+    cfg = {**BASE, "ema_decay": 0.0, "steps": 6}
+    Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**cfg), tmp_path).fit()
+    history = Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**{**cfg, "steps": 10}), tmp_path).fit(resume=True)
+    want = [BASE["lr"] * warmup_cosine(s, BASE["warmup_steps"], 10, 0.1) for s in range(6, 10)]
+    assert [r["lr/model"] for r in history[6:]] == pytest.approx(want, rel=1e-12)

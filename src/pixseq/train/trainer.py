@@ -393,6 +393,7 @@ class Trainer:
         for part in self.parts:
             self.optimizers[part].load_state_dict(state["optimizers"][part])
             self.schedulers[part].load_state_dict(state["schedulers"][part])
+            _apply_schedule(self.schedulers[part])
         if self.config.ema_decay > 0:
             self.ema = EMA(self.modules, self.config.ema_decay)
             self.ema.load_state_dict(state["ema"])
@@ -443,9 +444,12 @@ class Trainer:
                 "schedulers": {p: s.state_dict() for p, s in self.schedulers.items()},
                 "ema": self.ema_state(), "rng": rng, "data": self.stream.state_dict(),
             }
+            # The log first: a process killed between the two writes then leaves records past
+            # the checkpoint, which a resume drops; the other order lost the records between
+            # the previous checkpoint and this one for good (the resume reads them back).
+            self._write_history()
             with atomic_write(self.checkpoint_path) as fh:
                 torch.save(state, fh)
-            self._write_history()
         D.barrier()
         self.last_checkpoint_step = self.step
         for cb in self.callbacks:
@@ -555,6 +559,18 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(_to_device(v, device) for v in batch)
     return batch
+
+
+def _apply_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
+    """Set each param group's rate for the next step from ``scheduler``'s own (rebuilt) lambda.
+
+    The optimizer's saved state holds the rate the saved run computed for its next step, with
+    its own ``steps``; when ``steps`` changed on resume, that first resumed step ran at the
+    old horizon's rate (the old floor when extending a finished run) and the new cosine only
+    took over one step later. The same formula as ``LambdaLR.step``, so with unchanged
+    settings the rate is bitwise the saved one."""
+    for group, base, fn in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * fn(scheduler.last_epoch)
 
 
 def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
