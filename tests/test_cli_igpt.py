@@ -262,6 +262,21 @@ def test_complete_bad_options_are_the_only_line(model_dir, tmp_path, capsys, ext
     assert not (tmp_path / "c.png").exists()
 
 
+def test_complete_one_row_model_is_one_line(tmp_path, capsys):
+    """A 1x1 model has no row to keep and one to draw: one line before any notice (it was the
+    model's "keep_rows must be in 0..0, got 1" after the resize notice)."""
+    from pixseq.models.igpt import IGPT, IGPTConfig
+    from pixseq.priors.gpt import gpt_config
+
+    model = IGPT(IGPTConfig(palette_size=4, image_size=1, gpt=gpt_config("s", n_layer=1, n_embd=16, n_head=2)))
+    checkpoint.save_pretrained(model, tmp_path / "m")
+    save_image(np.zeros((8, 8, 3), np.uint8), tmp_path / "in.png")
+    code = main(["complete", str(tmp_path / "in.png"), "--model", str(tmp_path / "m"), "--out", str(tmp_path / "c.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "1 pixel row high" in err, err
+    assert not (tmp_path / "c.png").exists()
+
+
 def test_complete_help_defaults_and_singular_output(model_dir, tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["complete", "--help"])

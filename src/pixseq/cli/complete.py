@@ -60,6 +60,9 @@ def check_keep(keep: float) -> None:
 def keep_rows_for(keep: float, height: int) -> int:
     """Pixel rows kept for a ``--keep`` fraction: at least one, and at least one left to sample."""
     check_keep(keep)
+    if height < 2:  # was the model's "keep_rows must be in 0..0, got 1", after the resize notices
+        raise PixseqError(f"the model's images are {height} pixel row high: completing needs a row to keep "
+                          "and a row to draw")
     return max(1, min(height - 1, round(keep * height)))
 
 
