@@ -487,6 +487,20 @@ def test_convert_hf_imagegpt(tmp_path, capsys):
     assert not (tmp_path / "m2").exists()
 
 
+def test_convert_hf_imagegpt_empty_paths_are_refused(tmp_path, monkeypatch, capsys):
+    """An empty DIR was the current folder: the model's files were written into it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hf").mkdir()
+    for argv in (["hf", ""], ["", "m"]):
+        try:
+            code = main(["convert", "hf-imagegpt", *argv])
+        except SystemExit as exc:  # argparse's own usage errors exit 2 themselves
+            code = exc.code
+        assert code == 2
+        assert "empty path" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
 def _fake_fashion_mnist(root, n: int = 60) -> None:
     """A small Fashion-MNIST in IDX format: blobs whose size depends on the class (0..9 cycled)."""
     yy, xx = np.mgrid[:28, :28]

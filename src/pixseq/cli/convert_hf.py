@@ -8,9 +8,13 @@ HELP = "convert a Hugging Face ImageGPT checkpoint (openai/imagegpt-small|medium
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", help="HF model folder: config.json, model.safetensors or pytorch_model.bin, "
+    from pixseq.cli.common import path_arg
+
+    # path_arg: an empty SRC or DIR is an error; "" was the current folder (DIR "" wrote
+    # config.json and model.safetensors into it)
+    parser.add_argument("src", type=path_arg, help="HF model folder: config.json, model.safetensors or pytorch_model.bin, "
                                     "preprocessor_config.json (the palette)")
-    parser.add_argument("out", help="pixseq model directory to write")
+    parser.add_argument("out", type=path_arg, help="pixseq model directory to write")
     parser.add_argument("--image-size", type=int, default=None,
                         help="image side; must be the square root of the checkpoint's positions "
                              "(default: that, 32 for openai/imagegpt-*)")
