@@ -179,3 +179,42 @@ def test_quantizer_statistics_are_global_under_torchrun(tmp_path):
     for k, v in single.state_dict().items():  # float sums in another order: 1e-6
         torch.testing.assert_close(v, r0["ema"][k], rtol=1e-5, atol=1e-6)
     assert torch.equal(single.code_age, r0["ema"]["code_age"])
+
+
+LATE_WORKER = """
+import os, sys, torch
+sys.path.insert(0, {tests!r})
+torch.set_num_threads(1)
+from trainer_toy import LatePartTask, toy_data
+from pixseq.train import TrainConfig, Trainer
+rank = int(os.environ["RANK"])
+task = LatePartTask(seed=10 + rank, dropout=0.0, noisy=False)
+Trainer(task, toy_data(), TrainConfig(**{cfg!r}), {root!r}).fit()
+torch.save({{"net": task.net.state_dict(), "late": task.late.state_dict()}}, os.path.join({root!r}, f"late{{rank}}.pt"))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_parameters_without_gradient_stay_out_of_the_update_like_in_one_process(tmp_path):
+    """Parameters no rank has a gradient for in a step (a VQGAN's discriminator before
+    disc_start) are left alone, as AdamW leaves a gradient of None in one process; they were
+    given zero gradients on every rank, so two processes decayed them and advanced their Adam
+    step counts, and trained differently from one process with the combined batch."""
+    from trainer_toy import LatePartTask
+
+    cfg = {**CFG, "weight_decay": 0.1, "ckpt_every": 0, "log_every": 0}
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(LATE_WORKER.format(tests=str(TESTS), cfg=cfg, root=str(tmp_path))))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=110, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"late{r}.pt", weights_only=True) for r in range(2))
+    torch.set_num_threads(1)
+    task = LatePartTask(seed=10, dropout=0.0, noisy=False)
+    Trainer(task, toy_data(), TrainConfig(**{**cfg, "batch_size": 8}), tmp_path / "single").fit()
+    for name in ("net", "late"):
+        for k, v in getattr(task, name).state_dict().items():
+            assert torch.equal(r0[name][k], r1[name][k]), (name, k)
+            # one mean of 8 vs the mean of two means of 4: float rounding only
+            torch.testing.assert_close(v, r0[name][k], rtol=1e-5, atol=1e-5, msg=f"{name}.{k}")

@@ -67,3 +67,29 @@ class ToyTask:
 
 def weights(task: ToyTask) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in task.net.state_dict().items()}
+
+
+class LatePartTask(ToyTask):
+    """Two parts; ``late``'s loss leaves its parameters out before step ``start`` (as a
+    VQGAN's discriminator before ``disc_start``), so they get no gradient at all then."""
+
+    def __init__(self, start: int = 3, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.late, self.start = nn.Linear(4, 1), start
+
+    def parts(self) -> list[str]:
+        return ["model", "late"]
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"net": self.net, "late": self.late}
+
+    def parameters(self, part: str):
+        return self.net.parameters() if part == "model" else self.late.parameters()
+
+    def training_step(self, batch, step: int, part: str):
+        if part == "model":
+            return super().training_step(batch, step, part)
+        x, y = batch
+        if step < self.start:
+            return x.new_zeros((), requires_grad=True), {}
+        return ((self.late(x) - y) ** 2).mean(), {}

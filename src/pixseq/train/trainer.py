@@ -314,18 +314,28 @@ class Trainer:
         keys = sorted(scalar_sum)
         stats = torch.stack([loss_sum / accum] + [torch.as_tensor(scalar_sum[k] / accum, dtype=torch.float32,
                                                                   device=self.device) for k in keys])
+        n_stats = len(stats)
         if self.dist.enabled:  # every rank must send the same tensors: unused params send zeros
+            # ... and which ones had a gradient, so that those none had one for stay out of the
+            # update as in one process (AdamW skips a None gradient: no decay, no moment step)
+            stats = torch.cat([stats, torch.tensor([p.grad is not None for p in params], dtype=torch.float32,
+                                                   device=self.device)])
             for p in params:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
         stats = D.all_reduce_mean([p.grad for p in params if p.grad is not None], stats, self.dist.world_size)
         max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
+        # zero gradients add nothing to the norm and stay zero when clipped: same as None
         norm = torch.nn.utils.clip_grad_norm_(params, max_norm).detach().float().reshape(1)
         # the step's one wait for the device: the NaN check needs the numbers before the update
-        loss_value, *scalar_values, grad_norm = torch.cat([stats, norm.to(stats.device)]).tolist()
+        values = torch.cat([stats, norm.to(stats.device)]).tolist()
+        (loss_value, *scalar_values), had_grad, grad_norm = values[:n_stats], values[n_stats:-1], values[-1]
         for what, value in (("loss", loss_value), ("gradient norm", grad_norm)):
             if not math.isfinite(value):
                 raise NonFiniteError(f"non-finite {what} ({value}) in part {part!r} at step {step}")
+        for p, had in zip(params, had_grad):  # empty in one process
+            if had == 0.0:
+                p.grad = None
         lr = self.optimizers[part].param_groups[0]["lr"]
         self.optimizers[part].step()
         self.schedulers[part].step()
