@@ -95,6 +95,21 @@ def test_empty_folder_and_unknown_spec(tmp_path):
         data.load_data("imagenet")
 
 
+def test_specs_that_only_look_like_fashion_mnist(tmp_path, monkeypatch, fake_fmnist):
+    """'fashion-mnist-test' was read as the *training* split (any spec starting with the name),
+    and an empty spec as the current folder."""
+    with pytest.raises(PixseqError, match="unknown data spec 'fashion-mnist-test'"):
+        data.load_data("fashion-mnist-test")
+    folder = tmp_path / "fashion-mnist-mine"
+    folder.mkdir()
+    save_image(np.zeros((4, 4, 3), np.uint8), folder / "a.png")
+    monkeypatch.chdir(tmp_path)
+    assert data.load_data("fashion-mnist-mine").names == ["a.png"]  # a folder, not Fashion-MNIST
+    save_image(np.zeros((4, 4, 3), np.uint8), tmp_path / "b.png")
+    with pytest.raises(PixseqError, match="empty data spec"):
+        data.load_data("")
+
+
 def test_photos_spec():
     ds = data.load_data("photos", limit=2)
     assert ds.names == ["astronaut", "chelsea"]

@@ -192,7 +192,11 @@ def load_folder(folder: str | os.PathLike, limit: int | None = None) -> ImageSet
 
 def load_data(spec: str, limit: int | None = None) -> ImageSet:
     """Resolve a data spec (folder, ``fashion-mnist[:train|test]``, ``photos``)."""
-    if spec.startswith("fashion-mnist"):
+    if not spec.strip():  # Path("") is the current folder, which was then read as the data
+        raise PixseqError("empty data spec: use a folder of images, 'fashion-mnist[:train|test]' or 'photos'")
+    # the name exactly, or with a split: a bare prefix match read 'fashion-mnist-test' (or a
+    # folder named fashion-mnist-...) as the training split
+    if spec == "fashion-mnist" or spec.startswith("fashion-mnist:"):
         _, _, split = spec.partition(":")
         return load_fashion_mnist(split or "train", limit)
     if spec == "photos":
