@@ -678,3 +678,16 @@ def test_resume_with_more_steps_uses_the_new_schedule_from_its_first_step(tmp_pa
     history = Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**{**cfg, "steps": 10}), tmp_path).fit(resume=True)
     want = [BASE["lr"] * warmup_cosine(s, BASE["warmup_steps"], 10, 0.1) for s in range(6, 10)]
     assert [r["lr/model"] for r in history[6:]] == pytest.approx(want, rel=1e-12)
+
+
+def test_the_largest_seed_trains(tmp_path):
+    """Seeds from ~1.8e14 up to 2**63 - 1 pass the config check, but the data order's generator
+    seed (seed * 100003 + epoch) overflowed torch's: a ValueError at the first batch."""
+    big = 2**63 - 1
+    stream = BatchStream(toy_data(), 8, seed=big)
+    assert stream.epoch_batches(0) != stream.epoch_batches(1)
+    # smaller seeds keep their data order (runs made before resume as they were)
+    perm = torch.randperm(64, generator=torch.Generator().manual_seed(5 * 100_003 + 1)).tolist()
+    assert BatchStream(toy_data(), 8, seed=5).epoch_batches(1) == [perm[i:i + 8] for i in range(0, 64, 8)]
+    history = Trainer(ToyTask(), toy_data(), TrainConfig(**{**BASE, "steps": 2, "seed": big}), tmp_path).fit()
+    assert len(history) == 2

@@ -39,6 +39,13 @@ def check_map_style(dataset: object) -> None:
                           f"access")
 
 
+def _seed(value: int) -> int:
+    """``value`` as a torch generator seed (< 2**64). The products above exceed it for seeds
+    from ~1.8e14 on, which the config allows (up to 2**63 - 1): the first batch failed with
+    'Overflow when unpacking long long'. Smaller seeds are unchanged."""
+    return value % 2**64
+
+
 class BatchStream:
     """An endless stream of collated batches with resumable position."""
 
@@ -53,7 +60,7 @@ class BatchStream:
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """This rank's index batches for ``epoch`` (same on every run with the same seed)."""
-        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        g = torch.Generator().manual_seed(_seed(self.seed * 100_003 + epoch))
         perm = torch.randperm(len(self.dataset), generator=g)  # type: ignore[arg-type]
         mine = perm[self.rank::self.world_size].tolist()
         b = self.batch_size
@@ -65,7 +72,7 @@ class BatchStream:
             return (default_collate([self.dataset[i] for i in idx]) for idx in todo)
         # Own generator: creating the loader must not draw from the global torch RNG,
         # or a resumed run (which creates it at a different moment) would diverge.
-        g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+        g = torch.Generator().manual_seed(_seed(self.seed * 7919 + self.epoch))
         return iter(DataLoader(self.dataset, batch_sampler=todo, num_workers=self.num_workers,
                                generator=g, pin_memory=False))
 
