@@ -691,3 +691,26 @@ def test_the_largest_seed_trains(tmp_path):
     assert BatchStream(toy_data(), 8, seed=5).epoch_batches(1) == [perm[i:i + 8] for i in range(0, 64, 8)]
     history = Trainer(ToyTask(), toy_data(), TrainConfig(**{**BASE, "steps": 2, "seed": big}), tmp_path).fit()
     assert len(history) == 2
+
+
+def test_image_grids_show_the_weights_being_saved(tmp_path, reference):
+    """With EMA on, the TensorBoard grids (the last one "the final model's") came from the raw
+    weights while the model saved, and the held-out scores, are the EMA; now the EMA, and
+    training is still bitwise the same."""
+    seen, ema = {}, {}
+
+    class Look(ToyTask):
+        def sample_images(self, batch):
+            seen[len(seen)] = (self.net.training, {k: v.clone() for k, v in self.net.state_dict().items()})
+            return super().sample_images(batch)
+
+    class Snap:  # callbacks run after the step's logging: the EMA the grid must have shown
+        def on_step_end(self, trainer, step, record):
+            ema[step] = trainer.ema_state()["net"]
+
+    cfg = TrainConfig(**{**BASE, "log_every": 1, "image_every": 5})
+    trainer = Trainer(Look(seed=0), toy_data(), cfg, tmp_path, callbacks=[Snap()])
+    assert curve(trainer.fit()) == reference[0]
+    assert len(seen) == 3  # steps 5, 10 and the last, 12
+    for (training, state), step in zip(seen.values(), (5, 10, 12)):
+        assert not training and all(torch.equal(v, ema[step][k]) for k, v in state.items()), step

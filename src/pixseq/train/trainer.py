@@ -251,6 +251,17 @@ class Trainer:
         """``{"eval/<name>": mean}`` of ``task.eval_step`` over ``eval_data``: per-item means
         over every process's shard, on the weights that are saved (the EMA when on), in eval
         mode. Weights, modes and every RNG are restored afterwards."""
+        with self._saved_weights():
+            sums, count = self._eval_shard()
+        gathered = D.gather_objects((sums, count))  # every rank gets the same means
+        n = sum(c for _, c in gathered)
+        keys = sorted({k for rank_sums, _ in gathered for k in rank_sums})
+        return {f"eval/{k}": sum(rank_sums.get(k, 0.0) for rank_sums, _ in gathered) / n for k in keys}
+
+    @contextmanager
+    def _saved_weights(self) -> Iterator[None]:
+        """The modules as they are saved (the EMA weights when on), in eval mode, for a look
+        that must not change training: its weights, modes and every RNG come back afterwards."""
         raw = None
         if self.ema is not None:
             raw = {n: {k: v.detach().clone() for k, v in m.state_dict().items()} for n, m in self.modules.items()}
@@ -260,16 +271,12 @@ class Trainer:
             with preserved_rng():
                 for m in self.modules.values():
                     m.eval()
-                sums, count = self._eval_shard()
+                yield
         finally:
             for n, m in self.modules.items():
                 m.train(modes[n])
                 if raw is not None:
                     m.load_state_dict(raw[n])
-        gathered = D.gather_objects((sums, count))  # every rank gets the same means
-        n = sum(c for _, c in gathered)
-        keys = sorted({k for rank_sums, _ in gathered for k in rank_sums})
-        return {f"eval/{k}": sum(rank_sums.get(k, 0.0) for rank_sums, _ in gathered) / n for k in keys}
 
     def _eval_shard(self) -> tuple[dict[str, float], int]:
         """Item-weighted sums of ``eval_step``'s scalars over this rank's share (every W-th item)."""
@@ -535,16 +542,13 @@ class Trainer:
 
     @torch.no_grad()
     def _image_grid(self) -> torch.Tensor:
-        """A grid of ``task.sample_images`` without touching training's RNG or modes."""
+        """A grid of ``task.sample_images`` by the weights being saved (the EMA when on, as
+        for held-out scores: the raw weights' images were not the model's), without touching
+        training's weights, RNG or modes."""
         from torchvision.utils import make_grid
 
-        modes = {n: m.training for n, m in self.modules.items()}
-        with preserved_rng():
-            for m in self.modules.values():
-                m.eval()
+        with self._saved_weights():
             images = self.task.sample_images(self._last_batch).detach().float().clamp(0, 1).cpu()
-            for n, m in self.modules.items():
-                m.train(modes[n])
         return make_grid(images, nrow=max(1, int(math.sqrt(len(images)))))
 
 
