@@ -714,3 +714,38 @@ def test_image_grids_show_the_weights_being_saved(tmp_path, reference):
     assert len(seen) == 3  # steps 5, 10 and the last, 12
     for (training, state), step in zip(seen.values(), (5, 10, 12)):
         assert not training and all(torch.equal(v, ema[step][k]) for k, v in state.items()), step
+
+
+class SignalAt(ToyTask):
+    """Sends this process SIGTERM once, inside step ``at`` (0-based)."""
+
+    def __init__(self, at: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.at = at
+
+    def training_step(self, batch, step, part):
+        if step == self.at and not getattr(self, "sent", False):
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().training_step(batch, step, part)
+
+
+def test_a_stop_in_the_last_step_lets_the_run_finish(tmp_path, reference):
+    """A stop asked for during the last step raised "interrupted at step 12; resume with
+    --resume" (no model written by the CLI) for a run that was done."""
+    history = Trainer(SignalAt(11, seed=0), toy_data(), TrainConfig(**BASE), tmp_path).fit()
+    assert curve(history) == reference[0]
+    assert torch.load(tmp_path / CKPT_NAME, weights_only=True)["step"] == 12
+
+
+def test_a_stop_at_a_checkpoint_step_saves_once(tmp_path):
+    """A stop asked for in a step that ends with a checkpoint saved the same state twice."""
+    saves = []
+
+    class Count:
+        def on_checkpoint(self, trainer, step):
+            saves.append(step)
+
+    with pytest.raises(PixseqError, match=r"interrupted at step 8; resume with --resume"):
+        Trainer(SignalAt(7, seed=0), toy_data(), TrainConfig(**BASE), tmp_path, callbacks=[Count()]).fit()
+    assert saves == [4, 8]

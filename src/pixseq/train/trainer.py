@@ -37,7 +37,8 @@ With ``num_workers > 0`` random augmentations inside the dataset are not replaye
 Resuming refuses changed settings other than those in ``RESUMABLE_CHANGES``.
 
 Stopping: the first SIGINT/SIGTERM finishes the current step, saves a checkpoint and raises
-``PixseqError("interrupted at step N; resume with --resume")``. A non-finite loss or
+``PixseqError("interrupted at step N; resume with --resume")`` (in the last step, the run
+just ends as usual). A non-finite loss or
 gradient norm raises :class:`NonFiniteError` before the update; the last checkpoint is kept.
 """
 from __future__ import annotations
@@ -184,7 +185,9 @@ class Trainer:
             with _deferred_stop_signals() as stop:
                 while self.step < self.config.steps:
                     self._run_one_step(pbar)
-                    if D.any_rank(stop.requested, self.device):
+                    # a stop asked for in the last step: the run is done, it ends as usual
+                    # (it said "interrupted", without the model, and a resume had to finish it)
+                    if self.step < self.config.steps and D.any_rank(stop.requested, self.device):
                         raise KeyboardInterrupt
                 self._evaluate_cut_short()
         except KeyboardInterrupt:
@@ -506,7 +509,8 @@ class Trainer:
                                   f"nothing to resume") from None
             raise PixseqError(f"interrupted during step {self.step}; last checkpoint is at step "
                               f"{self.last_checkpoint_step}; resume with --resume") from None
-        self.save_checkpoint()
+        if self.last_checkpoint_step != self.step:  # not again when this step was just saved
+            self.save_checkpoint()
         raise PixseqError(f"interrupted at step {self.step}; resume with --resume") from None
 
     def _progress_bar(self):
