@@ -27,6 +27,7 @@ class _TinyConfig:
     name: str = "tiny"
     sizes: tuple[int, ...] = (2, 3)
     bias: Optional[bool] = None
+    grid: tuple[int, float] = (2, 0.5)
 
 
 @registry.register("test-tiny", _TinyConfig)
@@ -45,6 +46,7 @@ class _Tiny(nn.Module):
 def test_config_roundtrip_and_coercion():
     cfg = from_dict(_TinyConfig, {"inner": {"width": 8, "scale": 2}, "sizes": [1, 2, 3]})
     assert cfg.inner.width == 8 and isinstance(cfg.inner.scale, float) and cfg.sizes == (1, 2, 3)
+    assert from_dict(_TinyConfig, {"grid": [3, 1]}).grid == (3, 1.0)  # a type per place, coerced
     assert from_dict(_TinyConfig, to_dict(cfg)) == cfg
 
 
@@ -58,6 +60,9 @@ def test_config_roundtrip_and_coercion():
     ({"sizes": [1, "a"]}, r"sizes\[1\]"),
     ({"bias": "yes"}, "bias"),
     ({"inner": 5}, "must be a mapping"),
+    ({"grid": [1, 2, 3]}, "grid' must be a list of 2 items"),  # fixed-length tuples were any length
+    ({"grid": [1]}, "grid' must be a list of 2 items"),
+    ({"grid": [1.5, 2]}, r"grid\[0\]' must be int"),
 ])
 def test_config_strict(bad, pattern):
     with pytest.raises(PixseqError, match=pattern):

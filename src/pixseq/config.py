@@ -45,6 +45,12 @@ def _check(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise PixseqError(f"config key {where!r} must be a list, got {value!r}")
         args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            # tuple[int, int]: that many items, a type per place (an image size of three
+            # numbers was accepted here and failed later as an unpacking ValueError)
+            if len(value) != len(args):
+                raise PixseqError(f"config key {where!r} must be a list of {len(args)} items, got {value!r}")
+            return tuple(_check(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         item_tp = args[0] if args else Any
         items = [_check(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
