@@ -405,6 +405,20 @@ def test_probe(model_dir, folder, capsys):
     assert "| pixels |" in out and "block 1" in out and "final norm" in out and "best layer" in out
 
 
+def test_probe_counts_the_classes_it_probes(model_dir, tmp_path, capsys):
+    """A --limit on a folder (sorted by class) keeps the first classes only: the summary said
+    the folder's 3 classes and chance 1/3, where always guessing the commoner of the 2 probed
+    classes scores 8/12."""
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b", "c"):
+        (tmp_path / cls).mkdir()
+        for i in range(8):
+            save_image(rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8), tmp_path / cls / f"{i}.png")
+    assert main(["probe", "--model", str(model_dir), "--data", str(tmp_path), "--limit", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "(2 classes," in out and "chance (the commonest class's share): 0.667" in out, out
+
+
 def test_probe_needs_labels(model_dir, tmp_path, capsys):
     for i in range(8):
         save_image(np.full((8, 8, 3), i * 20, np.uint8), tmp_path / f"{i}.png")

@@ -16,6 +16,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from pixseq.cli.common import resolve_device, seed_everything
     from pixseq.cli.sample import load_token_model
     from pixseq.data import load_data, resize_square
@@ -37,10 +39,14 @@ def run(args: argparse.Namespace) -> int:
         raise PixseqError(f"probe supports square models, this one is {H}x{W}")
     images = resize_square(data.images, H)
     rows = linear_probe(model, images, data.labels, args.test_fraction, args.seed, args.batch_size)
-    print(f"linear probe on {len(images)} images of {args.data} ({data.num_classes} classes, "
+    # the classes among the images probed: a --limit on a folder sorted by class keeps only the
+    # first few, and 1 / (all the data's classes) understated the accuracy of always guessing
+    # the commonest class
+    _, counts = np.unique(data.labels, return_counts=True)
+    print(f"linear probe on {len(images)} images of {args.data} ({len(counts)} classes, "
           f"{args.test_fraction:.0%} held out), {H}x{W}:")
     print(format_table(rows))
     best = best_layer(rows)
     print(f"best layer: {best.layer} ({best.test_accuracy:.3f}); raw pixels: {rows[0].test_accuracy:.3f}; "
-          f"chance: {1 / data.num_classes:.3f}")
+          f"chance (the commonest class's share): {counts.max() / counts.sum():.3f}")
     return 0
