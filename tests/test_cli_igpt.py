@@ -262,6 +262,21 @@ def test_complete_bad_options_are_the_only_line(model_dir, tmp_path, capsys, ext
     assert not (tmp_path / "c.png").exists()
 
 
+def test_complete_bounds_all_completions_not_only_n(model_dir, tmp_path, monkeypatch, capsys):
+    """-n is bounded by MAX_SAMPLES (one grid image), but -n per image times many images was
+    not: the whole product was sampled into one huge grid."""
+    from pixseq.cli import sample as sample_verb
+
+    monkeypatch.setattr(sample_verb, "MAX_SAMPLES", 5)
+    images = []
+    for i in range(2):
+        images.append(str(tmp_path / f"in{i}.png"))
+        save_image(np.zeros((SIDE, SIDE, 3), np.uint8), images[-1])
+    code = main(["complete", *images, "--model", str(model_dir), "-n", "3", "--out", str(tmp_path / "c.png")])
+    assert "2 images x -n 3 = 6 completions" in _one_line_error(capsys, code)
+    assert not (tmp_path / "c.png").exists()
+
+
 def test_complete_one_row_model_is_one_line(tmp_path, capsys):
     """A 1x1 model has no row to keep and one to draw: one line before any notice (it was the
     model's "keep_rows must be in 0..0, got 1" after the resize notice)."""

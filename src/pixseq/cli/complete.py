@@ -167,6 +167,12 @@ def run(args: argparse.Namespace) -> int:
     # is then the one line on stderr, not a second line after a notice. --class needs the
     # model's classes, so it is checked right after the model loads.
     check_num(args.num)
+    from pixseq.cli import sample as sample_verb
+
+    total = args.num * len(args.image)
+    if total > sample_verb.MAX_SAMPLES:  # -n alone is bounded; -n per image multiplied past the bound
+        raise PixseqError(f"{len(args.image)} images x -n {args.num} = {total} completions, more than the "
+                          f"{sample_verb.MAX_SAMPLES} of one grid image: give fewer images or a smaller -n")
     check_keep(args.keep)
     check_sampling_options(args)
     out = check_image_output(args.out)
