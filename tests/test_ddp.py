@@ -181,17 +181,29 @@ def test_quantizer_statistics_are_global_under_torchrun(tmp_path):
     assert torch.equal(single.code_age, r0["ema"]["code_age"])
 
 
-LATE_WORKER = """
+TASK_WORKER = """
 import os, sys, torch
 sys.path.insert(0, {tests!r})
 torch.set_num_threads(1)
-from trainer_toy import LatePartTask, toy_data
+import trainer_toy
 from pixseq.train import TrainConfig, Trainer
 rank = int(os.environ["RANK"])
-task = LatePartTask(seed=10 + rank, dropout=0.0, noisy=False)
-Trainer(task, toy_data(), TrainConfig(**{cfg!r}), {root!r}).fit()
-torch.save({{"net": task.net.state_dict(), "late": task.late.state_dict()}}, os.path.join({root!r}, f"late{{rank}}.pt"))
+task = getattr(trainer_toy, {task!r})(seed=10 + rank, dropout=0.0, noisy=False)
+Trainer(task, trainer_toy.toy_data(), TrainConfig(**{cfg!r}), {root!r}).fit()
+torch.save({{n: m.state_dict() for n, m in task.modules().items()}}, os.path.join({root!r}, f"r{{rank}}.pt"))
 """
+
+
+def run_task_on_two_ranks(task: str, cfg: dict, root: Path) -> tuple[dict, dict]:
+    """Train ``trainer_toy.<task>`` under torchrun with 2 processes; each rank's final
+    ``{module name: state_dict}``."""
+    script = root / "worker.py"
+    script.write_text(textwrap.dedent(TASK_WORKER.format(tests=str(TESTS), task=task, cfg=cfg, root=str(root))))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=110, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tuple(torch.load(root / f"r{r}.pt", weights_only=True) for r in range(2))
 
 
 @pytest.mark.timeout(120)
@@ -203,13 +215,7 @@ def test_parameters_without_gradient_stay_out_of_the_update_like_in_one_process(
     from trainer_toy import LatePartTask
 
     cfg = {**CFG, "weight_decay": 0.1, "ckpt_every": 0, "log_every": 0}
-    script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(LATE_WORKER.format(tests=str(TESTS), cfg=cfg, root=str(tmp_path))))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=110, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r0, r1 = (torch.load(tmp_path / f"late{r}.pt", weights_only=True) for r in range(2))
+    r0, r1 = run_task_on_two_ranks("LatePartTask", cfg, tmp_path)
     torch.set_num_threads(1)
     task = LatePartTask(seed=10, dropout=0.0, noisy=False)
     Trainer(task, toy_data(), TrainConfig(**{**cfg, "batch_size": 8}), tmp_path / "single").fit()
@@ -218,3 +224,13 @@ def test_parameters_without_gradient_stay_out_of_the_update_like_in_one_process(
             assert torch.equal(r0[name][k], r1[name][k]), (name, k)
             # one mean of 8 vs the mean of two means of 4: float rounding only
             torch.testing.assert_close(v, r0[name][k], rtol=1e-5, atol=1e-5, msg=f"{name}.{k}")
+
+
+@pytest.mark.timeout(120)
+def test_ema_of_buffers_is_the_same_on_every_rank(tmp_path):
+    """The EMA was updated before rank 0's buffers (BatchNorm statistics) were broadcast, so
+    each rank averaged its own: the EMA weights (held-out scores per shard, the final model)
+    differed between ranks."""
+    r0, r1 = run_task_on_two_ranks("BufferTask", {**CFG, "ema_decay": 0.5, "log_every": 0}, tmp_path)
+    for k, v in r0["net"].items():  # the EMA weights, swapped in at the end
+        assert torch.equal(v, r1["net"][k]), k

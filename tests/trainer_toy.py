@@ -93,3 +93,17 @@ class LatePartTask(ToyTask):
         if step < self.start:
             return x.new_zeros((), requires_grad=True), {}
         return ((self.late(x) - y) ** 2).mean(), {}
+
+
+class BufferTask(ToyTask):
+    """A buffer updated from each batch, like BatchNorm's running statistics: under torchrun
+    it differs between ranks until rank 0's is broadcast after the step."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.net.register_buffer("seen", torch.zeros(4))
+
+    def training_step(self, batch, step: int, part: str):
+        with torch.no_grad():
+            self.net.seen.lerp_(batch[0].mean(0), 0.5)
+        return super().training_step(batch, step, part)

@@ -298,10 +298,10 @@ class Trainer:
         record["loss"] = record[f"loss/{self.parts[0]}"]
         if hasattr(self.task, "on_step_end"):
             self.task.on_step_end(step)
+        if self.dist.enabled:  # before the EMA: every rank must average the same (rank 0's) buffers
+            D.broadcast_state(self.modules.values(), buffers_only=True)
         if self.ema is not None:
             self.ema.update(self.modules)
-        if self.dist.enabled:
-            D.broadcast_state(self.modules.values(), buffers_only=True)
         record.update(self._throughput(micro, time.perf_counter() - t0))
         return record
 
