@@ -378,3 +378,13 @@ def test_igpt_complete_labels_one_for_all_per_image_or_per_completion():
         run([0, 1, 2])
     with pytest.raises(PixseqError, match=r"class must be in 0\.\.2"):
         model.generate(2, labels=[0, 3])
+
+
+def test_igpt_pooled_features_refuse_labels_of_an_unconditional_model():
+    """They were ignored without a word (generate refuses them)."""
+    model, images = _igpt()
+    tokens = model.encode_uint8(images[:2])
+    feats = model.eval().pooled_features(tokens)
+    assert len(feats) == 3 and feats[0].shape == (2, 16)
+    with pytest.raises(PixseqError, match="unconditional"):
+        model.pooled_features(tokens, labels=[0, 1])

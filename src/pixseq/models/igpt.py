@@ -151,7 +151,7 @@ class IGPT(nn.Module):
     @torch.no_grad()
     def pooled_features(self, tokens: torch.Tensor, labels=None) -> list[torch.Tensor]:
         """Average-pooled features per layer (iGPT linear probe): ``n_layer + 1`` tensors ``(B, C)``."""
-        cond = self._cond(labels, tokens.size(0)) if self.num_classes else None
+        cond = self._cond(labels, tokens.size(0))  # labels for an unconditional model are refused, as in generate
         return [f.mean(1) for f in self.prior.features(tokens.to(self.device), cond)]
 
 
