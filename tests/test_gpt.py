@@ -357,6 +357,9 @@ def test_igpt_complete_keeps_rows():
     assert out.min() >= 0 and out.max() <= 1
     with pytest.raises(PixseqError):
         model.generate(1, labels=[0])  # unconditional model given a class
+    for bad in (4.5, 6, -1):  # 4.5 was a TypeError from slicing
+        with pytest.raises(PixseqError, match="keep_rows must be an integer in 0..5"):
+            model.complete(x, keep_rows=bad)
 
 
 def test_igpt_complete_labels_one_for_all_per_image_or_per_completion():

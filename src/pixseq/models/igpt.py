@@ -11,6 +11,7 @@ images and the task object the :mod:`pixseq.train` Trainer drives.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -136,8 +137,9 @@ class IGPT(nn.Module):
         H, W = self.image_size
         if images.shape[1:] != (3, H, W):
             raise PixseqError(f"images must be (B, 3, {H}, {W}) for this model, got {tuple(images.shape)}")
-        if not 0 <= keep_rows < H:
-            raise PixseqError(f"keep_rows must be in 0..{H - 1}, got {keep_rows}")
+        # an integer: 4.5 passed the range check and failed as a slice TypeError
+        if isinstance(keep_rows, bool) or not isinstance(keep_rows, numbers.Integral) or not 0 <= keep_rows < H:
+            raise PixseqError(f"keep_rows must be an integer in 0..{H - 1}, got {keep_rows!r}")
         tokens = self.tokenizer.encode(images.to(self.device)).flatten(1)  # (B, H*W)
         prefix = tokens[:, : keep_rows * W].repeat_interleave(num, dim=0)  # (B*num, P)
         if labels is not None:
