@@ -289,3 +289,21 @@ def test_attention_feeds_contiguous_tensors_to_sdpa(monkeypatch):
                                     block.proj.bias.double())
     assert seen == [[True, True, True]]
     assert torch.allclose(out.double(), ref, atol=1e-5)  # float32 attention over 35 positions: ~1e-7 error
+
+
+def test_grad_accumulation_puts_each_micro_batch_through_the_quantizer_once(tmp_path, monkeypatch):
+    """The disc part reuses the gen part's reconstructions; with grad_accum > 1 it found only
+    the last micro-batch's and ran the others through the model again in training mode, so
+    the codebook statistics counted them twice (3 updates for 2 micro-batches)."""
+    from pixseq.models.taming_train import ImageDataset, VQGANTask
+    from pixseq.train import TrainConfig, Trainer
+
+    model = VQGAN(vqgan_config(4, 16, 8, 8))
+    loss = VQGANLoss(VQGANLossConfig(perceptual="none", disc_start=0, disc_layers=2, disc_channels=8))
+    seen = []
+    update = model.quantizer._update_stats
+    monkeypatch.setattr(model.quantizer, "_update_stats", lambda flat, idx: (seen.append(len(flat)), update(flat, idx)))
+    images = [np.random.default_rng(i).integers(0, 256, (24, 24, 3), dtype=np.uint8) for i in range(8)]
+    cfg = TrainConfig(steps=2, batch_size=2, grad_accum=2, warmup_steps=0, log_every=0, ckpt_every=0)
+    Trainer(VQGANTask(model, loss), ImageDataset(images, 24), cfg, tmp_path).fit()
+    assert len(seen) == 2 * 2  # steps x micro-batches

@@ -131,7 +131,10 @@ class VQGANTask:
             self.loss.perceptual.to(x.device)
             x_hat, vq_loss, info = self.model(batch["image"])
             loss, logs = self.loss.generator_loss(x, x_hat.float(), vq_loss, step, self.model.last_layer())
-            self._fake = {id(batch["image"]): x_hat.detach()}
+            # every micro-batch's, for the step: with grad_accum > 1 the disc part only found
+            # the last one and ran the others through the model again, in training mode, so
+            # the codebook statistics (and EMA codebook) counted those micro-batches twice
+            self._fake[id(batch["image"])] = x_hat.detach()
             logs.update(usage=self.model.quantizer.usage(), perplexity=info["perplexity"].detach())
             return loss, logs
         fake = self._fake.get(id(batch["image"]))
@@ -144,6 +147,7 @@ class VQGANTask:
         return ReconstructionEval(self.model).eval_step(batch)
 
     def on_step_end(self, step: int) -> None:
+        self._fake = {}  # the step's micro-batches are gone: their ids may be reused
         self.model.quantizer.sync()  # identical codebooks on every rank, against float drift
 
     @torch.no_grad()
