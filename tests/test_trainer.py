@@ -749,3 +749,20 @@ def test_a_stop_at_a_checkpoint_step_saves_once(tmp_path):
     with pytest.raises(PixseqError, match=r"interrupted at step 8; resume with --resume"):
         Trainer(SignalAt(7, seed=0), toy_data(), TrainConfig(**BASE), tmp_path, callbacks=[Count()]).fit()
     assert saves == [4, 8]
+
+
+def test_an_out_dir_that_cannot_be_written_is_refused_before_training(tmp_path):
+    """An --out below a file trained the whole run (ckpt_every=0) and then failed to save it."""
+    from pixseq.train.args import check_out_dir
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(PixseqError, match=r"cannot write the training state to .*file.* is not a folder"):
+        Trainer(ToyTask(), toy_data(), TrainConfig(**BASE), tmp_path / "file" / "run" / "train")
+    with pytest.raises(PixseqError, match="is not a folder"):  # the train verbs, before loading data
+        check_out_dir(tmp_path / "file" / "m", tmp_path / "file" / "m" / "train", resume=False, force=True)
+    if os.getuid() != 0:  # root may write anywhere
+        (tmp_path / "ro").mkdir(mode=0o555)
+        with pytest.raises(PixseqError, match="is not writable"):
+            Trainer(ToyTask(), toy_data(), TrainConfig(**BASE), tmp_path / "ro" / "train")
+    Trainer(ToyTask(), toy_data(), TrainConfig(**BASE), tmp_path / "new" / "deeper")  # to be created: fine
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "ro"][:1 + (os.getuid() != 0)]

@@ -22,7 +22,7 @@ from pixseq.cli.common import notice
 from pixseq.errors import PixseqError
 from pixseq.io import atomic_write
 from pixseq.train.config import TrainConfig
-from pixseq.train.trainer import CKPT_NAME, read_checkpoint_head
+from pixseq.train.trainer import CKPT_NAME, check_writable_folder, read_checkpoint_head
 
 # (config field, flag, type, help)
 _OPTIONS = (
@@ -68,9 +68,11 @@ def add_train_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig |
 
 def check_out_dir(model_dir: str | Path, train_dir: str | Path, resume: bool, force: bool) -> None:
     """Refuse, before anything is written, to replace a finished model (``model_dir``) or the
-    checkpoint of an unfinished run (``train_dir``: hours of work) without ``--force``."""
+    checkpoint of an unfinished run (``train_dir``: hours of work) without ``--force``, or
+    to train into a ``train_dir`` that cannot be written."""
     if resume and force:
         raise PixseqError("--resume and --force contradict each other; choose one")
+    check_writable_folder(Path(train_dir))  # before the data are loaded, not at the first checkpoint
     if resume or force:
         return
     if (Path(model_dir) / "config.json").exists():

@@ -96,6 +96,7 @@ class Trainer:
         self.task, self.dataset, self.config = task, dataset, config
         self.out_dir, self.callbacks = Path(out_dir), list(callbacks)
         self.device = resolve_device(device)
+        check_writable_folder(self.out_dir)
         self.dist = D.init_from_env(self.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
@@ -645,6 +646,19 @@ def _check_eval_data(task: Any, eval_data: Any) -> None:
     check_map_style(eval_data)
     if len(eval_data) == 0:
         raise PixseqError("the held-out data is empty")
+
+
+def check_writable_folder(out_dir: str | os.PathLike) -> None:
+    """PixseqError now, rather than at the first checkpoint (at the end with ``ckpt_every=0``,
+    the whole run lost), when ``out_dir`` cannot be created: its nearest existing ancestor
+    must be a writable folder. Nothing is created here."""
+    existing = Path(out_dir).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PixseqError(f"cannot write the training state to {out_dir}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PixseqError(f"cannot write the training state to {out_dir}: {existing} is not writable")
 
 
 def _check_task(task: Any) -> None:
