@@ -172,6 +172,11 @@ def test_sample(model_dir, tmp_path, capsys):
     assert grid.ndim == 3 and grid.shape[1] > 2 * SIDE  # two columns (one per class), upscaled
     assert main(["sample", "--model", str(model_dir), "-n", "2", "--class", "top", "--out", str(out)]) == 0
     assert "class 1" in capsys.readouterr().out
+    # the model has 2 classes: one sample is of class 0 only (it said "all classes")
+    assert main(["sample", "--model", str(model_dir), "-n", "1", "--out", str(out)]) == 0
+    assert "1 sample (class 0)" in capsys.readouterr().out
+    assert main(["sample", "--model", str(model_dir), "-n", "3", "--out", str(out)]) == 0
+    assert "3 samples (all classes)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("extra, pattern", [

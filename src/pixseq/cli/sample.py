@@ -181,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
     tiles = to_uint8_batch(images)
     ncol = min(args.ncol, args.num) if args.ncol else ncol  # more columns than images: empty space
     save_image(make_grid(tiles, ncol=ncol, scale=legible_scale(tiles[0].shape[0])), out)
-    what = f"class {cls}" if cls is not None else ("all classes" if model.num_classes else "unconditional")
+    what = f"class {cls}" if cls is not None else ("unconditional" if not model.num_classes else
+                                                   "all classes" if args.num >= model.num_classes else
+                                                   # fewer samples than classes: the first -n classes only
+                                                   "class 0" if args.num == 1 else f"classes 0..{args.num - 1}")
     print(f"wrote {out}: {plural(args.num, 'sample')} ({what}), {tiles[0].shape[0]}x{tiles[0].shape[1]} each")
     return 0
