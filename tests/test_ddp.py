@@ -181,41 +181,48 @@ def test_quantizer_statistics_are_global_under_torchrun(tmp_path):
     assert torch.equal(single.code_age, r0["ema"]["code_age"])
 
 
-TASK_WORKER = """
+TASKS_WORKER = """
 import os, sys, torch
 sys.path.insert(0, {tests!r})
 torch.set_num_threads(1)
 import trainer_toy
 from pixseq.train import TrainConfig, Trainer
 rank = int(os.environ["RANK"])
-task = getattr(trainer_toy, {task!r})(seed=10 + rank, dropout=0.0, noisy=False)
-Trainer(task, trainer_toy.toy_data(), TrainConfig(**{cfg!r}), {root!r}).fit()
-torch.save({{n: m.state_dict() for n, m in task.modules().items()}}, os.path.join({root!r}, f"r{{rank}}.pt"))
+for name, (task_name, cfg) in {jobs!r}.items():
+    task = getattr(trainer_toy, task_name)(seed=10 + rank, dropout=0.0, noisy=False)
+    Trainer(task, trainer_toy.toy_data(), TrainConfig(**cfg), os.path.join({root!r}, name)).fit()
+    torch.save({{n: m.state_dict() for n, m in task.modules().items()}},
+               os.path.join({root!r}, f"{{name}}{{rank}}.pt"))
 """
+#: name -> (trainer_toy task, config): trained under one torchrun launch (about 8 s each)
+JOBS = {"late": ("LatePartTask", {**CFG, "weight_decay": 0.1, "ckpt_every": 0, "log_every": 0}),
+        "buffer": ("BufferTask", {**CFG, "ema_decay": 0.5, "log_every": 0})}
 
 
-def run_task_on_two_ranks(task: str, cfg: dict, root: Path) -> tuple[dict, dict]:
-    """Train ``trainer_toy.<task>`` under torchrun with 2 processes; each rank's final
-    ``{module name: state_dict}``."""
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> dict[str, tuple[dict, dict]]:
+    """Each job of :data:`JOBS` trained by 2 processes: ``{name: (rank 0's, rank 1's final
+    {module name: state_dict})}``."""
+    root = tmp_path_factory.mktemp("tasks")
     script = root / "worker.py"
-    script.write_text(textwrap.dedent(TASK_WORKER.format(tests=str(TESTS), task=task, cfg=cfg, root=str(root))))
+    script.write_text(textwrap.dedent(TASKS_WORKER.format(tests=str(TESTS), jobs=JOBS, root=str(root))))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=110, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return tuple(torch.load(root / f"r{r}.pt", weights_only=True) for r in range(2))
+    return {name: tuple(torch.load(root / f"{name}{r}.pt", weights_only=True) for r in range(2)) for name in JOBS}
 
 
 @pytest.mark.timeout(120)
-def test_parameters_without_gradient_stay_out_of_the_update_like_in_one_process(tmp_path):
+def test_parameters_without_gradient_stay_out_of_the_update_like_in_one_process(tmp_path, two_ranks):
     """Parameters no rank has a gradient for in a step (a VQGAN's discriminator before
     disc_start) are left alone, as AdamW leaves a gradient of None in one process; they were
     given zero gradients on every rank, so two processes decayed them and advanced their Adam
     step counts, and trained differently from one process with the combined batch."""
     from trainer_toy import LatePartTask
 
-    cfg = {**CFG, "weight_decay": 0.1, "ckpt_every": 0, "log_every": 0}
-    r0, r1 = run_task_on_two_ranks("LatePartTask", cfg, tmp_path)
+    r0, r1 = two_ranks["late"]
+    cfg = JOBS["late"][1]
     torch.set_num_threads(1)
     task = LatePartTask(seed=10, dropout=0.0, noisy=False)
     Trainer(task, toy_data(), TrainConfig(**{**cfg, "batch_size": 8}), tmp_path / "single").fit()
@@ -227,10 +234,10 @@ def test_parameters_without_gradient_stay_out_of_the_update_like_in_one_process(
 
 
 @pytest.mark.timeout(120)
-def test_ema_of_buffers_is_the_same_on_every_rank(tmp_path):
+def test_ema_of_buffers_is_the_same_on_every_rank(two_ranks):
     """The EMA was updated before rank 0's buffers (BatchNorm statistics) were broadcast, so
     each rank averaged its own: the EMA weights (held-out scores per shard, the final model)
     differed between ranks."""
-    r0, r1 = run_task_on_two_ranks("BufferTask", {**CFG, "ema_decay": 0.5, "log_every": 0}, tmp_path)
+    r0, r1 = two_ranks["buffer"]
     for k, v in r0["net"].items():  # the EMA weights, swapped in at the end
         assert torch.equal(v, r1["net"][k]), k
