@@ -125,6 +125,32 @@ def test_resume_with_more_steps_says_the_schedule_moved(folder, tmp_path, capsys
     assert [r["step"] for r in history] == [0, 1, 2]
 
 
+def test_resume_encodes_with_the_saved_palette_not_a_refit(folder, tmp_path, monkeypatch, capsys):
+    """--resume fitted the k-means palette again and encoded the data with it before the
+    Trainer restored the saved one: identical only on the same machine and versions. A refit
+    that comes out differently (here: reversed colours) must not reach the resumed run."""
+    from pixseq.models import igpt
+
+    out = tmp_path / "run"
+    base = ["train", "igpt", "--data", str(folder), "--out", str(out)] + TRAIN
+    assert main(base + ["--steps", "2"]) == 0
+    first = checkpoint.from_pretrained(out).tokenizer.palette.clone()
+    real_fit = igpt.fit_palette
+    monkeypatch.setattr(igpt, "fit_palette", lambda *a, **k: real_fit(*a, **k).flip(0))
+    encoded = []
+    real_dataset = igpt.IGPTTokenDataset
+
+    def spy(model, *a, **k):
+        encoded.append(model.tokenizer.palette.clone())
+        return real_dataset(model, *a, **k)
+
+    monkeypatch.setattr(igpt, "IGPTTokenDataset", spy)
+    capsys.readouterr()
+    assert main(base + ["--steps", "3", "--resume"]) == 0
+    assert encoded and all(torch.equal(p, first) for p in encoded)  # the data were encoded with the saved palette
+    assert torch.equal(checkpoint.from_pretrained(out).tokenizer.palette, first)
+
+
 def test_interrupted_training_resumes_exactly(model_dir, folder, tmp_path, stop_training_after, capsys):
     args = ["--data", str(folder), "--classes", "--steps", "4"] + TRAIN  # as model_dir was trained
     stop_training_after(2)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from pixseq.cli.common import path_arg, plural
 from pixseq.errors import PixseqError
@@ -62,14 +63,41 @@ def default_image_size(images: Sequence[np.ndarray], cap: int = 32) -> int:
     return min(sides.pop(), cap) if len(sides) == 1 else cap
 
 
-def build_igpt(images: np.ndarray, size: str, palette: int, num_classes: int, seed: int, **gpt_overrides):
-    """A fresh iGPT for uint8 ``(N, S, S, 3)`` images: palette fitted, GPT preset ``size``."""
+def build_igpt(images: np.ndarray, size: str, palette: int, num_classes: int, seed: int,
+               saved_palette: torch.Tensor | None = None, **gpt_overrides):
+    """A fresh iGPT for uint8 ``(N, S, S, 3)`` images: palette fitted, GPT preset ``size``.
+
+    ``saved_palette``: a resumed run's palette, used instead of fitting one again (see
+    :func:`saved_palette`)."""
     from pixseq.models.igpt import IGPT, IGPTConfig
     from pixseq.priors.gpt import gpt_config
 
     cfg = IGPTConfig(palette_size=palette, image_size=int(images.shape[1]),
                      gpt=gpt_config(size, **gpt_overrides), num_classes=num_classes)
-    return IGPT.from_data(images, cfg, seed=seed)
+    if saved_palette is None or tuple(saved_palette.shape) != (palette, 3):
+        return IGPT.from_data(images, cfg, seed=seed)  # (another shape: the Trainer names the mismatch)
+    with torch.random.fork_rng(devices=[]):  # as from_data: the global RNG stays untouched
+        torch.manual_seed(seed)
+        model = IGPT(cfg)
+    model.tokenizer.set_palette(saved_palette)
+    return model
+
+
+def saved_palette(train_dir: Path) -> torch.Tensor | None:
+    """The palette in ``train_dir``'s training checkpoint, or None (no checkpoint, or not an
+    iGPT's). A resumed run encodes its data with this palette: fitting k-means again gave the
+    same colours only on the same machine and library versions, and with any other colours
+    the data would be tokens of another palette than the restored model's."""
+    from pixseq.train.trainer import CKPT_NAME
+
+    path = train_dir / CKPT_NAME
+    if not path.is_file():
+        return None
+    try:  # memory-mapped: the weights and optimizer moments are not read
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return state["modules"]["model"]["tokenizer.palette"].clone()
+    except Exception:  # noqa: BLE001 - unreadable or foreign: the Trainer's load says why
+        return None
 
 
 def fit_igpt(model, images: np.ndarray, labels: np.ndarray | None, out_dir: str | Path, train_config,
@@ -135,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
                 "classes": bool(settings["classes"])}
     images = resize_square(data.images, side)
     num_classes = data.num_classes if settings["classes"] else 0
-    model = build_igpt(images, settings["size"], palette, num_classes, train_config.seed)
+    model = build_igpt(images, settings["size"], palette, num_classes, train_config.seed,
+                       saved_palette=saved_palette(out / "train") if args.resume else None)
     meta = {"class_names": list(data.class_names) if num_classes else [], "data": settings["data"]}
     model, history = fit_igpt(model, images, data.labels, out, train_config, device, resume=args.resume, meta=meta,
                               callbacks=[RunRecorder(out / "train", settings, args.resume)], held_out=val)
