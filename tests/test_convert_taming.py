@@ -200,6 +200,18 @@ def test_non_metadata_globals_are_still_refused(tmp_path, capsys):
     assert "weights_only" in capsys.readouterr().err
 
 
+def test_convert_taming_empty_paths_are_refused(official_ckpt, tmp_path, monkeypatch, capsys):
+    """An empty DIR was the current folder: the VQGAN's files were written into it."""
+    path, _ = official_ckpt
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    for argv in ([str(path), ""], ["", "m"]):
+        with pytest.raises(SystemExit) as exc:  # argparse's own usage error exits 2 itself
+            main(["convert", "taming", *argv])
+        assert exc.value.code == 2 and "empty path" in capsys.readouterr().err
+    assert sorted(tmp_path.iterdir()) == before
+
+
 def test_convert_refuses_to_replace_a_model_and_incomplete_levels(official_ckpt, tmp_path, capsys):
     """OUT holding a model was silently overwritten (e.g. a trained VQGAN beside its training
     state); a checkpoint lacking a level's first block was a KeyError traceback."""

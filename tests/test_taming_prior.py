@@ -107,6 +107,9 @@ def test_generate_sizes_and_inpainting_keep_region():
     out = m.generate_tokens(3, labels=[0, 1, 1], keep=tokens.expand(3, -1, -1), keep_mask=mask, generator=g)
     assert torch.equal(out[:, :, :2], tokens.expand(3, -1, -1)[:, :, :2])
     assert m.complete(x, keep_rows=8, num=2, labels=1).shape == (2, 3, 16, 16)
+    for bad in (8.5, True, 16, -1):  # 8.5 passed the range check and failed as a slice TypeError
+        with pytest.raises(PixseqError, match="keep_rows must be an integer in 0..15"):
+            m.complete(x, keep_rows=bad, labels=1)
 
 
 def test_labels_as_class_names(tmp_path):

@@ -8,8 +8,11 @@ HELP = "convert an official taming-transformers VQGAN checkpoint (.ckpt) into a 
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", help="the .ckpt file (e.g. vqgan_imagenet_f16_1024 last.ckpt)")
-    parser.add_argument("out", help="model directory to write")
+    from pixseq.cli.common import path_arg
+
+    # path_arg: an empty OUT was the current folder, which the model's files were written into
+    parser.add_argument("src", type=path_arg, help="the .ckpt file (e.g. vqgan_imagenet_f16_1024 last.ckpt)")
+    parser.add_argument("out", type=path_arg, help="model directory to write")
     parser.add_argument("--force", action="store_true", help="overwrite an existing model directory")
 
 

@@ -5,6 +5,7 @@ Image convention everywhere in pixseq's tensor APIs: float tensors ``(B, 3, H, W
 """
 from __future__ import annotations
 
+import numbers
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -51,6 +52,13 @@ def check_token_grid(tokens: torch.Tensor, vocab_size: int) -> None:
     if tokens.dim() != 3:
         raise PixseqError(f"tokens must be a (B, h, w) grid, got shape {tuple(tokens.shape)}")
     check_token_ids(tokens, vocab_size)
+
+
+def check_keep_rows(keep_rows, height: int) -> None:
+    """``keep_rows`` (rows of an image kept by a completion) is an integer in ``0..height-1``
+    (a float like 4.5 passed a range check and failed later as a slice TypeError)."""
+    if isinstance(keep_rows, bool) or not isinstance(keep_rows, numbers.Integral) or not 0 <= keep_rows < height:
+        raise PixseqError(f"keep_rows must be an integer in 0..{height - 1}, got {keep_rows!r}")
 
 
 def class_names(model) -> list[str]:

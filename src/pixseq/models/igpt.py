@@ -11,7 +11,6 @@ images and the task object the :mod:`pixseq.train` Trainer drives.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -22,7 +21,7 @@ from torch.utils.data import Dataset
 
 from pixseq.errors import PixseqError
 from pixseq.io import to_tensor
-from pixseq.models.base import class_labels
+from pixseq.models.base import check_keep_rows, class_labels
 from pixseq.priors.gpt import GPT, GPTConfig, flops_per_batch
 from pixseq.priors.sampling import sample
 from pixseq.registry import register
@@ -137,9 +136,7 @@ class IGPT(nn.Module):
         H, W = self.image_size
         if images.shape[1:] != (3, H, W):
             raise PixseqError(f"images must be (B, 3, {H}, {W}) for this model, got {tuple(images.shape)}")
-        # an integer: 4.5 passed the range check and failed as a slice TypeError
-        if isinstance(keep_rows, bool) or not isinstance(keep_rows, numbers.Integral) or not 0 <= keep_rows < H:
-            raise PixseqError(f"keep_rows must be an integer in 0..{H - 1}, got {keep_rows!r}")
+        check_keep_rows(keep_rows, H)
         tokens = self.tokenizer.encode(images.to(self.device)).flatten(1)  # (B, H*W)
         prefix = tokens[:, : keep_rows * W].repeat_interleave(num, dim=0)  # (B*num, P)
         if labels is not None:

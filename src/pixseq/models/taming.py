@@ -29,7 +29,7 @@ from torch import nn
 
 from pixseq.errors import PixseqError
 from pixseq.io import to_tensor
-from pixseq.models.base import check_token_ids, class_labels
+from pixseq.models.base import check_keep_rows, check_token_ids, class_labels
 from pixseq.priors.gpt import GPT, GPTConfig, gpt_config
 from pixseq.priors.sampling import check_num
 from pixseq.priors.sliding import sliding_sample
@@ -235,8 +235,7 @@ class Taming(nn.Module):
     def complete(self, images: torch.Tensor, keep_rows: int, num: int = 1, labels=None, **sampling) -> torch.Tensor:
         """Keep the top ``keep_rows`` pixel rows (whole code rows inside them) and sample the rest."""
         H, W = self.image_size
-        if not 0 <= keep_rows < H:
-            raise PixseqError(f"keep_rows must be in 0..{H - 1}, got {keep_rows}")
+        check_keep_rows(keep_rows, H)
         mask = torch.zeros(H, W, dtype=torch.bool)
         mask[:keep_rows] = True
         return self.inpaint(images, mask, num, labels, **sampling)
