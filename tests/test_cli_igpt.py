@@ -700,6 +700,7 @@ def test_evaluate_igpt(model_dir, folder, tmp_path, capsys):
         nats = float(model.prior.loss(tokens, torch.as_tensor(data.labels)[:, None]).double())
     assert doc["images"] == 48 and doc["loss"] == pytest.approx(nats, rel=1e-5)  # float32 sums in two orders
     assert f"bits/pixel {nats / np.log(2):.4f}" in printed and "with their class labels" in printed
+    assert f"at their own {SIDE}x{SIDE}" in printed and "resized" not in printed  # said "resized" regardless
     flat = tmp_path / "flat"
     save_image(np.zeros((SIDE, SIDE, 3), np.uint8), flat / "a.png")
     for argv, words in (

@@ -100,14 +100,16 @@ def _task_and_data(model, data, args) -> tuple[Any, Any, str]:
 
         labels, said = _labels(model, data)
         side = model.config.image_size
-        return IGPTTask(model), IGPTTokenDataset(model, data.images, labels), f"resized to {side}x{side}{said}"
+        return (IGPTTask(model), IGPTTokenDataset(model, data.images, labels),
+                f"{_prepared(data.images, side, side)}{said}")
     if model.kind == "taming":
         from pixseq.models.taming import TamingTokenDataset
         from pixseq.models.taming_train import PriorTask
 
         labels, said = _labels(model, data)
         H, W = model.image_size
-        return PriorTask(model), TamingTokenDataset(model, data.images, labels), f"resized to {H}x{W}{said}"
+        return (PriorTask(model), TamingTokenDataset(model, data.images, labels),
+                f"{_prepared(data.images, H, W)}{said}")
     from pixseq.errors import PixseqError
     from pixseq.models.taming_train import ImageDataset, ReconstructionEval, centre_crops
 
@@ -117,6 +119,14 @@ def _task_and_data(model, data, args) -> tuple[Any, Any, str]:
     task = ReconstructionEval(model)
     crops = centre_crops(data.images, size, what=f"images for centre {size}x{size} crops")
     return task, ImageDataset(crops, size), f"centre {size}x{size} crops"
+
+
+def _prepared(images, height: int, width: int) -> str:
+    """How the images reach the model: "at their own HxW" when all have the model's size
+    (saying "resized" then was wrong), else "resized to HxW"."""
+    if all(im.shape[:2] == (height, width) for im in images):
+        return f"at their own {height}x{width}"
+    return f"resized to {height}x{width}"
 
 
 def _labels(model, data) -> tuple[Any, str]:
