@@ -260,7 +260,7 @@ def test_compile_trains_like_eager_and_resumes_either_way(tmp_path):
 
 
 def test_compile_refusals(tmp_path, monkeypatch):
-    import pixseq.train.trainer as T
+    import pixseq.train.compiling as T
 
     with pytest.raises(PixseqError, match="compile must be true or false"):
         TrainConfig(compile="yes")

@@ -88,7 +88,7 @@ def saved_palette(train_dir: Path) -> torch.Tensor | None:
     iGPT's). A resumed run encodes its data with this palette: fitting k-means again gave the
     same colours only on the same machine and library versions, and with any other colours
     the data would be tokens of another palette than the restored model's."""
-    from pixseq.train.trainer import CKPT_NAME
+    from pixseq.train.files import CKPT_NAME
 
     path = train_dir / CKPT_NAME
     if not path.is_file():

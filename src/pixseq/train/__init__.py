@@ -14,7 +14,8 @@ from pixseq.train.config import RESUMABLE_CHANGES, TrainConfig, TrainTask
 from pixseq.train.distributed import DistInfo, init_from_env
 from pixseq.train.ema import EMA
 from pixseq.train.schedule import warmup_cosine
-from pixseq.train.trainer import CKPT_NAME, HISTORY_NAME, NonFiniteError, Trainer
+from pixseq.train.files import CKPT_NAME, HISTORY_NAME
+from pixseq.train.trainer import NonFiniteError, Trainer
 
 __all__ = ["TrainConfig", "TrainTask", "Trainer", "EMA", "DistInfo", "init_from_env", "warmup_cosine",
            "NonFiniteError", "CKPT_NAME", "HISTORY_NAME", "RESUMABLE_CHANGES",

@@ -22,7 +22,7 @@ from pixseq.cli.common import notice
 from pixseq.errors import PixseqError
 from pixseq.io import atomic_write
 from pixseq.train.config import TrainConfig
-from pixseq.train.trainer import CKPT_NAME, check_writable_folder, read_checkpoint_head
+from pixseq.train.files import CKPT_NAME, check_writable_folder, read_checkpoint_head
 
 # (config field, flag, type, help)
 _OPTIONS = (

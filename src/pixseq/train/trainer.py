@@ -43,16 +43,11 @@ gradient norm raises :class:`NonFiniteError` before the update; the last checkpo
 """
 from __future__ import annotations
 
-import json
-import logging
 import math
 import os
 import shutil
-import signal
 import sys
-import threading
 import time
-import zipfile
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -69,16 +64,14 @@ from pixseq.errors import PixseqError, first_line
 from pixseq.io import atomic_write
 from pixseq.train import distributed as D
 from pixseq.train.batches import BatchStream, check_map_style
+from pixseq.train.compiling import compile_modules, is_compile_error
 from pixseq.train.config import RESUMABLE_CHANGES, TrainConfig, TrainTask
 from pixseq.train.ema import EMA
+from pixseq.train.files import (CKPT_NAME, FORMAT, HISTORY_NAME, TB_DIR, VERSION, check_crcs, check_writable_folder,
+                                json_line, read_history)
 from pixseq.train.schedule import make_scheduler
+from pixseq.train.signals import deferred_stop_signals
 from pixseq.train.state import get_rng_state, preserved_rng, set_rng_state
-
-CKPT_NAME = "train_state.pt"
-HISTORY_NAME = "history.jsonl"
-TB_DIR = "tb"
-FORMAT, VERSION = "pixseq-train-state", 1
-
 
 class NonFiniteError(PixseqError):
     """The loss or gradient norm became NaN/inf; raised before the bad update is applied."""
@@ -183,7 +176,7 @@ class Trainer:
             m.train()
         pbar = self._progress_bar()
         try:
-            with _deferred_stop_signals() as stop:
+            with deferred_stop_signals() as stop:
                 while self.step < self.config.steps:
                     self._run_one_step(pbar)
                     # a stop asked for in the last step: the run is done, it ends as usual
@@ -393,7 +386,7 @@ class Trainer:
         path = self.checkpoint_path
         if not path.is_file():
             raise PixseqError(f"nothing to resume: no {CKPT_NAME} in {self.out_dir}")
-        _check_crcs(path)
+        check_crcs(path)
         state = load_legacy_state(path)
         try:
             self._check_compatible(state, path)
@@ -402,7 +395,7 @@ class Trainer:
             # the right format but damaged or edited contents: a missing key, a wrong shape ...
             raise PixseqError(f"cannot resume from {path}: it is damaged or not from this pixseq "
                               f"({type(exc).__name__}: {first_line(exc)}); start a fresh run with --force") from None
-        self.history = [r for r in _read_history(self.out_dir / HISTORY_NAME) if r.get("step", -1) < self.step]
+        self.history = [r for r in read_history(self.out_dir / HISTORY_NAME) if r.get("step", -1) < self.step]
         self._history_written = 0  # the file may hold records past the checkpoint: rewrite it once
         self._in_step = False
 
@@ -484,7 +477,7 @@ class Trainer:
         only append the new records, so that a long run does not rewrite a growing file at
         every checkpoint. A torn append (a crash mid-write) is skipped when read back."""
         path = self.out_dir / HISTORY_NAME
-        lines = [_json_line(r) for r in self.history[self._history_written:]]
+        lines = [json_line(r) for r in self.history[self._history_written:]]
         if self._history_written == 0:
             with atomic_write(path, "w") as fh:
                 fh.writelines(lines)
@@ -596,20 +589,6 @@ def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in state.items()}
 
 
-def _check_crcs(path: Path) -> None:
-    """PixseqError when a member of the checkpoint's zip fails its CRC. ``torch.load`` does
-    not check them, so a flipped bit would resume silently inexact (one extra read of the
-    file, once per resume). Files that are not zips are left to ``torch.load``."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-        return  # unreadable as a zip: load_legacy_state reports it in its own words
-    if bad is not None:
-        raise PixseqError(f"{path} is corrupt: its part {bad!r} fails its checksum, so it cannot resume exactly; "
-                          f"resume from a copy or start a fresh run with --force")
-
-
 def _check_owned(params: dict[str, list[nn.Parameter]], modules: dict[str, nn.Module]) -> None:
     """Every optimized parameter must sit in one of ``task.modules()``: only those are
     checkpointed, so another would restart from its initial value on resume."""
@@ -648,19 +627,6 @@ def _check_eval_data(task: Any, eval_data: Any) -> None:
         raise PixseqError("the held-out data is empty")
 
 
-def check_writable_folder(out_dir: str | os.PathLike) -> None:
-    """PixseqError now, rather than at the first checkpoint (at the end with ``ckpt_every=0``,
-    the whole run lost), when ``out_dir`` cannot be created: its nearest existing ancestor
-    must be a writable folder. Nothing is created here."""
-    existing = Path(out_dir).absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise PixseqError(f"cannot write the training state to {out_dir}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PixseqError(f"cannot write the training state to {out_dir}: {existing} is not writable")
-
-
 def _check_task(task: Any) -> None:
     """A task lacking a method the Trainer calls is refused by name at construction (it was an
     AttributeError in the middle of the first step)."""
@@ -680,130 +646,3 @@ def _loss_and_scalars(out: Any) -> tuple[torch.Tensor, dict]:
                 "a tensor without gradient" if isinstance(loss, torch.Tensor) else type(loss).__name__)
         raise PixseqError(f"training_step must return a one-element loss tensor that requires grad, got {what}")
     return loss, out[1]
-
-
-def _json_line(record: dict[str, Any]) -> str:
-    """One strict-JSON line of a step record: a task's scalar may be NaN or inf (e.g. a
-    perplexity of an empty batch), which ``json.dumps`` would write as a bare ``NaN`` that
-    strict readers (jq, JavaScript, pandas with ``engine="pyarrow"``) reject; it is ``null``."""
-    clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
-    return json.dumps(clean) + "\n"
-
-
-def _read_history(path: Path) -> list[dict]:
-    """The per-step records of ``history.jsonl``; lines that are not JSON objects (a damaged
-    log) are skipped with one notice, since the log is not needed to resume exactly. A
-    ``null`` value reads back as NaN, as it was in memory."""
-    if not path.is_file():
-        return []
-    records, bad = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        if isinstance(record, dict):  # null is how _json_line wrote a non-finite number
-            records.append({k: math.nan if v is None else v for k, v in record.items()})
-        else:
-            bad += 1
-    if bad:
-        notice(f"{path}: skipped {bad} damaged line(s) of the loss history; training resumes exactly all the same")
-    return records
-
-
-class _StopFlag:
-    requested = False
-
-
-def read_checkpoint_head(out_dir: str | os.PathLike | None) -> dict | None:
-    """``{"step": int, "config": dict}`` of the training checkpoint in ``out_dir``, or None
-    when there is none or it cannot be read (:meth:`Trainer.load_checkpoint` then says why).
-    Memory-mapped: the weights and optimizer moments are not read."""
-    path = Path(out_dir) / CKPT_NAME if out_dir is not None else None
-    if path is None or not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return {"step": int(state["step"]), "config": dict(state["config"])}
-    except Exception:  # noqa: BLE001 - any unreadable file: not this function's to report
-        return None
-
-
-def compile_modules(modules: Iterable[nn.Module], device: torch.device) -> None:
-    """``torch.compile`` each module's forward in place (``nn.Module.compile``).
-
-    In place rather than ``torch.compile(module)``: the parameters keep their names, so
-    checkpoints, EMA and resume are the same as in eager mode, and a run may switch
-    ``compile`` on or off when resumed. Only ``forward`` (i.e. ``module(...)`` calls) is
-    compiled; a task's work done through other methods runs eagerly. On CPU the generated
-    code is C++, so a missing compiler is reported here rather than at the first step."""
-    if device.type == "cpu" and not _cxx_available():
-        raise PixseqError("compile on CPU needs a C++ compiler for torch.compile's generated code and none was "
-                          "found (install g++, e.g. apt-get install g++, or set CXX); or train without --compile")
-    # cpp_extension warns "No CUDA runtime is found" on every CPU-only machine: noise here
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    # Donated buffers (freed during compiled backward) forbid backward(retain_graph=True),
-    # which losses that take gradients of gradients need (VQGAN's adaptive GAN weight).
-    import torch._functorch.config as functorch_config
-
-    functorch_config.donated_buffer = False
-    for m in modules:
-        m.compile()
-
-
-def _cxx_available() -> bool:
-    try:
-        from torch._inductor.cpp_builder import get_cpp_compiler  # what inductor itself will use
-    except ImportError:  # another torch layout: look for the usual names
-        return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
-    try:
-        get_cpp_compiler()
-    except RuntimeError:  # InvalidCxxCompiler
-        return False
-    return True
-
-
-_COMPILE_PACKAGES = ("torch._dynamo", "torch._inductor", "torch._functorch")
-
-
-def is_compile_error(exc: BaseException) -> bool:
-    """Whether ``exc`` comes from torch.compile's machinery: one of its exception types, or
-    any error raised while its tracer, compiler or compiled autograd functions were running
-    (those raise plain RuntimeErrors too, e.g. a retained graph through compiled backward)."""
-    if any(c.__module__.startswith(_COMPILE_PACKAGES) for c in type(exc).__mro__):
-        return True
-    tb = exc.__traceback__
-    while tb is not None:
-        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_COMPILE_PACKAGES):
-            return True
-        tb = tb.tb_next
-    return False
-
-
-@contextmanager
-def _deferred_stop_signals() -> Iterator[_StopFlag]:
-    """Turn the first SIGINT/SIGTERM into a request to stop at the next step boundary.
-
-    Stopping between steps lets the Trainer save a consistent checkpoint (SLURM sends SIGTERM
-    before pre-empting a job). A second signal interrupts at once. Outside the main thread
-    signals cannot be caught and the block runs unchanged.
-    """
-    flag = _StopFlag()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum, frame):
-        if flag.requested:
-            raise KeyboardInterrupt
-        flag.requested = True
-        notice("stop requested: finishing this step and saving a checkpoint (signal again to abort now)")
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield flag
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
