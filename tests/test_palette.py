@@ -45,6 +45,8 @@ def test_fit_palette_recovers_clusters_and_is_seeded():
     dist = np.abs(pal.numpy()[:, None] * 255 - centres[None]).max(-1).min(0)
     assert dist.max() < 3.0
     assert torch.equal(pal, fit_palette(pixels, k=4, seed=3))
+    big = 2**63 - 1  # the largest --seed: scikit-learn's random_state refused it (a traceback)
+    assert torch.equal(fit_palette(pixels, k=4, seed=big), fit_palette(pixels, k=4, seed=big))
     luma = pal @ torch.tensor([0.299, 0.587, 0.114])
     assert torch.all(luma[1:] >= luma[:-1])  # sorted dark to bright
 

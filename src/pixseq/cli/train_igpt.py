@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     if not is_main_process():
         return 0
     print(f"wrote {out}: iGPT {side}x{side}, palette {palette}, preset {settings['size']} "
-          f"({model.prior.num_params() / 1e6:.2f} M params), {train_config.steps} steps, "
+          f"({model.prior.num_params() / 1e6:.2f} M params), {plural(train_config.steps, 'step')}, "
           f"last training-batch loss {loss:.3f} nats/pixel ({loss / np.log(2):.3f} bits)"
           + (", of the raw weights; the model holds their EMA" if train_config.ema_decay > 0 else ""))
     if "eval/bits_per_pixel" in last:

@@ -39,7 +39,8 @@ def fit_palette(pixels: np.ndarray, k: int = 512, seed: int = 0, max_pixels: int
     if len(unique) <= k:
         centres = np.concatenate([unique, np.repeat(unique[-1:], k - len(unique), axis=0)])
     else:
-        km = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=max(1024, 4 * k), n_init=3)
+        # scikit-learn takes seeds below 2**32 only; --seed allows up to 2**63-1 (smaller ones unchanged)
+        km = MiniBatchKMeans(n_clusters=k, random_state=seed % 2**32, batch_size=max(1024, 4 * k), n_init=3)
         centres = km.fit(data).cluster_centers_
     centres = np.clip(centres, 0.0, 1.0)
     order = np.argsort(centres @ np.array([0.299, 0.587, 0.114]), kind="stable")
