@@ -217,7 +217,7 @@ def test_sigterm_mid_step_finishes_the_step_then_saves(tmp_path, reference):
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     cfg = TrainConfig(**{**BASE, "ema_decay": 0.0})
-    with pytest.raises(NonFiniteError, match=r"non-finite loss \(nan\).*step 6.*checkpoint.*\(step 4\)"):
+    with pytest.raises(NonFiniteError, match=r"non-finite loss \(nan\).*step 6.*checkpoint.*\(step 4\).*lower --lr"):
         Trainer(ToyTask(seed=0, nan_at=6), toy_data(), cfg, tmp_path).fit()
     state = torch.load(tmp_path / CKPT_NAME, weights_only=True)
     assert state["step"] == 4
@@ -678,6 +678,26 @@ def test_resume_with_more_steps_uses_the_new_schedule_from_its_first_step(tmp_pa
     history = Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**{**cfg, "steps": 10}), tmp_path).fit(resume=True)
     want = [BASE["lr"] * warmup_cosine(s, BASE["warmup_steps"], 10, 0.1) for s in range(6, 10)]
     assert [r["lr/model"] for r in history[6:]] == pytest.approx(want, rel=1e-12)
+
+
+def test_resume_with_a_lower_lr_or_grad_clip(tmp_path, capsys):
+    """lr and grad_clip may change on resume (the way out of a NaN stop, whose checkpoint
+    replayed the same steps into the same NaN): the new rate follows the schedule from the
+    resumed step on, with a notice; what was trained stays; the clip is the new one."""
+    cfg = {**BASE, "ema_decay": 0.0, "steps": 10}
+    first = Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**{**cfg, "steps": 4}), tmp_path / "r").fit()
+    capsys.readouterr()
+    lower = {**cfg, "lr": BASE["lr"] / 10, "grad_clip": 0.25}
+    history = Trainer(ToyTask(seed=0), toy_data(), TrainConfig(**lower), tmp_path / "r").fit(resume=True)
+    err = capsys.readouterr().err
+    assert f"--lr changed from {BASE['lr']} to {BASE['lr'] / 10} on resume" in err and "--grad-clip changed" in err
+    assert [r["loss"] for r in history[:4]] == [r["loss"] for r in first]  # the steps already trained are kept
+    want = [BASE["lr"] / 10 * warmup_cosine(s, BASE["warmup_steps"], 10, 0.1) for s in range(4, 10)]
+    assert [r["lr/model"] for r in history[4:]] == pytest.approx(want, rel=1e-12)
+    state = torch.load(tmp_path / "r" / CKPT_NAME, weights_only=True)
+    assert state["config"]["lr"] == BASE["lr"] / 10  # a later plain resume keeps the lower rate
+    assert state["schedulers"]["model"]["base_lrs"] == [BASE["lr"] / 10] * 2
+    assert state["config"]["grad_clip"] == 0.25
 
 
 def test_the_largest_seed_trains(tmp_path):

@@ -30,6 +30,7 @@ _OPTIONS = (
     ("batch_size", "--batch-size", int, "samples per process per micro-batch"),
     ("lr", "--lr", float, "peak learning rate (AdamW)"),
     ("warmup_steps", "--warmup-steps", int, "linear warm-up steps before the cosine decay"),
+    ("grad_clip", "--grad-clip", float, "clip the gradient norm to this (0: off)"),
     ("grad_accum", "--grad-accum", int, "micro-batches accumulated per optimizer step"),
     ("precision", "--precision", str, "fp32 or bf16 (autocast)"),
     ("ema_decay", "--ema-decay", float, "EMA of weights, e.g. 0.999 (0: off)"),

@@ -93,8 +93,11 @@ def _finite(value: object) -> bool:
 
 #: Config keys that may change between a run and its resumption without breaking exactness
 #: of what was already trained (``steps`` extends/shortens the cosine horizon; ``compile``
-#: changes how the same function is computed, not which).
-RESUMABLE_CHANGES = frozenset({"steps", "ckpt_every", "log_every", "image_every", "num_workers", "compile"})
+#: changes how the same function is computed, not which; ``lr`` and ``grad_clip`` apply from
+#: the resumed step on: the way out of a run that stopped on a NaN, whose kept checkpoint
+#: would otherwise replay the same steps into the same NaN).
+RESUMABLE_CHANGES = frozenset({"steps", "ckpt_every", "log_every", "image_every", "num_workers", "compile",
+                               "lr", "grad_clip"})
 
 
 class TrainTask(Protocol):

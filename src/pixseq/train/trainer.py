@@ -188,7 +188,9 @@ class Trainer:
             self._interrupted(in_step=self._in_step)
         except NonFiniteError as exc:
             self._log_steps_past_checkpoint()
-            raise NonFiniteError(f"{exc}; training stopped, {self._kept()}") from None
+            hint = ("; resume it with a lower --lr or --grad-clip (the same settings replay the same steps)"
+                    if self.last_checkpoint_step is not None else "")
+            raise NonFiniteError(f"{exc}; training stopped, {self._kept()}{hint}") from None
         except RuntimeError as exc:
             if not (self.config.compile and is_compile_error(exc)):
                 raise
@@ -405,9 +407,16 @@ class Trainer:
         for name, m in self.modules.items():
             load_state_strict(m, state["modules"][name], source=str(path))
         for part in self.parts:
+            scheduler = self.schedulers[part]
+            base_lrs = list(scheduler.base_lrs)  # from this run's --lr (and the task's lr_scale)
             self.optimizers[part].load_state_dict(state["optimizers"][part])
-            self.schedulers[part].load_state_dict(state["schedulers"][part])
-            _apply_schedule(self.schedulers[part])
+            scheduler.load_state_dict(state["schedulers"][part])
+            # The saved base rates are the saved run's --lr; a resume may lower it (see
+            # RESUMABLE_CHANGES). Unchanged, these are the same numbers, computed the same way.
+            scheduler.base_lrs = base_lrs
+            for group, base in zip(scheduler.optimizer.param_groups, base_lrs):
+                group["initial_lr"] = base
+            _apply_schedule(scheduler)
         if self.config.ema_decay > 0:
             self.ema = EMA(self.modules, self.config.ema_decay)
             self.ema.load_state_dict(state["ema"])
@@ -444,6 +453,10 @@ class Trainer:
             # learning rate from here on differs from both the old and a fresh run's.
             notice(f"--steps changed from {saved.get('steps')} to {now['steps']} on resume: the learning-rate "
                    f"schedule now ends at step {now['steps']} (steps already trained are kept as they are)")
+        for key, flag in (("lr", "--lr"), ("grad_clip", "--grad-clip")):
+            if saved.get(key) != now[key] and self.dist.is_main:
+                notice(f"{flag} changed from {saved.get(key)} to {now[key]} on resume: it applies from step "
+                       f"{state['step']} on (steps already trained are kept as they are)")
 
     # ------------------------------------------------------------------ checkpoint / logs
     def save_checkpoint(self) -> Path:
