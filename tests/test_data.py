@@ -78,6 +78,28 @@ def test_folder_with_class_subfolders(tmp_path):
     assert len(limited) == 3 and len(limited.labels) == 3
 
 
+def test_folder_hidden_entries_and_linked_class_folders(tmp_path):
+    """A hidden folder became a class ('.ipynb_checkpoints') and a '._x.png' resource fork
+    failed the load; class folders that are symbolic links were not read at all."""
+    img = np.zeros((4, 4, 3), np.uint8)
+    save_image(img, tmp_path / "data" / "cat" / "0.png")
+    (tmp_path / "data" / "cat" / "._0.png").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    save_image(img, tmp_path / "data" / ".ipynb_checkpoints" / "0-checkpoint.png")
+    save_image(img, tmp_path / "store" / "dog" / "1.png")
+    (tmp_path / "data" / "dog").symlink_to(tmp_path / "store" / "dog", target_is_directory=True)
+    ds = data.load_data(str(tmp_path / "data"))
+    assert ds.class_names == ("cat", "dog") and ds.names == ["cat/0.png", "dog/1.png"]
+    np.testing.assert_array_equal(ds.labels, [0, 1])
+
+
+def test_idx_header_too_short(tmp_path, monkeypatch, fake_fmnist):
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(struct.pack(">HBB", 0, 0x08, 3) + b"\x00\x00")  # 3 dimensions announced, 2 bytes follow
+    with pytest.raises(PixseqError, match="header too short"):  # was a struct.error traceback
+        data.load_data("fashion-mnist:test")
+
+
 def test_flat_folder_has_no_labels_and_mixed_sizes_need_resize(tmp_path):
     save_image(np.zeros((8, 8, 3), np.uint8), tmp_path / "a.png")
     save_image(np.zeros((4, 6, 3), np.uint8), tmp_path / "b.png")

@@ -35,6 +35,67 @@ def test_exif_orientation_applied(tmp_path):
     np.testing.assert_array_equal(out, ref)
 
 
+# What each EXIF orientation asks for, written from the EXIF 2.3 table (row 0 / column 0
+# of the stored image end up ...): the display image as a numpy view of the stored one.
+_EXIF_DISPLAY = {
+    1: lambda s: s, 2: lambda s: s[:, ::-1], 3: lambda s: s[::-1, ::-1], 4: lambda s: s[::-1],
+    5: lambda s: s.T, 6: lambda s: np.rot90(s, -1), 7: lambda s: s.T[::-1, ::-1], 8: lambda s: np.rot90(s, 1),
+}
+
+
+@pytest.mark.parametrize("mode", ["L", "I;16"])
+def test_exif_orientation_single_channel_tiff(tmp_path, mode):
+    """Uncompressed grey TIFFs with a transposing orientation (5-8) came out scrambled:
+    Pillow memory-maps them when opened by path and then rotates the mapped buffer
+    with the wrong shape while loading."""
+    stored = np.arange(12, dtype=np.uint16).reshape(3, 4) * (257 * 20 if mode == "I;16" else 20)
+    expected_grey = np.round(stored / (65535 if mode == "I;16" else 255) * 255).astype(np.uint8)
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        img = Image.fromarray(stored.astype(np.uint8) if mode == "L" else stored)
+        assert img.mode == mode
+        img.save(tmp_path / f"o{orientation}.tif", exif=exif)
+        out = load_image(tmp_path / f"o{orientation}.tif")
+        np.testing.assert_array_equal(out[..., 0], _EXIF_DISPLAY[orientation](expected_grey), err_msg=str(orientation))
+
+
+def test_exif_orientation_all_eight_rgb(tmp_path):
+    stored = _rgb(3, 4)
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(stored).save(tmp_path / f"o{orientation}.png", exif=exif)
+        out = load_image(tmp_path / f"o{orientation}.png")
+        want = np.stack([_EXIF_DISPLAY[orientation](stored[..., c]) for c in range(3)], axis=-1)
+        np.testing.assert_array_equal(out, want, err_msg=str(orientation))
+
+
+def test_colour_key_transparency_composited_on_white(tmp_path):
+    """A PNG tRNS colour key on a grey, 16-bit grey or RGB image makes those pixels
+    transparent, as on palette images; they kept their key colour (often black)."""
+    Image.fromarray(np.array([[0, 128, 255]], np.uint8)).save(tmp_path / "l.png", transparency=0)
+    assert load_image(tmp_path / "l.png")[0, :, 0].tolist() == [255, 128, 255]
+    Image.fromarray(np.array([[0, 65535, 300]], np.uint16)).save(tmp_path / "i16.png", transparency=300)
+    assert Image.open(tmp_path / "i16.png").mode == "I;16"
+    assert load_image(tmp_path / "i16.png")[0, :, 0].tolist() == [0, 255, 255]  # 300 is the key
+    rgb = np.array([[[0, 0, 0], [1, 2, 3], [1, 2, 4]]], np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png", transparency=(1, 2, 3))
+    assert load_image(tmp_path / "rgb.png")[0].tolist() == [[0, 0, 0], [255, 255, 255], [1, 2, 4]]
+
+
+def test_16bit_pgm_dark_image_not_brightened(tmp_path):
+    """Pillow opens a 16-bit PGM as mode "I"; one with no value above 255 was taken for
+    8-bit data (65535 -> 255 is the scale, so 255 must stay about 1, not 255)."""
+    values = np.array([[0, 100, 200, 255]], dtype=">u2")
+    (tmp_path / "d.pgm").write_bytes(b"P5\n4 1\n65535\n" + values.tobytes())
+    assert Image.open(tmp_path / "d.pgm").mode == "I"
+    out = load_image(tmp_path / "d.pgm")
+    np.testing.assert_array_equal(out[0, :, 0], np.round(values[0].astype(float) / 65535 * 255))  # [0, 0, 1, 1]
+    (tmp_path / "b.pgm").write_bytes(b"P5\n2 1\n65535\n" + np.array([[257 * 7, 65535]], ">u2").tobytes())
+    assert load_image(tmp_path / "b.pgm")[0, :, 0].tolist() == [7, 255]
+
+
 def test_grey_becomes_rgb(tmp_path):
     grey = np.arange(24, dtype=np.uint8).reshape(4, 6) * 10
     Image.fromarray(grey, mode="L").save(tmp_path / "g.png")
@@ -139,6 +200,24 @@ def test_list_images_recursive_and_sorted(tmp_path):
     save_image(_rgb(), tmp_path / "1.jpg")
     (tmp_path / "notes.txt").write_text("x")
     assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == ["1.jpg", "b/2.png"]
+
+
+def test_list_images_skips_hidden_and_follows_folder_links(tmp_path):
+    """macOS '._x.png' resource forks (not images) and '.ipynb_checkpoints' were listed, and
+    images in linked folders were not; a link back up (a cycle) is not followed."""
+    data = tmp_path / "data"
+    save_image(_rgb(), data / "a.png")
+    (data / "._a.png").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    save_image(_rgb(), data / ".ipynb_checkpoints" / "a-checkpoint.png")
+    save_image(_rgb(), data / ".hidden.png")
+    save_image(_rgb(), tmp_path / "elsewhere" / "b.png")
+    (data / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (data / "linked" / "up").symlink_to(data, target_is_directory=True)
+    (data / "dangling.png").symlink_to(tmp_path / "missing.png")
+    assert [p.relative_to(data).as_posix() for p in list_images(data)] == ["a.png", "linked/b.png"]
+    hidden_root = tmp_path / ".cache"  # only names below the folder given count
+    save_image(_rgb(), hidden_root / "c.png")
+    assert [p.name for p in list_images(hidden_root)] == ["c.png"]
 
 
 def test_tensor_conversions_roundtrip():

@@ -87,8 +87,8 @@ def _read_idx(path: Path) -> np.ndarray:
             data = fh.read()
     except (OSError, EOFError) as exc:
         raise PixseqError(f"cannot read {path}: {exc}") from None
-    if len(data) < 4:
-        raise PixseqError(f"{path} is not an IDX file")
+    if len(data) < 4 or len(data) < 4 + 4 * data[3]:  # the magic number, then one uint32 per dimension
+        raise PixseqError(f"{path} is not an IDX file (header too short)")
     zero, dtype, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype != 0x08:
         raise PixseqError(f"{path} is not a uint8 IDX file")

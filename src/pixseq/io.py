@@ -62,18 +62,35 @@ def _umask() -> int:
     return mask
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB (alpha composited on white)."""
+def _to_rgb(img: Image.Image, source_format: str | None = None) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB (alpha composited on white).
+
+    ``source_format`` is the file's format (``Image.format``, which a transposed copy no
+    longer carries): it tells 16-bit data in mode ``"I"`` from 32-bit data.
+    """
+    # A single transparent colour (PNG tRNS on a grey or RGB image) is transparency just as
+    # an alpha channel is; palette images keep theirs in the palette and are handled below.
+    key = img.info.get("transparency") if img.mode != "P" else None
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16/32-bit integer grey: scale the full range to 8 bits rather than clipping.
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
-        img = Image.fromarray(arr, mode="L")
+        raw = np.asarray(img)
+        arr = raw.astype(np.float64)
+        # Pillow opens 16-bit PGM/PPM (any maxval, rescaled to 0..65535) and, in older versions,
+        # 16-bit PNG as "I": their range is 16 bits even when this image is dark (max <= 255),
+        # which the max() test alone read as 8-bit data, 257 times too bright.
+        sixteen = img.mode.startswith("I;16") or source_format in ("PNG", "PPM") or arr.max() > 255
+        top = 65535.0 if sixteen else 255.0
+        grey = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
+        if isinstance(key, int):  # the key is a 16-bit value: compare before scaling down
+            img = Image.fromarray(np.dstack([grey, np.where(raw == key, 0, 255).astype(np.uint8)]), mode="LA")
+        else:
+            img = Image.fromarray(grey, mode="L")
     elif img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         top = 1.0 if arr.max() <= 1.0 else 255.0
         img = Image.fromarray(np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8), mode="L")
+    if img.mode in ("L", "RGB") and key is not None:
+        img = img.convert("RGBA")  # Pillow makes the key colour's pixels transparent
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("LA", "RGBA", "PA", "La", "RGBa"):
@@ -99,15 +116,19 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            # Pillow is given an open file, not the path: from a path it memory-maps
+            # uncompressed single-channel TIFFs (L, I;16, P) and then scrambles them when it
+            # applies an EXIF orientation of 5-8 (a transposing one) while loading.
+            with open(path, "rb") as fh, Image.open(fh) as img:
                 w, h = img.size
+                source_format = img.format
                 if w * h > max_pixels:
                     raise PixseqError(
                         f"image too large: {path} has {w}x{h} = {w * h} pixels, limit is {max_pixels}"
                     )
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                rgb = _to_rgb(img)
+                rgb = _to_rgb(img, source_format)
     except PixseqError:
         raise
     except UnidentifiedImageError:
@@ -143,11 +164,31 @@ def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike, **save_
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """All image files below ``folder`` (recursive), sorted by relative path."""
+    """All image files below ``folder`` (recursive), sorted by relative path.
+
+    Hidden files and folders (names starting with a dot) are skipped: macOS leaves
+    ``._photo.jpg`` resource forks next to copied images, which are not images, and a
+    ``.ipynb_checkpoints`` or ``.git`` folder is no data (nor, at the top, a class).
+    Symbolic links to folders are followed, as a class folder is often such a link; one
+    that leads back to a folder above it is not (a cycle).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise PixseqError(f"not a folder: {folder}")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    found: list[Path] = []
+    ancestors = {str(folder): (os.path.realpath(folder),)}  # real paths of each folder's chain
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        chain = ancestors.pop(root)
+        kept = []
+        for name in sorted(dirs):
+            real = os.path.realpath(os.path.join(root, name))
+            if not name.startswith(".") and real not in chain:
+                kept.append(name)
+                ancestors[os.path.join(root, name)] = chain + (real,)
+        dirs[:] = kept  # os.walk descends only into these
+        found += [Path(root, name) for name in files if not name.startswith(".")
+                  and Path(name).suffix.lower() in IMAGE_SUFFIXES and os.path.isfile(os.path.join(root, name))]
+    return sorted(found)
 
 
 def to_tensor(images: np.ndarray):
