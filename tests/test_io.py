@@ -1,6 +1,9 @@
 """pixseq.io: the one image loader (modes, EXIF, limits, bad files) and atomic writes."""
 from __future__ import annotations
 
+import io
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -173,6 +176,31 @@ def test_bad_files_are_one_line_errors(tmp_path, case):
     with pytest.raises(PixseqError) as info:
         load_image(path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_pillow_warnings_only_when_the_image_loads(tmp_path, monkeypatch):
+    """A damaged TIFF printed Pillow's 'Corrupt EXIF data' warning, with a line of Pillow's
+    source, before the one-line error; a damaged EXIF block in a usable JPEG is still said."""
+    buf = io.BytesIO()
+    Image.fromarray(_rgb(40, 50)).save(buf, format="TIFF", compression="tiff_lzw")
+    (tmp_path / "t.tif").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(PixseqError, match="t.tif"):
+            load_image(tmp_path / "t.tif")
+    assert caught == []
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "pixseq test camera"
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 8), (200, 0, 0)).save(buf, format="JPEG", exif=exif)
+    data = bytearray(buf.getvalue())
+    start = data.find(b"Exif\x00\x00") + 6
+    data[start + 20:start + 40] = b"\xff" * 20  # garbage over the IFD entries
+    (tmp_path / "e.jpg").write_bytes(bytes(data))
+    monkeypatch.setattr("pixseq.io._PILLOW_WARNINGS_SHOWN", set())  # each message is passed on once
+    with pytest.warns(UserWarning):
+        assert load_image(tmp_path / "e.jpg").shape[2] == 3
 
 
 def test_atomic_write_leaves_nothing_on_error(tmp_path):

@@ -27,6 +27,10 @@ from pixseq.errors import PixseqError
 #: warning at 89 M pixels; pixseq makes it an error and keeps it configurable.
 MAX_PIXELS = 64_000_000
 
+#: Pillow's warnings that :func:`load_image` has passed on (a folder of images with the same
+#: damaged EXIF block would repeat one for every image).
+_PILLOW_WARNINGS_SHOWN: set[tuple] = set()
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".avif")
 
 
@@ -114,7 +118,10 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
     if path.stat().st_size == 0:
         raise PixseqError(f"image file is empty: {path}")
     try:
-        with warnings.catch_warnings():
+        # Pillow's warnings (corrupt EXIF, short reads) are held back: when the load fails the
+        # one-line error says it all (they came first, with a line of Pillow's source each)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             # Pillow is given an open file, not the path: from a path it memory-maps
             # uncompressed single-channel TIFFs (L, I;16, P) and then scrambles them when it
@@ -137,6 +144,11 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
         raise PixseqError(f"image too large (decompression bomb guard): {path}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise PixseqError(f"cannot read image {path}: {exc}") from None
+    for w in caught:  # the image loaded: pass on what Pillow noticed, each message once
+        key = (str(w.message), w.category, w.filename, w.lineno)
+        if key not in _PILLOW_WARNINGS_SHOWN:
+            _PILLOW_WARNINGS_SHOWN.add(key)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return np.array(rgb, dtype=np.uint8)  # a writable copy (np.asarray of a PIL image is read-only)
 
 
