@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
             raise PixseqError(f"--steps must be >= 1, got {args.steps}")
         settings = dataclasses.replace(settings, steps=args.steps)
     if args.budget is not None:
-        if args.budget <= 0:
+        if not args.budget > 0:  # NaN too: no clock passes it, so the cap was silently off ("nan s")
             raise PixseqError(f"--budget must be > 0 seconds, got {args.budget}")
         settings = dataclasses.replace(settings, time_budget_s=args.budget)
     out = Path(args.out)
