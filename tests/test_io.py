@@ -248,6 +248,25 @@ def test_list_images_skips_hidden_and_follows_folder_links(tmp_path):
     assert [p.name for p in list_images(hidden_root)] == ["c.png"]
 
 
+def test_list_images_unreadable_sub_folder_is_an_error(tmp_path, monkeypatch):
+    """A sub-folder that cannot be listed was skipped without a word (a class, or part of
+    one, missing from the data). Simulated: the tests may run as root, who reads anything."""
+    import os
+
+    save_image(_rgb(), tmp_path / "a" / "0.png")
+    save_image(_rgb(), tmp_path / "b" / "1.png")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.path.basename(os.fspath(path)) == "b":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(PixseqError, match=r"cannot list folder .*b: Permission denied"):
+        list_images(tmp_path)
+
+
 def test_tensor_conversions_roundtrip():
     arr = _rgb()
     t = to_tensor(arr)

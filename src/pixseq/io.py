@@ -182,14 +182,15 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     ``._photo.jpg`` resource forks next to copied images, which are not images, and a
     ``.ipynb_checkpoints`` or ``.git`` folder is no data (nor, at the top, a class).
     Symbolic links to folders are followed, as a class folder is often such a link; one
-    that leads back to a folder above it is not (a cycle).
+    that leads back to a folder above it is not (a cycle). A folder that cannot be listed
+    (permissions) is a PixseqError, not a class or a share of the data silently left out.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise PixseqError(f"not a folder: {folder}")
     found: list[Path] = []
     ancestors = {str(folder): (os.path.realpath(folder),)}  # real paths of each folder's chain
-    for root, dirs, files in os.walk(folder, followlinks=True):
+    for root, dirs, files in os.walk(folder, onerror=_unlistable, followlinks=True):
         chain = ancestors.pop(root)
         kept = []
         for name in sorted(dirs):
@@ -201,6 +202,10 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
         found += [Path(root, name) for name in files if not name.startswith(".")
                   and Path(name).suffix.lower() in IMAGE_SUFFIXES and os.path.isfile(os.path.join(root, name))]
     return sorted(found)
+
+
+def _unlistable(exc: OSError) -> None:
+    raise PixseqError(f"cannot list folder {exc.filename}: {exc.strerror or exc}")
 
 
 def to_tensor(images: np.ndarray):
