@@ -214,6 +214,19 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
 
 
+def test_atomic_write_text_is_utf8_and_takes_undecodable_names(tmp_path):
+    """Text went out in the locale's encoding, strictly: a file name that is not valid UTF-8
+    (as os.listdir gives it) failed e.g. `assess --json` with a UnicodeEncodeError traceback."""
+    import json
+
+    name = b"caf\xe9 \xe2\x82\xac.png".decode("utf-8", "surrogateescape")  # Latin-1 e-acute, then a euro sign
+    with atomic_write(tmp_path / "s.json", "w") as fh:
+        json.dump({"name": name}, fh, ensure_ascii=False)
+    raw = (tmp_path / "s.json").read_bytes()
+    assert "\u20ac".encode("utf-8") in raw  # the euro sign as UTF-8, not the locale's encoding
+    assert json.loads(raw.decode("utf-8"))["name"] == name  # \udce9 reads back as the same name
+
+
 def test_save_image_unknown_suffix(tmp_path):
     with pytest.raises(PixseqError, match="unknown image format"):
         save_image(_rgb(), tmp_path / "a.notaformat")

@@ -38,7 +38,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file next to ``path``; on success rename it over ``path``.
 
-    On any exception the temporary file is removed and ``path`` is untouched.
+    Text modes write UTF-8. On any exception the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
     try:
@@ -49,7 +49,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     try:
         # mkstemp creates 0600 files; give the output the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, mode) as fh:
+        # Text is UTF-8 whatever the locale (JSON must be; pages declare it). A file name that
+        # is not valid UTF-8 (lone surrogates in Python) is written as \udcXX, which JSON
+        # reads back as the same name, instead of failing the write.
+        text = {} if "b" in mode else {"encoding": "utf-8", "errors": "backslashreplace"}
+        with os.fdopen(fd, mode, **text) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
