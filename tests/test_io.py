@@ -227,6 +227,14 @@ def test_atomic_write_text_is_utf8_and_takes_undecodable_names(tmp_path):
     assert json.loads(raw.decode("utf-8"))["name"] == name  # \udce9 reads back as the same name
 
 
+def test_atomic_write_long_file_name(tmp_path):
+    """A 250-character name is legal (<= 255 bytes) but its temporary file's was not."""
+    target = tmp_path / ("x" * 246 + ".png")
+    save_image(_rgb(), target)
+    np.testing.assert_array_equal(load_image(target), _rgb())
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
 def test_save_image_unknown_suffix(tmp_path):
     with pytest.raises(PixseqError, match="unknown image format"):
         save_image(_rgb(), tmp_path / "a.notaformat")

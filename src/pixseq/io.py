@@ -43,7 +43,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # the name is cut to 40 characters (160 bytes at most): a long but legal name (up to
+        # 255 bytes) plus mkstemp's additions was over the file system's limit, failing the write
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:  # name the file the user asked for, not our temporary one
         raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
