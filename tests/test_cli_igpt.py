@@ -597,6 +597,12 @@ def test_demo_quick(tmp_path, monkeypatch, capsys):
     history = [json.loads(line) for line in (out / "model" / "train" / "history.jsonl").read_text().splitlines()]
     assert sum("eval/bits_per_pixel" in r for r in history) == 6
     assert f"{history[-1]['eval/bits_per_pixel']:.2f} bits/pixel at the end" in html
+    assert "<code>pixseq sample --model" in html and " 1 threads" not in html
+    # the probe's baseline is the commonest class's share of the probed images (1/K only if balanced)
+    from pixseq.probe import chance_accuracy
+
+    assert chance_accuracy(np.array([0, 0, 0, 1])) == 0.75
+    assert "always guessing the commonest class" in html
 
 
 def test_demo_without_fashion_mnist(tmp_path, monkeypatch, capsys):

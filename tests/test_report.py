@@ -48,3 +48,16 @@ def test_make_grid_layout():
     assert grid.shape == (1 + 2 * (4 + 1), 1 + 2 * (6 + 1), 3)
     assert (grid[1:5, 1:7] == 10).all() and (grid[1:3, 8:10] == 200).all() and (grid[3:5, 8:10] == 255).all()
     assert (grid[6:10, 1:7] == 10).all() and (grid[6:10, 8:14] == 255).all()
+
+
+def test_backticked_spans_are_code_and_cannot_carry_markup(tmp_path):
+    """The demo page showed its commands with literal backticks; `spans` are now <code>,
+    escaped first so that a span holding markup stays text."""
+    page = Page("t")
+    page.text("Try `pixseq sample --model m -n 2` or `<b>x</b>`, 3 ` 4")
+    page.note("see `tensorboard --logdir runs`")
+    html = page.save(tmp_path).read_text(encoding="utf-8")
+    assert "<code>pixseq sample --model m -n 2</code>" in html
+    assert "<code>&lt;b&gt;x&lt;/b&gt;</code>" in html and "<b>x</b>" not in html
+    assert ", 3 ` 4" in html  # an unpaired backtick stays as it is
+    assert "<code>tensorboard --logdir runs</code>" in html

@@ -17,7 +17,6 @@ before they start, so a failure there never loses the iGPT results). A
 from __future__ import annotations
 
 import dataclasses
-from pixseq.plugins import import_optional
 import math
 import os
 import time
@@ -28,7 +27,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from pixseq.cli.common import plural
 from pixseq.errors import PixseqError
+from pixseq.plugins import import_optional
 from pixseq.probe import NULL_CLASS_NAME
 
 #: Extra page sections: ``fn(page, out_dir, device, quick) -> None``, run in order.
@@ -174,7 +175,7 @@ def _intro(page, run: _Run) -> None:
         ("model", f"GPT: {g.n_layer} layers, width {g.n_embd}, {g.n_head} heads, "
                   f"{m.prior.num_params() / 1e6:.2f} M parameters"),
         ("training", f"{steps} steps{stopped} of {s.batch_size} images, AdamW lr {s.lr:g}, warm-up + cosine"),
-        ("speed", f"{tok_s:,.0f} tokens/s on {run.device.type} ({torch.get_num_threads()} threads)"),
+        ("speed", f"{tok_s:,.0f} tokens/s on {run.device.type} ({plural(torch.get_num_threads(), 'thread')})"),
         ("label dropout", f"{s.null_fraction:.0%} of images train with the '{NULL_CLASS_NAME}' token"),
     ]
     page.table(["setting", "value"], rows)
@@ -282,7 +283,7 @@ def _samples_section(page, run: _Run) -> None:
 
 def _probe_section(page, run: _Run) -> None:
     from pixseq.data import load_data, resize_square
-    from pixseq.probe import best_layer, linear_probe
+    from pixseq.probe import best_layer, chance_accuracy, linear_probe
 
     s = run.settings
     page.section("Linear probe: what the layers know about classes")
@@ -299,7 +300,7 @@ def _probe_section(page, run: _Run) -> None:
     page.text(
         f"A logistic-regression classifier was fitted on the average of each layer's features over all "
         f"pixels for {len(images) * 3 // 4} test-set images and scored on the other {len(images) - len(images) * 3 // 4} "
-        f"(chance: {1 / (run.model.num_classes - 1):.0%}). The model never saw a label here: it got the "
+        f"(chance, always guessing the commonest class: {chance_accuracy(test.labels):.0%}). The model never saw a label here: it got the "
         f"'any class' token. iGPT found the best features in the middle of the network, because the last "
         f"layers specialise in predicting the next pixel; here the best is {best.layer} "
         f"({best.test_accuracy:.0%}). The first row probes raw pixels for comparison "
@@ -310,7 +311,8 @@ def _run_summary(page, run: _Run, timings: dict[str, tuple[float, float]], out_d
     page.section("Run summary")
     page.table(["phase", "wall seconds", "CPU seconds"],
                [(k, round(w, 1), round(c, 1)) for k, (w, c) in timings.items()])
-    page.note(f"{torch.get_num_threads()} torch threads on {os.cpu_count()} cores. CPU seconds count every "
+    page.note(f"{plural(torch.get_num_threads(), 'torch thread')} on {plural(os.cpu_count() or 1, 'core')}. "
+              f"CPU seconds count every "
               f"thread; on a busy shared machine wall time grows while CPU time stays about the same.")
     page.text(f"The trained model is in {out_dir / 'model'}. Try: "
               f"`pixseq sample --model {out_dir / 'model'} -n 22 --out samples.png`, "

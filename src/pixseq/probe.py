@@ -150,6 +150,13 @@ def linear_probe(model, images: np.ndarray, labels: np.ndarray, test_fraction: f
     return rows
 
 
+def chance_accuracy(labels: np.ndarray) -> float:
+    """The accuracy of always guessing the commonest class among ``labels``: the baseline a
+    probe has to beat (1/K only when the K classes are balanced)."""
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    return float(counts.max() / counts.sum())
+
+
 def best_layer(rows: list[ProbeRow]) -> ProbeRow:
     """The model layer (not the pixel baseline) with the highest test accuracy."""
     layers = [r for r in rows if r.layer != "pixels"]

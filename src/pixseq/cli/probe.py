@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.cli.sample import load_token_model
     from pixseq.data import load_data, resize_square
     from pixseq.errors import PixseqError
-    from pixseq.probe import best_layer, format_table, linear_probe
+    from pixseq.probe import best_layer, chance_accuracy, format_table, linear_probe
 
     if args.limit is not None and args.limit < 8:
         raise PixseqError(f"--limit must be >= 8, got {args.limit}")
@@ -42,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
     # the classes among the images probed: a --limit on a folder sorted by class keeps only the
     # first few, and 1 / (all the data's classes) understated the accuracy of always guessing
     # the commonest class
-    _, counts = np.unique(data.labels, return_counts=True)
-    print(f"linear probe on {len(images)} images of {args.data} ({len(counts)} classes, "
+    num_classes = len(np.unique(data.labels))
+    print(f"linear probe on {len(images)} images of {args.data} ({num_classes} classes, "
           f"{args.test_fraction:.0%} held out), {H}x{W}:")
     print(format_table(rows))
     best = best_layer(rows)
     print(f"best layer: {best.layer} ({best.test_accuracy:.3f}); raw pixels: {rows[0].test_accuracy:.3f}; "
-          f"chance (the commonest class's share): {counts.max() / counts.sum():.3f}")
+          f"chance (the commonest class's share): {chance_accuracy(data.labels):.3f}")
     return 0

@@ -57,13 +57,14 @@ class Page:
         return self
 
     def text(self, content: str, raw_html: bool = False) -> "Page":
-        """A paragraph; plain text is escaped (``raw_html=True`` inserts HTML as is)."""
-        self._body.append(content if raw_html else f"<p>{html.escape(content)}</p>")
+        """A paragraph; plain text is escaped and its `backticked` spans set as code
+        (``raw_html=True`` inserts HTML as is)."""
+        self._body.append(content if raw_html else f"<p>{_inline(content)}</p>")
         return self
 
     def note(self, content: str) -> "Page":
         """A small grey paragraph (caveats, settings)."""
-        self._body.append(f"<p class='note'>{html.escape(content)}</p>")
+        self._body.append(f"<p class='note'>{_inline(content)}</p>")
         return self
 
     def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = "") -> "Page":
@@ -153,6 +154,12 @@ def _png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _inline(text: str) -> str:
+    """Escaped text with each `backticked` span as ``<code>`` (commands on the demo page
+    showed their backticks); escaping comes first, so a span cannot carry markup."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
 def _fmt(value: Any) -> str:
