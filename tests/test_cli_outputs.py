@@ -56,3 +56,16 @@ def test_out_in_a_format_pillow_only_reads(verb, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     err = _only_line(capsys, main(VERBS[verb] + ["--out", "x.psd"]))
     assert "can read PSD images but not write them" in err
+
+
+@pytest.mark.parametrize("verb", ["complete", "reconstruct", "compress"])
+def test_input_that_is_a_symlink_loop(verb, tmp_path, monkeypatch, capsys):
+    """An input image that is a symbolic-link loop ended in Path.resolve's RuntimeError
+    traceback (the check that --out is not the input); it is the loader's one line now."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.png").symlink_to("loop.png")
+    (tmp_path / "loop.png").symlink_to("in.png")
+    out = "o.pxs" if verb == "compress" else "o.png"
+    err = _only_line(capsys, main(VERBS[verb] + ["--out", out]))
+    assert "in.png" in err or "no-model" in err
+    assert not (tmp_path / out).exists()

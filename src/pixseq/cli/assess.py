@@ -26,7 +26,7 @@ import torch
 
 from pixseq import fused
 from pixseq.cli.common import (add_weights_arguments, check_output, check_weights_dir, notice, path_arg,
-                               resolve_device, seed_everything)
+                               real_path, resolve_device, seed_everything)
 from pixseq.errors import PixseqError
 from pixseq.io import atomic_write, list_images, load_image, to_tensor
 
@@ -404,14 +404,14 @@ def check_options(args: argparse.Namespace, pairs: Pairs) -> None:
     if args.backbone is not None and not args.backbone.strip():
         raise PixseqError("--backbone is empty")
     check_weights_dir(args.weights_dir)
-    folders = [Path(args.ref).resolve(), Path(args.dist).resolve()] if pairs.folders else []
-    inputs = {Path(p).resolve() for _, *paths in pairs.items for p in paths}
+    folders = [real_path(args.ref), real_path(args.dist)] if pairs.folders else []
+    inputs = {real_path(p) for _, *paths in pairs.items for p in paths}
     files: dict[Path, str] = {}
     for flag, path in (("--json", args.json), ("--csv", args.csv)):
         if path is None:
             continue
         check_output(path, flag)
-        where = path.resolve()
+        where = real_path(path)
         if where in files:
             raise PixseqError(f"{files[where]} and {flag} name the same file {path}")
         if where in inputs:
@@ -419,7 +419,7 @@ def check_options(args: argparse.Namespace, pairs: Pairs) -> None:
         files[where] = flag
     if args.html is not None:
         check_output(args.html, "--html", folder=True)
-        where = args.html.resolve()
+        where = real_path(args.html)
         for file, flag in files.items():  # the file would be written first, then block the folder
             if where == file or file in where.parents:
                 raise PixseqError(f"--html {args.html} and {flag} {file} name the same path")

@@ -108,11 +108,10 @@ def _codec_names(dirs: list[str]) -> list[str]:
     to tell them apart (``runs/a/final`` and ``runs/b/final`` are ``pixseq:a/final`` and
     ``pixseq:b/final``): results are grouped by this name, so two models sharing one would be
     merged into a single codec. The same directory twice is an error."""
-    from pathlib import Path
-
+    from pixseq.cli.common import real_path
     from pixseq.errors import PixseqError
 
-    parts = [Path(d).resolve().parts for d in dirs]
+    parts = [real_path(d).parts for d in dirs]
     for i, p in enumerate(parts):
         if p in parts[:i]:
             raise PixseqError(f"--model {dirs[i]} is given twice")

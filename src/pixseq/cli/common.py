@@ -78,11 +78,17 @@ def check_image_output(path: str | Path, what: str = "--out") -> Path:
     return path
 
 
+def real_path(path: str | os.PathLike) -> Path:
+    """``path`` with links followed, as far as they go: ``Path.resolve`` raises RuntimeError on
+    a symbolic-link loop (a traceback where the loop should reach the loader's one-line error)."""
+    return Path(os.path.realpath(path))
+
+
 def refuse_overwriting_input(out: Path, image: str | Path) -> None:
     """An output that is the input image would destroy it: refuse before any work."""
     from pixseq.errors import PixseqError
 
-    if Path(out).resolve() == Path(image).resolve():
+    if real_path(out) == real_path(image):
         raise PixseqError(f"--out {out} is the input image; choose another file")
 
 

@@ -82,13 +82,14 @@ def run(args: argparse.Namespace) -> int:
 def _check_json_target(path: Path, model: str, data: str) -> None:
     """``--json`` must not replace a file of the model directory (its config, weights or
     training state) or of a data folder (an input image): refused before any work."""
+    from pixseq.cli.common import real_path
     from pixseq.errors import PixseqError
 
-    where = Path(path).resolve()
+    where = real_path(path)
     if not where.is_file():
         return
     for root, what in ((Path(model), "--model directory"), (Path(data), "--data folder")):
-        if root.is_dir() and root.resolve() in where.parents:
+        if root.is_dir() and real_path(root) in where.parents:
             raise PixseqError(f"--json {path} is a file of the {what} {root}; choose another file")
 
 
