@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 
 import numpy as np
@@ -168,3 +169,20 @@ def test_folder_limit_reads_only_the_kept_images(tmp_path):
     assert len(got) == 2 and got.class_names == ("a", "b") and list(got.labels) == [0, 0]
     with pytest.raises(PixseqError):
         data.load_data(str(tmp_path))  # the broken file is read without a limit
+
+
+@pytest.mark.parametrize("layout, why", [
+    (["one/a.png", "one/b.png"], "all its images are in one sub-folder ('one')"),
+    (["a.png", "cat/b.png", "dog/c.png"], "1 of its 3 images sit directly in it"),
+    (["a.png", "b.png"], "not in class sub-folders"),
+])
+def test_a_verb_needing_labels_says_why_there_are_none(tmp_path, layout, why):
+    """--classes / probe on such a folder said only "has no labels"; the error now says why."""
+    for name in layout:
+        save_image(np.zeros((4, 4, 3), np.uint8), tmp_path / name)
+    s = data.load_data(str(tmp_path))
+    assert s.labels is None
+    with pytest.raises(PixseqError, match=rf"--classes needs labelled data; .* has no labels: .*{re.escape(why)}"):
+        s.require_labels("--classes")
+    with pytest.raises(PixseqError, match="the built-in photos have no classes"):
+        data.load_data("photos", limit=1).require_labels("a probe")

@@ -45,9 +45,18 @@ class ImageSet:
     class_names: tuple[str, ...] = ()
     names: list[str] = field(default_factory=list)
     spec: str = ""
+    #: why a set has no labels, in a few words (for the error of a verb that needs them)
+    unlabelled_because: str = ""
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def require_labels(self, what: str) -> np.ndarray:
+        """The labels, or a PixseqError saying that ``what`` needs them and why there are none."""
+        if self.labels is None:
+            why = f": {self.unlabelled_because}" if self.unlabelled_because else ""
+            raise PixseqError(f"{what} needs labelled data; {self.spec!r} has no labels{why}")
+        return self.labels
 
     @property
     def num_classes(self) -> int:
@@ -159,7 +168,7 @@ def builtin_photos() -> ImageSet:
             names.append("grace_hopper")
     except Exception:  # noqa: BLE001
         pass
-    return ImageSet(images, None, (), names, "photos")
+    return ImageSet(images, None, (), names, "photos", "the built-in photos have no classes")
 
 
 def _single_sub_folder(names: Sequence[str]) -> tuple[str, ...]:
@@ -179,15 +188,21 @@ def load_folder(folder: str | os.PathLike, limit: int | None = None) -> ImageSet
     rel = [f.relative_to(folder) for f in files]
     kept = slice(None) if limit is None else slice(0, limit)
     images = [load_image(f) for f in files[kept]]
-    labels, classes = None, ()
-    if all(len(r.parts) >= 2 for r in rel):
+    labels, classes, why = None, (), ""
+    top = sum(len(r.parts) == 1 for r in rel)
+    if top == 0:
         classes = tuple(sorted({r.parts[0] for r in rel}))
         if len(classes) > 1:
             index = {c: i for i, c in enumerate(classes)}
             labels = np.array([index[r.parts[0]] for r in rel[kept]], dtype=np.int64)
         else:
+            why = f"all its images are in one sub-folder ({classes[0]!r}); classes need two or more"
             classes = ()
-    return ImageSet(images, labels, classes, [str(r) for r in rel[kept]], str(folder))
+    elif top < len(rel):
+        why = f"{top} of its {len(rel)} images sit directly in it, not in a class sub-folder"
+    else:
+        why = "its images are not in class sub-folders (one sub-folder per class)"
+    return ImageSet(images, labels, classes, [str(r) for r in rel[kept]], str(folder), why)
 
 
 def load_data(spec: str, limit: int | None = None) -> ImageSet:

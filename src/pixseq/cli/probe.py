@@ -32,8 +32,7 @@ def run(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     model = load_token_model(args.model, device)
     data = load_data(args.data, limit=args.limit)
-    if data.labels is None:
-        raise PixseqError(f"data {args.data!r} has no labels; a probe needs classes (fashion-mnist or class folders)")
+    data.require_labels("a probe")
     H, W = model.image_size
     if H != W:
         raise PixseqError(f"probe supports square models, this one is {H}x{W}")

@@ -146,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
     if settings["limit"] is not None and settings["limit"] < 1:
         raise PixseqError(f"--limit must be >= 1, got {settings['limit']}")
     data = load_data(settings["data"], limit=settings["limit"])
-    if settings["classes"] and data.labels is None:
-        raise PixseqError(f"--classes needs labelled data; {settings['data']!r} has no labels")
+    if settings["classes"]:
+        data.require_labels("--classes")
     val = load_val_data(settings, data)
     side = settings["image_size"] if settings["image_size"] is not None else default_image_size(data.images)
     palette = settings["palette"] if settings["palette"] is not None else 512

@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if cond_tok is not None and not s["condition"]:
         raise PixseqError("--cond-tokenizer needs --condition lowres|edges")
     data = load_data(s["data"], limit=s["limit"])
-    if s["classes"] and data.labels is None:
-        raise PixseqError(f"--classes needs labelled data; {s['data']!r} has no labels")
+    if s["classes"]:
+        data.require_labels("--classes")
     # before anything is written (fit_prior records the tokenizer first)
     batches_per_epoch(len(data.images), train_config.batch_size, launched_world_size())
     val = load_val_data(s, data)

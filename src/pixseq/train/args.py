@@ -193,7 +193,7 @@ def load_val_data(settings: dict[str, Any], train) -> tuple[list[np.ndarray], np
         return list(val.images), None
     labels = val.labels_for(train.class_names, f"the training data {settings['data']!r}")
     if labels is None:
-        raise PixseqError(f"--classes needs labelled held-out data; {settings['val_data']!r} has no labels")
+        val.require_labels("--classes with --val-data")
     return list(val.images), labels
 
 
