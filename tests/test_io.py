@@ -251,6 +251,17 @@ def test_list_images_recursive_and_sorted(tmp_path):
     assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == ["1.jpg", "b/2.png"]
 
 
+def test_list_images_takes_the_other_names_of_common_formats(tmp_path):
+    """.jfif / .jpe (JPEG), .pbm / .pnm (Netpbm) and .tga files were skipped without a word."""
+    rgb = _rgb()
+    for name, fmt in (("a.jfif", "JPEG"), ("b.jpe", "JPEG"), ("c.pnm", "PPM"), ("d.tga", "TGA")):
+        Image.fromarray(rgb).save(tmp_path / name, format=fmt)
+    Image.fromarray(rgb).convert("1").save(tmp_path / "e.pbm", format="PPM")
+    found = list_images(tmp_path)
+    assert [p.name for p in found] == ["a.jfif", "b.jpe", "c.pnm", "d.tga", "e.pbm"]
+    assert np.array_equal(load_image(tmp_path / "c.pnm"), rgb) and np.array_equal(load_image(tmp_path / "d.tga"), rgb)
+
+
 def test_list_images_skips_hidden_and_follows_folder_links(tmp_path):
     """macOS '._x.png' resource forks (not images) and '.ipynb_checkpoints' were listed, and
     images in linked folders were not; a link back up (a cycle) is not followed."""

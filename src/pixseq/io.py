@@ -31,7 +31,8 @@ MAX_PIXELS = 64_000_000
 #: damaged EXIF block would repeat one for every image).
 _PILLOW_WARNINGS_SHOWN: set[tuple] = set()
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".avif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+                  ".pbm", ".pnm", ".tga", ".avif")
 
 
 @contextlib.contextmanager
