@@ -274,10 +274,14 @@ class SetScores:
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
         with torch.no_grad():
             for images, real in ((a, True), (b, False)):
-                feats = self.model.pool_features(images).double().cpu()
+                pooled = self.model.pool_features(images)  # (B, 2048) float32, on the model's device
+                # the logits from the pooled features where the fc weight is (they were taken
+                # from the CPU copy: a device mismatch under --device cuda)
+                logits = self.model.logits_unbiased(pooled)
+                feats = pooled.double().cpu()
                 self.fid.update_features(feats, real)
                 self.kid.update_features(feats, real)
-                (self.is_ref if real else self.is_dist).update_logits(self.model.logits_unbiased(feats.float()))
+                (self.is_ref if real else self.is_dist).update_logits(logits)
         self.n += 1
 
     def compute(self, notes: list[str]) -> dict[str, dict]:

@@ -52,11 +52,14 @@ class Metric:
         """The state summed over all DDP processes (the local state when not distributed)."""
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return dict(self._state)
+        # NCCL reduces CUDA tensors only ("No backend type associated with device type cpu"):
+        # there the (CPU) state goes through this process's GPU, which torchrun set-up made current
+        gpu = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
         out = {}
         for k, v in self._state.items():
-            t = v.clone()
+            t = v.to(gpu, copy=True) if gpu is not None else v.clone()
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
-            out[k] = t
+            out[k] = t.to(v.device)
         return out
 
     def update(self, *args: Any, **kwargs: Any) -> None:  # pragma: no cover - interface
@@ -296,7 +299,9 @@ def filter_valid(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return shifted_sum(rows, taps, -2)
     n, maps, _, w_out = rows.shape
     cols = rows.reshape(n * maps, 1, h, w_out).permute(0, 3, 1, 2)  # (N*K, W', 1, H), channels-last
-    kernel = w.view(1, 1, 1, k).expand(w_out, 1, 1, k)
+    # the window is built on the CPU (its taps are read as numbers above); conv2d needs it
+    # where the maps are (on a GPU: 'weight is on cpu, different from other tensors on cuda:0')
+    kernel = w.to(rows.device).view(1, 1, 1, k).expand(w_out, 1, 1, k)
     out = F.conv2d(cols, kernel, groups=w_out)  # (N*K, W', 1, H'), channels-last
     return out.permute(0, 2, 3, 1).reshape(n, maps, h - k + 1, w_out)
 

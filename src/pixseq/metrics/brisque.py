@@ -190,7 +190,8 @@ def _ggd_aggd(sums: torch.Tensor, n: int) -> torch.Tensor:
     # An empty side has zero spread (as on a uniform image), not NaN.
     left = torch.sqrt(sq_neg / n_neg.clamp(min=1))
     right = torch.sqrt(sq_pos / n_pos.clamp(min=1))
-    grid, r_ggd, r_aggd = _shape_tables()
+    # the tables are built on the CPU once; searchsorted and the lookups need them beside the sums
+    grid, r_ggd, r_aggd = (t.to(sums.device) for t in _shape_tables())
     # GGD of the MSCN map: shape from var / E|x|^2, plus the variance.
     ggd_alpha = grid[_nearest(r_ggd, sq_mean[:, 0] / abs_mean[:, 0] ** 2)]
     # AGGD of the four neighbour products (Lasmar et al. 2009 estimator with the
@@ -227,11 +228,12 @@ def _cubic(x: torch.Tensor) -> torch.Tensor:
     return inner + outer
 
 
-def _half_index(n: int) -> torch.Tensor:
-    """Input indices read by a 2x antialiased bicubic downsample, with symmetric borders."""
+def _half_index(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Input indices read by a 2x antialiased bicubic downsample, with symmetric borders,
+    on ``device`` (``index_select`` refuses indices on another device than the maps)."""
     size = (n + 1) // 2
     # Output pixel s is centred at input 2s + 0.5 and reads the 10 inputs 2s-4 .. 2s+5.
-    idx = torch.arange(-4, 2 * (size - 1) + 6) % (2 * n)
+    idx = torch.arange(-4, 2 * (size - 1) + 6, device=device) % (2 * n)
     return torch.where(idx < n, idx, 2 * n - 1 - idx)
 
 
@@ -261,8 +263,8 @@ def downsample_half(luma: torch.Tensor) -> torch.Tensor:
     along the last dim; compiling it gained nothing more).
     """
     x = luma.to(torch.float32)
-    rows = _half_taps(x.index_select(1, _half_index(x.shape[1])))  # (B, h', W)
-    cols = rows.transpose(1, 2).index_select(1, _half_index(rows.shape[2]))  # (B, 2 w' + 8, h')
+    rows = _half_taps(x.index_select(1, _half_index(x.shape[1], x.device)))  # (B, h', W)
+    cols = rows.transpose(1, 2).index_select(1, _half_index(rows.shape[2], x.device))  # (B, 2 w' + 8, h')
     return _half_taps(cols).transpose(1, 2).to(torch.float64)
 
 
@@ -354,7 +356,7 @@ def brisque_features(images: torch.Tensor, data_range: float = 1.0, chunk_pixels
 
 def svr_score(features: torch.Tensor) -> torch.Tensor:
     """LIVE SVR prediction for ``(B, 36)`` features -> ``(B,)`` scores."""
-    mdl = _model()
+    mdl = {k: v.to(features.device) for k, v in _model().items()}  # loaded on the CPU; features may be on a GPU
     x = -1.0 + 2.0 * (features.to(torch.float64) - mdl["feat_min"]) / mdl["feat_range"]
     d2 = torch.cdist(x, mdl["sv"]).pow(2)  # (B, n_sv)
     return torch.exp(-mdl["gamma"] * d2) @ mdl["sv_coef"] - mdl["rho"]

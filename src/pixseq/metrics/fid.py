@@ -218,9 +218,12 @@ class FID(Metric):
 
     def update_features(self, features: torch.Tensor, real: bool) -> None:
         """Add a batch of precomputed ``(B, D)`` feature vectors."""
-        f = check_features(features, "FID features", self.num_features).double()
+        f = check_features(features, "FID features", self.num_features)
         side = "real" if real else "fake"
         self._materialise()
+        # the sums live on the CPU: features from an extractor on a GPU were added to them in
+        # place, a device mismatch ("Expected all tensors to be on the same device")
+        f = f.to(self._state[f"{side}_sum"].device, torch.float64)
         self._state[f"{side}_n"] = self._state[f"{side}_n"] + f.shape[0]
         self._state[f"{side}_sum"].add_(f.sum(0))
         self._state[f"{side}_outer"].addmm_(f.T, f)  # += f^T f in place: no D x D temporary

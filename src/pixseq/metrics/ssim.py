@@ -336,7 +336,7 @@ def _ms_ssim_part(
             a, b = _halve(a), _halve(b)
     terms.append(torch.relu(ssim_c))
     stacked = torch.stack(terms)  # (levels, B, C)
-    return torch.prod(stacked ** weights.view(-1, 1, 1), dim=0).mean(1)
+    return torch.prod(stacked ** weights.to(stacked.device).view(-1, 1, 1), dim=0).mean(1)  # CPU weights
 
 
 def _halve(x: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,8 @@ from pixseq.tokenizers.losses import VQGANLoss, VQGANLossConfig
 from pixseq.tokenizers.quantize import CodebookStats
 from pixseq.tokenizers.vqgan import VQGAN, VQGANConfig
 from pixseq.train.config import TrainConfig
-from pixseq.train.distributed import is_main_process
+from pixseq.device import resolve_device
+from pixseq.train.distributed import is_main_process, local_device
 from pixseq.train.trainer import Trainer
 
 
@@ -291,6 +292,9 @@ def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], la
     model.tokenizer.load_state_dict(tokenizer.state_dict())
     if model.cond_tokenizer is not None:
         model.cond_tokenizer.load_state_dict(load_tokenizer(cond_tokenizer_dir).state_dict())
+    # this rank's GPU before encoding the data: under torchrun a bare 'cuda' is GPU 0 in every
+    # process until the Trainer joins the group, so every rank encoded everything on GPU 0
+    device = local_device(resolve_device(device))
     model.to(device)
     data = TamingTokenDataset(model, images, labels)
     eval_data = TamingTokenDataset(model, *held_out) if held_out is not None else None

@@ -77,6 +77,20 @@ def launched_world_size() -> int:
         return 1
 
 
+def local_device(device: torch.device) -> torch.device:
+    """``device`` as this process's own GPU: a bare ``cuda`` becomes ``cuda:LOCAL_RANK`` under
+    torchrun (more than one process); anything else is returned unchanged.
+
+    Until the Trainer joins the process group (which makes the local rank's GPU the current
+    one), a bare ``cuda`` means GPU 0 in every process: work done before that, such as
+    encoding a data set with the model, would put every rank's copy of the model and its
+    activations on GPU 0 (out of memory there with several ranks, the other GPUs idle).
+    """
+    if device.type != "cuda" or device.index is not None or launched_world_size() <= 1:
+        return device
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def all_reduce_mean(grads: list[torch.Tensor], stats: torch.Tensor, world_size: int) -> torch.Tensor:
     """Average ``grads`` (in place) and ``stats`` over ranks with one collective call.
 
