@@ -149,3 +149,23 @@ def _fid_of(feats: torch.Tensor, device: str) -> float:
     fid.update_features(feats.to(device), True)
     fid.update_features(feats.flip(0).to(device) * 0.9, False)
     return fid.compute()
+
+
+def test_fit_leaves_the_trained_model_where_it_trained(tmp_path, monkeypatch):
+    """fit_vqgan / fit_prior / fit_igpt saved ``model.cpu()``: on a GPU that moved the model
+    they return to the CPU, in rank 0 only (save_pretrained copies the weights itself)."""
+    import numpy as np
+
+    from pixseq.models.taming_train import fit_vqgan
+    from pixseq.tokenizers.losses import VQGANLossConfig
+    from pixseq.tokenizers.vqgan import vqgan_config
+    from pixseq.train.config import TrainConfig
+
+    def refuse(self):
+        raise AssertionError(f"{type(self).__name__}.cpu() called")
+
+    monkeypatch.setattr(nn.Module, "cpu", refuse)
+    images = [np.zeros((24, 24, 3), np.uint8)] * 4
+    fit_vqgan(images, tmp_path / "a", vqgan_config(4, 16, 8, 8), VQGANLossConfig(perceptual="none", disc_start=100),
+              TrainConfig(steps=1, batch_size=4, warmup_steps=1, log_every=0, ckpt_every=0), 24, announce=None)
+    assert (tmp_path / "a" / "model.safetensors").is_file()

@@ -129,7 +129,8 @@ def fit_igpt(model, images: np.ndarray, labels: np.ndarray | None, out_dir: str 
                 "final_loss": last.get("loss"), "images": int(len(dataset))}
         if "eval/loss" in last:
             info.update(held_out_loss=last["eval/loss"], held_out_images=int(len(eval_data)))
-        save_pretrained(model.cpu(), out_dir, meta={**(meta or {}), **info})
+        # save_pretrained copies to the CPU itself; model.cpu() moved the returned model off the GPU (rank 0 only)
+        save_pretrained(model, out_dir, meta={**(meta or {}), **info})
     return model, history
 
 

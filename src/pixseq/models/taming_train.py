@@ -229,7 +229,8 @@ def fit_vqgan(images: Sequence[np.ndarray], out_dir: str | os.PathLike, config: 
         info.update(held_out_psnr_db=last["eval/psnr_db"], held_out_l1=last["eval/l1"],
                     held_out_images=len(eval_data))
     if is_main_process():  # rank 0 alone writes the model directory
-        save_pretrained(model.cpu(), out_dir, meta=info)
+        # save_pretrained copies to the CPU itself; model.cpu() moved the returned model off the GPU (rank 0 only)
+        save_pretrained(model, out_dir, meta=info)
     return model, history
 
 
@@ -311,5 +312,5 @@ def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], la
     if "eval/bits_per_code" in last:
         meta.update(held_out_bits_per_code=last["eval/bits_per_code"], held_out_images=len(eval_data))
     if is_main_process():
-        save_pretrained(model.cpu(), out_dir, meta=meta)
+        save_pretrained(model, out_dir, meta=meta)  # not model.cpu(): see fit_vqgan
     return model, history
