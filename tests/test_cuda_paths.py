@@ -100,7 +100,9 @@ def test_pixel_metrics_on_cuda_match_the_cpu():
     for fn in (ssim, ms_ssim, ssim_thesis, psnr):
         # float32 kernels (cuDNN vs the CPU's shifted adds) differ in the last bits only
         assert torch.allclose(fn(a.cuda(), b.cuda()).cpu(), fn(a, b), rtol=1e-4, atol=1e-5), fn.__name__
-    assert torch.allclose(brisque(b.cuda()).cpu(), brisque(b), rtol=1e-6)  # float64 throughout
+    # float64 moments, but the luma and the half-size image are float32 (a GPU's fused
+    # multiply-adds may round their last bit otherwise)
+    assert torch.allclose(brisque(b.cuda()).cpu(), brisque(b), rtol=1e-4)
 
 
 class _StubInception(nn.Module):
