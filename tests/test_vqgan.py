@@ -307,3 +307,18 @@ def test_grad_accumulation_puts_each_micro_batch_through_the_quantizer_once(tmp_
     cfg = TrainConfig(steps=2, batch_size=2, grad_accum=2, warmup_steps=0, log_every=0, ckpt_every=0)
     Trainer(VQGANTask(model, loss), ImageDataset(images, 24), cfg, tmp_path).fit()
     assert len(seen) == 2 * 2  # steps x micro-batches
+
+
+def test_vqgan_task_logs_tensors_only():
+    """The Trainer reads a step's logged numbers back in one go; the codebook usage was a
+    Python float (one GPU host wait per generator micro-batch), now a 0-d tensor like the rest."""
+    from pixseq.models.taming_train import VQGANTask
+
+    model = VQGAN(vqgan_config(4, 16, 8, 8)).train()
+    loss = VQGANLoss(VQGANLossConfig(perceptual="none", disc_start=0, disc_layers=2, disc_channels=8))
+    task = VQGANTask(model, loss)
+    batch = {"image": torch.rand(2, 3, 24, 24) * 2 - 1}
+    for part in task.parts():
+        _, logs = task.training_step(batch, 0, part)
+        assert logs and all(isinstance(v, torch.Tensor) and v.numel() == 1 for v in logs.values()), logs
+    assert float(logs.get("usage", model.quantizer.usage_tensor())) == model.quantizer.usage()

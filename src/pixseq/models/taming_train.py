@@ -136,7 +136,7 @@ class VQGANTask:
             # the last one and ran the others through the model again, in training mode, so
             # the codebook statistics (and EMA codebook) counted those micro-batches twice
             self._fake[id(batch["image"])] = x_hat.detach()
-            logs.update(usage=self.model.quantizer.usage(), perplexity=info["perplexity"].detach())
+            logs.update(usage=self.model.quantizer.usage_tensor(), perplexity=info["perplexity"].detach())
             return loss, logs
         fake = self._fake.get(id(batch["image"]))
         if fake is None:

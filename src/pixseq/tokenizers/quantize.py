@@ -238,8 +238,13 @@ class VectorQuantizer(nn.Module):
 
     def usage(self) -> float:
         """Fraction of codes used within the last ``usage_window`` training steps."""
+        return float(self.usage_tensor())
+
+    def usage_tensor(self) -> torch.Tensor:
+        """:meth:`usage` as a 0-d tensor on the codebook's device: for logging at every
+        training step without a host sync (the Trainer reads a step's numbers back at once)."""
         used = (self.code_age < self.config.usage_window) & self.ever_used
-        return float(used.float().mean())
+        return used.float().mean()
 
 
 class CodebookStats(nn.Module):
