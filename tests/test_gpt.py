@@ -391,3 +391,31 @@ def test_igpt_pooled_features_refuse_labels_of_an_unconditional_model():
     assert len(feats) == 3 and feats[0].shape == (2, 16)
     with pytest.raises(PixseqError, match="unconditional"):
         model.pooled_features(tokens, labels=[0, 1])
+
+
+def test_a_draw_never_returns_a_filtered_token_even_from_a_rounded_cdf():
+    """On a GPU the cdf is a parallel scan, not exactly monotone: a draw landing in a rounding
+    gap could pick a token top-k / top-p removed. _never_filtered swaps such a pick for the
+    row's most likely token; real picks and the NaN marker (index V) are kept."""
+    from pixseq.priors.sampling import _never_filtered
+
+    probs = torch.tensor([[0.0, 0.7, 0.0, 0.3], [0.5, 0.0, 0.5, 0.0], [float("nan")] * 4])
+    index = torch.tensor([2, 0, 4])  # row 0 picked a zero-probability token; row 2 is a NaN row
+    assert _never_filtered(index, probs).tolist() == [1, 0, 4]
+    index = torch.tensor([3, 2, 4])
+    assert _never_filtered(index, probs).tolist() == [3, 2, 4]
+
+
+def test_generator_on_another_gpu_is_named():
+    """A cuda:0 generator for a prior on cuda:1 passed the device-type check and failed in
+    torch.rand mid-sampling; the index is compared when both have one."""
+    from types import SimpleNamespace
+
+    from pixseq.priors.sampling import check_generator
+
+    check_generator(SimpleNamespace(device="cuda:1"), torch.device("cuda:1"))
+    check_generator(SimpleNamespace(device="cuda:0"), torch.device("cuda"))  # no index: 'the current one'
+    with pytest.raises(PixseqError, match=r"generator is on cuda:0, the prior on cuda:1.*device='cuda:1'"):
+        check_generator(SimpleNamespace(device="cuda:0"), torch.device("cuda:1"))
+    with pytest.raises(PixseqError, match="device='cpu'"):
+        check_generator(SimpleNamespace(device="cuda:0"), torch.device("cpu"))

@@ -143,7 +143,22 @@ def choose(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = N
     target = (1.0 - u) * cdf[:, -1:]  # (B, 1), in (0, total]
     # A row without a distribution (NaN logits) finds no such index and gets V, one past the
     # vocabulary: :func:`sample` turns that into an error instead of a token.
-    return torch.searchsorted(cdf, target).squeeze(1)  # (B,)
+    index = torch.searchsorted(cdf, target).squeeze(1)  # (B,)
+    if cdf.device.type != "cpu":  # CPU cumsum runs in order: its cdf is exactly monotone
+        index = _never_filtered(index, probs)
+    return index
+
+
+def _never_filtered(index: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """``index`` with any pick of a zero-probability token replaced by the row's most likely one.
+
+    A GPU cumsum is a parallel scan: its partial sums are rounded in another grouping at each
+    position, so a filtered token's cdf entry may come out one ulp above the one before it,
+    and a draw landing in that ulp would pick a token top-k / top-p removed (about 1e-7 per
+    draw, but a rule broken). Device-side only: no host sync. Index V (a NaN row) stays."""
+    V = probs.size(-1)
+    picked = probs.gather(1, index.clamp(max=V - 1)[:, None]).squeeze(1)
+    return torch.where((picked > 0) | (index == V), index, probs.argmax(-1))
 
 
 # ------------------------------------------------------------------ argument checks
@@ -170,9 +185,14 @@ def check_num(num: int) -> None:
 
 def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
     """PixseqError unless ``generator`` draws on the prior's device (torch.rand refuses others)."""
-    if generator is not None and torch.device(generator.device).type != device.type:
-        raise PixseqError(f"the generator is on {generator.device}, the prior on {device}: "
-                          f"use torch.Generator(device={device.type!r})")
+    if generator is None:
+        return
+    gen, device = torch.device(generator.device), torch.device(device)
+    # the index too: a cuda:0 generator for a prior on cuda:1 was torch's own error mid-sampling
+    other_gpu = gen.index is not None and device.index is not None and gen.index != device.index
+    if gen.type != device.type or other_gpu:
+        raise PixseqError(f"the generator is on {gen}, the prior on {device}: use torch.Generator(device="
+                          f"{str(device) if other_gpu else device.type!r})")
 
 
 def as_tokens(tokens, name: str, vocab_size: int, device: torch.device) -> torch.Tensor:
