@@ -175,7 +175,8 @@ def _intro(page, run: _Run) -> None:
         ("model", f"GPT: {g.n_layer} layers, width {g.n_embd}, {g.n_head} heads, "
                   f"{m.prior.num_params() / 1e6:.2f} M parameters"),
         ("training", f"{steps} steps{stopped} of {s.batch_size} images, AdamW lr {s.lr:g}, warm-up + cosine"),
-        ("speed", f"{tok_s:,.0f} tokens/s on {run.device.type} ({plural(torch.get_num_threads(), 'thread')})"),
+        ("speed", f"{tok_s:,.0f} tokens/s on " + (torch.cuda.get_device_name(run.device) if run.device.type == "cuda"
+                                                  else f"cpu ({plural(torch.get_num_threads(), 'thread')})")),
         ("label dropout", f"{s.null_fraction:.0%} of images train with the '{NULL_CLASS_NAME}' token"),
     ]
     page.table(["setting", "value"], rows)
