@@ -676,11 +676,34 @@ def test_held_out_same_as_training_data_is_noticed_however_written(folder, capsy
     assert not _same_data(str(folder), str(folder.parent))
 
 
+def test_usage_errors_name_the_program_once(capsys):
+    """An unknown option or verb said "pixseq: error: pixseq: ..."; a verb's own errors keep
+    the verb's name ("pixseq: error: pixseq sample: ...")."""
+    for argv, words in ((["--bogus"], "pixseq: error: the following arguments are required"),
+                        (["trian"], "pixseq: error: argument <verb>: invalid choice: 'trian'"),
+                        (["sample", "--model", "m", "--out", "x.png", "--bogus"],
+                         "pixseq: error: unrecognized arguments: --bogus"),
+                        (["sample"], "pixseq: error: pixseq sample: the following arguments are required")):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith(words) and err.count("\n") == 1, err
+
+
+def test_one_mistake_is_one_line_even_when_a_notice_is_due(tmp_path, capsys):
+    """--steps below the warm-up printed the warm-up notice before the data were checked, so a
+    mistyped --data gave two lines; the notice now comes when training starts."""
+    code = main(["train", "igpt", "--data", "fashoin-mnist", "--out", str(tmp_path / "m"), "--steps", "3"])
+    assert "unknown data spec" in _one_line_error(capsys, code)
+
+
 @pytest.mark.parametrize("extra, words", [
     (["--val-limit", "3"], "--val-limit needs --val-data"),
     (["--val-data", "DATA", "--val-limit", "0"], "--val-limit must be >= 1"),
     (["--val-data", "fashion-mnist:test", "--classes"], "not in the training data"),
-    (["--val-data", "/no/such/folder"], "unknown data spec"),
+    (["--val-data", "/no/such/folder"], "data folder not found: /no/such/folder"),
 ])
 def test_train_held_out_bad_input(folder, tmp_path, capsys, extra, words):
     out = tmp_path / "m"

@@ -786,3 +786,13 @@ def test_an_out_dir_that_cannot_be_written_is_refused_before_training(tmp_path):
             Trainer(ToyTask(), toy_data(), TrainConfig(**BASE), tmp_path / "ro" / "train")
     Trainer(ToyTask(), toy_data(), TrainConfig(**BASE), tmp_path / "new" / "deeper")  # to be created: fine
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "ro"][:1 + (os.getuid() != 0)]
+
+
+def test_warmup_longer_than_the_run_is_said_once_when_it_starts(tmp_path, capsys):
+    """Moved from the CLI's option parsing (where it came before the data checks, so one
+    mistake gave two lines) to the start of a fresh run; a resume does not repeat it."""
+    cfg = {**BASE, "steps": 3, "warmup_steps": 5}
+    Trainer(ToyTask(), toy_data(), TrainConfig(**cfg), tmp_path).fit()
+    assert "warms up over 5 steps but the run has 3" in capsys.readouterr().err
+    Trainer(ToyTask(), toy_data(), TrainConfig(**{**cfg, "steps": 4}), tmp_path).fit(resume=True)
+    assert "warms up" not in capsys.readouterr().err

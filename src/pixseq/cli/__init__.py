@@ -40,7 +40,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line and exit code 2 (no usage dump)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"pixseq: error: {self.prog}: {message}\n")
+        # the verb's name, when there is one ("pixseq: error: pixseq: ..." repeated the program's)
+        where = "" if self.prog == "pixseq" else f"{self.prog}: "
+        sys.stderr.write(f"pixseq: error: {where}{message}\n")
         raise SystemExit(2)
 
 

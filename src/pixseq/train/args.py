@@ -105,11 +105,7 @@ def config_from_args(args: argparse.Namespace, defaults: TrainConfig | None = No
     seed = getattr(args, "seed", None)
     if seed is not None and (seed != 0 or "seed" not in saved):
         base["seed"] = seed
-    config = TrainConfig(**base)
-    if config.warmup_steps >= config.steps and head is None:  # said once, when the run starts
-        notice(f"the learning rate warms up over {config.warmup_steps} steps but the run has {config.steps}: "
-               f"it never reaches --lr {config.lr:g} (lower --warmup-steps)")
-    return config
+    return TrainConfig(**base)
 
 
 #: The model/data settings of a run, next to its checkpoint (``--resume`` reuses them).

@@ -376,6 +376,10 @@ class Trainer:
         if self.config.ema_decay > 0:
             self.ema = EMA(self.modules, self.config.ema_decay)
         if self.dist.is_main:
+            # said when the run starts, after the CLI's checks: a mistake stays the only line
+            if self.config.warmup_steps >= self.config.steps:
+                notice(f"the learning rate warms up over {self.config.warmup_steps} steps but the run has "
+                       f"{self.config.steps}: it never reaches --lr {self.config.lr:g} (lower --warmup-steps)")
             if self.checkpoint_path.exists():  # the CLI asks for --force first; the API just says so
                 notice(f"starting a fresh run: it replaces the checkpoint {self.checkpoint_path} of an earlier run")
             # an earlier run's TensorBoard events would interleave with this run's curves
