@@ -398,3 +398,10 @@ def test_interrupted_encoding_leaves_no_prior_folder(trained, tmp_path, monkeypa
                  "--out", str(out), "--steps", "2", "--batch-size", "8", "--warmup-steps", "1"]) == 2
     assert "interrupted" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_vqgan_says_when_the_discriminator_never_starts(tmp_path, capsys):
+    """--disc-start at or past --steps trained without the adversarial loss, without a word."""
+    assert main(["train", "vqgan", "--data", "fashion-mnist:test", "--limit", "16", "--out", str(tmp_path / "v"),
+                 "--steps", "1", "--disc-start", "5", *TINY]) == 0
+    assert "the discriminator starts at step 5 but the run has 1 step:" in capsys.readouterr().err

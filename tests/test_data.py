@@ -186,3 +186,14 @@ def test_a_verb_needing_labels_says_why_there_are_none(tmp_path, layout, why):
         s.require_labels("--classes")
     with pytest.raises(PixseqError, match="the built-in photos have no classes"):
         data.load_data("photos", limit=1).require_labels("a probe")
+
+
+def test_a_missing_folder_or_a_file_is_named_as_such(tmp_path):
+    """A mistyped folder path was an "unknown data spec"; a file given as data too."""
+    with pytest.raises(PixseqError, match="data folder not found: .*no/such"):
+        data.load_data(str(tmp_path / "no" / "such"))
+    (tmp_path / "a.png").write_bytes(b"x")
+    with pytest.raises(PixseqError, match="is a file; give the folder"):
+        data.load_data(str(tmp_path / "a.png"))
+    with pytest.raises(PixseqError, match="unknown data spec 'fashoin-mnist'"):
+        data.load_data("fashoin-mnist")

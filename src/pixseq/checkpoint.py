@@ -115,7 +115,7 @@ def from_pretrained(directory: str | os.PathLike, expected_kind: str | tuple[str
     if expected_kind is not None:
         allowed = (expected_kind,) if isinstance(expected_kind, str) else expected_kind
         if kind not in allowed:
-            raise PixseqError(f"{directory} holds a {kind!r} model, expected {' or '.join(allowed)}")
+            raise PixseqError(f"{directory} holds a model of kind {kind!r}, expected {' or '.join(allowed)}")
     entry = registry.get(kind)
     config = from_dict(entry.config_cls, doc["config"], prefix="config.")
     try:

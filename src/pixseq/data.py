@@ -221,6 +221,10 @@ def load_data(spec: str, limit: int | None = None) -> ImageSet:
         return photos
     if Path(spec).is_dir():
         return load_folder(spec, limit)
+    if Path(spec).exists():
+        raise PixseqError(f"data {spec!r} is a file; give the folder that holds the images")
+    if "/" in spec or os.sep in spec:  # meant as a folder: saying "unknown data spec" hid the typo
+        raise PixseqError(f"data folder not found: {spec}")
     raise PixseqError(
         f"unknown data spec {spec!r}: use a folder of images, 'fashion-mnist[:train|test]' or 'photos'"
     )

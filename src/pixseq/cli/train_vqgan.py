@@ -52,7 +52,7 @@ MIN_IMAGE_SIZE = 24
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixseq.cli.common import plural, resolve_device
+    from pixseq.cli.common import notice, plural, resolve_device
     from pixseq.data import load_data
     from pixseq.errors import PixseqError
     from pixseq.models.taming_train import centre_crops, fit_vqgan
@@ -92,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
     # resolved once and recorded: a resume that extends --steps must not move the GAN's start
     s.update(image_size=size, disc_start=s["disc_start"] if s["disc_start"] is not None else train.steps // 2)
     loss_cfg = VQGANLossConfig(perceptual=s["perceptual"], disc_start=s["disc_start"])
+    if s["disc_start"] >= train.steps:  # after every check: a mistake stays the only line
+        notice(f"the discriminator starts at step {s['disc_start']} but the run has {plural(train.steps, 'step')}: "
+               f"no adversarial loss in this run (lower --disc-start)")
     recorder = RunRecorder(args.out, s, args.resume)
     model, history = fit_vqgan(data.images, args.out, cfg, loss_cfg, train, size, resolve_device(args.device),
                                resume=args.resume, labels=data.labels,

@@ -151,7 +151,7 @@ def _read_config(src: Path) -> dict[str, Any]:
     if not isinstance(hf, dict):  # e.g. a list: hf.get below was an AttributeError
         raise PixseqError(f"corrupt {src / 'config.json'}: not a JSON object")
     if hf.get("model_type", "imagegpt") != "imagegpt":
-        raise PixseqError(f"{src} holds a {hf.get('model_type')!r} model, not ImageGPT")
+        raise PixseqError(f"{src} holds a model of type {hf.get('model_type')!r}, not ImageGPT")
     return hf
 
 
