@@ -243,3 +243,22 @@ def test_recorded_model_directory_retrained_in_place(setup, capsys, tmp_path):
     _one_line_error(capsys, main(["decompress", str(pxs), "--out", str(out)]), "retrained or replaced",
                     str(tmp_path / "run"))
     assert not out.exists()
+
+
+def test_rd_figure_log_axis_labels_are_plain_numbers():
+    """Spanning less than a decade, every minor tick was labelled like '3x10^-1' and the
+    labels ran into each other; they are plain numbers, on 2s and 5s only."""
+    import matplotlib.pyplot as plt
+
+    from pixseq.codec.compare import Result, rd_figure
+
+    rows = [Result("a", "jpeg", f"q{q}", 100, bpp, 0.0, 0.0, {"psnr": 20 + q / 10})
+            for q, bpp in ((10, 0.25), (50, 0.6), (90, 0.9))]
+    fig = rd_figure(rows, "psnr")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.xaxis.get_minorticklabels() + ax.xaxis.get_majorticklabels()]
+    shown = [t for t in labels if t]
+    assert shown and all("10^" not in t and "times" not in t for t in shown), shown
+    assert set(shown) <= {"0.1", "0.2", "0.5", "1", "2"} and "0.5" in shown, shown
+    plt.close(fig)
