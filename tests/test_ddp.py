@@ -20,6 +20,16 @@ from trainer_toy import ToyTask, toy_data
 TESTS = Path(__file__).resolve().parent
 CFG = dict(steps=6, batch_size=4, lr=2e-2, warmup_steps=1, ckpt_every=3, log_every=2, seed=2)
 
+
+def _torchrun(script: Path, text: str) -> None:
+    """Write ``text`` (dedented) to ``script`` and run it as 2 CPU processes under torchrun;
+    fail with the end of its stderr unless it exits 0."""
+    script.write_text(textwrap.dedent(text))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=110, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
 WORKER = """
 import os, sys, torch
 sys.path.insert(0, {tests!r})
@@ -47,12 +57,7 @@ torch.save({{"weights": task.net.state_dict(), "loss": [r["loss"] for r in histo
 
 @pytest.mark.timeout(120)
 def test_two_process_gloo_training(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(WORKER.format(tests=str(TESTS), cfg=CFG, root=str(tmp_path))))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=110, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _torchrun(tmp_path / "worker.py", WORKER.format(tests=str(TESTS), cfg=CFG, root=str(tmp_path)))
     r0, r1 = (torch.load(tmp_path / f"result{r}.pt", weights_only=True) for r in range(2))
     assert r0["world"] == r1["world"] == 2
     for k, v in r0["weights"].items():  # same start, same averaged gradients -> bitwise equal
@@ -160,13 +165,8 @@ def test_quantizer_statistics_are_global_under_torchrun(tmp_path):
     configs = {"ema": dict(num_codes=16, dim=4, ema=True, kmeans_init=False, dead_restart=False),
                "all": dict(num_codes=16, dim=4, ema=True, kmeans_init=True, dead_restart=True, dead_after=2,
                            reservoir=32)}
-    script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(QUANTIZER_WORKER.format(configs=configs, data=str(tmp_path / "data.pt"),
-                                                              root=str(tmp_path))))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=110, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _torchrun(tmp_path / "worker.py",
+              QUANTIZER_WORKER.format(configs=configs, data=str(tmp_path / "data.pt"), root=str(tmp_path)))
     r0, r1 = (torch.load(tmp_path / f"q{r}.pt", weights_only=True) for r in range(2))
     for name in configs:
         for k, v in r0[name].items():
@@ -204,12 +204,7 @@ def two_ranks(tmp_path_factory) -> dict[str, tuple[dict, dict]]:
     """Each job of :data:`JOBS` trained by 2 processes: ``{name: (rank 0's, rank 1's final
     {module name: state_dict})}``."""
     root = tmp_path_factory.mktemp("tasks")
-    script = root / "worker.py"
-    script.write_text(textwrap.dedent(TASKS_WORKER.format(tests=str(TESTS), jobs=JOBS, root=str(root))))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=110, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _torchrun(root / "worker.py", TASKS_WORKER.format(tests=str(TESTS), jobs=JOBS, root=str(root)))
     return {name: tuple(torch.load(root / f"{name}{r}.pt", weights_only=True) for r in range(2)) for name in JOBS}
 
 
