@@ -74,13 +74,9 @@ def build_igpt(images: np.ndarray, size: str, palette: int, num_classes: int, se
 
     cfg = IGPTConfig(palette_size=palette, image_size=int(images.shape[1]),
                      gpt=gpt_config(size, **gpt_overrides), num_classes=num_classes)
-    if saved_palette is None or tuple(saved_palette.shape) != (palette, 3):
-        return IGPT.from_data(images, cfg, seed=seed)  # (another shape: the Trainer names the mismatch)
-    with torch.random.fork_rng(devices=[]):  # as from_data: the global RNG stays untouched
-        torch.manual_seed(seed)
-        model = IGPT(cfg)
-    model.tokenizer.set_palette(saved_palette)
-    return model
+    if saved_palette is not None and tuple(saved_palette.shape) != (palette, 3):
+        saved_palette = None  # fitted anew; the Trainer then names the checkpoint's mismatch
+    return IGPT.from_data(images, cfg, seed=seed, palette=saved_palette)
 
 
 def saved_palette(train_dir: Path) -> torch.Tensor | None:
@@ -88,15 +84,12 @@ def saved_palette(train_dir: Path) -> torch.Tensor | None:
     iGPT's). A resumed run encodes its data with this palette: fitting k-means again gave the
     same colours only on the same machine and library versions, and with any other colours
     the data would be tokens of another palette than the restored model's."""
-    from pixseq.train.files import CKPT_NAME
+    from pixseq.train.files import read_checkpoint_state
 
-    path = train_dir / CKPT_NAME
-    if not path.is_file():
-        return None
-    try:  # memory-mapped: the weights and optimizer moments are not read
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return state["modules"]["model"]["tokenizer.palette"].clone()
-    except Exception:  # noqa: BLE001 - unreadable or foreign: the Trainer's load says why
+    state = read_checkpoint_state(train_dir)
+    try:
+        return None if state is None else state["modules"]["model"]["tokenizer.palette"].clone()
+    except (KeyError, TypeError):  # foreign: the Trainer's load says why
         return None
 
 

@@ -70,15 +70,20 @@ class IGPT(nn.Module):
         self.num_classes = self.config.num_classes
 
     @classmethod
-    def from_data(cls, images: np.ndarray, config: IGPTConfig, seed: int = 0) -> "IGPT":
-        """A fresh model whose palette is k-means fitted on uint8 ``(N, H, W, 3)`` images."""
-        images = np.asarray(images)
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise PixseqError(f"palette fitting needs uint8 (N, H, W, 3) images, got {images.dtype} {images.shape}")
+    def from_data(cls, images: np.ndarray, config: IGPTConfig, seed: int = 0,
+                  palette: torch.Tensor | None = None) -> "IGPT":
+        """A fresh model whose palette is k-means fitted on uint8 ``(N, H, W, 3)`` images, or
+        is ``palette`` when given (a resumed run's: a refit matches it only on the same
+        machine and library versions)."""
+        if palette is None:
+            images = np.asarray(images)
+            if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+                raise PixseqError(f"palette fitting needs uint8 (N, H, W, 3) images, got {images.dtype} {images.shape}")
         with torch.random.fork_rng(devices=[]):  # initial weights follow `seed`; global RNG untouched
             torch.manual_seed(seed)
             model = cls(config)
-        model.tokenizer.set_palette(fit_palette(images.reshape(-1, 3), config.palette_size, seed=seed))
+        model.tokenizer.set_palette(fit_palette(images.reshape(-1, 3), config.palette_size, seed=seed)
+                                    if palette is None else palette)
         return model
 
     # ------------------------------------------------------------ conveniences

@@ -23,17 +23,26 @@ TB_DIR = "tb"
 FORMAT, VERSION = "pixseq-train-state", 1
 
 
-def read_checkpoint_head(out_dir: str | os.PathLike | None) -> dict | None:
-    """``{"step": int, "config": dict}`` of the training checkpoint in ``out_dir``, or None
-    when there is none or it cannot be read (:meth:`Trainer.load_checkpoint` then says why).
-    Memory-mapped: the weights and optimizer moments are not read."""
+def read_checkpoint_state(out_dir: str | os.PathLike | None) -> dict | None:
+    """The training checkpoint in ``out_dir`` memory-mapped (tensors are read only when
+    touched), or None when there is none or it cannot be read (:meth:`Trainer.load_checkpoint`
+    then says why)."""
     path = Path(out_dir) / CKPT_NAME if out_dir is not None else None
     if path is None or not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return {"step": int(state["step"]), "config": dict(state["config"])}
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - any unreadable file: not this function's to report
+        return None
+
+
+def read_checkpoint_head(out_dir: str | os.PathLike | None) -> dict | None:
+    """``{"step": int, "config": dict}`` of the training checkpoint in ``out_dir``, or None
+    (see :func:`read_checkpoint_state`). The weights and optimizer moments are not read."""
+    state = read_checkpoint_state(out_dir)
+    try:
+        return None if state is None else {"step": int(state["step"]), "config": dict(state["config"])}
+    except (KeyError, TypeError, ValueError):  # not a pixseq checkpoint: the Trainer says so
         return None
 
 
