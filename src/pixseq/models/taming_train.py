@@ -246,30 +246,30 @@ def load_tokenizer(directory: str | os.PathLike) -> VQGAN:
 TOKENIZER_RECORD = "tokenizer.json"
 
 
-def check_same_tokenizer(out_dir: Path, tokenizer_dir: Path, cond_tokenizer_dir: Path | None = None) -> None:
-    """Refuse to resume a prior run with another tokenizer (or conditioning tokenizer,
-    ``None``: the tokenizer itself) than the one its record names. Reads only: it runs
-    before the data are encoded (minutes), the record is written after."""
+def check_same_tokenizer(out_dir: Path, tokenizer_dir: Path, cond_tokenizer_dir: Path | None,
+                         tid: str, cid: str | None) -> None:
+    """Refuse to resume a prior run with another tokenizer (id ``tid``) or conditioning
+    tokenizer (id ``cid``; ``None``: the tokenizer itself) than the ones its record names.
+    Reads only: it runs before the data are encoded (minutes), the record is written after."""
     record = out_dir / TOKENIZER_RECORD
     if not record.is_file():  # runs of older versions have none
         return
     old = json.loads(record.read_text())
-    if old.get("id") != model_id(tokenizer_dir):
+    if old.get("id") != tid:
         raise PixseqError(f"tokenizer {tokenizer_dir} is different from the one this prior was trained with "
                           f"({old.get('path')}, id {str(old.get('id'))[:12]}); use that tokenizer or a new --out")
-    cid = model_id(cond_tokenizer_dir) if cond_tokenizer_dir is not None else None
     if "cond_id" in old and old["cond_id"] != cid:  # records of older runs lack it
         given, was = cond_tokenizer_dir or "none (the --tokenizer)", old.get("cond_path") or "none (the --tokenizer)"
         raise PixseqError(f"--cond-tokenizer {given} is different from the one this prior was trained with "
                           f"({was}); use that one or a new --out")
 
 
-def record_tokenizer(out_dir: Path, tokenizer_dir: Path, cond_tokenizer_dir: Path | None = None) -> None:
+def record_tokenizer(out_dir: Path, tokenizer_dir: Path, cond_tokenizer_dir: Path | None,
+                     tid: str, cid: str | None) -> None:
     """Write which tokenizers a prior run uses (atomically), for :func:`check_same_tokenizer`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(out_dir / TOKENIZER_RECORD, "w") as fh:
-        json.dump({"path": str(tokenizer_dir), "id": model_id(tokenizer_dir),
-                   "cond_id": model_id(cond_tokenizer_dir) if cond_tokenizer_dir is not None else None,
+        json.dump({"path": str(tokenizer_dir), "id": tid, "cond_id": cid,
                    "cond_path": None if cond_tokenizer_dir is None else str(cond_tokenizer_dir)}, fh)
 
 
@@ -286,8 +286,11 @@ def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], la
     """
     out_dir, tokenizer_dir = Path(out_dir), Path(tokenizer_dir)
     tokenizer = load_tokenizer(tokenizer_dir)
+    # hashed once (the weights files may be large): checked, recorded and kept in the meta
+    tid = model_id(tokenizer_dir)
+    cid = model_id(cond_tokenizer_dir) if cond_tokenizer_dir is not None else None
     if resume:  # a fresh run may use any tokenizer; a resumed one must keep its own
-        check_same_tokenizer(out_dir, tokenizer_dir, cond_tokenizer_dir)
+        check_same_tokenizer(out_dir, tokenizer_dir, cond_tokenizer_dir, tid, cid)
     torch.manual_seed(train_config.seed)
     model = Taming(config)
     model.tokenizer.load_state_dict(tokenizer.state_dict())
@@ -302,12 +305,12 @@ def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], la
     # Recorded only once the data are encoded: a failed or interrupted encoding leaves no
     # output folder behind. Only rank 0 writes (no races under torchrun).
     if is_main_process():
-        record_tokenizer(out_dir, tokenizer_dir, cond_tokenizer_dir)
+        record_tokenizer(out_dir, tokenizer_dir, cond_tokenizer_dir, tid, cid)
     history = Trainer(PriorTask(model), data, train_config, out_dir, device, callbacks=callbacks,
                       eval_data=eval_data).fit(resume=resume)
     model.eval()
     last = history[-1] if history else {}
-    meta = {**(meta or {}), "tokenizer": str(tokenizer_dir), "tokenizer_id": model_id(tokenizer_dir),
+    meta = {**(meta or {}), "tokenizer": str(tokenizer_dir), "tokenizer_id": tid,
             "final_bits_per_code": last.get("model/bits_per_code")}
     if "eval/bits_per_code" in last:
         meta.update(held_out_bits_per_code=last["eval/bits_per_code"], held_out_images=len(eval_data))
