@@ -796,3 +796,19 @@ def test_warmup_longer_than_the_run_is_said_once_when_it_starts(tmp_path, capsys
     assert "warms up over 5 steps but the run has 3" in capsys.readouterr().err
     Trainer(ToyTask(), toy_data(), TrainConfig(**{**cfg, "steps": 4}), tmp_path).fit(resume=True)
     assert "warms up" not in capsys.readouterr().err
+
+
+def test_ema_averages_weights_not_statistics_modules():
+    """A module of buffers alone (a VQ codebook's statistics) was averaged too, at every step:
+    a blend of reservoir samples, loaded into the quantizer by copy_to."""
+    from pixseq.train import EMA
+
+    stats = nn.Module()
+    stats.register_buffer("recent", torch.zeros(3))
+    net = nn.Linear(2, 2)
+    ema = EMA({"net": net, "stats": stats}, 0.5)
+    assert set(ema.shadow) == {"net"}
+    stats.recent.fill_(4.0)
+    ema.update({"net": net, "stats": stats})
+    ema.copy_to({"net": net, "stats": stats})
+    assert torch.equal(stats.recent, torch.full((3,), 4.0))

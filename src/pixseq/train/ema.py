@@ -13,7 +13,11 @@ from torch import nn
 
 
 class EMA:
-    """Shadow copies of ``{name: module}`` state dicts, updated in place."""
+    """Shadow copies of ``{name: module}`` state dicts, updated in place.
+
+    Only modules with parameters are averaged: a module of buffers alone holds statistics,
+    not weights (e.g. a VQ codebook's code ages and reservoir of recent encoder outputs,
+    whose average means nothing and whose state dict is rebuilt at every call)."""
 
     def __init__(self, modules: dict[str, nn.Module], decay: float) -> None:
         if not 0.0 < decay < 1.0:
@@ -21,15 +25,14 @@ class EMA:
         self.decay = decay
         self.shadow: dict[str, dict[str, torch.Tensor]] = {
             name: {k: v.detach().clone() for k, v in m.state_dict().items()}
-            for name, m in modules.items()
+            for name, m in modules.items() if any(True for _ in m.parameters())
         }
 
     @torch.no_grad()
     def update(self, modules: dict[str, nn.Module]) -> None:
         """Move the shadow towards the current weights."""
-        for name, m in modules.items():
-            shadow = self.shadow[name]
-            for k, v in m.state_dict().items():
+        for name, shadow in self.shadow.items():
+            for k, v in modules[name].state_dict().items():
                 if v.is_floating_point():
                     shadow[k].lerp_(v.detach().to(shadow[k].dtype), 1.0 - self.decay)
                 else:
@@ -48,5 +51,5 @@ class EMA:
     @torch.no_grad()
     def copy_to(self, modules: dict[str, nn.Module]) -> None:
         """Load the shadow weights into ``modules`` (used at the end of training)."""
-        for name, m in modules.items():
-            m.load_state_dict(self.shadow[name], strict=True)
+        for name, shadow in self.shadow.items():
+            modules[name].load_state_dict(shadow, strict=True)
