@@ -144,7 +144,9 @@ def choose(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = N
     # A row without a distribution (NaN logits) finds no such index and gets V, one past the
     # vocabulary: :func:`sample` turns that into an error instead of a token.
     index = torch.searchsorted(cdf, target).squeeze(1)  # (B,)
-    if cdf.device.type != "cpu":  # CPU cumsum runs in order: its cdf is exactly monotone
+    # only a filter makes zero-probability tokens that must never come out (a bare softmax's
+    # underflows are its own draws); a CPU cumsum runs in order, so its cdf is exactly monotone
+    if cdf.device.type != "cpu" and (top_k is not None or top_p is not None):
         index = _never_filtered(index, probs)
     return index
 
