@@ -39,8 +39,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from pixseq.checkpoint import from_pretrained, model_id
     from pixseq.cli.common import check_output, resolve_device
     from pixseq.data import load_data
@@ -59,8 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise PixseqError(f"--image-size is for vqgan models; a {model.kind} model has its own size")
     data = load_data(args.data, limit=args.limit)
     task, dataset, how = _task_and_data(model, data, args)
-    with torch.no_grad():
-        sums = eval_sums(task, dataset, range(len(dataset)), args.batch_size, device)
+    sums = eval_sums(task, dataset, range(len(dataset)), args.batch_size, device)  # (under no_grad)
     means = {k: v / len(dataset) for k, v in sums.items()}
     if model.kind == "taming":
         h, w = model.grid

@@ -17,7 +17,6 @@ the rest. The model directory is self-contained: tokenizer and prior weights liv
 """
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -35,6 +34,7 @@ from pixseq.priors.sampling import check_num
 from pixseq.priors.sliding import sliding_sample
 from pixseq.registry import register
 from pixseq.tokenizers.vqgan import VQGAN, VQGANConfig
+from pixseq.train.distributed import is_main_process
 
 CONDITIONS = ("", "lowres", "edges")
 
@@ -257,7 +257,7 @@ class TamingTokenDataset(torch.utils.data.Dataset):
         model.eval()
         # encoding a large set up front takes minutes on a CPU: say so (rank 0, terminals only)
         steps = tqdm(range(0, len(arr), batch), desc="encode", unit="batch", file=sys.stderr,
-                     disable=None if os.environ.get("RANK", "0") == "0" else True)
+                     disable=None if is_main_process() else True)
         with torch.no_grad():
             for i in steps:
                 x = to_tensor(arr[i:i + batch]).to(model.device)

@@ -132,10 +132,8 @@ class Page:
             if not path.is_file():  # the same name holds the same bytes: nothing to write
                 with atomic_write(path) as fh:
                     fh.write(asset.data)
-        # UTF-8 as the page declares, whatever the locale's encoding; a file name that is not
-        # valid UTF-8 (held by Python as lone surrogates) is shown as \udcXX, not a crash
-        with atomic_write(out_dir / "index.html") as fh:
-            fh.write(self.render().encode("utf-8", "backslashreplace"))
+        with atomic_write(out_dir / "index.html", "w") as fh:  # UTF-8, as the page declares
+            fh.write(self.render())
         shown = {Path(a.name).name for a in self._assets}
         assets = out_dir / "assets"
         for old in assets.iterdir() if assets.is_dir() else ():
