@@ -12,11 +12,12 @@ folder, then ``os.replace``) so an interrupted run never leaves a half-written o
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -180,6 +181,19 @@ def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike, **save_
     with atomic_write(path) as fh:
         img.save(fh, format=fmt, **save_kwargs)
     return path
+
+
+def strict_json(value: Any) -> Any:
+    """A JSON-ready copy of ``value``: non-finite floats become the strings "inf" / "-inf" /
+    "nan" (NaN / Infinity literals are not JSON, and an infinite PSNR is a real result), in
+    every verb that writes JSON results (assess, bench, evaluate)."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else str(float(value))
+    return value
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

@@ -28,7 +28,7 @@ from pixseq import fused
 from pixseq.cli.common import (add_weights_arguments, check_output, check_weights_dir, notice, path_arg,
                                real_path, resolve_device, seed_everything)
 from pixseq.errors import PixseqError
-from pixseq.io import atomic_write, list_images, load_image, to_tensor
+from pixseq.io import atomic_write, list_images, load_image, strict_json, to_tensor
 
 HELP = "score regenerated images against references (ViT-Score, SSIM, MSE, PSNR, LPIPS, BRISQUE, FID/KID/IS)"
 
@@ -313,10 +313,6 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.4e}"
 
 
-def _jsonable(v: float) -> float | str:
-    return v if math.isfinite(v) else _fmt(v)
-
-
 def format_table(rows: list[dict], columns: dict[str, str]) -> str:
     """An aligned plain-text table with a mean row."""
     header = ["image"] + [columns[c] for c in columns]
@@ -333,13 +329,11 @@ def format_table(rows: list[dict], columns: dict[str, str]) -> str:
 def write_outputs(args, rows, columns, sets, pairs: Pairs, notes: list[str]) -> None:
     if args.json:
         doc = {"ref": str(args.ref), "dist": str(args.dist), "preset": args.preset, "columns": columns,
-               "pairs": [{k: (_jsonable(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
-               "set_metrics": {k: {f: (_jsonable(v) if isinstance(v, float) else v) for f, v in s.items()}
-                               for k, s in sets.items()},
+               "pairs": rows, "set_metrics": sets,
                "unmatched": {"ref_only": pairs.ref_only, "dist_only": pairs.dist_only},
                "notes": notes}
         with atomic_write(args.json, "w") as fh:
-            json.dump(doc, fh, indent=2, ensure_ascii=False)
+            json.dump(strict_json(doc), fh, indent=2, ensure_ascii=False)
     if args.csv:
         buf = io.StringIO()
         writer = csv.writer(buf)

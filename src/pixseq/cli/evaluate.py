@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +66,10 @@ def run(args: argparse.Namespace) -> int:
     for line in _lines(model.kind, means):
         print(f"  {line}")
     if args.json is not None:
-        from pixseq.io import atomic_write
+        from pixseq.io import atomic_write, strict_json
 
         doc = {"model": str(args.model), "model_id": model_id(args.model), "kind": model.kind, "data": args.data,
-               "images": len(dataset), "how": how, **{k: _finite(v) for k, v in sorted(means.items())}}
+               "images": len(dataset), "how": how, **strict_json(dict(sorted(means.items())))}
         with atomic_write(args.json, "w") as fh:
             json.dump(doc, fh, indent=2)
     return 0
@@ -154,8 +153,3 @@ def _lines(kind: str, means: dict[str, float]) -> list[str]:
         return [f"bits/code {means['bits_per_code']:.4f}   bits/pixel {means['bits_per_pixel']:.4f}   "
                 f"(nats/code {means['loss']:.4f})"]
     return [f"PSNR {means['psnr_db']:.2f} dB (mean over images)   L1 {means['l1']:.4f}   MSE {means['mse']:.5f}"]
-
-
-def _finite(value: float) -> float | str:
-    """JSON numbers; non-finite ones as the strings "inf" / "nan", as ``assess --json`` writes them."""
-    return value if math.isfinite(value) else str(value)

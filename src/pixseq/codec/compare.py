@@ -30,7 +30,7 @@ from PIL import Image, features
 
 from pixseq.codec.codec import compress_with_stats, decompress
 from pixseq.errors import first_line
-from pixseq.io import atomic_write, to_tensor
+from pixseq.io import atomic_write, strict_json, to_tensor
 
 CLASSIC = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
 DEFAULT_QUALITIES = (5, 10, 20, 30, 50, 75, 90)
@@ -218,22 +218,10 @@ def markdown_table(table: dict[str, dict], budget: float, score_name: str = "") 
     return "\n".join(lines)
 
 
-def _strict(value):
-    """A JSON-ready copy: non-finite floats become the strings "inf" / "-inf" / "nan" (as in
-    ``pixseq assess --json``), since NaN / Infinity literals are not JSON."""
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else str(float(value))
-    return value
-
-
 def save_json(results: Sequence[Result], path: Path, meta: dict) -> None:
     """``results.json``: strict JSON (a coder overhead over a zero cross-entropy is "nan")."""
     with atomic_write(path, "w") as fh:
-        json.dump(_strict({"meta": meta, "results": [asdict(r) for r in results]}), fh, indent=1,
+        json.dump(strict_json({"meta": meta, "results": [asdict(r) for r in results]}), fh, indent=1,
                   default=float, allow_nan=False)
         fh.write("\n")
 
