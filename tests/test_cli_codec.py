@@ -233,7 +233,7 @@ def test_bench_results_json_is_strict(tmp_path):
     assert doc["meta"]["budget"] == "inf"
 
 
-def test_recorded_model_directory_retrained_in_place(setup, capsys, tmp_path):
+def test_recorded_model_directory_retrained_in_place(setup, capsys, tmp_path, monkeypatch):
     root, _, _ = setup
     save_pretrained(tiny_igpt(), tmp_path / "run")
     pxs, out = tmp_path / "a.pxs", tmp_path / "a.png"
@@ -243,6 +243,10 @@ def test_recorded_model_directory_retrained_in_place(setup, capsys, tmp_path):
     _one_line_error(capsys, main(["decompress", str(pxs), "--out", str(out)]), "retrained or replaced",
                     str(tmp_path / "run"))
     assert not out.exists()
+    # the same folder named another way (the file records it resolved): the same message
+    monkeypatch.chdir(tmp_path)
+    _one_line_error(capsys, main(["decompress", str(pxs), "--model", "run", "--out", str(out)]),
+                    "retrained or replaced")
 
 
 def test_rd_figure_log_axis_labels_are_plain_numbers():

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import numbers
+import os
 import time
 import zlib
 from dataclasses import asdict, dataclass
@@ -257,11 +258,14 @@ def read_header(data: bytes) -> Header:
 def check_model(header: Header, model, model_dir: str | None = None) -> None:
     """Raise a clear PixseqError unless ``model`` is the one the file was compressed with."""
     mine = container.model_fingerprint(model)[:container.MODEL_ID_BYTES]
-    if mine != header.model_id and model_dir and header.model_path and str(model_dir) == header.model_path:
-        raise PixseqError(f"wrong model: the directory recorded in the file, {model_dir}, now holds another model "
-                          f"({mine.hex()}; the file needs {header.model_id.hex()}): it was retrained or replaced "
-                          "since the file was written")
     if mine != header.model_id:
+        # compress records the model's folder resolved: compare the given one the same way
+        same_dir = bool(model_dir and header.model_path
+                        and os.path.realpath(model_dir) == os.path.realpath(header.model_path))
+        if same_dir:
+            raise PixseqError(f"wrong model: the directory recorded in the file, {model_dir}, now holds another "
+                              f"model ({mine.hex()}; the file needs {header.model_id.hex()}): it was retrained or "
+                              "replaced since the file was written")
         where = f" ({model_dir})" if model_dir else ""
         hint = f"; it names {header.model_path}" if header.model_path else ""
         raise PixseqError(f"wrong model: the file was compressed with model {header.model_id.hex()}, "
