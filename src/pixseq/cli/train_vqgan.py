@@ -79,14 +79,15 @@ def run(args: argparse.Namespace) -> int:
     fixed = shapes == {(size, size)}  # else: random crops of size x size
     if fixed:  # random crops make 4096 items per epoch; whole images must fill one batch per process
         batches_per_epoch(len(data.images), train.batch_size, launched_world_size())
-    val = load_val_data({**s, "classes": False}, data)
-    if val is not None:
-        centre_crops(val[0], size)  # too small: refused before anything is written
     smallest = min(shapes, key=min)
     if s["image_size"] is None and not fixed and min(smallest) < size:  # the default, not the user, was too big
         raise PixseqError(f"the images have mixed sizes, so training cuts random {size}x{size} crops (the default "
                           f"--image-size), but some are smaller (e.g. {smallest[0]}x{smallest[1]}); give "
                           f"--image-size {max(min(smallest), MIN_IMAGE_SIZE)} or less")
+    # (after the checks of the training images: reading the held-out set takes a while)
+    val = load_val_data({**s, "classes": False}, data)
+    if val is not None:
+        centre_crops(val[0], size)  # too small: refused before anything is written
     cfg = vqgan_config(s["factor"], s["codes"], s["dim"], s["ch"], dead_restart=s["dead_restart"],
                        ema=s["ema"], l2_norm=s["l2_norm"])
     # resolved once and recorded: a resume that extends --steps must not move the GAN's start
