@@ -122,6 +122,16 @@ def class_labels(model, labels) -> torch.Tensor:
     return ids.reshape(-1).long()
 
 
+def completion_labels(model, labels, images: int, num: int):
+    """Labels for ``images * num`` completions (``num`` per image): one class for all, one per
+    image (repeated for each of its completions) or one per completion, as ``generate`` takes
+    them. None, and an unconditional model's labels, go on as given (``generate`` refuses those)."""
+    if labels is None or not model.num_classes:
+        return labels
+    ids = class_labels(model, labels)
+    return ids.repeat_interleave(num) if ids.numel() == images else ids
+
+
 @runtime_checkable
 class Tokenizer(Protocol):
     """Images <-> token grids."""

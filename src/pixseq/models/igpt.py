@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from pixseq.errors import PixseqError
 from pixseq.io import to_tensor
-from pixseq.models.base import check_keep_rows, class_labels
+from pixseq.models.base import check_keep_rows, class_labels, completion_labels
 from pixseq.priors.gpt import GPT, GPTConfig, flops_per_batch
 from pixseq.priors.sampling import sample
 from pixseq.registry import register
@@ -144,12 +144,7 @@ class IGPT(nn.Module):
         check_keep_rows(keep_rows, H)
         tokens = self.tokenizer.encode(images.to(self.device)).flatten(1)  # (B, H*W)
         prefix = tokens[:, : keep_rows * W].repeat_interleave(num, dim=0)  # (B*num, P)
-        if labels is not None:
-            labels = class_labels(self, labels)
-            # one per image -> one per completion; one for all is expanded by generate (repeating
-            # it here too gave `num` labels for B * num outputs, refused for B > 1)
-            if labels.numel() == images.size(0):
-                labels = labels.repeat_interleave(num)
+        labels = completion_labels(self, labels, images.size(0), num)
         return self.generate(prefix.size(0), labels, prefix=prefix, **sampling)
 
     @torch.no_grad()

@@ -28,7 +28,7 @@ from torch import nn
 
 from pixseq.errors import PixseqError
 from pixseq.io import to_tensor
-from pixseq.models.base import check_keep_rows, check_token_ids, class_labels
+from pixseq.models.base import check_keep_rows, check_token_ids, class_labels, completion_labels
 from pixseq.priors.gpt import GPT, GPTConfig, gpt_config
 from pixseq.priors.sampling import check_num
 from pixseq.priors.sliding import sliding_sample
@@ -222,11 +222,7 @@ class Taming(nn.Module):
         f = self.tokenizer.factor
         m = self.tokenizer.pad(keep_mask.float()[None, None]).to(self.device)
         token_mask = F.avg_pool2d(m, f)[0, 0] > 0.999  # (h, w): every pixel of the code is kept
-        # one label per image (repeated per completion) or one per output; an unconditional
-        # model's labels go on as given, for make_cond to refuse
-        if labels is not None and self.num_classes:
-            labels = class_labels(self, labels)
-            labels = labels.repeat_interleave(num) if labels.numel() == B and num > 1 else labels
+        labels = completion_labels(self, labels, B, num)
         cond_images = images.repeat_interleave(num, dim=0) if self.config.condition else None
         out = self.generate_tokens(B * num, labels, None, cond_images, tokens, token_mask, **sampling)
         return self.tokenizer.decode(out)[..., : self.image_size[0], : self.image_size[1]]
