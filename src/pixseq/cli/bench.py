@@ -83,16 +83,17 @@ def _check_options(args: argparse.Namespace) -> None:
     (a quality Pillow's WebP/AVIF refuse was a traceback after the JPEG runs; JPEG takes -1
     as 'default'; a bad scale or batch failed only after all classic codecs had run)."""
     from pixseq.cli.common import check_output, check_weights_dir
+    from pixseq.codec.codec import MAX_BATCH, MAX_SCALE
     from pixseq.errors import PixseqError
 
     bad = [q for q in args.qualities or () if not 0 <= q <= 100]
     if bad:
         raise PixseqError(f"--qualities must be in 0..100, got {bad[0]}")
-    bad = [s for s in args.scales or () if not 1 <= s <= 255]
+    bad = [s for s in args.scales or () if not 1 <= s <= MAX_SCALE]
     if bad:
-        raise PixseqError(f"--scales must be in 1..255, got {bad[0]}")
-    if not 1 <= args.batch <= 0xFFFF:
-        raise PixseqError(f"--batch must be in 1..65535, got {args.batch}")
+        raise PixseqError(f"--scales must be in 1..{MAX_SCALE}, got {bad[0]}")
+    if not 1 <= args.batch <= MAX_BATCH:
+        raise PixseqError(f"--batch must be in 1..{MAX_BATCH}, got {args.batch}")
     if args.limit is not None and args.limit < 1:
         raise PixseqError(f"--limit must be at least 1, got {args.limit}")
     if args.max_side < 0:

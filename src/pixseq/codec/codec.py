@@ -53,6 +53,8 @@ from pixseq.io import MAX_PIXELS, to_tensor, to_uint8
 from pixseq.priors.sampling import IncrementalDecoder
 
 DEFAULT_BATCH = 16
+#: The largest downscale factor and tiles-per-batch a .pxs header can record (one byte, two bytes).
+MAX_SCALE, MAX_BATCH = 255, 0xFFFF
 
 
 @dataclass
@@ -110,7 +112,7 @@ def plan(model, height: int, width: int, scale: int = 1, batch: int = DEFAULT_BA
 
     ``model_id``: the model's fingerprint when already known (hashing a large model's weights
     takes a moment, so callers that have it pass it)."""
-    scale, batch = _integer("scale", scale, 255), _integer("batch", batch, 0xFFFF)
+    scale, batch = _integer("scale", scale, MAX_SCALE), _integer("batch", batch, MAX_BATCH)
     th, tw = (int(v) for v in model.image_size)
     gh, gw = (int(v) for v in model.tokenizer.grid_size(th, tw))
     hc, wc = -(-height // scale), -(-width // scale)
