@@ -1,6 +1,6 @@
 """Codebook usage of a VQGAN at the end of demo-scale training, with and without dead-code restart.
 
-Fashion-MNIST, f=4, K=512 (the ``pixseq demo`` settings, :data:`pixseq.models.taming.DEMO`).
+Fashion-MNIST, f=4, K=512 (the ``pixseq demo`` settings, :data:`pixseq.demo.taming.DEMO`).
 Reports, per variant: the fraction of codes used in the last 50 training steps, the batch
 perplexity, the fraction of codes used when encoding 2000 held-out test images, and the
 final reconstruction L1. Target: >= 90 % of the 512 codes in use.
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from pixseq.data import load_data
-from pixseq.models.taming import DEMO
+from pixseq.demo.taming import DEMO
 from pixseq.models.taming_train import fit_vqgan
 from pixseq.tokenizers.losses import VQGANLossConfig
 from pixseq.tokenizers.vqgan import vqgan_config

@@ -216,7 +216,8 @@ def test_identical_images_psnr_is_inf_in_table_and_a_string_in_strict_json(tmp_p
     # set metrics go through the same rule (a NaN FID was written as a bare NaN literal)
     from argparse import Namespace
 
-    from pixseq.cli.assess import Pairs, write_outputs
+    from pixseq.assess import Pairs
+    from pixseq.report.assess import write_outputs
 
     args = Namespace(json=tmp_path / "s.json", csv=None, html=None, ref="r", dist="d", preset="standard")
     write_outputs(args, [], {}, {"fid": {"label": "FID", "value": float("nan")}}, Pairs([]), [])

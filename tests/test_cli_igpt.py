@@ -19,7 +19,7 @@ from PIL import Image
 
 from pixseq import checkpoint
 from pixseq.cli import main
-from pixseq.cli.complete import MASK_COLOUR
+from pixseq.models.generate import MASK_COLOUR
 from pixseq.io import save_image
 
 SIDE = 8
@@ -88,9 +88,9 @@ def test_interrupts_and_file_system_errors_anywhere_are_one_line(tmp_path, monke
 
     img = tmp_path / "a.png"
     save_image(np.zeros((16, 16, 3), np.uint8), img)
-    import pixseq.cli.assess as assess
+    import pixseq.report.assess as assess_report
 
-    monkeypatch.setattr(assess, "atomic_write", disk_full)
+    monkeypatch.setattr(assess_report, "atomic_write", disk_full)
     line = _one_line_error(capsys, main(["assess", str(img), str(img), "--metrics", "mse",
                                          "--json", str(tmp_path / "s.json")]))
     assert "No space left on device" in line and "s.json" in line
@@ -296,7 +296,7 @@ def test_complete_bad_options_are_the_only_line(model_dir, tmp_path, capsys, ext
 def test_complete_bounds_all_completions_not_only_n(model_dir, tmp_path, monkeypatch, capsys):
     """-n is bounded by MAX_SAMPLES (one grid image), but -n per image times many images was
     not: the whole product was sampled into one huge grid."""
-    from pixseq.cli import sample as sample_verb
+    from pixseq.models import generate as sample_verb
 
     monkeypatch.setattr(sample_verb, "MAX_SAMPLES", 5)
     images = []
@@ -336,7 +336,7 @@ def test_complete_help_defaults_and_singular_output(model_dir, tmp_path, monkeyp
     assert main(["sample", "--model", str(model_dir), "-n", "1", "--out", str(tmp_path / "s.png")]) == 0
     assert ": 1 sample (" in capsys.readouterr().out  # said "1 samples"
     # -n beyond one batch is drawn batch by batch (bounded memory)
-    import pixseq.cli.sample as sample_mod
+    import pixseq.models.generate as sample_mod
 
     monkeypatch.setattr(sample_mod, "SAMPLE_BATCH", 2)
     assert main(base + ["-n", "5"]) == 0
@@ -410,9 +410,9 @@ def test_outputs_never_replace_the_input_image(model_dir, tmp_path, capsys):
 def test_sample_in_batches_of_bounded_size(model_dir, monkeypatch):
     # -n beyond one batch samples batch after batch (bounded KV-cache memory), each batch
     # with its share of the cycling class labels; up to one batch it is a single call.
-    import pixseq.cli.sample as sample_mod
+    import pixseq.models.generate as sample_mod
 
-    model = sample_mod.load_token_model(str(model_dir), torch.device("cpu"))
+    model = checkpoint.load_model(str(model_dir), ("igpt", "taming"), torch.device("cpu"))
     monkeypatch.setattr(sample_mod, "SAMPLE_BATCH", 4)
     torch.manual_seed(0)
     got, ncol = sample_mod.sample_images(model, 6, None, None)
@@ -666,7 +666,7 @@ def test_evaluate_json_never_replaces_a_model_or_input_file(model_dir, folder, t
 def test_held_out_same_as_training_data_is_noticed_however_written(folder, capsys):
     """The notice that --val-data is the training data compared the spec strings, so
     'DIR/' or 'fashion-mnist:train' for the training data 'DIR' or 'fashion-mnist' said nothing."""
-    from pixseq.train.args import _same_data, load_val_data
+    from pixseq.train.runs import _same_data, load_val_data
 
     settings = {"data": str(folder), "val_limit": 2, "classes": False}
     for spec in (str(folder) + "/", str(folder / ".." / folder.name)):

@@ -64,7 +64,7 @@ def test_reconstruct_pads_crops_and_reports(trained, tmp_path, capsys):
 def test_complete_without_a_whole_code_row_cycles_classes_in_batches(trained, tmp_path, monkeypatch, capsys):
     # --keep 0.1 keeps 3 of 28 pixel rows: no whole 4-pixel code row, so no class can be
     # guessed and each completion gets the next class; -n 3 in batches of 2 is one grid row
-    import pixseq.cli.sample as sample_mod
+    import pixseq.models.generate as sample_mod
 
     _, _, prior = trained
     monkeypatch.setattr(sample_mod, "SAMPLE_BATCH", 2)
@@ -158,7 +158,7 @@ def test_too_small_images_and_sizes_are_refused_up_front(trained, tmp_path, caps
 
 
 def test_demo_section_quick(tmp_path, capsys):
-    from pixseq.models.taming import demo_section
+    from pixseq.demo.taming import demo_section
     from pixseq.report import Page
 
     page = Page("demo")

@@ -126,7 +126,7 @@ class _StubInception(nn.Module):
 def test_set_metrics_take_features_from_a_model_on_cuda():
     """assess --device cuda: Inception Score logits came from the CPU copy of the features
     (a CUDA fc weight); FID added CUDA features to its CPU sums."""
-    from pixseq.cli.assess import SetScores
+    from pixseq.assess import SetScores
 
     g = torch.Generator().manual_seed(0)
     images = [(torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)) for _ in range(4)]

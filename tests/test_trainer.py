@@ -380,7 +380,7 @@ def test_cuda_bf16_resume_is_exact(tmp_path):
 def test_train_arguments_round_trip():
     import argparse
 
-    from pixseq.train import add_train_arguments, config_from_args
+    from pixseq.cli.train_args import add_train_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_train_arguments(parser, TrainConfig(steps=50, lr=1e-3))
@@ -773,7 +773,7 @@ def test_a_stop_at_a_checkpoint_step_saves_once(tmp_path):
 
 def test_an_out_dir_that_cannot_be_written_is_refused_before_training(tmp_path):
     """An --out below a file trained the whole run (ckpt_every=0) and then failed to save it."""
-    from pixseq.train.args import check_out_dir
+    from pixseq.train.runs import check_out_dir
 
     (tmp_path / "file").write_text("")
     with pytest.raises(PixseqError, match=r"cannot write the training state to .*file.* is not a folder"):

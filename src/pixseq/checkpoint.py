@@ -17,10 +17,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from pixseq import __version__, registry
+from pixseq import registry
 from pixseq.config import from_dict, to_dict
 from pixseq.errors import PixseqError, first_line
 from pixseq.io import atomic_write
+from pixseq.version import __version__
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -53,7 +54,16 @@ def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike, meta: 
         staged.unlink(missing_ok=True)
     with atomic_write(directory / CONFIG_NAME, "w") as fh:
         fh.write(config_text)
+    # the model in hand now is the directory's: its class names, card numbers ... as when loaded
+    model.pretrained_meta = dict(meta or {})
     return directory
+
+
+def refuse_existing_model(directory: str | os.PathLike, force: bool) -> None:
+    """Refuse to overwrite a finished model directory unless ``force`` (checked before the
+    work that would replace it: reading a checkpoint of GBs, a conversion)."""
+    if (Path(directory) / CONFIG_NAME).exists() and not force:
+        raise PixseqError(f"{directory} already holds a model; use --force to overwrite it (or another --out)")
 
 
 def _config_text(model: torch.nn.Module, meta: dict | None) -> str:
@@ -128,6 +138,39 @@ def from_pretrained(directory: str | os.PathLike, expected_kind: str | tuple[str
     load_state_strict(model, load_tensors(weights), source=str(weights))
     model.pretrained_meta = doc.get("meta", {})
     return model.to(device).eval()
+
+
+#: The prefix of a shipped pretrained model's name wherever a model directory is accepted.
+ZOO_PREFIX = "zoo:"
+
+
+def resolve_model_path(source: str | os.PathLike) -> Path:
+    """The model directory ``source`` names: a path as it is, or ``zoo:NAME`` (a pretrained
+    model that ships with pixseq, see :mod:`pixseq.zoo`), checked when it is fetched."""
+    text = os.fspath(source)
+    if isinstance(text, str) and text.startswith(ZOO_PREFIX):
+        from pixseq.plugins import import_optional
+
+        zoo = import_optional("pixseq.zoo")
+        if zoo is None:
+            raise PixseqError(f"{text}: this pixseq has no model zoo installed")
+        return zoo.model_path(text[len(ZOO_PREFIX):])
+    return Path(text)
+
+
+def load_model(source: str | os.PathLike, kind: str | tuple[str, ...] | None = None,
+               device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load any pixseq model directory, whatever its kind: the one way every verb, the web
+    UI and the demo load models.
+
+    ``source``: a model directory or ``zoo:NAME``. ``kind``: the kind(s) the caller can use
+    (a one-line error names the kind found otherwise). The model comes back on ``device``
+    in eval mode, with ``model.pretrained_meta`` holding its card's numbers and settings::
+
+        model = load_model("runs/fm")                      # whatever it is
+        prior = load_model("runs/fm", ("igpt", "taming"))  # only models with a token prior
+    """
+    return from_pretrained(resolve_model_path(source), expected_kind=kind, map_location=device)
 
 
 def _target_device(map_location: str | torch.device) -> torch.device:

@@ -173,6 +173,47 @@ def output_format(path: str | os.PathLike, what: str = "output file") -> str:
     return fmt
 
 
+def real_path(path: str | os.PathLike) -> Path:
+    """``path`` with links followed, as far as they go: ``Path.resolve`` raises RuntimeError on
+    a symbolic-link loop (a traceback where the loop should reach the loader's one-line error)."""
+    return Path(os.path.realpath(path))
+
+
+def check_output(path: str | os.PathLike, what: str, folder: bool = False) -> None:
+    """Fail before any work is done when ``path`` cannot become the output file (or folder,
+    ``folder=True``): it is a folder (a file), or its nearest existing ancestor is a file or
+    not writable. Missing folders on the way are fine (outputs create them)."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise PixseqError(f"{what} {path}: exists and is not a folder")
+    if not folder and path.is_dir():
+        raise PixseqError(f"{what} {path}: is a folder; give a file name")
+    probe = path if folder else path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise PixseqError(f"{what} {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK):
+        raise PixseqError(f"{what} {path}: no permission to write in {probe}")
+
+
+def check_image_output(path: str | os.PathLike, what: str = "--out") -> Path:
+    """:func:`check_output` for an image file, then: its suffix names an image format.
+
+    The folder checks come first: ``--out some/folder`` is a folder, not an unknown format.
+    """
+    path = Path(path)
+    check_output(path, what)
+    output_format(path, what)
+    return path
+
+
+def refuse_overwriting_input(out: str | os.PathLike, image: str | os.PathLike, what: str = "--out") -> None:
+    """An output that is the input image would destroy it: refuse before any work."""
+    if real_path(out) == real_path(image):
+        raise PixseqError(f"{what} {out} is the input image; choose another file")
+
+
 def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike, **save_kwargs) -> Path:
     """Write an RGB/L ``uint8`` array (or a Pillow image) atomically; format from the suffix."""
     path = Path(path)

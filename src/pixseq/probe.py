@@ -23,7 +23,6 @@ from pixseq.errors import PixseqError
 from pixseq.io import to_tensor
 from pixseq.models.base import class_names
 
-
 #: Class name of the "no particular class" token of models trained with label dropout
 #: (``pixseq demo`` does that, so one model gives conditional and unconditional samples).
 NULL_CLASS_NAME = "any (unconditional)"
@@ -171,3 +170,37 @@ def format_table(rows: list[ProbeRow]) -> str:
         mark = " **best**" if r.layer == best else ""
         lines.append(f"| {r.layer}{mark} | {r.dim} | {r.train_accuracy:.3f} | {r.test_accuracy:.3f} |")
     return "\n".join(lines)
+
+
+@dataclass
+class ProbeRun:
+    """What :func:`probe_model` measured: a row per layer (raw pixels first) and the data's facts."""
+
+    rows: list[ProbeRow]
+    images: int
+    num_classes: int
+    side: tuple[int, int]
+    chance: float
+
+
+def probe_model(model, data: str, limit: int | None = 2000, test_fraction: float = 0.25, seed: int = 0,
+                batch_size: int = 64) -> ProbeRun:
+    """``pixseq probe`` as one call: linear probes of every layer of ``model`` on the labelled
+    data spec ``data`` (the first ``limit`` images, ``test_fraction`` held out)."""
+    from pixseq.data import load_data, resize_square
+
+    if limit is not None and limit < 8:
+        raise PixseqError(f"--limit must be >= 8, got {limit}")
+    if batch_size < 1:
+        raise PixseqError(f"--batch-size must be >= 1, got {batch_size}")
+    images_set = load_data(data, limit=limit)
+    images_set.require_labels("a probe")
+    H, W = model.image_size
+    if H != W:
+        raise PixseqError(f"probe supports square models, this one is {H}x{W}")
+    images = resize_square(images_set.images, H)
+    rows = linear_probe(model, images, images_set.labels, test_fraction, seed, batch_size)
+    # the classes among the images probed: a --limit on a folder sorted by class keeps only the
+    # first few, and 1 / (all the data's classes) understated the accuracy of always guessing
+    # the commonest class
+    return ProbeRun(rows, len(images), len(np.unique(images_set.labels)), (H, W), chance_accuracy(images_set.labels))

@@ -72,6 +72,13 @@ def is_offline(offline: bool | None = None) -> bool:
     return bool(offline) if offline is not None else _truthy(os.environ.get("PIXSEQ_OFFLINE"))
 
 
+def check_weights_dir(path: str | os.PathLike | None) -> None:
+    """A weights folder (``--weights-dir``) that is a file is refused before any work (a
+    missing one is made when a download lands in it)."""
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise PixseqError(f"--weights-dir {path}: is a file, not a folder")
+
+
 def cache_dir(weights_dir: str | os.PathLike | None = None) -> Path:
     """The weights cache folder: ``weights_dir`` > ``$PIXSEQ_WEIGHTS_DIR`` > ``~/.cache/pixseq``."""
     if weights_dir:
@@ -102,14 +109,14 @@ def _check_hash(path: Path, expected: str) -> None:
 
 def download(spec: WeightFile, dest: Path, timeout: float = 30.0) -> Path:
     """Download ``spec.url`` to ``dest`` with a progress bar; atomic; checked when a hash is known."""
-    from tqdm.auto import tqdm
+    from pixseq.runtime import progress
 
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(spec.url, timeout=timeout) as resp:  # noqa: S310 - http(s)/file URLs
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with atomic_write(dest) as fh, tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                                                desc=f"downloading {spec.filename}", leave=False) as bar:
+            with atomic_write(dest) as fh, progress(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                                                    desc=f"downloading {spec.filename}", leave=False) as bar:
                 for chunk in iter(lambda: resp.read(_CHUNK), b""):
                     fh.write(chunk)
                     digest.update(chunk)

@@ -13,11 +13,11 @@ shows a traceback for user errors.
 from __future__ import annotations
 
 import argparse
-from pixseq.plugins import import_optional
 import sys
 from typing import Sequence
 
 from pixseq.errors import PixseqError
+from pixseq.plugins import import_optional
 
 # verb name -> module; the order is the order shown in --help.
 VERBS: dict[str, str] = {
@@ -75,7 +75,7 @@ def _available_verbs() -> dict[str, object]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``pixseq`` parser with one sub-parser per available verb."""
-    from pixseq import __version__
+    from pixseq.version import __version__
 
     parser = _Parser(prog="pixseq", description="Images as token sequences: tokenize, model, generate, compress, assess.")
     parser.add_argument("--version", action="version", version=f"pixseq {__version__}")

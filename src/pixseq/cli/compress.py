@@ -1,12 +1,11 @@
-"""``pixseq compress IMAGE --model DIR --out FILE.pxs``: an image -> a .pxs file (tokens entropy-coded by the prior)."""
+"""``pixseq compress IMAGE --model DIR --out FILE.pxs``: an image -> a .pxs file (tokens entropy-coded by the prior).
+
+The work is :func:`pixseq.codec.files.compress_file`."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 HELP = "compress an image to a .pxs file with a tokenizer + prior model (neural codec)"
-
-MODEL_KINDS = ("igpt", "taming")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -24,34 +23,20 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="do not record the model directory in the file (saves its bytes)")
 
 
-def load_codec_model(directory: str, device):
-    """Load a tokenizer + prior model directory for the codec, on ``device``."""
-    from pixseq.checkpoint import from_pretrained
-
-    return from_pretrained(directory, expected_kind=MODEL_KINDS).to(device).eval()
-
-
 def run(args: argparse.Namespace) -> int:
-    from pixseq.cli.common import check_output, refuse_overwriting_input, resolve_device, seed_everything
-    from pixseq.codec import compress_with_stats
-    from pixseq.errors import PixseqError
-    from pixseq.io import IMAGE_SUFFIXES, atomic_write, load_image
+    from pixseq.checkpoint import load_model
+    from pixseq.codec import CODEC_MODEL_KINDS
+    from pixseq.codec.files import check_pxs_output, compress_file
+    from pixseq.device import resolve_device
+    from pixseq.io import load_image
+    from pixseq.runtime import seed_everything
 
-    out = Path(args.out)
-    refuse_overwriting_input(out, args.image)
-    check_output(out, "--out")  # a folder, or a parent that is a file, is named before "exists"
-    if out.suffix.lower() in IMAGE_SUFFIXES:  # e.g. compress/decompress mixed up: not an image inside
-        raise PixseqError(f"--out {out}: compress writes a .pxs file, not an image; name it e.g. "
-                          f"{out.with_suffix('.pxs').name} (decompress writes images)")
-    if out.exists() and not args.force:
-        raise PixseqError(f"output exists: {out} (use --force to overwrite)")
+    out = check_pxs_output(args.out, args.image, args.force)
     seed_everything(args.seed)
     image = load_image(args.image)
-    model = load_codec_model(args.model, resolve_device(args.device))
-    path = "" if args.no_path else str(Path(args.model).resolve())
-    data, stats = compress_with_stats(image, model, path, scale=args.scale, batch=args.batch, label=args.label)
-    with atomic_write(out) as fh:
-        fh.write(data)
+    model = load_model(args.model, CODEC_MODEL_KINDS, resolve_device(args.device))
+    stats = compress_file(image, model, out, None if args.no_path else args.model, scale=args.scale,
+                          batch=args.batch, label=args.label)
     h, w = image.shape[:2]
     print(f"wrote {out}: {stats.file_bytes} bytes for {w}x{h} pixels = {stats.bpp:.4f} bpp (header "
           f"{stats.header_bytes} bytes included); {stats.tokens} tokens, model cross-entropy "

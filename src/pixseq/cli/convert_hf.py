@@ -22,8 +22,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixseq.checkpoint import save_pretrained
-    from pixseq.cli.sample import refuse_existing_model
+    from pixseq.checkpoint import refuse_existing_model, save_pretrained
     from pixseq.convert.hf_imagegpt import convert_hf_imagegpt
     from pixseq.errors import PixseqError
 

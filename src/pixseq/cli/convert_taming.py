@@ -17,10 +17,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixseq.checkpoint import save_pretrained
-    from pixseq.cli.common import check_output
-    from pixseq.cli.sample import refuse_existing_model
+    from pixseq.checkpoint import refuse_existing_model, save_pretrained
     from pixseq.convert.taming import convert_taming
+    from pixseq.io import check_output
 
     # before reading the checkpoint (GBs): a model (or a training run's model) in OUT stays unless --force
     check_output(Path(args.out), "output folder", folder=True)

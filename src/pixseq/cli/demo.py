@@ -21,9 +21,10 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
-    from pixseq.cli.common import resolve_device, seed_everything
     from pixseq.demo import FULL, QUICK, check_demo_data, run_demo
+    from pixseq.device import resolve_device
     from pixseq.errors import PixseqError
+    from pixseq.runtime import seed_everything
 
     settings = QUICK if args.quick else FULL
     if args.steps is not None:

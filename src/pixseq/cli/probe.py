@@ -1,4 +1,6 @@
-"""``pixseq probe``: linear probes on every layer of an iGPT (logistic regression, held-out accuracy)."""
+"""``pixseq probe``: linear probes on every layer of an iGPT (logistic regression, held-out accuracy).
+
+The work is :func:`pixseq.probe.probe_model`."""
 from __future__ import annotations
 
 import argparse
@@ -16,36 +18,26 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from pixseq.cli.common import resolve_device, seed_everything
-    from pixseq.cli.sample import load_token_model
-    from pixseq.data import load_data, resize_square
+    from pixseq.checkpoint import load_model
+    from pixseq.device import resolve_device
     from pixseq.errors import PixseqError
-    from pixseq.probe import best_layer, chance_accuracy, format_table, linear_probe
+    from pixseq.models.base import TOKEN_MODEL_KINDS
+    from pixseq.probe import best_layer, format_table, probe_model
+    from pixseq.runtime import seed_everything
 
-    if args.limit is not None and args.limit < 8:
+    if args.limit is not None and args.limit < 8:  # before the model loads
         raise PixseqError(f"--limit must be >= 8, got {args.limit}")
     if args.batch_size < 1:
         raise PixseqError(f"--batch-size must be >= 1, got {args.batch_size}")
     device = resolve_device(args.device)
     seed_everything(args.seed)
-    model = load_token_model(args.model, device)
-    data = load_data(args.data, limit=args.limit)
-    data.require_labels("a probe")
-    H, W = model.image_size
-    if H != W:
-        raise PixseqError(f"probe supports square models, this one is {H}x{W}")
-    images = resize_square(data.images, H)
-    rows = linear_probe(model, images, data.labels, args.test_fraction, args.seed, args.batch_size)
-    # the classes among the images probed: a --limit on a folder sorted by class keeps only the
-    # first few, and 1 / (all the data's classes) understated the accuracy of always guessing
-    # the commonest class
-    num_classes = len(np.unique(data.labels))
-    print(f"linear probe on {len(images)} images of {args.data} ({num_classes} classes, "
+    model = load_model(args.model, TOKEN_MODEL_KINDS, device)
+    run = probe_model(model, args.data, args.limit, args.test_fraction, args.seed, args.batch_size)
+    H, W = run.side
+    print(f"linear probe on {run.images} images of {args.data} ({run.num_classes} classes, "
           f"{args.test_fraction:.0%} held out), {H}x{W}:")
-    print(format_table(rows))
-    best = best_layer(rows)
-    print(f"best layer: {best.layer} ({best.test_accuracy:.3f}); raw pixels: {rows[0].test_accuracy:.3f}; "
-          f"chance (the commonest class's share): {chance_accuracy(data.labels):.3f}")
+    print(format_table(run.rows))
+    best = best_layer(run.rows)
+    print(f"best layer: {best.layer} ({best.test_accuracy:.3f}); raw pixels: {run.rows[0].test_accuracy:.3f}; "
+          f"chance (the commonest class's share): {run.chance:.3f}")
     return 0

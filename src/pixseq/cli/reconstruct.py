@@ -1,4 +1,6 @@
-"""``pixseq reconstruct IMAGE --model DIR --out FILE.png``: encode to codes and decode again."""
+"""``pixseq reconstruct IMAGE --model DIR --out FILE.png``: encode to codes and decode again.
+
+The work is :func:`pixseq.tokenizers.vqgan.reconstruct_file`."""
 from __future__ import annotations
 
 import argparse
@@ -15,32 +17,17 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import math
-
-    import torch
-
-    from pixseq.checkpoint import from_pretrained
-    from pixseq.cli.common import check_image_output, refuse_overwriting_input, resolve_device
-    from pixseq.io import load_image, save_image, to_tensor, to_uint8
-    from pixseq.metrics.pixel import psnr
+    from pixseq.checkpoint import load_model
+    from pixseq.device import resolve_device
+    from pixseq.io import check_image_output, load_image, refuse_overwriting_input
+    from pixseq.tokenizers.vqgan import reconstruct_file
 
     check_image_output(args.out)  # before the model runs, not when its result is written
     refuse_overwriting_input(args.out, args.image)
     device = resolve_device(args.device)
-    model = from_pretrained(args.model, ("vqgan", "taming"))
-    tok = model.tokenizer if model.kind == "taming" else model
-    tok.to(device).eval()
-    image = load_image(args.image)
-    x = to_tensor(image)[None].to(device)  # (1, 3, H, W)
-    H, W = image.shape[:2]
-    with torch.no_grad():
-        codes = tok.encode(x)  # sides not divisible by f are padded ...
-        out = tok.decode(codes)[..., :H, :W]  # ... and cropped back
-    save_image(to_uint8(out[0]), args.out)
-    n = codes.numel()
-    bpp = n * math.log2(tok.vocab_size) / (H * W)
-    # PSNR of the file as written and read back: a lossy --out (.jpg, .webp) changes the pixels again
-    quality = float(psnr(to_tensor(load_image(args.out))[None], x.cpu()))
-    print(f"{H}x{W} -> {codes.shape[1]}x{codes.shape[2]} codes of {tok.vocab_size}: "
-          f"{bpp:.4f} bits/pixel (raw codes), PSNR {quality:.2f} dB; wrote {args.out}")
+    model = load_model(args.model, ("vqgan", "taming"))
+    tok = (model.tokenizer if model.kind == "taming" else model).to(device).eval()
+    r = reconstruct_file(tok, load_image(args.image), args.out)
+    print(f"{r.height}x{r.width} -> {r.grid[0]}x{r.grid[1]} codes of {r.vocab_size}: "
+          f"{r.bits_per_pixel:.4f} bits/pixel (raw codes), PSNR {r.psnr_db:.2f} dB; wrote {args.out}")
     return 0

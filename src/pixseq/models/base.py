@@ -12,6 +12,10 @@ import torch
 
 from pixseq.errors import PixseqError
 
+#: Model kinds with a tokenizer + a prior over its tokens (the :class:`TokenImageModel` contract):
+#: what ``sample``, ``complete``, ``probe`` and the codec take.
+TOKEN_MODEL_KINDS = ("igpt", "taming")
+
 #: slack on the [0, 1] range for float rounding (resizing, colour conversion); 0..255 or
 #: [-1, 1] images are far outside it
 _RANGE_SLACK = 1e-3

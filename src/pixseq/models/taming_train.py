@@ -5,7 +5,10 @@
 * :class:`PriorTask` — one part over the GPT; the tokenizer is frozen and the codes are
   pre-computed by :class:`~pixseq.models.taming.TamingTokenDataset`.
 
-:func:`fit_vqgan` and :func:`fit_prior` are what the CLI, the demo and the benchmarks call.
+:func:`fit_vqgan` and :func:`fit_prior` train on arrays (the demo and the benchmarks call
+them); :func:`train_vqgan` and :func:`train_prior` are all of ``pixseq train vqgan`` /
+``pixseq train prior`` (data spec to model directory, exact resume), as
+:mod:`pixseq.train.runs` describes for every family.
 """
 from __future__ import annotations
 
@@ -19,17 +22,18 @@ import torch
 from torch import nn
 
 from pixseq.checkpoint import from_pretrained, model_id, save_pretrained
-from pixseq.cli.common import notice
+from pixseq.device import resolve_device
 from pixseq.errors import PixseqError
 from pixseq.io import atomic_write, to_tensor
 from pixseq.models.taming import Taming, TamingConfig, TamingTokenDataset, batch_cond
 from pixseq.priors.gpt import flops_per_batch
+from pixseq.runtime import notice
 from pixseq.tokenizers.losses import VQGANLoss, VQGANLossConfig
 from pixseq.tokenizers.quantize import CodebookStats
 from pixseq.tokenizers.vqgan import VQGAN, VQGANConfig
 from pixseq.train.config import TrainConfig
-from pixseq.device import resolve_device
 from pixseq.train.distributed import is_main_process, local_device
+from pixseq.train.runs import TrainResult
 from pixseq.train.trainer import Trainer
 
 
@@ -317,3 +321,147 @@ def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], la
     if is_main_process():
         save_pretrained(model, out_dir, meta=meta)  # not model.cpu(): see fit_vqgan
     return model, history
+
+
+# ------------------------------------------------------------------ whole runs (the train verbs)
+def default_vqgan_train_config() -> TrainConfig:
+    """``pixseq train vqgan``'s training defaults."""
+    return TrainConfig(steps=2000, batch_size=16, lr=2e-4, warmup_steps=100, ckpt_every=500)
+
+
+def default_prior_train_config() -> TrainConfig:
+    """``pixseq train prior``'s training defaults."""
+    return TrainConfig(steps=2000, batch_size=32, lr=5e-4, warmup_steps=100, ckpt_every=500)
+
+
+#: A VQGAN run's model/data settings (recorded with the run; ``resume`` refuses to change
+#: them) and their defaults; image_size and disc_start depend on the data and the steps.
+VQGAN_RUN_DEFAULTS = {"data": None, "limit": None, "factor": 8, "codes": 1024, "dim": 64, "ch": 64,
+                      "image_size": None, "disc_start": None, "perceptual": "auto", "dead_restart": True,
+                      "ema": False, "l2_norm": False, "val_data": None, "val_limit": None}
+
+#: The PatchGAN discriminator (3 stride-2 and 2 stride-1 4x4 convolutions) needs 24 px.
+MIN_IMAGE_SIZE = 24
+
+
+def train_vqgan(data: str, out: str | os.PathLike, *, train: dict | TrainConfig | None = None,
+                device: str | torch.device = "cpu", resume: bool = False, force: bool = False,
+                seed: int | None = None, callbacks=(), **settings) -> TrainResult:
+    """``pixseq train vqgan`` as one call: a VQGAN trained on ``data`` (a data spec), written
+    to the model directory ``out`` (which also holds the training state).
+
+    ``settings``: the keys of :data:`VQGAN_RUN_DEFAULTS` (``factor``, ``codes``, ``dim``,
+    ``ch``, ``image_size``, ``disc_start``, ``perceptual``, ``dead_restart``, ``ema``,
+    ``l2_norm``, ``limit``, ``val_data``, ``val_limit``); ``None`` = the default or, with
+    ``resume``, the run's recorded value. Returns a :class:`~pixseq.train.runs.TrainResult`.
+    """
+    from pixseq.data import load_data
+    from pixseq.runtime import plural
+    from pixseq.tokenizers.vqgan import vqgan_config
+    from pixseq.train.runs import (RunRecorder, TrainResult, check_limit, check_out_dir, load_val_data, run_settings,
+                                   train_config)
+
+    out = Path(out)
+    check_out_dir(out, out, resume, force)
+    s = run_settings({"data": data, **settings}, VQGAN_RUN_DEFAULTS, out, resume)
+    if s["codes"] < 2 or s["dim"] < 1 or s["ch"] < 1:
+        raise PixseqError("--codes must be >= 2, --dim and --ch >= 1")
+    check_limit(s["limit"])  # 0 crashed on no images; -1 silently dropped the last one
+    tc = train_config(train, default_vqgan_train_config(), out, resume, seed)
+    images = load_data(s["data"], limit=s["limit"])
+    size, fixed = _vqgan_image_size(images.images, s["image_size"], tc.batch_size)
+    # (after the checks of the training images: reading the held-out set takes a while)
+    val = load_val_data({**s, "classes": False}, images)
+    if val is not None:
+        centre_crops(val[0], size)  # too small: refused before anything is written
+    cfg = vqgan_config(s["factor"], s["codes"], s["dim"], s["ch"], dead_restart=s["dead_restart"],
+                       ema=s["ema"], l2_norm=s["l2_norm"])
+    # resolved once and recorded: a resume that extends the steps must not move the GAN's start
+    s.update(image_size=size, disc_start=s["disc_start"] if s["disc_start"] is not None else tc.steps // 2)
+    loss_cfg = VQGANLossConfig(perceptual=s["perceptual"], disc_start=s["disc_start"])
+    if s["disc_start"] >= tc.steps:  # after every check: a mistake stays the only line
+        notice(f"the discriminator starts at step {s['disc_start']} but the run has {plural(tc.steps, 'step')}: "
+               f"no adversarial loss in this run (lower --disc-start)")
+    recorder = RunRecorder(out, s, resume)
+    model, history = fit_vqgan(images.images, out, cfg, loss_cfg, tc, size, resolve_device(device),
+                               resume=resume, labels=images.labels, crops_per_epoch=None if fixed else 4096,
+                               meta={"data": s["data"]}, callbacks=[recorder, *callbacks],
+                               held_out=val[0] if val is not None else None,
+                               # record what "auto" resolved to: a resume must not switch losses
+                               on_perceptual=lambda kind: recorder.settings.update(perceptual=kind))
+    return TrainResult(model, history, s, tc, held_out=0 if val is None else len(val[0]))
+
+
+def _vqgan_image_size(images: Sequence[np.ndarray], asked: int | None, batch: int) -> tuple[int, bool]:
+    """The training side and whether the images are used whole (else random crops); checked
+    before anything is written."""
+    from pixseq.train.batches import batches_per_epoch
+    from pixseq.train.distributed import launched_world_size
+
+    shapes = {im.shape[:2] for im in images}
+    (h, w) = next(iter(shapes))
+    size = asked if asked is not None else (h if len(shapes) == 1 and h == w else 64)
+    if size < MIN_IMAGE_SIZE:
+        raise PixseqError(f"--image-size must be at least {MIN_IMAGE_SIZE} (the smallest input of the "
+                          f"PatchGAN discriminator's 4x4 convolutions), got {size}")
+    fixed = shapes == {(size, size)}  # else: random crops of size x size
+    if fixed:  # random crops make 4096 items per epoch; whole images must fill one batch per process
+        batches_per_epoch(len(images), batch, launched_world_size())
+    smallest = min(shapes, key=min)
+    if asked is None and not fixed and min(smallest) < size:  # the default, not the user, was too big
+        raise PixseqError(f"the images have mixed sizes, so training cuts random {size}x{size} crops (the default "
+                          f"--image-size), but some are smaller (e.g. {smallest[0]}x{smallest[1]}); give "
+                          f"--image-size {max(min(smallest), MIN_IMAGE_SIZE)} or less")
+    return size, fixed
+
+
+#: A prior run's model/data settings and their defaults (image_size: the tokenizer's
+#: training size). The tokenizer has its own record (:data:`TOKENIZER_RECORD`).
+PRIOR_RUN_DEFAULTS = {"data": None, "limit": None, "classes": False, "condition": None, "size": "s",
+                      "image_size": None, "val_data": None, "val_limit": None}
+
+
+def train_prior(tokenizer: str | os.PathLike, data: str, out: str | os.PathLike, *,
+                cond_tokenizer: str | os.PathLike | None = None, train: dict | TrainConfig | None = None,
+                device: str | torch.device = "cpu", resume: bool = False, force: bool = False,
+                seed: int | None = None, callbacks=(), **settings) -> TrainResult:
+    """``pixseq train prior`` as one call: the latent GPT over the codes of the VQGAN model
+    directory ``tokenizer`` for ``data`` (a data spec), written as a ``taming`` model to ``out``.
+
+    ``settings``: the keys of :data:`PRIOR_RUN_DEFAULTS` (``classes``, ``condition``
+    (``"lowres"`` / ``"edges"``), ``size``, ``image_size``, ``limit``, ``val_data``,
+    ``val_limit``). Returns a :class:`~pixseq.train.runs.TrainResult`."""
+    from pixseq.data import load_data
+    from pixseq.models.taming import taming_config
+    from pixseq.train.batches import batches_per_epoch
+    from pixseq.train.distributed import launched_world_size
+    from pixseq.train.runs import (RunRecorder, TrainResult, check_limit, check_out_dir, load_val_data, run_settings,
+                                   train_config)
+
+    out = Path(out)
+    check_out_dir(out, out, resume, force)
+    s = run_settings({"data": data, **settings}, PRIOR_RUN_DEFAULTS, out, resume)
+    check_limit(s["limit"])  # 0 crashed or fell back to a default; negatives crashed or sliced
+    check_limit(s["image_size"], "--image-size")
+    tc = train_config(train, default_prior_train_config(), out, resume, seed)  # option errors before loading
+    tok = load_tokenizer(tokenizer)
+    cond_tok = load_tokenizer(cond_tokenizer) if cond_tokenizer else None
+    if cond_tok is not None and not s["condition"]:
+        raise PixseqError("--cond-tokenizer needs --condition lowres|edges")
+    images = load_data(s["data"], limit=s["limit"])
+    if s["classes"]:
+        images.require_labels("--classes")
+    # before anything is written (fit_prior records the tokenizer first)
+    batches_per_epoch(len(images.images), tc.batch_size, launched_world_size())
+    val = load_val_data(s, images)
+    size = s["image_size"] or getattr(tok, "pretrained_meta", {}).get("image_size")
+    if not size:
+        raise PixseqError(f"give --image-size: tokenizer {tokenizer} does not record its training size")
+    cfg = taming_config(tok.config, (size, size), images.num_classes if s["classes"] else 0,
+                        s["condition"] or "", s["size"], cond_tok.config if cond_tok is not None else None)
+    model, history = fit_prior(tokenizer, images.images, images.labels, out, cfg, tc, device,
+                               resume=resume, cond_tokenizer_dir=cond_tokenizer,
+                               callbacks=[RunRecorder(out, {**s, "image_size": size}, resume), *callbacks],
+                               meta={"class_names": list(images.class_names) if s["classes"] else [],
+                                     "data": s["data"]}, held_out=val)
+    return TrainResult(model, history, {**s, "image_size": size}, tc, held_out=0 if val is None else len(val[0]))

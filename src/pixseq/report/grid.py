@@ -39,3 +39,15 @@ def upscale_nearest(image: np.ndarray, min_side: int = 96) -> np.ndarray:
         return image
     f = int(np.ceil(min_side / short))
     return np.asarray(Image.fromarray(image).resize((image.shape[1] * f, image.shape[0] * f), Image.NEAREST))
+
+
+def legible_scale(height: int, min_side: int = 84) -> int:
+    """Integer nearest-neighbour zoom so tiny images (16x16, 28x28) stay legible in a grid."""
+    return max(1, -(-min_side // max(1, height)))
+
+
+def to_uint8_batch(images) -> list[np.ndarray]:
+    """``(B, 3, H, W)`` float in [0, 1] -> list of ``(H, W, 3)`` uint8."""
+    from pixseq.io import to_uint8
+
+    return [to_uint8(im) for im in images]

@@ -244,3 +244,36 @@ class VQGAN(nn.Module):
     def last_layer(self) -> torch.Tensor:
         """The decoder's last weight: where the adaptive GAN weight is measured."""
         return self.decoder.conv_out.weight
+
+
+@dataclass
+class Reconstruction:
+    """What :func:`reconstruct_file` wrote and measured."""
+
+    height: int
+    width: int
+    grid: tuple[int, int]
+    vocab_size: int
+    bits_per_pixel: float  # of the raw codes: log2(vocab) bits each, no entropy coding
+    psnr_db: float  # of the file as written and read back
+
+
+def reconstruct_file(tokenizer: VQGAN, image, out) -> Reconstruction:
+    """``pixseq reconstruct`` as one call: encode the uint8 ``(H, W, 3)`` ``image`` to codes,
+    decode them, write the result to ``out`` and measure it. Sides not divisible by the
+    factor are padded and cropped back."""
+    import math
+
+    from pixseq.io import load_image, save_image, to_tensor, to_uint8
+    from pixseq.metrics.pixel import psnr
+
+    x = to_tensor(image)[None].to(next(tokenizer.parameters()).device)  # (1, 3, H, W)
+    H, W = image.shape[:2]
+    with torch.no_grad():
+        codes = tokenizer.encode(x)  # sides not divisible by f are padded ...
+        rec = tokenizer.decode(codes)[..., :H, :W]  # ... and cropped back
+    save_image(to_uint8(rec[0]), out)
+    bpp = codes.numel() * math.log2(tokenizer.vocab_size) / (H * W)
+    # PSNR of the file as written and read back: a lossy out (.jpg, .webp) changes the pixels again
+    quality = float(psnr(to_tensor(load_image(out))[None], x.cpu()))
+    return Reconstruction(H, W, (codes.shape[1], codes.shape[2]), tokenizer.vocab_size, bpp, quality)

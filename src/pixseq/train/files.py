@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from pixseq.cli.common import notice
 from pixseq.errors import PixseqError
+from pixseq.runtime import notice
 
 CKPT_NAME = "train_state.pt"
 HISTORY_NAME = "history.jsonl"

@@ -6,7 +6,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from pixseq.cli.common import notice
+from pixseq.runtime import notice
 
 
 class StopFlag:

@@ -46,7 +46,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import sys
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -57,11 +56,11 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from pixseq.checkpoint import load_legacy_state, load_state_strict
-from pixseq.cli.common import notice, seed_everything
 from pixseq.config import to_dict
 from pixseq.device import resolve_device
 from pixseq.errors import PixseqError, first_line
 from pixseq.io import atomic_write
+from pixseq.runtime import notice, seed_everything
 from pixseq.train import distributed as D
 from pixseq.train.batches import BatchStream, check_map_style
 from pixseq.train.compiling import compile_modules, is_compile_error
@@ -72,6 +71,7 @@ from pixseq.train.files import (CKPT_NAME, FORMAT, HISTORY_NAME, TB_DIR, VERSION
 from pixseq.train.schedule import make_scheduler
 from pixseq.train.signals import deferred_stop_signals
 from pixseq.train.state import get_rng_state, preserved_rng, set_rng_state
+
 
 class NonFiniteError(PixseqError):
     """The loss or gradient norm became NaN/inf; raised before the bad update is applied."""
@@ -525,11 +525,9 @@ class Trainer:
         raise PixseqError(f"interrupted at step {self.step}; resume with --resume") from None
 
     def _progress_bar(self):
-        from tqdm.auto import tqdm
+        from pixseq.runtime import progress
 
-        # Rank 0 only; disable=None turns the bar off when stderr is not a terminal.
-        return tqdm(total=self.config.steps, initial=self.step, desc="train", dynamic_ncols=True,
-                    disable=None if self.dist.is_main else True, file=sys.stderr)
+        return progress(total=self.config.steps, initial=self.step, desc="train")
 
     def _log(self, record: dict) -> None:
         cfg = self.config

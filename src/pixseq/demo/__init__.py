@@ -12,7 +12,8 @@ classifier-free guidance, Ho & Salimans 2022), so that token asks for any garmen
 Other systems add their own part of the page through :data:`SECTIONS`: callables
 ``(page, out_dir, device, quick) -> None`` run after the iGPT part (the page is saved
 before they start, so a failure there never loses the iGPT results). A
-``demo_section`` function in :mod:`pixseq.models.taming` is picked up automatically.
+``demo_section`` function in each :data:`SECTION_PROVIDERS` module (one per system, in this
+package: :mod:`pixseq.demo.taming` ...) is picked up automatically.
 """
 from __future__ import annotations
 
@@ -27,15 +28,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from pixseq.cli.common import plural
 from pixseq.errors import PixseqError
 from pixseq.plugins import import_optional
 from pixseq.probe import NULL_CLASS_NAME
+from pixseq.runtime import plural
 
 #: Extra page sections: ``fn(page, out_dir, device, quick) -> None``, run in order.
 SECTIONS: list[Callable] = []
 #: Modules whose ``demo_section`` joins the page when they are installed.
-SECTION_PROVIDERS = ("pixseq.models.taming",)
+SECTION_PROVIDERS = ("pixseq.demo.taming",)
 
 
 @dataclass
@@ -123,8 +124,8 @@ def _unigram_bits(tokens: torch.Tensor, vocab: int) -> float:
 
 def train_demo_model(out_dir: Path, device: torch.device, s: DemoSettings, seed: int) -> _Run:
     """Fit the palette and train the class-conditional (+ "any class") iGPT; save it to out_dir/model."""
-    from pixseq.cli.train_igpt import build_igpt, fit_igpt
     from pixseq.data import load_data, resize_square
+    from pixseq.models.igpt_train import build_igpt, fit_igpt
     from pixseq.train import TrainConfig
 
     timings: dict[str, tuple[float, float]] = {}
@@ -222,16 +223,16 @@ def _loss_section(page, run: _Run) -> None:
 
 
 def _tiles(images: torch.Tensor) -> list[np.ndarray]:
-    from pixseq.cli.sample import to_uint8_batch
+    from pixseq.report.grid import to_uint8_batch
 
     return to_uint8_batch(images.cpu())
 
 
 def _completion_section(page, run: _Run) -> None:
-    from pixseq.cli.complete import MASK_COLOUR
-    from pixseq.cli.sample import legible_scale
     from pixseq.data import load_data, resize_square
     from pixseq.io import to_tensor
+    from pixseq.models.generate import MASK_COLOUR
+    from pixseq.report.grid import legible_scale
 
     s, m = run.settings, run.model
     page.section("Completions of held-out images")
@@ -260,7 +261,7 @@ def _completion_section(page, run: _Run) -> None:
 
 
 def _samples_section(page, run: _Run) -> None:
-    from pixseq.cli.sample import legible_scale
+    from pixseq.report.grid import legible_scale
 
     s, m = run.settings, run.model
     page.section("Class-conditional samples")

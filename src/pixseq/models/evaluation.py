@@ -1,0 +1,155 @@
+"""``pixseq evaluate``: a trained model's numbers on a data spec, without training.
+
+* ``igpt``: negative log-likelihood of the images' palette tokens, in bits per pixel (one
+  token per pixel) and nats;
+* ``taming`` (VQGAN + latent GPT): the prior's negative log-likelihood of the codes, in bits
+  per code and per pixel (bits per code x codes / pixels);
+* ``vqgan``: reconstruction of centre crops, PSNR (mean over images of each image's PSNR,
+  peak 1, on the float output), L1 and MSE.
+
+These are the numbers ``--val-data`` records during training (the same ``eval_step`` of each
+model's training task), so a converted checkpoint (``pixseq convert hf-imagegpt``) and a
+pixseq-trained model are measured alike. Class-conditional models are fed each image's class,
+matched by name to the model's stored classes; unlabelled data uses the model's "any class"
+token when it has one.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pixseq.errors import PixseqError
+
+#: Model kinds ``evaluate`` measures.
+EVAL_KINDS = ("igpt", "taming", "vqgan")
+
+
+@dataclass
+class Evaluation:
+    """Mean scores over ``images`` images of ``data``, and how they were prepared."""
+
+    kind: str
+    data: str
+    images: int
+    how: str
+    means: dict[str, float]
+
+    def lines(self) -> list[str]:
+        """The scores as printed, one line per model kind."""
+        m = self.means
+        if self.kind == "igpt":
+            return [f"bits/pixel {m['bits_per_pixel']:.4f}   (nats/pixel {m['loss']:.4f})"]
+        if self.kind == "taming":
+            return [f"bits/code {m['bits_per_code']:.4f}   bits/pixel {m['bits_per_pixel']:.4f}   "
+                    f"(nats/code {m['loss']:.4f})"]
+        return [f"PSNR {m['psnr_db']:.2f} dB (mean over images)   L1 {m['l1']:.4f}   MSE {m['mse']:.5f}"]
+
+
+def check_eval_options(model, limit: int | None, batch_size: int, image_size: int | None) -> None:
+    """The options of :func:`evaluate_model` that can be wrong, checked before any data load."""
+    for flag, value in (("--limit", limit), ("--batch-size", batch_size), ("--image-size", image_size)):
+        if value is not None and value < 1:
+            raise PixseqError(f"{flag} must be >= 1, got {value}")
+    if model is not None and image_size is not None and model.kind != "vqgan":
+        raise PixseqError(f"--image-size is for vqgan models; a {model.kind} model has its own size")
+
+
+def evaluate_model(model, data: str, limit: int | None = 1000, batch_size: int = 32,
+                   image_size: int | None = None, device: torch.device | str = "cpu") -> Evaluation:
+    """``pixseq evaluate`` as one call: ``model`` (igpt, taming or vqgan, on ``device``) on
+    the first ``limit`` images of the data spec ``data``."""
+    from pixseq.data import load_data
+    from pixseq.train.trainer import eval_sums
+
+    check_eval_options(model, limit, batch_size, image_size)
+    images = load_data(data, limit=limit)
+    task, dataset, how = _task_and_data(model, images, image_size)
+    sums = eval_sums(task, dataset, range(len(dataset)), batch_size, torch.device(device))  # (under no_grad)
+    means = {k: v / len(dataset) for k, v in sums.items()}
+    if model.kind == "taming":
+        h, w = model.grid
+        H, W = model.image_size
+        means["bits_per_pixel"] = means["bits_per_code"] * h * w / (H * W)
+    return Evaluation(model.kind, data, len(dataset), how, means)
+
+
+def check_json_target(path: Path, model: str, data: str) -> None:
+    """A JSON output must not replace a file of the model directory (its config, weights or
+    training state) or of a data folder (an input image): refused before any work."""
+    from pixseq.io import real_path
+
+    where = real_path(path)
+    if not where.is_file():
+        return
+    for root, what in ((Path(model), "--model directory"), (Path(data), "--data folder")):
+        if root.is_dir() and real_path(root) in where.parents:
+            raise PixseqError(f"--json {path} is a file of the {what} {root}; choose another file")
+
+
+def write_json(result: Evaluation, path: Path, model_dir: str) -> None:
+    """The scores, the model's id and the data as strict JSON, written atomically."""
+    from pixseq.checkpoint import model_id
+    from pixseq.io import atomic_write, strict_json
+
+    doc = {"model": str(model_dir), "model_id": model_id(model_dir), "kind": result.kind, "data": result.data,
+           "images": result.images, "how": result.how, **strict_json(dict(sorted(result.means.items())))}
+    with atomic_write(path, "w") as fh:
+        json.dump(doc, fh, indent=2)
+
+
+def _task_and_data(model, data, image_size: int | None) -> tuple[Any, Any, str]:
+    """The model's training task (for its ``eval_step``), the evaluation dataset and a few
+    words on how the images were prepared."""
+    if model.kind == "igpt":
+        from pixseq.models.igpt import IGPTTask, IGPTTokenDataset
+
+        labels, said = _labels(model, data)
+        side = model.config.image_size
+        return (IGPTTask(model), IGPTTokenDataset(model, data.images, labels),
+                f"{_prepared(data.images, side, side)}{said}")
+    if model.kind == "taming":
+        from pixseq.models.taming import TamingTokenDataset
+        from pixseq.models.taming_train import PriorTask
+
+        labels, said = _labels(model, data)
+        H, W = model.image_size
+        return (PriorTask(model), TamingTokenDataset(model, data.images, labels),
+                f"{_prepared(data.images, H, W)}{said}")
+    from pixseq.models.taming_train import ImageDataset, ReconstructionEval, centre_crops
+
+    size = image_size or model.pretrained_meta.get("image_size")
+    if not size:
+        raise PixseqError("this vqgan model does not record its training size; give --image-size")
+    task = ReconstructionEval(model)
+    crops = centre_crops(data.images, size, what=f"images for centre {size}x{size} crops")
+    return task, ImageDataset(crops, size), f"centre {size}x{size} crops"
+
+
+def _prepared(images, height: int, width: int) -> str:
+    """How the images reach the model: "at their own HxW" when all have the model's size
+    (saying "resized" then was wrong), else "resized to HxW"."""
+    if all(im.shape[:2] == (height, width) for im in images):
+        return f"at their own {height}x{width}"
+    return f"resized to {height}x{width}"
+
+
+def _labels(model, data) -> tuple[Any, str]:
+    """Class ids for a class-conditional model, and a few words saying where they came from."""
+    from pixseq.models.base import class_names
+    from pixseq.probe import NULL_CLASS_NAME
+
+    if not model.num_classes:
+        return None, ""
+    names = class_names(model)
+    labels = data.labels_for(names, "the model's classes") if names else data.labels
+    if labels is not None:
+        return labels, ", with their class labels"
+    if NULL_CLASS_NAME in names:
+        return np.full(len(data.images), names.index(NULL_CLASS_NAME)), f", unlabelled: class '{NULL_CLASS_NAME}'"
+    raise PixseqError(f"this model is class-conditional and {data.spec!r} has no labels: give data labelled with "
+                      f"its classes (class sub-folders, or fashion-mnist for a Fashion-MNIST model)")

@@ -1,0 +1,97 @@
+"""The runtime at the bottom of pixseq: notices, progress bars and seeding.
+
+Everything above it (models, the Trainer, recipes, the CLI, the web UI) says things to the
+user through :func:`notice` and shows long loops with :func:`progress`, so that one place
+decides where those go:
+
+* the CLI leaves them on stderr (``pixseq: ...`` lines, tqdm bars on terminals only);
+* under torchrun only rank 0 speaks, so N processes do not say the same thing N times;
+* the web UI (or any caller) collects a request's notices with :func:`capture_notices`
+  and shows them beside its result. The capture is per thread, so concurrent requests of a
+  server do not see each other's notices.
+
+Errors are not notices: they are :class:`~pixseq.errors.PixseqError` and come from every rank.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sys
+import threading
+from typing import Callable, Iterable, Iterator, TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+
+_local = threading.local()
+
+
+def is_main_rank() -> bool:
+    """True outside torchrun and on its rank 0 (read from the environment torchrun sets,
+    so it is right before the process group is joined too)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def notice(message: str) -> None:
+    """A one-line notice to the user (not an error): on stderr as ``pixseq: message``, or
+    to the innermost :func:`capture_notices` of this thread; from rank 0 only."""
+    sinks = getattr(_local, "sinks", None)
+    if sinks:
+        sinks[-1](message)
+        return
+    if is_main_rank():
+        sys.stderr.write(f"pixseq: {message}\n")
+
+
+@contextlib.contextmanager
+def capture_notices(sink: Callable[[str], None] | None = None) -> Iterator[list[str]]:
+    """Collect this thread's notices instead of printing them: ``with capture_notices() as
+    notes: ...`` gives the list of messages; ``sink`` (when given) receives each one too."""
+    notes: list[str] = []
+
+    def collect(message: str) -> None:
+        notes.append(message)
+        if sink is not None:
+            sink(message)
+
+    stack = getattr(_local, "sinks", None)
+    if stack is None:
+        stack = _local.sinks = []
+    stack.append(collect)
+    try:
+        yield notes
+    finally:
+        stack.pop()
+
+
+def capturing() -> bool:
+    """Whether this thread's notices are being captured (then progress bars stay off too:
+    a server's log is no place for them)."""
+    return bool(getattr(_local, "sinks", None))
+
+
+def progress(iterable: Iterable[T] | None = None, *, total: int | None = None, desc: str = "",
+             unit: str = "it", initial: int = 0, **kwargs) -> "tqdm":  # noqa: F821
+    """A tqdm progress bar on stderr: rank 0 only, on terminals only (``disable=None``), and
+    never while notices are captured. Use it as tqdm (iterate, or ``update`` / ``close``)."""
+    from tqdm.auto import tqdm
+
+    off = True if (not is_main_rank() or capturing()) else None
+    return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, file=sys.stderr,
+                dynamic_ncols=True, disable=off, **kwargs)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices). NumPy takes seeds below 2^32 only, so it
+    gets ``seed mod 2^32``."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 sample"``, ``"3 samples"``: a count and a regular English noun."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
