@@ -145,16 +145,19 @@ ZOO_PREFIX = "zoo:"
 
 
 def resolve_model_path(source: str | os.PathLike) -> Path:
-    """The model directory ``source`` names: a path as it is, or ``zoo:NAME`` (a pretrained
-    model that ships with pixseq, see :mod:`pixseq.zoo`), checked when it is fetched."""
+    """The model directory ``source`` names: a path as it is, or a pretrained model that ships
+    with pixseq (``zoo:NAME``, or a bare ``NAME`` that is no existing path; see
+    :mod:`pixseq.zoo`), verified against its checksums."""
     text = os.fspath(source)
-    if isinstance(text, str) and text.startswith(ZOO_PREFIX):
+    if isinstance(text, str):
         from pixseq.plugins import import_optional
 
         zoo = import_optional("pixseq.zoo")
-        if zoo is None:
+        if zoo is None and text.startswith(ZOO_PREFIX):
             raise PixseqError(f"{text}: this pixseq has no model zoo installed")
-        return zoo.model_path(text[len(ZOO_PREFIX):])
+        found = zoo.resolve(text) if zoo is not None else None
+        if found is not None:
+            return found
     return Path(text)
 
 

@@ -33,6 +33,7 @@ VERBS: dict[str, str] = {
     "compress": "pixseq.cli.compress",
     "decompress": "pixseq.cli.decompress",
     "bench": "pixseq.cli.bench",
+    "models": "pixseq.cli.models",
 }
 
 

@@ -39,11 +39,23 @@ def compress_file(image: np.ndarray, model, out: str | os.PathLike, model_dir: s
     from pixseq.codec.codec import compress_with_stats
     from pixseq.io import atomic_write
 
-    path = "" if model_dir is None else str(Path(model_dir).resolve())
+    path = "" if model_dir is None else recorded_name(model_dir)
     data, stats = compress_with_stats(image, model, path, scale=scale, batch=batch, label=label)
     with atomic_write(out) as fh:
         fh.write(data)
     return stats
+
+
+def recorded_name(model_dir: str | os.PathLike) -> str:
+    """How a file records its model: a zoo model by its name (``zoo:NAME``, found wherever
+    pixseq is installed), any other directory by its absolute path."""
+    from pixseq.plugins import import_optional
+
+    text = os.fspath(model_dir)
+    zoo = import_optional("pixseq.zoo")
+    if zoo is not None and zoo.resolve(text) is not None:
+        return text if text.startswith("zoo:") else f"zoo:{text}"
+    return str(Path(text).resolve())
 
 
 def read_pxs(path: str | os.PathLike) -> bytes:
@@ -63,7 +75,7 @@ def decoder_dir(given: str | os.PathLike | None, recorded: str) -> str:
         return str(given)
     if not recorded:
         raise PixseqError("the file does not record its model directory; pass --model DIR")
-    if not Path(recorded).is_dir():
+    if not recorded.startswith("zoo:") and not Path(recorded).is_dir():
         raise PixseqError(f"the model directory recorded in the file is missing: {recorded}; pass --model DIR")
     return recorded
 
