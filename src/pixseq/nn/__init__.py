@@ -1,4 +1,4 @@
-"""Shared neural-network blocks (attention, MLP, transformer block), used by every prior."""
-from pixseq.nn.transformer import MLP, Block, CausalSelfAttention, KVCache, RMSNorm, make_norm
+"""Shared neural-network blocks (attention, MLP, transformer block), used by every prior and the ViT."""
+from pixseq.nn.transformer import MLP, Block, CausalSelfAttention, DropPath, KVCache, RMSNorm, SelfAttention, make_norm
 
-__all__ = ["MLP", "Block", "CausalSelfAttention", "KVCache", "RMSNorm", "make_norm"]
+__all__ = ["MLP", "Block", "CausalSelfAttention", "DropPath", "KVCache", "RMSNorm", "SelfAttention", "make_norm"]

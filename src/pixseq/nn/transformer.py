@@ -1,10 +1,16 @@
-"""GPT-2 style transformer pieces: causal self-attention with a KV cache, GELU MLP, pre-LN block.
+"""Transformer pieces shared by every model: self-attention (causal with a KV cache for the
+GPT priors, or bidirectional for the Vision Transformer), GELU MLP, pre-LN block.
 
 References: Radford et al. 2019 (GPT-2: pre-LayerNorm residual blocks, GELU MLP of width
-4C); Chen et al. 2020 (iGPT, the same decoder over pixel tokens). Attention goes through
+4C); Chen et al. 2020 (iGPT, the same decoder over pixel tokens); Dosovitskiy et al. 2021
+(ViT: the same pre-LN block without the causal mask); Lee et al. 2021, "Vision Transformer
+for Small-Size Datasets" (locality self-attention: a learned softmax temperature and no
+attention of a token to itself); Huang et al. 2016, "Deep Networks with Stochastic Depth"
+(residual branches dropped per sample while training). Attention goes through
 ``torch.nn.functional.scaled_dot_product_attention`` so PyTorch picks its fused kernel
 (flash / memory-efficient on GPU, the fused CPU kernel otherwise) instead of materialising
-the ``(T, T)`` score matrix.
+the ``(T, T)`` score matrix; :meth:`SelfAttention.attention_probs` materialises it on
+purpose, for attention maps.
 """
 from __future__ import annotations
 
@@ -99,28 +105,61 @@ class KVCache:
         self.pos += n
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention; optionally reads/writes a :class:`KVCache`."""
+class SelfAttention(nn.Module):
+    """Multi-head self-attention: causal (a GPT prior; optionally reads/writes a :class:`KVCache`)
+    or bidirectional (``causal=False``: a ViT encoder).
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True) -> None:
+    ``locality=True`` is Lee et al.'s locality self-attention (LSA): the softmax temperature
+    is learned (``log_scale``, initialised at the usual ``1/sqrt(head_dim)``) and each token's
+    attention to itself is masked out, so attention cannot collapse onto the diagonal and
+    has to look at other tokens. Bidirectional only.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True, causal: bool = True,
+                 locality: bool = False) -> None:
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
-        self.n_head = n_head
+        if causal and locality:
+            raise ValueError("locality self-attention is for bidirectional attention (causal=False)")
+        self.n_head, self.causal, self.locality = n_head, causal, locality
         self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        if locality:  # a scalar per layer, as in Lee et al.'s code
+            self.log_scale = nn.Parameter(torch.tensor(math.log((n_embd // n_head) ** -0.5)))
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys, values ``(B, nh, T, hs)`` of ``x`` ``(B, T, C)``."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         # (B, T, C) -> (B, nh, T, hs)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        return q, k, v
+
+    def _locality(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """LSA's scaled queries, its mask (True: may attend; the diagonal may not) and the
+        SDPA scale that goes with them (1: the learned scale is in the queries)."""
+        T = q.size(2)
+        mask = ~torch.eye(T, dtype=torch.bool, device=q.device)
+        return q * self.log_scale.exp().to(q.dtype), mask, 1.0
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self._qkv(x)
         drop = self.dropout if self.training else 0.0
-        if cache is None:
+        if not self.causal:
+            if cache is not None:
+                raise ValueError("a KV cache is for causal attention")
+            if self.locality:
+                q, mask, scale = self._locality(q)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, scale=scale)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        elif cache is None:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
         else:
             past = cache.pos
@@ -134,6 +173,47 @@ class CausalSelfAttention(nn.Module):
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+    def attention_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention weights ``(B, nh, T, T)`` (rows sum to 1) this layer computes for
+        ``x`` ``(B, T, C)`` (its normed input), without dropout: what SDPA uses and never
+        returns, written out (for attention maps and rollout)."""
+        q, k, _ = self._qkv(x)
+        T, hs = q.size(2), q.size(3)
+        if self.locality:
+            q, mask, scale = self._locality(q)
+        else:
+            scale = hs ** -0.5
+            mask = (torch.ones(T, T, dtype=torch.bool, device=x.device).tril() if self.causal else None)
+        scores = (q @ k.transpose(-2, -1)) * scale  # (B, nh, T, T)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.float().softmax(-1)
+
+
+#: The GPT priors' name for their attention (it is :class:`SelfAttention` with ``causal=True``).
+CausalSelfAttention = SelfAttention
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): while training, zero a residual branch for a
+    random share ``p`` of the samples and scale the others by ``1 / (1 - p)``, so the
+    expected output is unchanged; the identity in eval mode."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"drop-path rate must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.empty((x.size(0),) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)
+        return x * keep.bernoulli_(1.0 - self.p).div_(1.0 - self.p)  # one draw per sample: (B, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 class MLP(nn.Module):
@@ -153,20 +233,27 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``."""
+    """Pre-LN transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``.
+
+    ``causal=False`` makes it a ViT encoder block (``locality``: LSA, see
+    :class:`SelfAttention`); ``drop_path > 0`` drops each residual branch per sample while
+    training (stochastic depth). The defaults are the GPT priors' decoder block.
+    """
 
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True,
                  norm: str = "layernorm", activation: str = "gelu", mlp_ratio: int = 4,
-                 norm_eps: float = 1e-5) -> None:
+                 norm_eps: float = 1e-5, causal: bool = True, drop_path: float = 0.0,
+                 locality: bool = False) -> None:
         super().__init__()
         self.ln_1 = make_norm(norm, n_embd, bias, norm_eps)
-        self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias)
+        self.attn = SelfAttention(n_embd, n_head, dropout, bias, causal, locality)
         self.ln_2 = make_norm(norm, n_embd, bias, norm_eps)
         self.mlp = MLP(n_embd, mlp_ratio, dropout, bias, activation)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer)
-        return x + self.mlp(self.ln_2(x))
+        x = x + self.drop_path(self.attn(self.ln_1(x), cache, layer))
+        return x + self.drop_path(self.mlp(self.ln_2(x)))
 
     def decode_plan(self) -> BlockPlan:
         """This block's tensors for :func:`decode_blocks` (see there)."""
