@@ -14,6 +14,7 @@ clear error when asked for by name. The metrics themselves are pure functions in
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ class AssessOptions:
     dist: Path
     metrics: str = "all"
     backbone: str | None = None
-    k: int = 100
+    k: int | None = None  # None: the backbone's default (100; a tenth of a pixseq classifier's labels)
     variant: str = "overlap"
     lpips_net: str = "alex"
     preset: str = "standard"
@@ -180,6 +181,12 @@ def load_models(metrics: list[str], explicit: bool, opts: AssessOptions, device:
 
         if opts.backbone:  # named by the user: missing weights are an error, never a substitution
             models.classifier = load_classifier(opts.backbone, wd, off).to(device)
+            if models.classifier.class_names:
+                c = models.classifier
+                models.notes.append(f"label-overlap score with the classifier {c.name}: its {len(c.class_names)} "
+                                    f"classes, its preprocessing ({c.preprocess.size}x{c.preprocess.size}, no crop); "
+                                    f"K = {opts.k or c.default_k}" + ("" if opts.k else " (a tenth of its labels, "
+                                                                      "as the study's 100 of ImageNet's 1000)"))
         else:
             models.classifier, note = default_classifier(wd, off)
             models.classifier.to(device)
@@ -310,7 +317,7 @@ def check_options(opts: AssessOptions, pairs: Pairs) -> None:
     """Everything about the options that can be wrong, checked before any scoring: outputs
     that cannot be written (or would overwrite an input), an empty backbone name, a
     weights folder that is a file."""
-    if opts.k < 1:
+    if opts.k is not None and opts.k < 1:
         raise PixseqError(f"-k must be a positive integer, got {opts.k}")
     if opts.backbone is not None and not opts.backbone.strip():
         raise PixseqError("--backbone is empty")
@@ -351,6 +358,11 @@ def assess(opts: AssessOptions, device: torch.device | str = "cpu") -> Assessmen
     check_options(opts, pairs)
     metrics, explicit = parse_metrics(opts.metrics, pairs.folders)
     models = load_models(metrics, explicit, opts, device)
+    if opts.k is None:
+        opts = dataclasses.replace(opts, k=models.classifier.default_k if models.classifier is not None else 100)
+    classes = len(models.classifier.class_names) if models.classifier is not None else 0
+    if classes and opts.k > classes:
+        raise PixseqError(f"-k {opts.k} is more than the {classes} classes of the backbone {models.classifier.name}")
     columns = column_labels(metrics, models, opts)
     sets = SetScores(metrics, models.inception) if models.inception is not None else None
     rows = []

@@ -10,6 +10,10 @@ same way as a baseline: a layer is only interesting if it beats them.
 Class-conditional models get the *same* class token for every image, so the label cannot
 leak into the features through the conditioning: the model's "any class" token when it was
 trained with one (see :data:`NULL_CLASS_NAME`), else class 0.
+
+A classifier (the ViT) is probed the same way, on the pooled output of each block (its class
+token, or the mean patch token): :func:`probe_models` puts an iGPT's layers and a ViT's in
+one table, fitted and scored on the same images with the same split.
 """
 from __future__ import annotations
 
@@ -58,8 +62,8 @@ def extract_features(model, images: np.ndarray, batch_size: int = 64,
     ``pooled_features(tokens, labels)`` (iGPT has it). ``cond_class``: the class token given
     to every image of a class-conditional model (default :func:`probe_class`).
     """
-    if not hasattr(model, "pooled_features"):
-        raise PixseqError(f"linear probes need a model with pooled features (igpt); got {model.kind!r}")
+    if not hasattr(model, "pooled_features") and not hasattr(model, "layer_features"):
+        raise PixseqError(f"linear probes need a model with pooled features (igpt, vit); got {model.kind!r}")
     H, W = model.image_size
     if images.ndim != 4 or tuple(images.shape[1:3]) != (H, W):
         raise PixseqError(f"probe images must be {H}x{W} for this model, got {images.shape}")
@@ -68,9 +72,12 @@ def extract_features(model, images: np.ndarray, batch_size: int = 64,
     out: list[list[np.ndarray]] = []
     for i in range(0, len(images), batch_size):
         x = to_tensor(images[i:i + batch_size])
-        tokens = model.tokenizer.encode(x.to(device)).flatten(1)  # (B, h*w)
-        labels = torch.full((len(x),), cls, dtype=torch.long) if model.num_classes else None  # same for all
-        feats = model.pooled_features(tokens, labels)
+        if hasattr(model, "layer_features"):  # a classifier: its pooled output after every block
+            feats = model.layer_features(x.to(device))
+        else:
+            tokens = model.tokenizer.encode(x.to(device)).flatten(1)  # (B, h*w)
+            labels = torch.full((len(x),), cls, dtype=torch.long) if model.num_classes else None  # same for all
+            feats = model.pooled_features(tokens, labels)
         if not out:
             out = [[] for _ in feats]
         for store, f in zip(out, feats):
@@ -204,3 +211,51 @@ def probe_model(model, data: str, limit: int | None = 2000, test_fraction: float
     # first few, and 1 / (all the data's classes) understated the accuracy of always guessing
     # the commonest class
     return ProbeRun(rows, len(images), len(np.unique(images_set.labels)), (H, W), chance_accuracy(images_set.labels))
+
+
+@dataclass
+class ModelProbe:
+    """One model's rows in a joint probe (:func:`probe_models`): its name, kind and input side."""
+
+    name: str
+    kind: str
+    side: tuple[int, int]
+    rows: list[ProbeRow]
+
+
+def probe_models(models: list[tuple[str, object]], data: str, limit: int | None = 2000, test_fraction: float = 0.25,
+                 seed: int = 0, batch_size: int = 64) -> tuple[list[ModelProbe], ProbeRun]:
+    """Linear probes of every layer of several models (an iGPT and a ViT ...) on the same
+    images of ``data`` with the same held-out split, each at its own input size (raw pixels
+    probed once per size). Returns one :class:`ModelProbe` per model and the data's facts
+    (a :class:`ProbeRun` whose rows are those of the first model)."""
+    from pixseq.data import load_data, resize_square
+
+    if limit is not None and limit < 8:
+        raise PixseqError(f"--limit must be >= 8, got {limit}")
+    images_set = load_data(data, limit=limit)
+    labels = images_set.require_labels("a probe")
+    out, seen_sides = [], set()
+    for name, model in models:
+        H, W = model.image_size
+        if H != W:
+            raise PixseqError(f"probe supports square models, {name} is {H}x{W}")
+        rows = linear_probe(model, resize_square(images_set.images, H), labels, test_fraction, seed, batch_size)
+        if (H, W) in seen_sides:
+            rows = rows[1:]  # the raw pixels at this size are in the table already
+        seen_sides.add((H, W))
+        out.append(ModelProbe(name, getattr(model, "kind", "?"), (H, W), rows))
+    facts = ProbeRun(out[0].rows, len(labels), len(np.unique(labels)), out[0].side, chance_accuracy(labels))
+    return out, facts
+
+
+def format_joint_table(probes: list[ModelProbe]) -> str:
+    """One markdown table of several models' probes; each model's best layer is marked."""
+    lines = ["| model | features | dim | train acc | test acc |", "|---|---|---:|---:|---:|"]
+    for p in probes:
+        best = best_layer(p.rows).layer
+        for r in p.rows:
+            who = f"raw pixels {p.side[0]}x{p.side[1]}" if r.layer == "pixels" else f"{p.name} ({p.kind})"
+            mark = " **best**" if r.layer == best else ""
+            lines.append(f"| {who} | {r.layer}{mark} | {r.dim} | {r.train_accuracy:.3f} | {r.test_accuracy:.3f} |")
+    return "\n".join(lines)

@@ -34,6 +34,7 @@ _PROVIDERS = (
     "pixseq.models.igpt",
     "pixseq.tokenizers.vqgan",
     "pixseq.models.taming",
+    "pixseq.classifiers.vit",
 )
 
 

@@ -97,6 +97,13 @@ def timm_weight_file(hf_hub_id: str) -> WeightFile:
         "", f"timm weights {hf_hub_id}")
 
 
+def hf_weight_file(repo: str, filename: str) -> WeightFile:
+    """One file of a Hugging Face hub repository (cached as ``hf--<owner>--<name>/<filename>``,
+    so the files of one repository sit in one folder, as transformers expects)."""
+    return WeightFile(f"hf--{repo.replace('/', '--')}/{filename}",
+                      f"https://huggingface.co/{repo}/resolve/main/{filename}", "", f"Hugging Face {repo}")
+
+
 def _check_hash(path: Path, expected: str) -> None:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

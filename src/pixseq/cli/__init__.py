@@ -26,6 +26,7 @@ VERBS: dict[str, str] = {
     "sample": "pixseq.cli.sample",
     "complete": "pixseq.cli.complete",
     "probe": "pixseq.cli.probe",
+    "classify": "pixseq.cli.classify",
     "evaluate": "pixseq.cli.evaluate",
     "reconstruct": "pixseq.cli.reconstruct",
     "convert": "pixseq.cli.convert",

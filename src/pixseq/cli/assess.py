@@ -20,8 +20,10 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    help=f"'all' or a comma list of {', '.join(PAIR_METRICS + SET_METRICS)}")
     p.add_argument("--backbone", default=None,
                    help="classifier for ViT-Score: vit_b16_study (default when its weights exist), "
-                        "efficientnet_lite0, a timm model name, or hf:<repo>")
-    p.add_argument("-k", "--top-k", dest="k", type=int, default=100, help="K of the top-K label overlap (100)")
+                        "efficientnet_lite0, a timm model name, hf:<repo>, or your own pixseq classifier "
+                        "directory (its labels and preprocessing; reported as a label-overlap score)")
+    p.add_argument("-k", "--top-k", dest="k", type=int, default=None,
+                   help="K of the top-K label overlap (default 100; with a pixseq classifier a tenth of its labels)")
     p.add_argument("--variant", default="overlap", choices=("overlap", "weighted", "rbo", "cosine"),
                    help="ViT-Score variant (overlap = the original definition)")
     p.add_argument("--lpips-net", default="alex", choices=("alex", "vgg"), help="LPIPS backbone")

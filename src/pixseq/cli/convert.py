@@ -16,6 +16,8 @@ HAS_SUBCOMMANDS = True
 FORMATS: dict[str, str] = {
     "hf-imagegpt": "pixseq.cli.convert_hf",
     "taming": "pixseq.cli.convert_taming",
+    "timm-vit": "pixseq.cli.convert_vit",
+    "hf-vit": "pixseq.cli.convert_vit",
 }
 
 

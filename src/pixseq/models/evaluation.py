@@ -5,7 +5,9 @@
 * ``taming`` (VQGAN + latent GPT): the prior's negative log-likelihood of the codes, in bits
   per code and per pixel (bits per code x codes / pixels);
 * ``vqgan``: reconstruction of centre crops, PSNR (mean over images of each image's PSNR,
-  peak 1, on the float output), L1 and MSE.
+  peak 1, on the float output), L1 and MSE;
+* ``vit`` (a classifier): accuracy, accuracy per class and the confusion matrix
+  (:mod:`pixseq.classifiers.evaluate`; ``pixseq evaluate --html DIR`` also writes them as a page).
 
 These are the numbers ``--val-data`` records during training (the same ``eval_step`` of each
 model's training task), so a converted checkpoint (``pixseq convert hf-imagegpt``) and a
@@ -16,7 +18,7 @@ token when it has one.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ import torch
 from pixseq.errors import PixseqError
 
 #: Model kinds ``evaluate`` measures.
-EVAL_KINDS = ("igpt", "taming", "vqgan")
+EVAL_KINDS = ("igpt", "taming", "vqgan", "vit")
 
 
 @dataclass
@@ -38,10 +40,16 @@ class Evaluation:
     images: int
     how: str
     means: dict[str, float]
+    #: a classifier's :class:`~pixseq.classifiers.evaluate.ClassifierScores` (per class, confusion)
+    details: Any = field(default=None, repr=False)
 
     def lines(self) -> list[str]:
-        """The scores as printed, one line per model kind."""
+        """The scores as printed, one line per model kind (a classifier: its tables too)."""
         m = self.means
+        if self.kind == "vit":
+            from pixseq.classifiers.evaluate import format_scores
+
+            return format_scores(self.details)
         if self.kind == "igpt":
             return [f"bits/pixel {m['bits_per_pixel']:.4f}   (nats/pixel {m['loss']:.4f})"]
         if self.kind == "taming":
@@ -68,6 +76,8 @@ def evaluate_model(model, data: str, limit: int | None = 1000, batch_size: int =
 
     check_eval_options(model, limit, batch_size, image_size)
     images = load_data(data, limit=limit)
+    if model.kind == "vit":
+        return _evaluate_classifier(model, images, batch_size, device)
     task, dataset, how = _task_and_data(model, images, image_size)
     sums = eval_sums(task, dataset, range(len(dataset)), batch_size, torch.device(device))  # (under no_grad)
     means = {k: v / len(dataset) for k, v in sums.items()}
@@ -98,6 +108,8 @@ def write_json(result: Evaluation, path: Path, model_dir: str) -> None:
 
     doc = {"model": str(model_dir), "model_id": model_id(model_dir), "kind": result.kind, "data": result.data,
            "images": result.images, "how": result.how, **strict_json(dict(sorted(result.means.items())))}
+    if result.kind == "vit":
+        doc.update(strict_json({k: v for k, v in result.details.summary().items() if k not in result.means}))
     with atomic_write(path, "w") as fh:
         json.dump(doc, fh, indent=2)
 
@@ -153,3 +165,24 @@ def _labels(model, data) -> tuple[Any, str]:
         return np.full(len(data.images), names.index(NULL_CLASS_NAME)), f", unlabelled: class '{NULL_CLASS_NAME}'"
     raise PixseqError(f"this model is class-conditional and {data.spec!r} has no labels: give data labelled with "
                       f"its classes (class sub-folders, or fashion-mnist for a Fashion-MNIST model)")
+
+
+def _evaluate_classifier(model, data, batch_size: int, device) -> Evaluation:
+    """A classifier on labelled data (its classes matched to the model's by name)."""
+    from pixseq.classifiers.evaluate import data_labels, evaluate_classifier
+
+    H, W = model.image_size
+    scores = evaluate_classifier(model, data.images, data_labels(model, data), batch_size, device)
+    return Evaluation("vit", data.spec, len(scores.labels), f"{_prepared(data.images, H, W)}, with their class labels",
+                      {"accuracy": scores.accuracy, "loss": scores.loss}, details=scores)
+
+
+def write_html(result: Evaluation, out_dir: Path, model_dir: str) -> Path:
+    """A classifier evaluation's page (``--html``): accuracy, per class, confusion matrix, mistakes."""
+    from pixseq.report.classifier import write_classifier_page
+
+    if result.kind != "vit":
+        raise PixseqError(f"--html is for classifiers; a {result.kind} model's numbers are printed (and --json)")
+    facts = [("model", str(model_dir)), ("data", result.data), ("prepared", result.how)]
+    return write_classifier_page(result.details, result.details.images, out_dir,
+                                 f"pixseq evaluate: {Path(model_dir).name} on {result.data}", facts)

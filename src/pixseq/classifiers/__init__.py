@@ -1,0 +1,2 @@
+"""Image classifiers: the Vision Transformer (built from :mod:`pixseq.nn` blocks), its training
+recipes, converters from timm / Hugging Face checkpoints, prediction and attention rollout."""

@@ -1,0 +1,57 @@
+"""``pixseq classify IMAGES --model DIR``: the top-k classes of each image, with their names.
+
+The work is :func:`pixseq.classifiers.predict.classify`; ``--attention DIR`` also writes an
+attention-rollout overlay per image (:func:`pixseq.classifiers.rollout.attention_overlays`).
+"""
+from __future__ import annotations
+
+import argparse
+
+from pixseq.cli.common import path_arg
+
+HELP = "classify images with a trained classifier (top-k classes with names; attention-rollout overlays)"
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", help="image files or folders of images")
+    parser.add_argument("--model", required=True, help="classifier model directory (pixseq train vit / convert)")
+    parser.add_argument("-k", "--top-k", type=int, default=5, help="classes shown per image (default 5)")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    parser.add_argument("--json", type=path_arg, default=None, metavar="FILE", help="also write the predictions as JSON")
+    parser.add_argument("--attention", type=path_arg, default=None, metavar="DIR",
+                        help="write an attention-rollout overlay per image into this folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from pixseq.checkpoint import load_model
+    from pixseq.classifiers.predict import classify, format_predictions, image_files
+    from pixseq.classifiers.rollout import check_overlay_folder, save_overlays
+    from pixseq.device import resolve_device
+    from pixseq.errors import PixseqError
+    from pixseq.io import atomic_write, check_output, refuse_overwriting_input
+    from pixseq.runtime import seed_everything
+
+    if args.top_k < 1 or args.batch_size < 1:
+        raise PixseqError(f"--top-k and --batch-size must be >= 1, got {args.top_k} and {args.batch_size}")
+    files = image_files(args.images)
+    if args.json is not None:
+        check_output(args.json, "--json")
+        for f in files:
+            refuse_overwriting_input(args.json, f, "--json")
+    if args.attention is not None:
+        check_overlay_folder(args.attention, files)
+    seed_everything(args.seed)
+    model = load_model(args.model, "vit", resolve_device(args.device))
+    preds = classify(model, files, args.top_k, args.batch_size)
+    print(format_predictions(preds))
+    if args.json is not None:
+        with atomic_write(args.json, "w") as fh:
+            json.dump({"model": str(args.model), "predictions": [
+                {"image": p.name, "top": [{"class": n, "probability": v} for n, v in p.top]} for p in preds]},
+                fh, indent=2)
+    if args.attention is not None:
+        written = save_overlays(model, files, args.attention)
+        print(f"wrote {len(written)} attention-rollout overlays to {args.attention}")
+    return 0
