@@ -16,21 +16,12 @@ import torch
 
 from pixseq.cli import main
 from pixseq.io import load_image, save_image
+from test_cli_igpt import _one_line_error  # noqa: E402 - one checker of one-line errors for every CLI test
 
 SIDE = 8
 CLASSES = ("left", "middle", "right")
 TRAIN = ["--image-size", str(SIDE), "--patch-size", "4", "--dim", "16", "--depth", "1", "--heads", "2",
          "--batch-size", "8", "--lr", "3e-3", "--warmup-steps", "1", "--log-every", "0", "--ckpt-every", "0"]
-
-
-def _one_line_error(capsys, code: int) -> str:
-    """The exit code is 2 and stderr ends with exactly one 'pixseq: error:' line, no traceback."""
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("pixseq: error:") and sum(l.startswith("pixseq: error") for l in err.splitlines()) == 1
-    return last
 
 
 def _image(cls: int, rng) -> np.ndarray:
