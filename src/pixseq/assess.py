@@ -275,6 +275,7 @@ class SetScores:
         self.fid = FID(num_features=model.num_features)
         self.kid = KID()
         self.is_ref, self.is_dist = InceptionScore(), InceptionScore()
+        self._classifier = getattr(model, "has_classifier", True)
         self.n = 0
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
@@ -283,11 +284,11 @@ class SetScores:
                 pooled = self.model.pool_features(images)  # (B, 2048) float32, on the model's device
                 # the logits from the pooled features where the fc weight is (they were taken
                 # from the CPU copy: a device mismatch under --device cuda)
-                logits = self.model.logits_unbiased(pooled)
                 feats = pooled.double().cpu()
                 self.fid.update_features(feats, real)
                 self.kid.update_features(feats, real)
-                (self.is_ref if real else self.is_dist).update_logits(logits)
+                if self._classifier:  # the converted offline port has no classifier (IS is skipped)
+                    (self.is_ref if real else self.is_dist).update_logits(self.model.logits_unbiased(pooled))
         self.n += 1
 
     def compute(self, notes: list[str]) -> dict[str, dict]:
@@ -295,13 +296,17 @@ class SetScores:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if "fid" in self.metrics:
-                out["fid"] = {"label": f"FID (Inception-v3 pt_inception-2015-12-05, {self.n} pairs)",
+                source = getattr(self.model, "source", "Inception-v3 pt_inception-2015-12-05")
+                out["fid"] = {"label": f"FID ({source}, {self.n} pairs)",
                               "value": self.fid.compute()}
             if "kid" in self.metrics:
                 self.kid.subset_size = min(self.kid.subset_size, self.n)
                 mean, std = self.kid.compute()
                 out["kid"] = {"label": f"KID (subsets of {self.kid.subset_size}, mean ± std)", "value": mean, "std": std}
-            if "is" in self.metrics:
+            if "is" in self.metrics and not self._classifier:
+                notes.append(f"skipped is: the Inception Score needs the official pt_inception-2015-12-05 "
+                             f"weights' 1008-way classifier, which {self.model.source} lacks")
+            elif "is" in self.metrics:
                 splits = min(10, self.n)
                 self.is_ref.splits = self.is_dist.splits = splits
                 for key, m in (("is_dist", self.is_dist), ("is_ref", self.is_ref)):

@@ -35,6 +35,7 @@ _PROVIDERS = (
     "pixseq.tokenizers.vqgan",
     "pixseq.models.taming",
     "pixseq.classifiers.vit",
+    "pixseq.gans.model",
 )
 
 

@@ -80,8 +80,10 @@ class NonFiniteError(PixseqError):
 class Trainer:
     """Train ``task`` on ``dataset`` with ``config``; checkpoints and logs go to ``out_dir``.
 
-    Callbacks are objects with any of ``on_step_end(trainer, step, record)`` and
-    ``on_checkpoint(trainer, step)``; ``step`` is the number of completed steps.
+    Callbacks are objects with any of ``on_record(trainer, step, record)`` (the step's
+    record is complete, held-out scores included, and not yet logged: what a callback adds to
+    it goes into ``history.jsonl`` and TensorBoard, strings as text), ``on_step_end(trainer,
+    step, record)`` and ``on_checkpoint(trainer, step)``; ``step`` is the number of completed steps.
     """
 
     def __init__(self, task: TrainTask, dataset, config: TrainConfig, out_dir: str | os.PathLike,
@@ -145,6 +147,15 @@ class Trainer:
         fused = self.device.type in ("cpu", "cuda")
         return torch.optim.AdamW([g for g in groups if g["params"]], lr=opts["lr"], betas=tuple(opts["betas"]),
                                  fused=fused)
+
+    def _ema_targets(self) -> dict[str, nn.Module]:
+        """The modules the EMA averages: ``task.ema_modules()`` names them (a GAN's generator),
+        else all of them."""
+        names = self.task.ema_modules() if hasattr(self.task, "ema_modules") else list(self.modules)
+        unknown = sorted(set(names) - set(self.modules))
+        if unknown:
+            raise PixseqError(f"task.ema_modules() names modules that are not in task.modules(): {', '.join(unknown)}")
+        return {n: self.modules[n] for n in names}
 
     @property
     def checkpoint_path(self) -> Path:
@@ -221,6 +232,9 @@ class Trainer:
         self.history.append(record)
         if self._eval_due():  # signals stay deferred meanwhile, so the record is never half-filled
             record.update(self.evaluate())
+        for cb in self.callbacks:
+            if hasattr(cb, "on_record"):
+                cb.on_record(self, self.step, record)
         pbar.update(1)
         pbar.set_postfix_str(f"loss {record['loss']:.4g}", refresh=False)
         self._log(record)
@@ -252,10 +266,21 @@ class Trainer:
         mode. Weights, modes and every RNG are restored afterwards."""
         with self._saved_weights():
             sums, count = self._eval_shard()
+            # whole-set scores (a FID of samples against the held-out set): every rank calls it,
+            # the task syncs its own statistics
+            finish = self.task.eval_finish() if hasattr(self.task, "eval_finish") else {}
         gathered = D.gather_objects((sums, count))  # every rank gets the same means
         n = sum(c for _, c in gathered)
         keys = sorted({k for rank_sums, _ in gathered for k in rank_sums})
-        return {f"eval/{k}": sum(rank_sums.get(k, 0.0) for rank_sums, _ in gathered) / n for k in keys}
+        out = {f"eval/{k}": sum(rank_sums.get(k, 0.0) for rank_sums, _ in gathered) / n for k in keys}
+        out.update({f"eval/{k}": float(v) for k, v in finish.items()})
+        return out
+
+    def saved_weights(self):
+        """A context in which the modules hold the weights that are saved (the EMA when on), in
+        eval mode, with every RNG, weight and mode restored afterwards: for callbacks that look
+        at the model (samples, diagnostics) without changing training."""
+        return self._saved_weights()
 
     @contextmanager
     def _saved_weights(self) -> Iterator[None]:
@@ -374,7 +399,7 @@ class Trainer:
         seed_everything(self.config.seed + self.dist.rank)
         D.broadcast_state(self.modules.values())  # identical start on every rank
         if self.config.ema_decay > 0:
-            self.ema = EMA(self.modules, self.config.ema_decay)
+            self.ema = EMA(self._ema_targets(), self.config.ema_decay)
         if self.dist.is_main:
             # said when the run starts, after the CLI's checks: a mistake stays the only line
             if self.config.warmup_steps >= self.config.steps:
@@ -422,7 +447,7 @@ class Trainer:
                 group["initial_lr"] = base
             _apply_schedule(scheduler)
         if self.config.ema_decay > 0:
-            self.ema = EMA(self.modules, self.config.ema_decay)
+            self.ema = EMA(self._ema_targets(), self.config.ema_decay)
             self.ema.load_state_dict(state["ema"])
         self.stream.load_state_dict(state["data"])
         set_rng_state(state["rng"][self.dist.rank])
@@ -539,7 +564,8 @@ class Trainer:
             self._writer = SummaryWriter(str(self.out_dir / TB_DIR), purge_step=self.step)
         every_key = self.step % cfg.log_every == 0 or self.step == cfg.steps
         # held-out means whenever there are some (checkpoint steps)
-        self._add_scalars({k: v for k, v in record.items() if every_key or k.startswith("eval/")})
+        self._add_scalars({k: v for k, v in record.items()
+                           if every_key or k.startswith("eval/") or isinstance(v, str)})
         # the last step too: the final model's images are the ones a run is judged by
         if (cfg.image_every and (self.step % cfg.image_every == 0 or self.step == cfg.steps)
                 and hasattr(self.task, "sample_images")):
@@ -552,6 +578,8 @@ class Trainer:
         for k, v in record.items():
             if k not in ("step", "loss") and isinstance(v, (int, float)):
                 self._writer.add_scalar(k, v, self.step)
+            elif isinstance(v, str):  # e.g. a health warning: TensorBoard's text tab, at its step
+                self._writer.add_text(k, v, self.step)
 
     @torch.no_grad()
     def _image_grid(self) -> torch.Tensor:
