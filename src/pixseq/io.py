@@ -17,7 +17,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -118,6 +118,14 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
     Raises:
         PixseqError: missing, empty, truncated, non-image or oversized files.
     """
+    rgb = _decode(path, max_pixels, lambda img, fmt, p, orientation: _to_rgb(img, fmt))
+    return np.array(rgb, dtype=np.uint8)  # a writable copy (np.asarray of a PIL image is read-only)
+
+
+def _decode(path: str | os.PathLike, max_pixels: int, convert) -> Any:
+    """Open ``path`` with every check of :func:`load_image` and return ``convert(image,
+    source_format, path, orientation)`` of the loaded, EXIF-oriented Pillow image (the
+    EXIF orientation it had, 1 when none, for a reader that decodes the file again)."""
     path = Path(path)
     if not path.exists():
         raise PixseqError(f"image not found: {path}")
@@ -142,8 +150,9 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
                         f"image too large: {path} has {w}x{h} = {w * h} pixels, limit is {max_pixels}"
                     )
                 img.load()
+                orientation = int(img.getexif().get(0x0112, 1) or 1)
                 img = ImageOps.exif_transpose(img)
-                rgb = _to_rgb(img, source_format)
+                result = convert(img, source_format, path, orientation)
     except PixseqError:
         raise
     except UnidentifiedImageError:
@@ -157,7 +166,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
         if key not in _PILLOW_WARNINGS_SHOWN:
             _PILLOW_WARNINGS_SHOWN.add(key)
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return np.array(rgb, dtype=np.uint8)  # a writable copy (np.asarray of a PIL image is read-only)
+    return result
 
 
 def output_format(path: str | os.PathLike, what: str = "output file") -> str:
@@ -288,3 +297,217 @@ def to_uint8(tensor) -> np.ndarray:
     """``(3, H, W)`` float tensor in [0, 1] -> ``(H, W, 3)`` uint8 array (rounded, clipped)."""
     arr = tensor.detach().float().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
     return np.ascontiguousarray(arr)
+
+
+# ---------------------------------------------------------------- images as they are (grey, alpha, 16 bits)
+#: channel count -> mode of an image array kept as the file holds it (:func:`load_image_native`)
+NATIVE_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+#: suffixes that can hold 16-bit samples (:func:`save_image_native`)
+SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
+
+
+def load_image_native(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Load an image as the file holds it: an ``(H, W, C)`` array, ``C`` = 1 (grey), 2 (grey +
+    alpha), 3 (RGB) or 4 (RGBA), ``uint8``, or ``uint16`` for 16-bit files.
+
+    Unlike :func:`load_image` nothing is composited or reduced to 8 bits: alpha stays a
+    channel (palette and PNG ``tRNS`` transparency become one), 16-bit grey / RGB / RGBA
+    PNG and TIFF keep their 16 bits (Pillow reads 16-bit colour as 8-bit, so those are read
+    with pypng / tifffile), 32-bit integer and float grey become 16-bit grey, CMYK and other
+    colour spaces RGB. EXIF orientation is applied; the same checks and one-line errors as
+    :func:`load_image`.
+    """
+    tiff = _read_sixteen_bit_tiff(Path(path), max_pixels)  # (Pillow cannot open some: 16-bit grey + alpha)
+    return tiff if tiff is not None else _decode(path, max_pixels, _to_native)
+
+
+class ImageHeader(NamedTuple):
+    """What :func:`load_image_native` will give for a file, read from its header only."""
+
+    height: int
+    width: int
+    channels: int
+    bits: int
+
+
+def peek_image(path: str | os.PathLike) -> ImageHeader | None:
+    """Size (EXIF orientation applied), channels and bits that :func:`load_image_native` will
+    give for ``path``, from the header only (to check outputs before the work); ``None``
+    when the header does not tell (the load then says what is wrong with the file)."""
+    path = Path(path)
+    tiff = _tiff_header(path)
+    if tiff is not None:
+        return tiff
+    try:
+        with Image.open(path) as img:
+            mode, fmt, transparent = img.mode, img.format, "transparency" in img.info
+            (w, h), turned = img.size, img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+    h, w = (w, h) if turned else (h, w)
+    if fmt == "PNG":  # Pillow shows 16-bit grey + alpha as RGBA: the header says what it is
+        depth, colour = _png_header(path)
+        channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(colour, 3) + (1 if transparent and colour in (0, 2, 3) else 0)
+        return ImageHeader(h, w, channels, 16 if depth == 16 else 8)
+    channels = {"L": 1, "1": 1, "I": 1, "F": 1, "LA": 2, "La": 2, "PA": 4, "RGBA": 4, "RGBa": 4}.get(mode, 3)
+    channels = 1 if mode.startswith("I;16") else channels
+    if transparent and channels in (1, 3):
+        channels += 1
+    return ImageHeader(h, w, channels, 16 if mode.startswith("I") or mode == "F" else 8)
+
+
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) in (b"II*\x00", b"MM\x00*")
+
+
+def _tiff_orientation(page) -> int:
+    tag = page.tags.get(274)  # EXIF / TIFF orientation
+    return int(tag.value) if tag is not None else 1
+
+
+def _tiff_header(path: Path) -> ImageHeader | None:
+    try:
+        if not _is_tiff(path):
+            return None
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            h, w = page.imagelength, page.imagewidth
+            h, w = (w, h) if _tiff_orientation(page) in (5, 6, 7, 8) else (h, w)
+            return ImageHeader(h, w, min(max(page.samplesperpixel, 1), 4), 16 if page.bitspersample > 8 else 8)
+    except Exception:  # not a TIFF tifffile reads
+        return None
+
+
+def _png_header(path: Path) -> tuple[int, int]:
+    """(bit depth, colour type) from a PNG's IHDR (at fixed offsets 24 and 25)."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    return (head[24], head[25]) if len(head) == 26 and head[12:16] == b"IHDR" else (0, 0)
+
+
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an (H, W, C) array, as ImageOps.exif_transpose does."""
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.transpose(1, 0, 2), 6: lambda a: a.transpose(1, 0, 2)[:, ::-1],
+           7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1], 8: lambda a: a.transpose(1, 0, 2)[::-1]}
+    return np.ascontiguousarray(ops[orientation](arr)) if orientation in ops else arr
+
+
+def _read_sixteen_bit_png(path: Path, orientation: int) -> np.ndarray | None:
+    """A 16-bit colour (or grey + alpha) PNG as (H, W, C) uint16; None for any other PNG."""
+    depth, colour = _png_header(path)
+    if depth != 16 or colour not in (2, 4, 6):  # RGB, grey + alpha, RGBA (16-bit grey: Pillow keeps it)
+        return None
+    import png  # pypng
+
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()  # tRNS becomes alpha here
+    arr = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, info["planes"])
+    return _orient(arr, orientation)  # exif_transpose turned Pillow's copy, not this one
+
+
+def _read_sixteen_bit_tiff(path: Path, max_pixels: int) -> np.ndarray | None:
+    """A 16-bit TIFF of 2-4 samples per pixel as (H, W, C) uint16; None for any other file
+    (which :func:`_decode` then opens, or reports)."""
+    try:
+        if not _is_tiff(path):
+            return None
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            if page.bitspersample != 16 or not 2 <= page.samplesperpixel <= 4:
+                return None
+            h, w = page.imagelength, page.imagewidth
+            if h * w > max_pixels:
+                raise PixseqError(f"image too large: {path} has {w}x{h} = {w * h} pixels, limit is {max_pixels}")
+            arr = page.asarray()
+            if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:  # (C, H, W) planes
+                arr = np.moveaxis(arr, 0, -1)
+            orientation = _tiff_orientation(page)
+    except PixseqError:
+        raise
+    except Exception:  # not a TIFF tifffile reads: let Pillow try, and report in load_image's words
+        return None
+    return _orient(np.ascontiguousarray(arr.astype(np.uint16)), orientation)
+
+
+def _to_native(img: Image.Image, source_format: str | None, path: Path, orientation: int) -> np.ndarray:
+    """A loaded Pillow image as :func:`load_image_native` describes."""
+    sixteen = _read_sixteen_bit_png(path, orientation) if source_format == "PNG" else None
+    if sixteen is not None:
+        return sixteen
+    key = img.info.get("transparency") if img.mode != "P" else None
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        raw = np.asarray(img)
+        arr = raw.astype(np.float64)
+        if img.mode == "F":
+            top = 1.0 if arr.max() <= 1.0 else 255.0
+        else:  # as _to_rgb: PNG / PPM 'I' images carry 16-bit values even when dark
+            sixteen_bit = img.mode.startswith("I;16") or source_format in ("PNG", "PPM") or arr.max() > 255
+            top = 65535.0 if sixteen_bit or arr.max() <= 65535 else float(2**32 - 1)
+        grey = np.clip(np.round(arr / top * 65535.0), 0, 65535).astype(np.uint16)
+        if isinstance(key, int):
+            return np.dstack([grey, np.where(raw == key, 0, 65535).astype(np.uint16)])
+        return grey[:, :, None]
+    if img.mode in ("L", "RGB") and key is not None:
+        img = img.convert("LA" if img.mode == "L" else "RGBA")
+    elif img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode == "1":
+        img = img.convert("L")
+    elif img.mode in ("La", "PA"):
+        img = img.convert("LA" if img.mode == "La" else "RGBA")
+    elif img.mode == "RGBa":
+        img = img.convert("RGBA")
+    elif img.mode not in ("L", "LA", "RGB", "RGBA"):  # CMYK, YCbCr, LAB, HSV
+        img = img.convert("RGB")
+    arr = np.array(img, dtype=np.uint8)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def save_image_native(image: np.ndarray, path: str | os.PathLike, **save_kwargs) -> Path:
+    """Write an ``(H, W, C)`` (or ``(H, W)``) ``uint8`` / ``uint16`` array as the file type of
+    ``path``'s suffix, atomically, keeping its channels (grey, grey + alpha, RGB, RGBA) and,
+    for ``uint16``, its 16 bits (PNG through pypng, TIFF through tifffile).
+
+    Raises:
+        PixseqError: a channel count or bit depth the format cannot hold (say which would).
+    """
+    path = Path(path)
+    arr = np.asarray(image)
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    if arr.ndim != 3 or arr.shape[2] not in NATIVE_MODES or arr.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"save_image_native expects (H, W, 1-4) uint8/uint16 arrays, got {arr.shape} {arr.dtype}")
+    fmt = output_format(path)
+    channels = arr.shape[2]
+    if channels in (2, 4) and fmt in ("JPEG", "BMP", "PPM", "PCX"):
+        raise PixseqError(f"{path}: {fmt} has no alpha channel; write the {NATIVE_MODES[channels]} image as .png")
+    if arr.dtype == np.uint8:
+        mode = NATIVE_MODES[channels]
+        img = Image.fromarray(arr[:, :, 0] if channels == 1 else arr, mode=mode)
+        with atomic_write(path) as fh:
+            img.save(fh, format=fmt, **save_kwargs)
+        return path
+    if path.suffix.lower() not in SIXTEEN_BIT_SUFFIXES:
+        raise PixseqError(f"{path}: 16-bit images can be written as .png or .tif only")
+    with atomic_write(path) as fh:
+        if fmt == "PNG":
+            import png  # pypng
+
+            writer = png.Writer(arr.shape[1], arr.shape[0], bitdepth=16, greyscale=channels <= 2,
+                                alpha=channels in (2, 4), compression=save_kwargs.get("compress_level", 6))
+            writer.write(fh, arr.reshape(arr.shape[0], -1))
+        else:
+            import io as _io
+
+            import tifffile
+
+            buffer = _io.BytesIO()  # tifffile wants a named file or a seekable buffer, not our fd
+            tifffile.imwrite(buffer, arr if channels > 1 else arr[:, :, 0],
+                             photometric="minisblack" if channels <= 2 else "rgb",
+                             extrasamples=["unassalpha"] if channels in (2, 4) else None)
+            fh.write(buffer.getbuffer())
+    return path

@@ -35,6 +35,7 @@ VERBS: dict[str, str] = {
     "decompress": "pixseq.cli.decompress",
     "bench": "pixseq.cli.bench",
     "models": "pixseq.cli.models",
+    "upscale": "pixseq.cli.upscale",
 }
 
 

@@ -18,6 +18,7 @@ FORMATS: dict[str, str] = {
     "taming": "pixseq.cli.convert_taming",
     "timm-vit": "pixseq.cli.convert_vit",
     "hf-vit": "pixseq.cli.convert_vit",
+    "realesrgan": "pixseq.cli.convert_realesrgan",
 }
 
 
