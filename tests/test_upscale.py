@@ -279,14 +279,18 @@ def _photo_file(path, image=None):
 
 
 def test_named_model_is_converted_once_and_cached(tmp_path, monkeypatch):
-    from pixseq.upscale import named
+    """A zoo model made on first use: converted into the zoo cache, its weights' SHA-256
+    checked against the index then and at every later load."""
+    import pixseq
+    from pixseq.upscale.named import load_upscaler
 
-    model = named.load_upscaler("realesr-animevideov3-x2", weights_dir=tmp_path)
-    folder = tmp_path / "models" / "realesr-animevideov3-x2"
+    monkeypatch.setenv("PIXSEQ_ZOO_CACHE", str(tmp_path))
+    model = load_upscaler("realesr-animevideov3-x2")
+    folder = tmp_path / "realesr-animevideov3-x2"
     assert (folder / "config.json").is_file() and model.kind == "srvgg" and model.scale == 2
     assert model.pretrained_meta["bin_sha256"]
     monkeypatch.setattr("pixseq.upscale.ncnn.convert_ncnn", lambda *a: pytest.fail("converted twice"))
-    assert named.load_upscaler("realesr-animevideov3-x2", weights_dir=tmp_path).scale == 2
+    assert pixseq.load_model("zoo:realesr-animevideov3-x2").scale == 2
 
 
 def test_upscale_verb_keeps_layouts_and_names(tmp_path, capsys):

