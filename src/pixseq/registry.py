@@ -37,6 +37,8 @@ _PROVIDERS = (
     "pixseq.classifiers.vit",
     "pixseq.gans.model",
     "pixseq.upscale.rrdb",
+    "pixseq.guidance.clip",
+    "pixseq.guidance.lit",
 )
 
 

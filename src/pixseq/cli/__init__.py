@@ -24,6 +24,7 @@ VERBS: dict[str, str] = {
     "demo": "pixseq.cli.demo",
     "train": "pixseq.cli.train",
     "sample": "pixseq.cli.sample",
+    "generate": "pixseq.cli.generate",
     "complete": "pixseq.cli.complete",
     "probe": "pixseq.cli.probe",
     "classify": "pixseq.cli.classify",

@@ -1,0 +1,64 @@
+"""Zero-shot classification from label text (Radford et al. 2021, section 3.1.2: "create a
+dataset classifier from label text").
+
+Each label becomes a class embedding: the mean of the unit text embeddings of the label in
+each prompt template (``"a photo of a {}."`` ...; CLIP's prompt ensembling), normalised again.
+An image's class probabilities are the softmax of ``scale * cos(image, class)``, ``scale``
+the guide's learned temperature. A guide knows only what it was trained on: a LiT model
+trained on Fashion-MNIST has ten concepts, and every output says so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from pixseq.errors import PixseqError
+
+DEFAULT_TEMPLATES = ("a photo of a {}.",)
+
+
+def parse_labels(text: str | Sequence[str]) -> list[str]:
+    """``"cat,dog"`` (or a list) -> labels; empty or repeated labels are errors."""
+    labels = [t.strip() for t in (text.split(",") if isinstance(text, str) else text)]
+    if not labels or any(not t for t in labels):
+        raise PixseqError("--labels: give comma-separated label names, none empty (e.g. 'Sneaker,Sandal,Bag')")
+    if len(set(labels)) != len(labels):
+        raise PixseqError(f"--labels: {', '.join(sorted({t for t in labels if labels.count(t) > 1}))} given twice")
+    if len(labels) < 2:
+        raise PixseqError("--labels: give at least two labels to choose between")
+    return labels
+
+
+def class_embeddings(guide, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> torch.Tensor:
+    """``(L, D)`` unit embeddings: each label's template embeddings averaged."""
+    if not templates or any("{}" not in t for t in templates):
+        raise PixseqError("every template must hold '{}' where the label goes, e.g. 'a photo of a {}.'")
+    with torch.no_grad():
+        rows = [F.normalize(guide.embed_text([t.format(label) for t in templates]).mean(0), dim=-1)
+                for label in labels]
+    return torch.stack(rows)
+
+
+@dataclass
+class ZeroShot:
+    """Class probabilities ``(B, L)`` of images over ``labels``, and the top label of each."""
+
+    labels: list[str]
+    probs: torch.Tensor
+
+    def top(self) -> list[str]:
+        return [self.labels[i] for i in self.probs.argmax(1).tolist()]
+
+
+def zero_shot_classify(images: torch.Tensor, labels: Sequence[str], guide,
+                       templates: Sequence[str] = DEFAULT_TEMPLATES) -> ZeroShot:
+    """Classify ``(B, 3, H, W)`` images in [0, 1] among ``labels`` by their text alone."""
+    labels = parse_labels(labels)
+    classes = class_embeddings(guide, labels, templates)
+    with torch.no_grad():
+        emb = guide.embed_images(images.float())
+        logits = guide.logit_scale_value() * emb @ classes.to(emb.device).t()
+    return ZeroShot(labels, logits.softmax(-1).cpu())
