@@ -55,7 +55,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"CLIP score {score:.2f} for {text!r} (torchmetrics' definition: max(100 cos, 0))")
     if result.guide_note:
         print(result.guide_note)
-    for path in result.written[1:]:
-        if path.suffix.lower() in (".gif", ".webp"):
-            print(f"wrote {path}: {len(result.generation.frames) + 1} frames")
+    if args.video is not None:
+        print(f"wrote {args.video}: the frames of every {args.frame_every} steps, animated")
     return 0

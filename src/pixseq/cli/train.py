@@ -9,7 +9,7 @@ import argparse
 
 from pixseq.cli.common import add_subcommands, run_subcommand
 
-HELP = "train a model: igpt (palette + GPT), vqgan, prior (latent GPT), vit (classifier); see pixseq train <what> --help"
+HELP = "train a model: igpt (palette + GPT), vqgan, prior (latent GPT), vit (classifier), clip (LiT guide); see pixseq train <what> --help"
 HAS_SUBCOMMANDS = True
 
 #: sub-command -> module with HELP, add_parser(parser), run(args)
@@ -18,6 +18,7 @@ TARGETS: dict[str, str] = {
     "vqgan": "pixseq.cli.train_vqgan",
     "prior": "pixseq.cli.train_prior",
     "vit": "pixseq.cli.train_vit",
+    "clip": "pixseq.cli.train_clip",
 }
 
 

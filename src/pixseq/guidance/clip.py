@@ -274,7 +274,7 @@ def tiny_clip_config(embed_dim: int = 32, image_size: int = 32, width: int = 64,
                       name="tiny")
 
 
-def build_clip(config: CLIPConfig | str, seed: int = 0) -> CLIP:
+def random_clip(config: CLIPConfig | str, seed: int = 0) -> CLIP:
     """A CLIP with random weights (seeded) from a config or an architecture name."""
     cfg = architecture_config(config) if isinstance(config, str) else config
     with torch.random.fork_rng(devices=[]):
@@ -320,13 +320,14 @@ def load_guide(spec: str | os.PathLike, weights: str | os.PathLike | None = None
         else:
             guide = load_model(path, kind=("clip", "lit"), device="cpu")
     elif text.startswith(RANDOM_PREFIX):
-        guide = build_clip(text[len(RANDOM_PREFIX):])
+        guide = random_clip(text[len(RANDOM_PREFIX):])
         notice(f"CLIP {text[len(RANDOM_PREFIX):]} with RANDOM weights: its judgements mean nothing (for timing)")
     elif path.suffix in (".safetensors", ".pt", ".pth", ".bin", ".ckpt") or os.sep in text:
         raise PixseqError(f"--clip {text}: not a model folder; for a weight file give the architecture too "
                           f"(--clip ViT-B-32 --clip-weights {text})")
     else:
-        model = CLIP(architecture_config(text if ":" in text else f"{text}:{DEFAULT_TAG}"))
-        file = resolve_weights(weight_file(text), weights, weights_dir, offline)
+        config = architecture_config(text if ":" in text else f"{text}:{DEFAULT_TAG}")
+        file = resolve_weights(weight_file(text), weights, weights_dir, offline)  # before building: seconds
+        model = CLIP(config)
         guide = load_clip_weights(model, read_clip_weights(file), str(file))
     return guide.frozen().to(device)

@@ -60,7 +60,8 @@ class CutoutDraw:
     noise: torch.Tensor
 
 
-def draw_cutouts(cfg: CutoutConfig, height: int, width: int, out_size: int, gen: torch.Generator) -> CutoutDraw:
+def draw_cutouts(cfg: CutoutConfig, height: int, width: int, out_size: int,
+                 gen: torch.Generator | None) -> CutoutDraw:
     """The random part of one step: sizes, positions and augmentation strengths."""
     n = cfg.cutn
     max_size = min(height, width)
@@ -94,8 +95,9 @@ def _theta(d: CutoutDraw, idx: slice, height: int, width: int) -> torch.Tensor:
 
 def make_cutouts(image: torch.Tensor, d: CutoutDraw, idx: slice, out_size: int,
                  gen: torch.Generator) -> torch.Tensor:
-    """Cut-outs ``idx`` of ``d`` from ``image`` ``(1, 3, H, W)`` in [0, 1] -> ``(n, 3, S, S)``;
-    differentiable in ``image``. Noise is drawn from ``gen`` here, chunk by chunk, in order."""
+    """Cut-outs ``idx`` of ``d`` from ``image`` ``(1, 3, H, W)`` in [0, 1] -> ``(n, 3, S, S)``
+    (or from ``n`` images, one cut-out each: training augmentation); differentiable in
+    ``image``. Noise is drawn from ``gen`` here (None: torch's global RNG), chunk by chunk."""
     H, W = image.shape[-2:]
     theta = _theta(d, idx, H, W).to(image)
     sizes = d.size[idx]
@@ -106,7 +108,8 @@ def make_cutouts(image: torch.Tensor, d: CutoutDraw, idx: slice, out_size: int,
         sel = (factors == k).nonzero().flatten()
         src = image if k == 1 else F.adaptive_avg_pool2d(image, (max(1, math.ceil(H / k)), max(1, math.ceil(W / k))))
         grid = F.affine_grid(theta[sel], [len(sel), 3, out_size, out_size], align_corners=False)
-        out[sel] = F.grid_sample(src.expand(len(sel), -1, -1, -1), grid, mode="bilinear",
+        src = src.expand(len(sel), -1, -1, -1) if src.shape[0] == 1 else src[sel]  # one image, or one each
+        out[sel] = F.grid_sample(src, grid, mode="bilinear",
                                  padding_mode="border", align_corners=False)
     return _colour(out, d, idx, gen)
 

@@ -153,7 +153,8 @@ def text_to_image(prompt: str | None, vqgan: str | os.PathLike, clip: str | os.P
     result = vqgan_clip(tokenizer, guide, targets, hw, cfg, init, on_frame)
     written.insert(0, save_image(to_uint8(result.image), out))
     if video is not None and result.frames:
-        written.append(write_animation(result.frames + [result.image], video))
+        last = [] if torch.equal(result.frames[-1], result.image) else [result.image]  # ended between frames
+        written.append(write_animation(result.frames + last, video))
     scores = final_scores(guide, result.image, prompts)
     if result.interrupted:
         raise PixseqError(f"interrupted at step {result.steps_done} of {cfg.steps}; the image so far is in {out}")

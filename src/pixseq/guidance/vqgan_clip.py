@@ -71,7 +71,8 @@ class GenerateConfig:
 @dataclass
 class Generation:
     """What :func:`vqgan_clip` made: the image ``(3, H, W)`` in [0, 1], its codes ``(h, w)``,
-    the steps done, the last loss, the frames kept, and whether Ctrl-C stopped it."""
+    the steps done, the last loss, the frames kept, whether Ctrl-C stopped it, every step's
+    loss and the final latent."""
 
     image: torch.Tensor
     codes: torch.Tensor
@@ -80,6 +81,7 @@ class Generation:
     frames: list[torch.Tensor]
     interrupted: bool = False
     losses: list[float] = field(default_factory=list)
+    latent: torch.Tensor | None = None  # the final z (1, d, h, w), before quantisation
 
 
 class _ClampWithGrad(torch.autograd.Function):
@@ -261,9 +263,11 @@ def vqgan_clip(vqgan: VQGAN | LatentDecoder, guide: Guide, targets: Targets, siz
         raise PixseqError(f"size {W}x{H} is not a multiple of the VQGAN's factor {f}")
     guide.frozen()
     gen = torch.Generator().manual_seed(cfg.seed)
-    z = initial_latent(vqgan, (H // f, W // f), gen, init_latent).requires_grad_(True)
-    init = z.detach().clone() if init_latent is not None else None
     lo, hi = vqgan.value_range()
+    # in the codebook's range from the start: the clamp after each step would otherwise move an
+    # init latent far from itself at step 1, and the init term would pull against the clamp
+    z = initial_latent(vqgan, (H // f, W // f), gen, init_latent).maximum(lo).minimum(hi).requires_grad_(True)
+    init = z.detach().clone() if init_latent is not None else None
     opt = torch.optim.Adam([z], lr=cfg.lr)
     frames, losses, interrupted, step = [], [], False, 0
     bar = progress(total=cfg.steps, desc="generate", unit="step")
@@ -287,7 +291,8 @@ def vqgan_clip(vqgan: VQGAN | LatentDecoder, guide: Guide, targets: Targets, siz
     finally:
         bar.close()
     image, codes = _render(vqgan, z)
-    return Generation(image, codes, step, losses[-1] if losses else math.nan, frames, interrupted, losses)
+    return Generation(image, codes, step, losses[-1] if losses else math.nan, frames, interrupted, losses,
+                      z.detach().cpu())
 
 
 @torch.no_grad()
