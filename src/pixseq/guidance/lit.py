@@ -161,3 +161,6 @@ class LiT(nn.Module, Guide):
 
     def logit_scale_value(self) -> float:
         return float(self.logit_scale.exp())
+
+    def drop_text_tower(self) -> None:
+        """Nothing to free: the locked text tower is shared and outside the model."""

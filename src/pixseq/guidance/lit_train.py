@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from pixseq.guidance.cutouts import CutoutConfig, draw_cutouts, make_cutouts
 from pixseq.guidance.lit import LiT, LiTConfig, text_tower
 from pixseq.io import to_tensor
 from pixseq.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from pixseq.train.runs import TrainResult
 
 TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "a {}.", "a black and white photo of a {}.",
              "a small photo of a {}.", "a grey {}.", "an image of a {}.", "a product photo of a {}.")
@@ -232,7 +235,8 @@ def _channels(text: str) -> tuple[int, ...]:
 
 
 def train_clip(data: str, out: str | os.PathLike, *, train: dict | TrainConfig | None = None, device="cpu",
-               resume: bool = False, force: bool = False, seed: int | None = None, callbacks=(), **settings):
+               resume: bool = False, force: bool = False, seed: int | None = None, callbacks=(),
+               **settings) -> "TrainResult":
     """``pixseq train clip`` as one call: a LiT model for the captioned images of ``data``,
     written to ``out``. ``settings``: the keys of :data:`CLIP_RUN_DEFAULTS`."""
     from pixseq.data import load_data

@@ -18,7 +18,8 @@ import torch
 from pixseq.errors import PixseqError
 from pixseq.guidance.clip import Guide, load_guide
 from pixseq.guidance.prompts import Prompt, parse_prompt, parse_prompts
-from pixseq.guidance.vqgan_clip import GenerateConfig, Generation, embed_targets, encode_init, vqgan_clip
+from pixseq.guidance.vqgan_clip import (RECOMPUTE_FROM, GenerateConfig, Generation, LatentDecoder, embed_targets,
+                                        encode_init, vqgan_clip)
 from pixseq.io import check_image_output, check_output, load_image, save_image, to_tensor, to_uint8
 from pixseq.runtime import notice
 
@@ -144,34 +145,46 @@ def text_to_image(prompt: str | None, vqgan: str | os.PathLike, clip: str | os.P
     if init is not None and cfg.init_weight == 0:
         notice("--init-image without --init-weight: the image is only the starting point")
     targets = embed_targets(guide, prompts, _image_prompts(image_prompts, hw), cfg.cutouts, cfg.seed)
+    positive = [p.text for p in prompts if p.weight > 0]
+    with torch.no_grad():
+        scored = guide.embed_text(positive) if positive else None  # for the final CLIP score
+    # the loop needs the decoder and the image tower only: the encoder and text tower go
+    decoder = LatentDecoder(tokenizer, _recompute(cfg, hw))
+    del tokenizer
+    guide.drop_text_tower()
     written: list[Path] = []
 
     def on_frame(step: int, frame: torch.Tensor) -> None:
         if frames_dir is not None:
             written.append(save_image(to_uint8(frame), frames_dir / f"frame-{step:05d}.png"))
 
-    result = vqgan_clip(tokenizer, guide, targets, hw, cfg, init, on_frame)
+    result = vqgan_clip(decoder, guide, targets, hw, cfg, init, on_frame)
     written.insert(0, save_image(to_uint8(result.image), out))
     if video is not None and result.frames:
         last = [] if torch.equal(result.frames[-1], result.image) else [result.image]  # ended between frames
         written.append(write_animation(result.frames + last, video))
-    scores = final_scores(guide, result.image, prompts)
+    scores = final_scores(guide, result.image, positive, scored)
     if result.interrupted:
         raise PixseqError(f"interrupted at step {result.steps_done} of {cfg.steps}; the image so far is in {out}")
     return TextToImage(result, out, hw, scores, getattr(guide, "scope_note", ""), written)
 
 
-def final_scores(guide: Guide, image: torch.Tensor, prompts: Sequence[Prompt]) -> dict[str, float]:
-    """The CLIP score (torchmetrics' definition) of the image for each positive text prompt."""
-    from pixseq.metrics.clip_score import clip_score
+def _recompute(cfg: GenerateConfig, hw: tuple[int, int]) -> bool:
+    return cfg.recompute == "on" or (cfg.recompute == "auto" and hw[0] * hw[1] >= RECOMPUTE_FROM)
 
-    texts = [p.text for p in prompts if p.weight > 0]
+
+def final_scores(guide: Guide, image: torch.Tensor, texts: Sequence[str],
+                 text_embeds: torch.Tensor | None) -> dict[str, float]:
+    """The CLIP score (torchmetrics' definition, :mod:`pixseq.metrics.clip_score`) of the
+    image for each positive text prompt, from the texts' embeddings taken before the loop."""
+    from pixseq.metrics.clip_score import score_from_embeddings
+
     if not texts:
         return {}
     device = next(guide.parameters()).device
     with torch.no_grad():
-        scores = clip_score(image[None].expand(len(texts), -1, -1, -1).to(device), texts, guide)
-    return {t: float(s) for t, s in zip(texts, scores)}
+        img = guide.embed_images(image[None].to(device))
+    return {t: float(s) for t, s in zip(texts, score_from_embeddings(img, text_embeds.to(device)))}
 
 
 def write_animation(frames: Sequence[torch.Tensor], path: str | os.PathLike, ms_per_frame: int = 100) -> Path:

@@ -35,6 +35,11 @@ def clip_cosines(images: torch.Tensor, texts: Sequence[str], guide) -> torch.Ten
     return 100 * (a * b).sum(-1)
 
 
+def score_from_embeddings(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+    """``max(100 * cos, 0)`` of unit embeddings ``(B, D)`` and ``(B, D)`` (or ``(1, D)``)."""
+    return (100 * (images * texts).sum(-1)).clamp_min(0)
+
+
 def clip_score(images: torch.Tensor, texts: Sequence[str], guide) -> torch.Tensor:
     """Per-pair CLIP score ``max(100 * cos, 0)``, ``(B,)``."""
     return clip_cosines(images, texts, guide).clamp_min(0)
