@@ -27,10 +27,12 @@ from pixseq.io import check_output, list_images, load_image, real_path, to_tenso
 from pixseq.runtime import notice
 from pixseq.weights import check_weights_dir
 
-PAIR_METRICS = ("vit_score", "ssim", "ms_ssim", "mse", "psnr", "lpips", "brisque")
+PAIR_METRICS = ("vit_score", "ssim", "ms_ssim", "mse", "psnr", "lpips", "brisque", "clip_score")
 SET_METRICS = ("fid", "kid", "is")
 ALL = ("vit_score", "ssim", "mse", "psnr", "lpips", "brisque", "fid", "kid", "is")
-MODEL_METRICS = ("vit_score", "lpips", "fid", "kid", "is")
+MODEL_METRICS = ("vit_score", "lpips", "fid", "kid", "is", "clip_score")
+#: metrics of one image alone (DIST may be left out for them)
+NO_REFERENCE = ("brisque", "clip_score")
 
 
 @dataclass
@@ -51,6 +53,9 @@ class AssessOptions:
     html: Path | None = None
     weights_dir: Path | None = None
     offline: bool | None = None
+    prompt: str | None = None  # the text of clip_score
+    clip: str = "ViT-B-32"  # the guide of clip_score (pixseq.guidance.clip.load_guide)
+    clip_weights: Path | None = None
 
 
 @dataclass
@@ -158,6 +163,7 @@ class Models:
 
     classifier: object = None
     lpips: object = None
+    guide: object = None
     inception: object = None
     notes: list[str] = field(default_factory=list)
 
@@ -201,6 +207,12 @@ def load_models(metrics: list[str], explicit: bool, opts: AssessOptions, device:
 
         models.inception = attempt("/".join(m for m in metrics if m in SET_METRICS),
                                    lambda: load_fid_inception(weights_dir=wd, offline=off))
+    if "clip_score" in metrics:
+        from pixseq.guidance.clip import load_guide
+
+        models.guide = load_guide(opts.clip, opts.clip_weights, wd, off, device)
+        if getattr(models.guide, "scope_note", ""):
+            models.notes.append(models.guide.scope_note)
     for m in (models.lpips, models.inception):
         if m is not None:
             m.to(device)
@@ -221,11 +233,13 @@ def column_labels(metrics: list[str], models: Models, opts: AssessOptions) -> di
         "psnr": "PSNR dB [thesis preset: per-image range]" if thesis else "PSNR dB (range 1)",
         "lpips": f"LPIPS ({opts.lpips_net})",
         "brisque_ref": "BRISQUE ref", "brisque_dist": "BRISQUE dist",
+        "clip_score_ref": f"CLIP score ref ({opts.clip}, {opts.prompt!r})",
+        "clip_score_dist": f"CLIP score ({opts.clip}, {opts.prompt!r})",
     }
     cols = []
     for m in metrics:
-        if m == "brisque":
-            cols += ["brisque_ref", "brisque_dist"]
+        if m in NO_REFERENCE:  # of each image alone: both, or one when DIST is REF (one image alone)
+            cols += [f"{m}_dist"] if opts.dist == opts.ref else [f"{m}_ref", f"{m}_dist"]
         elif m in PAIR_METRICS and not (m == "lpips" and models.lpips is None):
             cols.append(m)
     return {c: labels[c] for c in cols}
@@ -250,6 +264,11 @@ def pair_scores(a: torch.Tensor, b: torch.Tensor, columns: dict[str, str], model
 
         return vit_score(a, b, models.classifier, opts.k, opts.variant)
 
+    def clip(image: torch.Tensor) -> torch.Tensor:
+        from pixseq.metrics.clip_score import clip_score
+
+        return clip_score(image, [opts.prompt] * len(image), models.guide)
+
     thesis = opts.preset == "thesis"
     fns = {
         "vit_score": vit,
@@ -260,6 +279,8 @@ def pair_scores(a: torch.Tensor, b: torch.Tensor, columns: dict[str, str], model
         "lpips": lpips_score,
         "brisque_ref": lambda: brisque(a),
         "brisque_dist": lambda: brisque(b),
+        "clip_score_ref": lambda: clip(a),
+        "clip_score_dist": lambda: clip(b),
     }
     return {c: float(fns[c]().flatten()[0]) for c in columns}
 
@@ -322,6 +343,8 @@ def check_options(opts: AssessOptions, pairs: Pairs) -> None:
     """Everything about the options that can be wrong, checked before any scoring: outputs
     that cannot be written (or would overwrite an input), an empty backbone name, a
     weights folder that is a file."""
+    if "clip_score" in opts.metrics and not (opts.prompt or "").strip():
+        raise PixseqError("clip_score needs --prompt TEXT (the text each image is scored against)")
     if opts.k is not None and opts.k < 1:
         raise PixseqError(f"-k must be a positive integer, got {opts.k}")
     if opts.backbone is not None and not opts.backbone.strip():
@@ -353,12 +376,29 @@ def check_options(opts: AssessOptions, pairs: Pairs) -> None:
 
 
 
+def alone(opts: AssessOptions) -> AssessOptions:
+    """Without DIST: the images of REF alone, scored by the no-reference metrics only
+    (``all`` = BRISQUE, and the CLIP score when there is a ``prompt``)."""
+    if opts.dist is not None:
+        return opts
+    if opts.metrics == "all":
+        metrics = "brisque,clip_score" if (opts.prompt or "").strip() else "brisque"
+    else:
+        metrics = opts.metrics
+        bad = [m for m in parse_metrics(metrics, True)[0] if m not in NO_REFERENCE]
+        if bad:
+            raise PixseqError(f"{', '.join(bad)} compare two images: give DIST too "
+                              f"(an image alone: {', '.join(NO_REFERENCE)})")
+    return dataclasses.replace(opts, dist=opts.ref, metrics=metrics)
+
+
 def assess(opts: AssessOptions, device: torch.device | str = "cpu") -> Assessment:
     """``pixseq assess`` as one call: every requested metric for every pair of ``opts.ref`` /
     ``opts.dist``, after every check of the options (outputs included) and before any output
     is written (:func:`pixseq.report.assess.write_outputs` writes them). Notes on what was
     skipped or substituted, and the unmatched files, go out as notices."""
     device = torch.device(device)
+    opts = alone(opts)
     pairs = find_pairs(Path(opts.ref), Path(opts.dist))
     check_options(opts, pairs)
     metrics, explicit = parse_metrics(opts.metrics, pairs.folders)

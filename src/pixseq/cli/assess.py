@@ -10,12 +10,14 @@ import argparse
 from pixseq.assess import PAIR_METRICS, SET_METRICS
 from pixseq.cli.common import add_weights_arguments, path_arg
 
-HELP = "score regenerated images against references (ViT-Score, SSIM, MSE, PSNR, LPIPS, BRISQUE, FID/KID/IS)"
+HELP = "score regenerated images against references (ViT-Score, SSIM, MSE, PSNR, LPIPS, BRISQUE, FID/KID/IS, CLIP score)"
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("ref", help="reference image or folder")
-    p.add_argument("dist", help="regenerated / distorted image or folder (matched by relative file name)")
+    p.add_argument("dist", nargs="?", default=None,
+                   help="regenerated / distorted image or folder (matched by relative file name); leave it out to "
+                        "score REF alone with the no-reference metrics (brisque, clip_score)")
     p.add_argument("--metrics", default="all",
                    help=f"'all' or a comma list of {', '.join(PAIR_METRICS + SET_METRICS)}")
     p.add_argument("--backbone", default=None,
@@ -35,6 +37,11 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "images, is the string \"inf\" / \"-inf\" / \"nan\")")
     p.add_argument("--csv", type=path_arg, help="write the per-image table as CSV")
     p.add_argument("--html", type=path_arg, help="write an HTML report into this folder")
+    p.add_argument("--prompt", default=None, help="the text of clip_score (CLIP score as torchmetrics defines it)")
+    p.add_argument("--clip", default="ViT-B-32",
+                   help="guide of clip_score: an open_clip architecture[:tag], random:ARCH, or a model folder "
+                        "(pixseq train clip); default ViT-B-32 (OpenAI weights, resolved like every weight file)")
+    p.add_argument("--clip-weights", type=path_arg, default=None, help="an explicit CLIP weight file for --clip ARCH")
     add_weights_arguments(p)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="fused CPU kernels for PSNR / MSE / SSIM / MS-SSIM / BRISQUE (the default; several times "

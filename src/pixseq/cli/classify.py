@@ -14,7 +14,14 @@ HELP = "classify images with a trained classifier (top-k classes with names; att
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files or folders of images")
-    parser.add_argument("--model", required=True, help="classifier model directory (pixseq train vit / convert)")
+    parser.add_argument("--model", default=None, help="classifier model directory (pixseq train vit / convert)")
+    parser.add_argument("--labels", default=None,
+                        help="zero-shot instead: comma-separated label texts, judged by --clip (no classifier)")
+    parser.add_argument("--clip", default=None,
+                        help="the guide for --labels: an open_clip architecture[:tag] or a model folder "
+                             "(pixseq train clip)")
+    parser.add_argument("--template", action="append", default=None, metavar="TEXT",
+                        help="prompt template(s) for --labels, '{}' for the label (default 'a photo of a {}.')")
     parser.add_argument("-k", "--top-k", type=int, default=5, help="classes shown per image (default 5)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     parser.add_argument("--json", type=path_arg, default=None, metavar="FILE", help="also write the predictions as JSON")
@@ -35,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1 or args.batch_size < 1:
         raise PixseqError(f"--top-k and --batch-size must be >= 1, got {args.top_k} and {args.batch_size}")
+    if args.labels is not None or args.clip is not None:
+        return _zero_shot(args)
+    if args.model is None:
+        raise PixseqError("give --model DIR (a classifier), or --labels 'a,b,...' with --clip (zero-shot)")
     files = image_files(args.images)
     if args.json is not None:
         check_output(args.json, "--json")
@@ -54,4 +65,29 @@ def run(args: argparse.Namespace) -> int:
     if args.attention is not None:
         written = save_overlays(model, files, args.attention)
         print(f"wrote {len(written)} attention-rollout overlays to {args.attention}")
+    return 0
+
+
+def _zero_shot(args: argparse.Namespace) -> int:
+    """``classify --labels ... --clip ...``: zero-shot classification from label text."""
+    from pixseq.classifiers.predict import image_files
+    from pixseq.device import resolve_device
+    from pixseq.errors import PixseqError
+    from pixseq.guidance.clip import load_guide
+    from pixseq.guidance.zero_shot import DEFAULT_TEMPLATES, parse_labels, zero_shot_files
+
+    if args.model is not None or args.attention is not None:
+        raise PixseqError("--labels / --clip classify zero-shot: they do not go with --model or --attention")
+    if args.labels is None or args.clip is None:
+        raise PixseqError("zero-shot classification needs both --labels 'a,b,...' and --clip NAME|DIR")
+    labels = parse_labels(args.labels)
+    files = image_files(args.images)
+    guide = load_guide(args.clip, device=resolve_device(args.device))
+    result = zero_shot_files(guide, files, labels, args.template or DEFAULT_TEMPLATES, args.json)
+    k = min(args.top_k, len(labels))
+    for name, row in zip(result.names, result.probs):
+        top = row.topk(k)
+        print(f"{name}: " + ", ".join(f"{labels[i]} {p:.1%}" for p, i in zip(top.values.tolist(), top.indices.tolist())))
+    if getattr(guide, "scope_note", ""):
+        print(guide.scope_note)
     return 0

@@ -9,7 +9,7 @@ trained on Fashion-MNIST has ten concepts, and every output says so.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -48,6 +48,7 @@ class ZeroShot:
 
     labels: list[str]
     probs: torch.Tensor
+    names: list[str] = field(default_factory=list)
 
     def top(self) -> list[str]:
         return [self.labels[i] for i in self.probs.argmax(1).tolist()]
@@ -62,3 +63,34 @@ def zero_shot_classify(images: torch.Tensor, labels: Sequence[str], guide,
         emb = guide.embed_images(images.float())
         logits = guide.logit_scale_value() * emb @ classes.to(emb.device).t()
     return ZeroShot(labels, logits.softmax(-1).cpu())
+
+
+def zero_shot_files(guide, files, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
+                    json_out=None, batch: int = 64) -> ZeroShot:
+    """``pixseq classify IMAGES --labels ... --clip ...``: every image file classified among
+    ``labels``; ``json_out`` (checked before any work, written atomically) gets the table."""
+    import json
+
+    from pixseq.io import atomic_write, check_output, load_image, refuse_overwriting_input, to_tensor
+
+    labels = parse_labels(labels)
+    if json_out is not None:
+        check_output(json_out, "--json")
+        for f in files:
+            refuse_overwriting_input(json_out, f, "--json")
+    classes = class_embeddings(guide, labels, templates)
+    device = next(guide.parameters()).device
+    probs = []
+    for i in range(0, len(files), batch):
+        # one image at a time through the preprocessing (sizes differ), then one forward pass
+        with torch.no_grad():
+            x = torch.cat([guide.preprocess(to_tensor(load_image(f))[None].to(device)) for f in files[i:i + batch]])
+            emb = F.normalize(guide.encode_image(x).float(), dim=-1)
+        probs.append((guide.logit_scale_value() * emb @ classes.to(device).t()).softmax(-1).cpu())
+    result = ZeroShot(labels, torch.cat(probs), [str(f) for f in files])
+    if json_out is not None:
+        with atomic_write(json_out, "w") as fh:
+            json.dump({"labels": labels, "templates": list(templates), "note": getattr(guide, "scope_note", ""),
+                       "predictions": [{"image": n, "probabilities": dict(zip(labels, p.tolist()))}
+                                       for n, p in zip(result.names, result.probs)]}, fh, indent=2)
+    return result
