@@ -229,3 +229,135 @@ def test_generate_bad_input_is_one_line_and_writes_nothing(models, tmp_path, cap
                  "--steps" if case != "steps" else "--lr", "2" if case != "steps" else "0.1", *extra])
     assert code == 2 and want in _one_line(capsys)
     assert not (tmp_path / "o.png").exists()
+
+
+# ------------------------------------------------------------------ CLIP as a metric
+def test_clip_score_matches_torchmetrics_on_the_same_weights(models):
+    """torchmetrics' clip_score with a callable model: the same open_clip network behind a
+    Hugging Face image processor (rescale + normalise: our images are at the input size, so
+    no resampling differs) and torchmetrics' own formula 100 * cos, clamped at 0."""
+    from transformers import CLIPImageProcessor
+    from torchmetrics.functional.multimodal import clip_score as tm_clip_score
+
+    from pixseq.metrics.clip_score import CLIPScore, clip_cosines, clip_score
+
+    guide = load_guide(models / "clip")
+    images = torch.rand(3, 3, 32, 32)
+    texts = ["a red dog", "a blue car", "a cat"]
+    hf = CLIPImageProcessor(do_resize=False, do_center_crop=False, do_rescale=True, rescale_factor=1 / 255,
+                            do_normalize=True, image_mean=list(guide.pixel_mean), image_std=list(guide.pixel_std))
+
+    class Processor:
+        def __call__(self, images=None, text=None, **kw):
+            if images is not None:
+                return hf(images=images, return_tensors="pt")
+            return {"input_ids": guide.tokenize(text), "attention_mask": torch.ones(len(text), 16, dtype=torch.long)}
+
+    class Model:
+        config = None
+
+        def to(self, device):
+            return self
+
+        def get_image_features(self, pixels):
+            return guide.encode_image(pixels)
+
+        def get_text_features(self, ids, mask):
+            return guide.encode_text(ids)
+
+    ref = [float(tm_clip_score((images[i] * 255).round(), texts[i], lambda: (Model(), Processor())))
+           for i in range(3)]
+    ours = clip_score((images * 255).round() / 255, texts, guide)
+    assert np.allclose(ours.numpy(), ref, atol=1e-4)  # float32 networks on identical inputs
+    metric = CLIPScore(guide)
+    metric.update((images * 255).round() / 255, texts)
+    cos = clip_cosines((images * 255).round() / 255, texts, guide)
+    assert metric.compute() == pytest.approx(max(float(cos.double().mean()), 0.0), abs=1e-9)
+
+
+def test_zero_shot_is_the_softmax_of_scaled_cosines(models):
+    from pixseq.guidance.zero_shot import zero_shot_classify
+
+    guide = load_guide(models / "clip")
+    images, labels = torch.rand(2, 3, 40, 32), ["dog", "car", "tree"]
+    templates = ("a photo of a {}.", "a {}.")
+    got = zero_shot_classify(images, labels, guide, templates)
+    # float64 reference from the raw embeddings
+    with torch.no_grad():
+        img = guide.embed_images(images).double()
+        cls = torch.stack([F.normalize(guide.embed_text([t.format(l) for t in templates]).double().mean(0), dim=0)
+                           for l in labels])
+    want = (guide.logit_scale_value() * img @ cls.t()).softmax(-1)
+    assert torch.allclose(got.probs.double(), want, atol=1e-5) and got.top() == [labels[i] for i in want.argmax(1)]
+    for bad in ("dog", "dog,,car", "dog,dog"):
+        with pytest.raises(PixseqError):
+            zero_shot_classify(images, bad, guide)
+
+
+def test_assess_and_classify_with_a_guide(models, tmp_path, capsys):
+    from pixseq.io import save_image
+
+    save_image(np.full((24, 20, 3), 128, np.uint8), tmp_path / "a.png")
+    assert main(["assess", str(tmp_path / "a.png"), "--metrics", "clip_score", "--prompt", "a grey square",
+                 "--clip", str(models / "clip"), "--json", str(tmp_path / "s.json")]) == 0
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert "CLIP score" in capsys.readouterr().out and "clip_score_dist" in json.dumps(doc)
+    assert main(["assess", str(tmp_path / "a.png"), "--metrics", "clip_score", "--clip", str(models / "clip")]) == 2
+    assert "needs --prompt" in _one_line(capsys)
+    assert main(["assess", str(tmp_path / "a.png"), "--metrics", "ssim"]) == 2
+    assert "give DIST too" in _one_line(capsys)
+    assert main(["classify", str(tmp_path / "a.png"), "--labels", "cat,dog", "--clip", str(models / "clip")]) == 0
+    out = capsys.readouterr().out
+    assert "a.png:" in out and "cat" in out and "dog" in out
+
+
+# ------------------------------------------------------------------ LiT
+def test_multi_positive_loss_against_float64_formula():
+    from pixseq.guidance.lit_train import multi_positive_loss
+
+    img = F.normalize(torch.randn(6, 5, dtype=torch.float64), dim=1)
+    txt = F.normalize(torch.randn(6, 5, dtype=torch.float64), dim=1)
+    concepts = torch.tensor([0, 1, 0, 2, 1, 0])
+    got = multi_positive_loss(img, txt, concepts, torch.tensor(7.0, dtype=torch.float64))
+    total = 0.0
+    for a, b in ((img, txt), (txt, img)):
+        for i in range(6):
+            logits = [7.0 * float(a[i] @ b[j]) for j in range(6)]
+            lse = math.log(sum(math.exp(v) for v in logits))
+            pos = [j for j in range(6) if concepts[j] == concepts[i]]
+            total += -sum(logits[j] - lse for j in pos) / len(pos) / 6
+    assert float(got) == pytest.approx(total / 2, rel=1e-12)
+    # with one concept per item it is CLIP's symmetric InfoNCE
+    distinct = multi_positive_loss(img, txt, torch.arange(6), torch.tensor(7.0, dtype=torch.float64))
+    logits = 7.0 * img @ txt.t()
+    ce = (F.cross_entropy(logits, torch.arange(6)) + F.cross_entropy(logits.t(), torch.arange(6))) / 2
+    assert float(distinct) == pytest.approx(float(ce), rel=1e-12)
+
+
+@pytest.mark.slow
+def test_train_clip_on_a_captions_folder_and_guide_with_it(models, tmp_path, capsys):
+    from pixseq.io import save_image
+
+    data = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(16):
+        bright = i % 2 == 0
+        save_image((rng.integers(150, 255) if bright else rng.integers(0, 60)) * np.ones((16, 16, 3), np.uint8),
+                   data / f"im{i}.png")
+        lines.append(f"im{i}.png\t{'a bright square' if bright else 'a dark square'}")
+    (data / "captions.tsv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "lit"
+    assert main(["train", "clip", "--data", str(data), "--out", str(out), "--image-size", "16", "--channels", "8,16",
+                 "--steps", "3", "--batch-size", "8", "--warmup-steps", "1"]) == 0
+    said = capsys.readouterr().out
+    assert "2 concepts" in said and "knows only the concepts it was trained on (a bright square, a dark square)" in said
+    guide = load_guide(out)
+    assert guide.kind == "lit" and guide.embed_text(["a dark square"]).shape == (1, 384)
+    code = main(["generate", "a bright square", "--vqgan", str(models / "vq"), "--clip", str(out), "--size", "16x16",
+                 "--steps", "2", "--cutn", "2", "--out", str(tmp_path / "g.png")])
+    assert code == 0 and "knows only" in capsys.readouterr().out
+    # a captions file that misses an image is one line, before anything is written
+    (data / "captions.tsv").write_text("\n".join(lines[:-1]) + "\n")
+    assert main(["train", "clip", "--data", str(data), "--out", str(tmp_path / "lit2"), "--steps", "1"]) == 2
+    assert "no caption for 1 image" in _one_line(capsys) and not (tmp_path / "lit2").exists()

@@ -135,7 +135,7 @@ def multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, concepts: torch.Te
     """Symmetric InfoNCE of unit embeddings ``(B, D)`` where pairs of the same concept are
     all positives (target: uniform over them)."""
     logits = scale * img @ txt.t()  # (B, B)
-    pos = (concepts[:, None] == concepts[None]).float()
+    pos = (concepts[:, None] == concepts[None]).to(logits.dtype)
     target = pos / pos.sum(1, keepdim=True)
     i2t = -(target * logits.log_softmax(1)).sum(1).mean()
     t2i = -(target * logits.t().log_softmax(1)).sum(1).mean()
