@@ -30,6 +30,7 @@ VERBS: dict[str, str] = {
     "classify": "pixseq.cli.classify",
     "evaluate": "pixseq.cli.evaluate",
     "reconstruct": "pixseq.cli.reconstruct",
+    "restore": "pixseq.cli.restore",
     "convert": "pixseq.cli.convert",
     "assess": "pixseq.cli.assess",
     "compress": "pixseq.cli.compress",

@@ -8,17 +8,19 @@ import argparse
 
 from pixseq.cli.common import path_arg
 
-HELP = ("measure a model on data: bits per pixel (igpt, taming prior), reconstruction PSNR (vqgan) or accuracy, "
-        "per-class accuracy and confusion matrix (vit classifier)")
+HELP = ("measure a model on data: bits per pixel (igpt, taming prior), reconstruction PSNR (vqgan, restore), "
+        "FID / KID / IS of samples (gan) or accuracy, per-class accuracy and confusion matrix (vit classifier)")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model directory (igpt, taming, vqgan or vit)")
+    parser.add_argument("--model", required=True, help="model directory (igpt, taming, vqgan, vit, gan or restore)")
     parser.add_argument("--data", required=True, help="data spec: fashion-mnist[:train|test], a folder, photos")
     parser.add_argument("--limit", type=int, default=1000, metavar="N", help="the first N images (default 1000)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="B", help="images per batch (default 32)")
     parser.add_argument("--image-size", type=int, default=None, metavar="N",
                         help="vqgan: side of the centre crops (default: the size it was trained at)")
+    parser.add_argument("--samples", type=int, default=None, metavar="N",
+                        help="gan: samples scored against the images (default: as many as the images)")
     parser.add_argument("--json", type=path_arg, default=None, metavar="FILE", help="also write the numbers as JSON")
     parser.add_argument("--html", type=path_arg, default=None, metavar="DIR",
                         help="classifiers: also write an HTML page (per-class accuracy, confusion matrix, mistakes)")
@@ -34,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.runtime import plural
 
     check_eval_options(None, args.limit, args.batch_size, args.image_size)
+    if args.samples is not None and args.samples < 2:
+        raise PixseqError(f"--samples must be >= 2, got {args.samples}")
     if args.json is not None:
         check_output(args.json, "--json")
         check_json_target(args.json, args.model, args.data)
@@ -43,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, EVAL_KINDS, device)
     if args.html is not None and model.kind != "vit":
         raise PixseqError(f"--html is for classifiers; a {model.kind} model's numbers are printed (and --json)")
-    result = evaluate_model(model, args.data, args.limit, args.batch_size, args.image_size, device)
+    if args.samples is not None and model.kind != "gan":
+        raise PixseqError(f"--samples is for gan models; a {model.kind} model is measured on the images themselves")
+    result = evaluate_model(model, args.data, args.limit, args.batch_size, args.image_size, device, args.samples)
     print(f"{args.model} ({model.kind}) on {plural(result.images, 'image')} of {args.data} ({result.how}):")
     for line in result.lines():
         print(f"  {line}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "sample images from an igpt / taming model into one grid image"
+HELP = "sample images from an igpt / taming / gan model into one grid image"
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
     """--temperature, --top-k, --top-p."""
@@ -28,6 +28,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default=None,
                         help="output size HxW; larger than trained needs a model with sliding-window sampling")
     parser.add_argument("--ncol", type=int, default=None, help="grid columns (default: one per class, or square)")
+    parser.add_argument("--interpolate", type=int, default=None, metavar="STEPS",
+                        help="gan models: -n rows, each walking in STEPS images between two latents")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,9 +50,20 @@ def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size)
     device = resolve_device(args.device)
     seed_everything(args.seed)
-    model = load_model(args.model, TOKEN_MODEL_KINDS, device)
+    model = load_model(args.model, (*TOKEN_MODEL_KINDS, "gan"), device)
     refuse_image_conditioned(model, args.model)
     cls = parse_class(model, args.cls)
+    if args.interpolate is not None:
+        from pixseq.gans.interpolate import interpolation_grid
+        from pixseq.report.grid import legible_scale, make_grid, to_uint8_batch
+
+        check_sampling(args.temperature, args.top_k, args.top_p)
+        images = interpolation_grid(model, args.num, args.interpolate, cls,
+                                    sampling_options(seed=args.seed, device=device)["generator"], args.temperature)
+        tiles = to_uint8_batch(images)
+        save_image(make_grid(tiles, ncol=args.interpolate, scale=legible_scale(tiles[0].shape[0])), out)
+        print(f"wrote {out}: {plural(args.num, 'row')} of {args.interpolate} images between two latents each")
+        return 0
     grid, tiles = sample_grid(model, args.num, cls, size, args.ncol,
                               **sampling_options(args.temperature, args.top_k, args.top_p, args.seed, device))
     save_image(grid, out)

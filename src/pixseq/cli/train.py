@@ -9,7 +9,8 @@ import argparse
 
 from pixseq.cli.common import add_subcommands, run_subcommand
 
-HELP = "train a model: igpt (palette + GPT), vqgan, prior (latent GPT), vit (classifier), clip (LiT guide); see pixseq train <what> --help"
+HELP = ("train a model: igpt (palette + GPT), vqgan, prior (latent GPT), vit (classifier), clip (LiT guide), gan, "
+        "restore; see pixseq train <what> --help")
 HAS_SUBCOMMANDS = True
 
 #: sub-command -> module with HELP, add_parser(parser), run(args)
@@ -19,6 +20,8 @@ TARGETS: dict[str, str] = {
     "prior": "pixseq.cli.train_prior",
     "vit": "pixseq.cli.train_vit",
     "clip": "pixseq.cli.train_clip",
+    "gan": "pixseq.cli.train_gan",
+    "restore": "pixseq.cli.train_restore",
 }
 
 

@@ -150,3 +150,40 @@ class Restorer(nn.Module):
         if self.task == "superres":
             x = upsample(x, (x.size(-2) * self.factor, x.size(-1) * self.factor))
         return self(x, None if mask is None else mask.to(self.device))
+
+
+def restore_images(model: Restorer, images, mask=None, degrade_first: bool = False, seed: int = 0):
+    """``pixseq restore`` as one call: for each uint8 ``(H, W, 3)`` image, the restored uint8
+    image and (``degrade_first``: the image is clean, the model's own degradation is applied
+    first, seeded, to show what it undoes) the degraded input, else None. ``mask``: uint8
+    ``(H, W)`` or ``(H, W, 3)``, white (>= 128) where pixels are missing (inpainting)."""
+    from pixseq.io import to_tensor, to_uint8
+
+    out = []
+    g = torch.Generator(model.device).manual_seed(seed)
+    for i, image in enumerate(images):
+        x = to_tensor(image)[None].to(model.device)  # (1, 3, H, W)
+        known, shown = None, None
+        if degrade_first:
+            x_d, known = model.degrade(x, generator=g)
+            shown = to_uint8(x_d.expand(-1, 3, -1, -1)[0].cpu())
+            restored = model(x_d, known)
+        else:
+            if model.task == "inpaint":
+                known = _known_pixels(mask, image.shape[:2], i).to(model.device)
+            restored = model.restore(x, known)
+        out.append((to_uint8(restored[0].cpu()), shown))
+    return out
+
+
+def _known_pixels(mask, shape: tuple[int, int], index: int) -> torch.Tensor:
+    """``(1, 1, H, W)`` float: 1 where the mask is dark (known), 0 where it is white (missing)."""
+    import numpy as np
+
+    if mask is None:
+        raise PixseqError("an inpainting model needs --mask (white where pixels are missing)")
+    m = np.asarray(mask)
+    m = m.mean(-1) if m.ndim == 3 else m
+    if m.shape != tuple(shape):
+        raise PixseqError(f"--mask is {m.shape[1]}x{m.shape[0]} but image {index + 1} is {shape[1]}x{shape[0]}")
+    return torch.from_numpy((m < 128).astype("float32"))[None, None]

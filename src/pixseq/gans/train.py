@@ -206,3 +206,146 @@ def train_gan(data: str, out: str | Path, *, train: dict | TrainConfig | None = 
                                       [recorder, *callbacks], held_out, s["eval_samples"], bool(s["health"]))
     return TrainResult(model, history, s, tc, held_out=0 if val is None else len(val[0]),
                        extra={"health": [] if monitor is None else [f"step {st}: {m}" for st, _, m in monitor.warnings]})
+
+
+# ------------------------------------------------------------------ image restoration
+#: ``pixseq train restore``'s model/data settings and defaults.
+RESTORE_RUN_DEFAULTS = {"data": None, "task": "denoise", "strength": None, "limit": None, "image_size": None,
+                        "width": 32, "depth": 2, "disc_width": 32, "loss": "ns", "pixel_weight": 100.0,
+                        "pretrain_steps": None, "d_lr_ratio": 1.0, "r1": 0.0, "health": True,
+                        "val_data": None, "val_limit": None}
+
+
+def default_restore_train_config() -> TrainConfig:
+    """``pixseq train restore``'s training defaults (as for a GAN, batch 32)."""
+    return TrainConfig(steps=2000, batch_size=32, lr=2e-4, warmup_steps=0, min_lr_ratio=1.0, grad_clip=0.0,
+                       ema_decay=0.0, ckpt_every=500, log_every=50)
+
+
+class RestoreImages(torch.utils.data.Dataset):
+    """:class:`pixseq.models.taming_train.ImageDataset` items (whole images or seeded random
+    crops) with their ``index`` (held-out degradations are seeded by it)."""
+
+    def __init__(self, images: Sequence[np.ndarray], size: int, length: int | None = None) -> None:
+        from pixseq.models.taming_train import ImageDataset
+
+        self.inner = ImageDataset(images, size, None, length)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {**self.inner[i], "index": torch.tensor(i)}
+
+
+def restore_image_size(images: Sequence[np.ndarray], asked: int | None, batch: int) -> tuple[int, bool]:
+    """The training side and whether images are used whole (else random crops of mixed-size
+    data, 4096 per epoch); checked before anything is written."""
+    from pixseq.train.batches import batches_per_epoch
+    from pixseq.train.distributed import launched_world_size
+
+    shapes = {im.shape[:2] for im in images}
+    (h, w) = next(iter(shapes))
+    size = asked if asked is not None else (h if len(shapes) == 1 and h == w else 64)
+    if size < 16:
+        raise PixseqError(f"--image-size must be at least 16, got {size}")
+    smallest = min(shapes, key=min)
+    if min(smallest) < size:
+        raise PixseqError(f"--image-size {size} is larger than some training images (e.g. {smallest[1]}x{smallest[0]}); "
+                          f"give --image-size {min(smallest)} or less")
+    fixed = shapes == {(size, size)}
+    if fixed:  # random crops make 4096 items per epoch; whole images must fill one batch per process
+        batches_per_epoch(len(images), batch, launched_world_size())
+    return size, fixed
+
+
+def build_restore(task: str = "denoise", channels: int = 3, width: int = 32, depth: int = 2, disc_width: int = 32,
+                  strength: float | None = None, image_size: int = 28, seed: int = 0):
+    """A fresh restoration generator (a ``restore`` model) and its critic."""
+    from pixseq.gans.degrade import strength_of
+    from pixseq.gans.model import Restorer
+    from pixseq.gans.restoration import Critic, RestoreConfig
+
+    cfg = RestoreConfig(task=task, channels=channels, width=width, depth=depth, disc_width=disc_width,
+                        strength=strength_of(task, strength), image_size=image_size)
+    torch.manual_seed(seed)
+    return Restorer(cfg), Critic(channels, disc_width, layers=min(3, depth + 1))
+
+
+def fit_restore(model, disc, images: Sequence[np.ndarray], out_dir: str | Path, train_config: TrainConfig,
+                device: str | torch.device = "cpu", loss: str = "ns", pixel_weight: float = 100.0,
+                pretrain_steps: int = 0, d_lr_ratio: float = 1.0, r1: float = 0.0, resume: bool = False,
+                meta: dict | None = None, callbacks=(), held_out: Sequence[np.ndarray] | None = None,
+                health: HealthConfig | bool | None = True, crops_per_epoch: int | None = None):
+    """Train a restoration GAN on pairs made on the fly from clean uint8 ``images`` (crops of
+    ``model.config.image_size``), then save the generator to ``out_dir``. ``held_out``: clean
+    images whose centre crops are degraded (seeded) and restored at every checkpoint
+    (``eval/psnr_db``, ``eval/l1``, ``eval/input_psnr_db``). Returns ``(model, history, monitor)``."""
+    from pixseq.checkpoint import save_pretrained
+    from pixseq.gans.tasks import RestoreTask
+    from pixseq.models.taming_train import centre_crops
+    from pixseq.train import Trainer
+
+    size = model.config.image_size
+    out_dir = Path(out_dir)
+    task = RestoreTask(model, disc, loss, pixel_weight, pretrain_steps, d_lr_ratio, r1)
+    monitor = None
+    if health:
+        monitor = HealthMonitor(health if isinstance(health, HealthConfig) else HealthConfig(every=0))
+        callbacks = [monitor, *callbacks]
+    eval_data = RestoreImages(centre_crops(held_out, size), size) if held_out is not None else None
+    trainer = Trainer(task, RestoreImages(images, size, crops_per_epoch), train_config, out_dir / "train", device,
+                      callbacks=callbacks, eval_data=eval_data)
+    start = time.perf_counter()
+    try:
+        history = trainer.fit(resume=resume)
+    except NonFiniteError as exc:
+        raise diverged(exc) from None
+    if trainer.dist.is_main:
+        save_pretrained(model, out_dir, meta={**(meta or {}), **_run_info(history, train_config, start, monitor)})
+    return model, history, monitor
+
+
+def train_restore(data: str, out: str | Path, *, train: dict | TrainConfig | None = None,
+                  device: str | torch.device = "cpu", resume: bool = False, force: bool = False,
+                  seed: int | None = None, callbacks=(), **settings) -> "TrainResult":
+    """``pixseq train restore`` as one call: a ``task`` (denoise, inpaint, colorize, superres)
+    restoration GAN trained on pairs made on the fly from ``data``, with ``pretrain_steps`` of
+    per-pixel (L1) pre-training (default a fifth of the steps) before the adversarial loss
+    joins it. ``settings``: the keys of :data:`RESTORE_RUN_DEFAULTS`."""
+    from pixseq.data import load_data
+    from pixseq.device import resolve_device
+    from pixseq.gans.losses import check_loss
+    from pixseq.gans.restoration import TASKS
+    from pixseq.models.taming_train import centre_crops
+    from pixseq.train.runs import (RunRecorder, TrainResult, check_limit, check_out_dir, load_val_data, run_settings,
+                                   train_config)
+
+    out = Path(out)
+    check_out_dir(out, out / "train", resume, force)
+    s = run_settings({"data": data, **settings}, RESTORE_RUN_DEFAULTS, out / "train", resume)
+    if s["task"] not in TASKS:
+        raise PixseqError(f"unknown --task {s['task']!r} (known: {', '.join(TASKS)})")
+    check_loss(s["loss"])
+    check_limit(s["limit"])
+    tc = train_config(train, default_restore_train_config(), out / "train", resume, seed)
+    images = load_data(s["data"], limit=s["limit"])
+    grey = is_grey(images.images)
+    if s["task"] == "colorize" and grey:
+        raise PixseqError(f"--task colorize needs colour images; {s['data']!r} is grey (try --data photos)")
+    size, fixed = restore_image_size(images.images, s["image_size"], tc.batch_size)
+    val = load_val_data({**s, "classes": False}, images)
+    if val is not None:
+        centre_crops(val[0], size)  # too small: refused before anything is written
+    model, disc = build_restore(s["task"], 1 if grey else 3, s["width"], s["depth"], s["disc_width"], s["strength"],
+                                size, tc.seed)
+    pretrain = s["pretrain_steps"] if s["pretrain_steps"] is not None else tc.steps // 5
+    s.update(image_size=size, strength=model.config.strength, pretrain_steps=pretrain)
+    recorder = RunRecorder(out / "train", s, resume)
+    model, history, monitor = fit_restore(model, disc, images.images, out, tc, resolve_device(device), s["loss"],
+                                          s["pixel_weight"], pretrain, s["d_lr_ratio"], s["r1"], resume,
+                                          {"data": s["data"], "loss": s["loss"]}, [recorder, *callbacks],
+                                          val[0] if val is not None else None, bool(s["health"]),
+                                          None if fixed else 4096)
+    return TrainResult(model, history, s, tc, held_out=0 if val is None else len(val[0]),
+                       extra={"health": [] if monitor is None else [f"step {st}: {m}" for st, _, m in monitor.warnings]})

@@ -28,7 +28,7 @@ import torch
 from pixseq.errors import PixseqError
 
 #: Model kinds ``evaluate`` measures.
-EVAL_KINDS = ("igpt", "taming", "vqgan", "vit")
+EVAL_KINDS = ("igpt", "taming", "vqgan", "vit", "gan", "restore")
 
 
 @dataclass
@@ -50,6 +50,14 @@ class Evaluation:
             from pixseq.classifiers.evaluate import format_scores
 
             return format_scores(self.details)
+        if self.kind == "gan":
+            line = (f"FID {m['fid']:.2f}   KID {m['kid']:.4f} ± {m['kid_std']:.4f}"
+                    + (f"   IS {m['is']:.2f} ± {m['is_std']:.2f}" if "is" in m else "   (IS needs the official "
+                       "Inception weights' classifier)"))
+            return [line]
+        if self.kind == "restore":
+            return [f"PSNR {m['psnr_db']:.2f} dB restored vs {m['input_psnr_db']:.2f} dB degraded (mean over images)"
+                    f"   L1 {m['l1']:.4f}   MSE {m['mse']:.5f}"]
         if self.kind == "igpt":
             return [f"bits/pixel {m['bits_per_pixel']:.4f}   (nats/pixel {m['loss']:.4f})"]
         if self.kind == "taming":
@@ -63,14 +71,16 @@ def check_eval_options(model, limit: int | None, batch_size: int, image_size: in
     for flag, value in (("--limit", limit), ("--batch-size", batch_size), ("--image-size", image_size)):
         if value is not None and value < 1:
             raise PixseqError(f"{flag} must be >= 1, got {value}")
-    if model is not None and image_size is not None and model.kind != "vqgan":
+    if model is not None and image_size is not None and model.kind not in ("vqgan", "restore"):
         raise PixseqError(f"--image-size is for vqgan models; a {model.kind} model has its own size")
 
 
 def evaluate_model(model, data: str, limit: int | None = 1000, batch_size: int = 32,
-                   image_size: int | None = None, device: torch.device | str = "cpu") -> Evaluation:
-    """``pixseq evaluate`` as one call: ``model`` (igpt, taming or vqgan, on ``device``) on
-    the first ``limit`` images of the data spec ``data``."""
+                   image_size: int | None = None, device: torch.device | str = "cpu",
+                   samples: int | None = None) -> Evaluation:
+    """``pixseq evaluate`` as one call: ``model`` (on ``device``) on the first ``limit``
+    images of the data spec ``data``; a ``gan``: FID/KID(/IS) of ``samples`` samples (default
+    as many as the images) against them (:func:`pixseq.gans.evaluate.evaluate_generator`)."""
     from pixseq.data import load_data
     from pixseq.train.trainer import eval_sums
 
@@ -78,6 +88,8 @@ def evaluate_model(model, data: str, limit: int | None = 1000, batch_size: int =
     images = load_data(data, limit=limit)
     if model.kind == "vit":
         return _evaluate_classifier(model, images, batch_size, device)
+    if model.kind == "gan":
+        return _evaluate_generator(model, images, samples)
     task, dataset, how = _task_and_data(model, images, image_size)
     sums = eval_sums(task, dataset, range(len(dataset)), batch_size, torch.device(device))  # (under no_grad)
     means = {k: v / len(dataset) for k, v in sums.items()}
@@ -132,6 +144,15 @@ def _task_and_data(model, data, image_size: int | None) -> tuple[Any, Any, str]:
         H, W = model.image_size
         return (PriorTask(model), TamingTokenDataset(model, data.images, labels),
                 f"{_prepared(data.images, H, W)}{said}")
+    if model.kind == "restore":
+        from pixseq.gans.tasks import RestoreTask
+        from pixseq.gans.train import RestoreImages
+        from pixseq.models.taming_train import centre_crops
+
+        size = image_size or model.config.image_size
+        crops = centre_crops(data.images, size, what=f"images for centre {size}x{size} crops")
+        return (RestoreTask(model, None), RestoreImages(crops, size),
+                f"centre {size}x{size} crops, {model.task} degradation seeded per batch")
     from pixseq.models.taming_train import ImageDataset, ReconstructionEval, centre_crops
 
     size = image_size or model.pretrained_meta.get("image_size")
@@ -140,6 +161,21 @@ def _task_and_data(model, data, image_size: int | None) -> tuple[Any, Any, str]:
     task = ReconstructionEval(model)
     crops = centre_crops(data.images, size, what=f"images for centre {size}x{size} crops")
     return task, ImageDataset(crops, size), f"centre {size}x{size} crops"
+
+
+def _evaluate_generator(model, data, samples: int | None) -> Evaluation:
+    """A generator's samples against the images (resized to its size when they differ)."""
+    from pixseq.data import resize_square
+    from pixseq.gans.evaluate import evaluate_generator
+    from pixseq.runtime import plural
+
+    side = model.image_size[0]
+    images = list(resize_square(data.images, side))
+    n = samples or len(images)
+    scores = evaluate_generator(model, images, n)
+    how = (f"{plural(n, 'sample')} vs the images {_prepared(data.images, side, side)}; {scores.pop('inception')}"
+           f"{'; real features from the cache' if scores.pop('cached') else ''}")
+    return Evaluation("gan", data.spec, len(images), how, {k: v for k, v in scores.items() if k not in ("samples", "real")})
 
 
 def _prepared(images, height: int, width: int) -> str:
