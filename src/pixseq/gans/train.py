@@ -28,6 +28,8 @@ from pixseq.train.config import TrainConfig
 from pixseq.train.trainer import NonFiniteError
 
 if TYPE_CHECKING:
+    from pixseq.gans.model import Restorer
+    from pixseq.gans.restoration import Critic
     from pixseq.train.runs import TrainResult
 
 #: ``pixseq train gan``'s model/data settings and defaults (None: from the data or the loss).
@@ -260,7 +262,7 @@ def restore_image_size(images: Sequence[np.ndarray], asked: int | None, batch: i
 
 
 def build_restore(task: str = "denoise", channels: int = 3, width: int = 32, depth: int = 2, disc_width: int = 32,
-                  strength: float | None = None, image_size: int = 28, seed: int = 0):
+                  strength: float | None = None, image_size: int = 28, seed: int = 0) -> tuple["Restorer", "Critic"]:
     """A fresh restoration generator (a ``restore`` model) and its critic."""
     from pixseq.gans.degrade import strength_of
     from pixseq.gans.model import Restorer
@@ -276,7 +278,8 @@ def fit_restore(model, disc, images: Sequence[np.ndarray], out_dir: str | Path, 
                 device: str | torch.device = "cpu", loss: str = "ns", pixel_weight: float = 100.0,
                 pretrain_steps: int = 0, d_lr_ratio: float = 1.0, r1: float = 0.0, resume: bool = False,
                 meta: dict | None = None, callbacks=(), held_out: Sequence[np.ndarray] | None = None,
-                health: HealthConfig | bool | None = True, crops_per_epoch: int | None = None):
+                health: HealthConfig | bool | None = True, crops_per_epoch: int | None = None
+                ) -> tuple["Restorer", list[dict], HealthMonitor | None]:
     """Train a restoration GAN on pairs made on the fly from clean uint8 ``images`` (crops of
     ``model.config.image_size``), then save the generator to ``out_dir``. ``held_out``: clean
     images whose centre crops are degraded (seeded) and restored at every checkpoint
