@@ -372,3 +372,16 @@ def test_demo_section_quick(tmp_path):
     stats = demo_section(page, tmp_path, "cpu", quick=True)
     assert 0 <= stats["zero_shot_accuracy"] <= 1 and stats["mean_clip_score"] >= 0
     assert (tmp_path / "lit" / "config.json").is_file()
+
+
+def test_generate_upscale_writes_the_big_image_too(models, tmp_path, capsys):
+    from PIL import Image
+
+    from pixseq.upscale.rrdb import RRDBNet, RRDBNetConfig
+
+    save_pretrained(RRDBNet(RRDBNetConfig(num_feat=8, num_block=1, num_grow_ch=4)), tmp_path / "sr")
+    out = tmp_path / "o.png"
+    assert main(["generate", "a shoe", "--vqgan", str(models / "vq"), "--clip", str(models / "clip"), "--size", "16x16",
+                 "--steps", "1", "--cutn", "2", "--out", str(out), "--upscale", "4",
+                 "--upscale-model", str(tmp_path / "sr")]) == 0
+    assert Image.open(tmp_path / "o-x4.png").size == (64, 64) and "o-x4.png: 4x" in capsys.readouterr().out

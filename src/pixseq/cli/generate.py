@@ -37,22 +37,29 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", type=path_arg, default=None, help="write the frames as an animated .gif / .webp")
     p.add_argument("--recompute", choices=("auto", "on", "off"), default="auto",
                    help="recompute decoder activations in the backward pass to save memory (auto: from 384x384)")
+    p.add_argument("--upscale", type=float, default=None, metavar="S",
+                   help="also write the image super-resolved S times (e.g. 4) as OUT-xS.png (pixseq upscale's nets)")
+    p.add_argument("--upscale-model", default="realesrgan-x4plus",
+                   help="the super-resolution model for --upscale (default realesrgan-x4plus)")
     add_weights_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from pixseq.device import resolve_device
-    from pixseq.guidance.text_to_image import generate_config, parse_size, text_to_image
+    from pixseq.guidance.text_to_image import generate_config, parse_size, text_to_image, upscaled_path
 
     cfg = generate_config(args.steps, args.lr, args.cutn, args.cut_pow, args.cut_batch, args.tv_weight,
                           args.init_weight, args.init_decay, args.frame_every, args.recompute, args.seed)
     result = text_to_image(args.prompt, args.vqgan, args.clip, args.out, parse_size(args.size), cfg,
                            args.image_prompt, args.init_image, args.video, args.frames, args.clip_weights,
-                           args.weights_dir, args.offline, resolve_device(args.device))
+                           args.weights_dir, args.offline, resolve_device(args.device), args.upscale,
+                           args.upscale_model)
     h, w = result.size
     print(f"wrote {args.out}: {w}x{h}, {result.generation.steps_done} steps, loss {result.generation.loss:.4f}")
     for text, score in result.clip_scores.items():
         print(f"CLIP score {score:.2f} for {text!r} (torchmetrics' definition: max(100 cos, 0))")
+    if args.upscale is not None:
+        print(f"wrote {upscaled_path(result.out, args.upscale)}: {args.upscale:g}x ({args.upscale_model})")
     if result.guide_note:
         print(result.guide_note)
     if args.video is not None:

@@ -121,10 +121,13 @@ def text_to_image(prompt: str | None, vqgan: str | os.PathLike, clip: str | os.P
                   image_prompts: Sequence[str] = (), init_image: str | os.PathLike | None = None,
                   video: str | os.PathLike | None = None, frames_dir: str | os.PathLike | None = None,
                   clip_weights: str | os.PathLike | None = None, weights_dir=None, offline=None,
-                  device: torch.device | str = "cpu") -> TextToImage:
+                  device: torch.device | str = "cpu", upscale: float | None = None,
+                  upscale_model: str = "realesrgan-x4plus") -> TextToImage:
     """All of ``pixseq generate``: ``prompt`` (``"a|b:0.5|c:-1"``) and/or ``image_prompts``
     (``PATH[:WEIGHT]``), a VQGAN model directory, a guide (:func:`load_guide`), ``size`` =
-    (height, width), rounded to the VQGAN's factor with a notice."""
+    (height, width), rounded to the VQGAN's factor with a notice. ``upscale``: also write the
+    image super-resolved that many times (:mod:`pixseq.upscale`, ``upscale_model``) as
+    ``OUT-x{upscale}.png`` beside it: the founding pipeline's 4x step."""
     cfg = config or GenerateConfig()
     out = Path(out)
     video, frames_dir = (Path(video) if video else None), (Path(frames_dir) if frames_dir else None)
@@ -136,11 +139,15 @@ def text_to_image(prompt: str | None, vqgan: str | os.PathLike, clip: str | os.P
     _check_outputs(out, video, frames_dir, inputs)
     if cfg.frame_every == 0 and (video is not None or frames_dir is not None):
         raise PixseqError("--video and --frames need --frame-every N (a frame every N steps)")
+    big = upscaled_path(out, upscale) if upscale is not None else None
+    if big is not None:
+        check_image_output(big, "the upscaled output")
     tokenizer = load_vqgan(vqgan, device)
     guide = load_guide(clip, clip_weights, weights_dir, offline, device)
     if getattr(guide, "scope_note", ""):
         notice(guide.scope_note)
     hw = round_size(size, tokenizer.factor)
+    upscaler = _upscaler(upscale_model, upscale, hw, device) if upscale is not None else None
     init = encode_init(tokenizer, _load_resized(Path(init_image), hw, "--init-image")) if init_image else None
     if init is not None and cfg.init_weight == 0:
         notice("--init-image without --init-weight: the image is only the starting point")
@@ -160,6 +167,10 @@ def text_to_image(prompt: str | None, vqgan: str | os.PathLike, clip: str | os.P
 
     result = vqgan_clip(decoder, guide, targets, hw, cfg, init, on_frame)
     written.insert(0, save_image(to_uint8(result.image), out))
+    if upscaler is not None:
+        from pixseq.upscale import upscale_image
+
+        written.append(save_image(upscale_image(upscaler, to_uint8(result.image), outscale=upscale), big))
     if video is not None and result.frames:
         last = [] if torch.equal(result.frames[-1], result.image) else [result.image]  # ended between frames
         written.append(write_animation(result.frames + last, video))
@@ -167,6 +178,22 @@ def text_to_image(prompt: str | None, vqgan: str | os.PathLike, clip: str | os.P
     if result.interrupted:
         raise PixseqError(f"interrupted at step {result.steps_done} of {cfg.steps}; the image so far is in {out}")
     return TextToImage(result, out, hw, scores, getattr(guide, "scope_note", ""), written)
+
+
+def upscaled_path(out: Path, factor: float) -> Path:
+    """Where ``--upscale`` writes: ``castle.png`` -> ``castle-x4.png``."""
+    return out.with_name(f"{out.stem}-x{factor:g}{out.suffix}")
+
+
+def _upscaler(name: str, factor: float, hw: tuple[int, int], device):
+    """The super-resolution model, loaded (and the output size checked) before the loop."""
+    from pixseq.upscale import load_upscaler
+    from pixseq.upscale.upscaler import output_size
+
+    model = load_upscaler(name, device)
+    output_size(hw[0], hw[1], model.config.scale if hasattr(model.config, "scale") else 4, factor,
+                name="the generated image")
+    return model
 
 
 def _recompute(cfg: GenerateConfig, hw: tuple[int, int]) -> bool:
