@@ -116,6 +116,22 @@ def _load_resized(path: Path, size: tuple[int, int], what: str) -> torch.Tensor:
     return to_tensor(np.asarray(img))[None]  # (1, 3, H, W)
 
 
+def _check_inputs(prompt, image_prompts, init_image, out: Path, video: Path | None, frames_dir: Path | None,
+                  big: Path | None, cfg: GenerateConfig) -> list[Prompt]:
+    """Every check of the prompts, inputs and outputs, before any model is loaded; the text prompts."""
+    prompts = parse_prompts(prompt) if prompt is not None else []
+    specs = [parse_prompt(s, "image prompt") for s in image_prompts]
+    if init_image is not None and not Path(init_image).is_file():
+        raise PixseqError(f"--init-image not found: {init_image}")
+    inputs = [Path(p.text) for p in specs] + ([Path(init_image)] if init_image else [])
+    _check_outputs(out, video, frames_dir, inputs)
+    if cfg.frame_every == 0 and (video is not None or frames_dir is not None):
+        raise PixseqError("--video and --frames need --frame-every N (a frame every N steps)")
+    if big is not None:
+        check_image_output(big, "the upscaled output")
+    return prompts
+
+
 def text_to_image(prompt: str | None, vqgan: str | os.PathLike, clip: str | os.PathLike, out: str | os.PathLike,
                   size: tuple[int, int] = (256, 256), config: GenerateConfig | None = None,
                   image_prompts: Sequence[str] = (), init_image: str | os.PathLike | None = None,
@@ -131,17 +147,8 @@ def text_to_image(prompt: str | None, vqgan: str | os.PathLike, clip: str | os.P
     cfg = config or GenerateConfig()
     out = Path(out)
     video, frames_dir = (Path(video) if video else None), (Path(frames_dir) if frames_dir else None)
-    prompts = parse_prompts(prompt) if prompt is not None else []
-    specs = [parse_prompt(s, "image prompt") for s in image_prompts]
-    if init_image is not None and not Path(init_image).is_file():
-        raise PixseqError(f"--init-image not found: {init_image}")
-    inputs = [Path(p.text) for p in specs] + ([Path(init_image)] if init_image else [])
-    _check_outputs(out, video, frames_dir, inputs)
-    if cfg.frame_every == 0 and (video is not None or frames_dir is not None):
-        raise PixseqError("--video and --frames need --frame-every N (a frame every N steps)")
     big = upscaled_path(out, upscale) if upscale is not None else None
-    if big is not None:
-        check_image_output(big, "the upscaled output")
+    prompts = _check_inputs(prompt, image_prompts, init_image, out, video, frames_dir, big, cfg)
     tokenizer = load_vqgan(vqgan, device)
     guide = load_guide(clip, clip_weights, weights_dir, offline, device)
     if getattr(guide, "scope_note", ""):
