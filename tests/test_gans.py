@@ -182,7 +182,7 @@ def test_monitor_on_synthetic_curves():
     assert not oscillates([1.2 + 0.1 * g.standard_normal() for _ in range(100)], 0.2)
 
 
-def _provoke(tmp_path, name, steps=120, d_lr_ratio=1.0, prepare=None, loss="ns", lr=2e-4):
+def _provoke(tmp_path, name, steps=80, d_lr_ratio=1.0, prepare=None, loss="ns", lr=2e-4):
     images, labels = _data(512, classes=True)  # labels: the monitor's class probe (the GAN is unconditional)
     model, disc = build_gan(28, 1, latent_dim=16, width=32, disc_width=8, seed=0)
     if prepare is not None:

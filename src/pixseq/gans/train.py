@@ -123,7 +123,6 @@ def fit_gan(model: GAN, disc: Discriminator, images: np.ndarray, labels: np.ndar
     ``eval/is`` with the official Inception weights). ``reference``: their Inception features
     when already known (e.g. cached). ``health``: the monitor's settings (True: defaults,
     False/None: off). Returns ``(model, history, monitor)``."""
-    from pixseq.checkpoint import save_pretrained
     from pixseq.gans.tasks import GANTask
     from pixseq.train import Trainer
 
@@ -143,14 +142,23 @@ def fit_gan(model: GAN, disc: Discriminator, images: np.ndarray, labels: np.ndar
         callbacks = [monitor, *callbacks]
     data = GANImages(images, labels)  # labels of unconditional runs serve the monitor's class probe
     trainer = Trainer(task, data, train_config, out_dir / "train", device, callbacks=callbacks, eval_data=eval_data)
+    history = _fit_and_save(trainer, model, out_dir, resume, meta, monitor)
+    return model, history, monitor
+
+
+def _fit_and_save(trainer, model, out_dir: Path, resume: bool, meta: dict | None,
+                  monitor: HealthMonitor | None) -> list[dict]:
+    """Train (a NaN names the part that diverged), then save the generator (rank 0)."""
+    from pixseq.checkpoint import save_pretrained
+
     start = time.perf_counter()
     try:
         history = trainer.fit(resume=resume)
     except NonFiniteError as exc:
         raise diverged(exc) from None
     if trainer.dist.is_main:
-        save_pretrained(model, out_dir, meta={**(meta or {}), **_run_info(history, train_config, start, monitor)})
-    return model, history, monitor
+        save_pretrained(model, out_dir, meta={**(meta or {}), **_run_info(history, trainer.config, start, monitor)})
+    return history
 
 
 def _run_info(history: list[dict], tc: TrainConfig, start: float, monitor: HealthMonitor | None) -> dict:
@@ -284,7 +292,6 @@ def fit_restore(model, disc, images: Sequence[np.ndarray], out_dir: str | Path, 
     ``model.config.image_size``), then save the generator to ``out_dir``. ``held_out``: clean
     images whose centre crops are degraded (seeded) and restored at every checkpoint
     (``eval/psnr_db``, ``eval/l1``, ``eval/input_psnr_db``). Returns ``(model, history, monitor)``."""
-    from pixseq.checkpoint import save_pretrained
     from pixseq.gans.tasks import RestoreTask
     from pixseq.models.taming_train import centre_crops
     from pixseq.train import Trainer
@@ -299,13 +306,7 @@ def fit_restore(model, disc, images: Sequence[np.ndarray], out_dir: str | Path, 
     eval_data = RestoreImages(centre_crops(held_out, size), size) if held_out is not None else None
     trainer = Trainer(task, RestoreImages(images, size, crops_per_epoch), train_config, out_dir / "train", device,
                       callbacks=callbacks, eval_data=eval_data)
-    start = time.perf_counter()
-    try:
-        history = trainer.fit(resume=resume)
-    except NonFiniteError as exc:
-        raise diverged(exc) from None
-    if trainer.dist.is_main:
-        save_pretrained(model, out_dir, meta={**(meta or {}), **_run_info(history, train_config, start, monitor)})
+    history = _fit_and_save(trainer, model, out_dir, resume, meta, monitor)
     return model, history, monitor
 
 
