@@ -44,10 +44,13 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.cli.train_args import given, train_options
     from pixseq.gans.train import GAN_RUN_DEFAULTS, train_gan
     from pixseq.runtime import plural
+    from pixseq.train.distributed import is_main_process
 
     settings = given(args, [k for k in GAN_RUN_DEFAULTS if k != "data"])
     result = train_gan(args.data, args.out, train=train_options(args), device=args.device, resume=args.resume,
                        force=args.force, seed=args.seed, **settings)
+    if not is_main_process():  # under torchrun rank 0 alone reports
+        return 0
     s, last = result.settings, result.last
     kind = f"{'conditional ' if result.model.num_classes else ''}{s['arch']}"
     print(f"wrote {args.out}: {kind} GAN, {s['image_size']}x{s['image_size']}, z ~ {s['prior']}^{s['latent_dim']}, "

@@ -40,10 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.cli.train_args import given, train_options
     from pixseq.gans.train import RESTORE_RUN_DEFAULTS, train_restore
     from pixseq.runtime import plural
+    from pixseq.train.distributed import is_main_process
 
     settings = given(args, [k for k in RESTORE_RUN_DEFAULTS if k != "data"])
     result = train_restore(args.data, args.out, train=train_options(args), device=args.device, resume=args.resume,
                            force=args.force, seed=args.seed, **settings)
+    if not is_main_process():  # under torchrun rank 0 alone reports
+        return 0
     s, last = result.settings, result.last
     print(f"wrote {args.out}: {s['task']} (strength {s['strength']:g}), {s['image_size']}-px training crops; "
           f"last L1 {last.get('gen/pixel', float('nan')):.4f}")
