@@ -35,8 +35,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="final scale (default: the model's); other values resize its output with Lanczos")
     parser.add_argument("--tile", type=_positive_int, default=None,
                         help="tile side in input pixels (0: whole image; default: from --tile-memory)")
-    parser.add_argument("--overlap", type=_positive_int, default=DEFAULT_OVERLAP,
-                        help=f"overlap of neighbouring tiles, blended (default {DEFAULT_OVERLAP})")
+    parser.add_argument("--overlap", type=_positive_int, default=None,
+                        help=f"overlap of neighbouring tiles in input pixels, blended (default {DEFAULT_OVERLAP}, "
+                             f"less for tiles under {2 * DEFAULT_OVERLAP + 2})")
     parser.add_argument("--tile-memory", type=float, default=None, metavar="GB",
                         help="memory one tile may use, in GB (default: 1 on the CPU, half the free GPU memory)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",

@@ -71,6 +71,11 @@ class _TwoPart:
         return total, logs
 
 
+#: The two-part base under a public name, for GAN tasks of other families (ESRGAN's, in
+#: :mod:`pixseq.upscale.train`).
+TwoPartTask = _TwoPart
+
+
 class GANTask(_TwoPart):
     """A generator from a latent and its discriminator (unconditional or class-conditional)."""
 

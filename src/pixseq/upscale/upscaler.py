@@ -190,7 +190,7 @@ def _plan(arr: np.ndarray, alpha: str) -> _Plan:
 
 
 def upscale_image(model: torch.nn.Module, image: np.ndarray, *, outscale: float | None = None,
-                  tile: int | None = None, overlap: int = DEFAULT_OVERLAP, memory_budget: int | None = None,
+                  tile: int | None = None, overlap: int | None = None, memory_budget: int | None = None,
                   precision: str = "auto", alpha: str = "model", max_pixels: int = MAX_PIXELS,
                   device: str | torch.device | None = None, desc: str = "upscaling",
                   stats: dict | None = None) -> np.ndarray:
@@ -202,7 +202,8 @@ def upscale_image(model: torch.nn.Module, image: np.ndarray, *, outscale: float 
         outscale: the output's scale (default: the net's), resized with Lanczos.
         tile: tile side in input pixels (``0``: the whole image at once); default from
             ``memory_budget`` (default :func:`default_memory_budget`).
-        overlap: minimum overlap of neighbouring tiles (blended), in input pixels.
+        overlap: minimum overlap of neighbouring tiles (blended), in input pixels (default
+            :data:`~pixseq.upscale.tiles.DEFAULT_OVERLAP`, less for tiles too small for it).
         precision: ``auto`` (fp32 on CPU, bf16/fp16 on GPU), ``fp32``, ``bf16``, ``fp16``.
         alpha: ``model`` (alpha through the net too) or ``resize`` (Lanczos).
         device: where to run (default: where the model is); the model is moved there.
@@ -228,9 +229,11 @@ def upscale_image(model: torch.nn.Module, image: np.ndarray, *, outscale: float 
     if tile is None:
         budget = memory_budget or default_memory_budget(dev)
         tile = tile_for_budget(model.peak_floats_per_input_pixel(), budget, torch.finfo(dtype).bits // 8,
-                               multiple, overlap)
+                               multiple, overlap or DEFAULT_OVERLAP)
     elif tile == 0:
         tile = max(h, w) + (-max(h, w)) % multiple
+    if overlap is None:  # the default, or as much of it as a small tile leaves room for
+        overlap = min(DEFAULT_OVERLAP, max(0, (tile - multiple) // 2 - 1))
     plan = _plan(arr, alpha)
     out = np.empty((*out_hw, c), arr.dtype)
     start = time.perf_counter()

@@ -1,0 +1,128 @@
+"""pixseq upscale against Real-ESRGAN's own inference, same weights, same tiles, CPU fp32.
+
+    python benchmarks/upscale_vs_realesrgan.py --anchor-python /work/venv-realesrgan/bin/python
+
+The anchor is ``RealESRGANer`` (PyPI ``realesrgan`` with ``basicsr-fixed``) in its own venv,
+run as a subprocess (benchmarks/_realesrgan_anchor.py) on the same x4plus weights (pixseq's
+conversion of the ncnn files, written as a ``params_ema`` .pth), one after the other:
+
+* whole image, no tiling (``tile=0``, ``pre_pad=0``): speed, and the outputs' difference
+  (target: within 1 level);
+* tiled: the anchor with ``--tile T`` (``tile_pad`` 10: each net input is up to T + 20 pixels,
+  T + 10 at the image border) against pixseq with tiles of T + 10 pixels, so that on a side
+  that is a multiple of T both run the same number of tiles of the same sizes: speed (target
+  >= 1x), and each tiled output against its own whole-image output (target for pixseq:
+  within 2 levels everywhere; the anchor pastes tiles without blending);
+* a picture of a tile corner: whole | anchor tiled | pixseq tiled, and their differences x20.
+
+Prints a table and writes ``--out`` (JSON + PNG). Both run with ``--threads`` torch threads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+def photo(size: int) -> np.ndarray:
+    """A held-out photo: the centre size x size of scikit-image's astronaut (512 x 512)."""
+    from skimage import data
+
+    im = data.astronaut()
+    y, x = (im.shape[0] - size) // 2, (im.shape[1] - size) // 2
+    return np.ascontiguousarray(im[y:y + size, x:x + size])
+
+
+def run_anchor(python: str, image: Path, weights: Path, out: Path, tile: int, threads: int) -> dict:
+    cmd = [python, str(HERE / "_realesrgan_anchor.py"), str(image), str(weights), str(out), "--tile", str(tile),
+           "--tile-pad", "10", "--pre-pad", "0", "--threads", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"anchor failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_pixseq(model, image: np.ndarray, tile: int, overlap: int) -> tuple[np.ndarray, dict]:
+    from pixseq.upscale import upscale_image
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    stats: dict = {}
+    out = upscale_image(model, image, tile=tile, overlap=overlap, stats=stats)
+    return out, {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - cpu0,
+                 "tiles": stats["tiles"], "tile": stats["tile"]}
+
+
+def diff_stats(a: np.ndarray, b: np.ndarray) -> dict:
+    d = np.abs(a.astype(int) - b.astype(int))
+    return {"max": int(d.max()), "mean": float(d.mean()), "p99_9": float(np.percentile(d, 99.9)),
+            "frac_over_2": float((d > 2).mean())}
+
+
+def corner_picture(whole, anchor, ours, at: int, path: Path, half: int = 48) -> None:
+    """Crops around the tile corner at (at, at) (output pixels): the three outputs, then
+    the two tiled outputs' differences from the whole-image output, x20."""
+    from PIL import Image
+
+    sl = np.s_[at - half:at + half, at - half:at + half]
+    amp = lambda x: np.clip(np.abs(x[sl].astype(int) - whole[sl].astype(int)) * 20, 0, 255).astype(np.uint8)  # noqa
+    row = np.concatenate([whole[sl], anchor[sl], ours[sl], amp(anchor), amp(ours)], axis=1)
+    Image.fromarray(row).resize((row.shape[1] * 2, row.shape[0] * 2), Image.NEAREST).save(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--anchor-python", default="/work/venv-realesrgan/bin/python")
+    ap.add_argument("--size", type=int, default=256, help="input side (a multiple of --tile)")
+    ap.add_argument("--tile", type=int, default=128, help="the anchor's --tile; pixseq's tiles are this + 10")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("upscale-bench"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from pixseq.upscale import load_upscaler
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    model = load_upscaler("realesrgan-x4plus")
+    image = photo(args.size)
+    rows, outputs = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        torch.save({"params_ema": model.state_dict()}, tmp / "x4plus.pth")  # the same weights for the anchor
+        np.save(tmp / "in.npy", image)
+        for name, tile in (("whole", 0), ("tiled", args.tile)):
+            rows[f"anchor {name}"] = run_anchor(args.anchor_python, tmp / "in.npy", tmp / "x4plus.pth",
+                                                tmp / f"{name}.npy", tile, args.threads)
+            outputs[f"anchor {name}"] = np.load(tmp / f"{name}.npy")
+    for name, tile, overlap in (("whole", 0, None), ("tiled", args.tile + 10, 20),
+                                ("tiled default overlap", args.tile + 10, None)):
+        outputs[f"pixseq {name}"], rows[f"pixseq {name}"] = run_pixseq(model, image, tile, overlap)
+    report = {"size": args.size, "anchor_tile": args.tile, "threads": args.threads, "runs": rows,
+              "speed_whole": rows["anchor whole"]["seconds"] / rows["pixseq whole"]["seconds"],
+              "speed_tiled": rows["anchor tiled"]["seconds"] / rows["pixseq tiled"]["seconds"],
+              "whole_vs_whole": diff_stats(outputs["pixseq whole"], outputs["anchor whole"]),
+              "anchor_tiled_vs_whole": diff_stats(outputs["anchor tiled"], outputs["anchor whole"]),
+              "pixseq_tiled_vs_whole": diff_stats(outputs["pixseq tiled"], outputs["pixseq whole"]),
+              "pixseq_tiled_default_vs_whole": diff_stats(outputs["pixseq tiled default overlap"],
+                                                          outputs["pixseq whole"])}
+    corner_picture(outputs["pixseq whole"], outputs["anchor tiled"], outputs["pixseq tiled default overlap"],
+                   args.tile * 4, args.out / "tile-corner.png")
+    (args.out / "upscale_vs_realesrgan.json").write_text(json.dumps(report, indent=2))
+    print(f"{args.size}x{args.size} photo, x4plus, CPU fp32, {args.threads} threads; anchor tile {args.tile} + pad 10")
+    for name, r in rows.items():
+        print(f"  {name:28s} {r['seconds']:7.1f} s wall  {r['cpu_seconds']:7.1f} s CPU")
+    print(f"speed pixseq / anchor: whole {report['speed_whole']:.2f}x, tiled {report['speed_tiled']:.2f}x")
+    for key in ("whole_vs_whole", "anchor_tiled_vs_whole", "pixseq_tiled_vs_whole", "pixseq_tiled_default_vs_whole"):
+        d = report[key]
+        print(f"  {key:30s} max {d['max']:3d}  p99.9 {d['p99_9']:.1f}  >2 levels {d['frac_over_2']:.2e}")
+
+
+if __name__ == "__main__":
+    main()
