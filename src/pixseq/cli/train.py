@@ -10,7 +10,7 @@ import argparse
 from pixseq.cli.common import add_subcommands, run_subcommand
 
 HELP = ("train a model: igpt (palette + GPT), vqgan, prior (latent GPT), vit (classifier), clip (LiT guide), gan, "
-        "restore; see pixseq train <what> --help")
+        "restore, esrgan (4x upscaler); see pixseq train <what> --help")
 HAS_SUBCOMMANDS = True
 
 #: sub-command -> module with HELP, add_parser(parser), run(args)
@@ -22,6 +22,7 @@ TARGETS: dict[str, str] = {
     "clip": "pixseq.cli.train_clip",
     "gan": "pixseq.cli.train_gan",
     "restore": "pixseq.cli.train_restore",
+    "esrgan": "pixseq.cli.train_esrgan",
 }
 
 

@@ -66,6 +66,13 @@ class ResidualDenseBlock(nn.Module):
         for i in range(4):
             setattr(self, f"conv{i + 1}", nn.Conv2d(num_feat + i * num_grow_ch, num_grow_ch, 3, 1, 1))
         self.conv5 = nn.Conv2d(num_feat + 4 * num_grow_ch, num_feat, 3, 1, 1)
+        # ESRGAN's initialisation (BasicSR's default_init_weights): Kaiming normal scaled by 0.1,
+        # so that each of the 69 residual branches starts small and a fresh deep net trains stably
+        for i in range(1, 6):
+            conv = getattr(self, f"conv{i}")
+            nn.init.kaiming_normal_(conv.weight)
+            conv.weight.data.mul_(0.1)
+            nn.init.zeros_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         convs = (self.conv1, self.conv2, self.conv3, self.conv4)
