@@ -83,6 +83,34 @@ def shim(anchor: Path, work: Path) -> Path:
     return run
 
 
+def floor(work: Path, size: int, threads: int, reps: int = 2) -> dict:
+    """Seconds of the math every VQGAN-CLIP step must do, whoever runs it: the decoder forward
+    + backward to the latent at ``size``, and ViT-B/32 forward + backward to 32 cut-outs of
+    224x224 (pixseq's modules, in this process). A step can be no faster than their sum."""
+    import torch
+
+    from pixseq.checkpoint import load_model
+    from pixseq.guidance.clip import load_guide
+    from pixseq.guidance.vqgan_clip import LatentDecoder
+
+    torch.set_num_threads(threads)
+    dec = LatentDecoder(load_model(work / "vqgan-pixseq", "vqgan"))
+    guide = load_guide("ViT-B-32:openai", work / "ViT-B-32-random.safetensors")
+    z = torch.randn(1, dec.codebook.shape[1], size // 16, size // 16, requires_grad=True)
+    cuts = torch.rand(32, 3, 224, 224, requires_grad=True)
+
+    def clock(fn) -> float:
+        fn()  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return (time.perf_counter() - t0) / reps
+
+    t_dec = clock(lambda: dec(z).sum().backward())
+    t_clip = clock(lambda: guide.encode_image(guide.normalize(cuts)).sum().backward())
+    return {"decoder_s": t_dec, "clip_s": t_clip, "floor_s": t_dec + t_clip}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--anchor", type=Path, required=True, help="a checkout of nerdyrodent/VQGAN-CLIP")
@@ -124,6 +152,11 @@ def main() -> None:
     a, b = rows["nerdyrodent generate.py"], rows[f"pixseq generate {sizes[0]}x{sizes[0]}"]
     print(f"speed-up {a['s_per_step'] / b['s_per_step']:.2f}x, peak memory {b['peak_rss_mib'] / a['peak_rss_mib']:.2f}x "
           f"of the anchor's ({sizes[0]}x{sizes[0]}, 32 cut-outs, {args.threads} threads)")
+    f = floor(w, sizes[0], args.threads)
+    print(f"shared math at {sizes[0]}x{sizes[0]}: decoder fwd+bwd {f['decoder_s']:.2f} s + ViT-B/32 on 32 cut-outs "
+          f"fwd+bwd {f['clip_s']:.2f} s = {f['floor_s']:.2f} s/step: no loop can beat the anchor by more than "
+          f"{a['s_per_step'] / f['floor_s']:.2f}x at these settings in fp32")
+    rows["floor"] = f
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
