@@ -7,7 +7,9 @@ Specs:
 * ``fashion-mnist`` / ``fashion-mnist:train`` / ``fashion-mnist:test`` — the IDX files of
   Debian's ``dataset-fashion-mnist`` package (or ``$PIXSEQ_FASHION_MNIST``),
 * ``photos`` — the built-in natural photos that ship with scikit-image / scikit-learn /
-  matplotlib (see ASSETS.md), with their names.
+  matplotlib (see ASSETS.md), with their names;
+* any labelled spec followed by ``:CLASS`` — only the images of that class (a name or an
+  index): ``fashion-mnist:Sneaker``, ``fashion-mnist:test:Ankle boot``, ``folder:cats``.
 
 A :class:`ImageSet` holds uint8 ``(H, W, 3)`` images (a list: sizes may differ), optional
 integer labels and class names.
@@ -212,7 +214,12 @@ def load_data(spec: str, limit: int | None = None) -> ImageSet:
     # the name exactly, or with a split: a bare prefix match read 'fashion-mnist-test' (or a
     # folder named fashion-mnist-...) as the training split
     if spec == "fashion-mnist" or spec.startswith("fashion-mnist:"):
-        _, _, split = spec.partition(":")
+        _, _, rest = spec.partition(":")
+        split, _, cls = rest.partition(":")
+        if split not in ("", "train", "test"):  # fashion-mnist:Sneaker (a class of the training split)
+            split, cls = "train", rest
+        if cls:
+            return select_class(load_fashion_mnist(split or "train"), cls, limit)
         return load_fashion_mnist(split or "train", limit)
     if spec == "photos":
         photos = builtin_photos()
@@ -221,6 +228,9 @@ def load_data(spec: str, limit: int | None = None) -> ImageSet:
         return photos
     if Path(spec).is_dir():
         return load_folder(spec, limit)
+    base, colon, cls = spec.rpartition(":")
+    if colon and base and cls and Path(base).is_dir():  # folder:CLASS
+        return select_class(load_folder(base), cls, limit)
     if Path(spec).exists():
         raise PixseqError(f"data {spec!r} is a file; give the folder that holds the images")
     if "/" in spec or os.sep in spec:  # meant as a folder: saying "unknown data spec" hid the typo
@@ -228,6 +238,22 @@ def load_data(spec: str, limit: int | None = None) -> ImageSet:
     raise PixseqError(
         f"unknown data spec {spec!r}: use a folder of images, 'fashion-mnist[:train|test]' or 'photos'"
     )
+
+
+def select_class(images: ImageSet, name: str, limit: int | None = None) -> ImageSet:
+    """The first ``limit`` images of class ``name`` (a class name, or its index) of a labelled
+    set; an unknown class is a PixseqError listing the set's classes."""
+    labels = images.require_labels(f"selecting class {name!r}")
+    names = images.class_names
+    if name in names:
+        index = names.index(name)
+    elif name.isdigit() and int(name) < len(names):
+        index = int(name)
+    else:
+        raise PixseqError(f"{images.spec!r} has no class {name!r} (classes: {', '.join(names)})")
+    keep = np.flatnonzero(labels == index)[:limit]
+    return ImageSet([images.images[i] for i in keep], labels[keep], names,
+                    [images.names[i] for i in keep] if images.names else [], f"{images.spec}:{names[index]}")
 
 
 def resize_square(images: Sequence[np.ndarray], size: int) -> np.ndarray:

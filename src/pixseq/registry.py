@@ -36,6 +36,7 @@ _PROVIDERS = (
     "pixseq.models.taming",
     "pixseq.classifiers.vit",
     "pixseq.gans.model",
+    "pixseq.gans.translator",
     "pixseq.upscale.rrdb",
     "pixseq.guidance.clip",
     "pixseq.guidance.lit",

@@ -18,13 +18,18 @@ from typing import Any, Sequence
 
 from pixseq.train.config import TrainConfig
 from pixseq.train.runs import DEFAULT_VAL_LIMIT
+from pixseq.train.schedule import SCHEDULES
 
 # (config field, flag, type, help)
 _OPTIONS = (
     ("steps", "--steps", int, "optimizer steps"),
     ("batch_size", "--batch-size", int, "samples per process per micro-batch"),
     ("lr", "--lr", float, "peak learning rate (AdamW)"),
-    ("warmup_steps", "--warmup-steps", int, "linear warm-up steps before the cosine decay"),
+    ("warmup_steps", "--warmup-steps", int, "linear warm-up steps before the decay"),
+    ("schedule", "--schedule", str, "learning-rate decay: cosine, or linear (constant, then linear from "
+                                    "--decay-start: pix2pix / CycleGAN)"),
+    ("decay_start", "--decay-start", float, "with --schedule linear: the fraction of --steps after which "
+                                            "the rate decays"),
     ("grad_clip", "--grad-clip", float, "clip the gradient norm to this (0: off)"),
     ("grad_accum", "--grad-accum", int, "micro-batches accumulated per optimizer step"),
     ("precision", "--precision", str, "fp32 or bf16 (autocast)"),
@@ -53,6 +58,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig |
                                help=f"{text} (default {'on' if value else 'off'})")
             continue
         kwargs = ({"choices": ["fp32", "bf16"]} if name == "precision"
+                  else {"choices": list(SCHEDULES)} if name == "schedule"
                   else {"metavar": flag[2:].upper().replace("-", "_")})  # not argparse's TRAIN_STEPS
         group.add_argument(flag, dest=f"train_{name}", type=tp, default=None,
                            help=f"{text} (default {value})", **kwargs)

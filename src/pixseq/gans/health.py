@@ -35,6 +35,7 @@ import torch
 
 from pixseq.gans.losses import BOUNDED_LOSSES, SIGMOID_LOSSES
 from pixseq.runtime import notice
+from pixseq.train.state import preserved_rng
 
 
 @dataclass
@@ -154,7 +155,12 @@ class HealthMonitor:
         checked = bool(c.every and hasattr(trainer.task, "health_samples") and step % c.every == 0)
         if checked:
             found.update(self._collapse(trainer, record))
+        found.update(self.extra_checks(trainer, step, record))
         self._report(step, record, found, checked)
+
+    def extra_checks(self, trainer, step: int, record: dict) -> dict[str, str]:
+        """More checks of a task family (``{kind: message}``), for a subclass to add."""
+        return {}
 
     # ---------------------------------------------------------------- checks
     def _push(self, key: str, value) -> None:
@@ -177,8 +183,9 @@ class HealthMonitor:
         c = self.config
         if self.features is None:
             self.features = FeatureSpace(c.features, trainer.device)
-        if self._real is None:
-            self._real = self._real_reference(trainer.dataset)
+        if self._real is None:  # a dataset may crop at random: training's RNG must not see it
+            with preserved_rng():
+                self._real = self._real_reference(trainer.dataset)
         with trainer.saved_weights():
             fake = self.features(trainer.task.health_samples(c.samples, seed=0))
         found, ratio = {}, diversity(fake) / max(self._real["diversity"], 1e-12)

@@ -1,5 +1,9 @@
 """Convolutional building blocks shared by the CNN models (VQGAN encoder/decoder, discriminators).
 
+:class:`PatchDiscriminator` is the PatchGAN of Isola et al. (2017, "Image-to-Image Translation
+with Conditional Adversarial Networks"): with 3 layers each output scores a 70x70 patch. The
+VQGAN, pix2pix and CycleGAN all use it (batch norm for the first two, instance norm for CycleGAN).
+
 The residual / attention / resampling blocks follow the layout popularised by DDPM
 (Ho et al., 2020) and reused by VQGAN (Esser et al., "Taming Transformers for
 High-Resolution Image Synthesis", 2021): pre-activation GroupNorm + swish, a 1x1 shortcut
@@ -87,3 +91,45 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+#: Normalisation layers of :class:`PatchDiscriminator`.
+PATCH_NORMS = ("batch", "instance", "none")
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN: a conv net whose output map scores overlapping patches as real/fake.
+
+    ``Conv(4, s2) -> LeakyReLU(0.2)``, then ``layers`` convs of 4x4 (stride 2, the last stride 1)
+    with ``channels * min(2^i, 8)`` filters, each followed by ``norm`` and LeakyReLU, then a
+    4x4 conv to one channel. The convs before a batch norm have no bias (it would cancel);
+    with instance norm or none they do (as in pytorch-CycleGAN-and-pix2pix's
+    ``NLayerDiscriminator``, whose layer indices this one keeps). Instance norm is affine-free."""
+
+    def __init__(self, in_ch: int = 3, channels: int = 64, layers: int = 3, norm: str = "batch") -> None:
+        super().__init__()
+        if norm not in PATCH_NORMS:
+            raise ValueError(f"norm must be one of {PATCH_NORMS}, got {norm!r}")
+        mods: list[nn.Module] = [nn.Conv2d(in_ch, channels, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        ch = channels
+        for i in range(1, layers + 1):
+            out = channels * min(2 ** i, 8)
+            stride = 2 if i < layers else 1
+            mods.append(nn.Conv2d(ch, out, 4, stride, 1, bias=norm != "batch"))
+            if norm == "batch":
+                mods.append(nn.BatchNorm2d(out))
+            elif norm == "instance":
+                mods.append(nn.InstanceNorm2d(out))
+            mods.append(nn.LeakyReLU(0.2, True))
+            ch = out
+        mods.append(nn.Conv2d(ch, 1, 4, 1, 1))
+        self.net = nn.Sequential(*mods)
+        for m in self.modules():  # DCGAN initialisation (Radford et al. 2016)
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

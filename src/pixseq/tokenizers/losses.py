@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pixseq.errors import PixseqError, first_line
+from pixseq.nn.conv import PatchDiscriminator
 
 
 @dataclass
@@ -143,30 +144,7 @@ class PerceptualLoss(nn.Module):
         return self.net(x, y).mean()
 
 
-# -- discriminator ----------------------------------------------------------------------
-class PatchDiscriminator(nn.Module):
-    """PatchGAN: a conv net whose output map scores overlapping patches as real/fake."""
-
-    def __init__(self, in_ch: int = 3, channels: int = 64, layers: int = 3) -> None:
-        super().__init__()
-        mods: list[nn.Module] = [nn.Conv2d(in_ch, channels, 4, 2, 1), nn.LeakyReLU(0.2, True)]
-        ch = channels
-        for i in range(1, layers + 1):
-            out = channels * min(2 ** i, 8)
-            stride = 2 if i < layers else 1
-            mods += [nn.Conv2d(ch, out, 4, stride, 1, bias=False), nn.BatchNorm2d(out), nn.LeakyReLU(0.2, True)]
-            ch = out
-        mods.append(nn.Conv2d(ch, 1, 4, 1, 1))
-        self.net = nn.Sequential(*mods)
-        for m in self.modules():  # DCGAN initialisation (Radford et al. 2016)
-            if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.normal_(m.weight, 1.0, 0.02)
-                nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+# -- discriminator: the PatchGAN of pixseq.nn.conv (shared with pix2pix / CycleGAN) --------
 
 
 def d_loss_fn(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from pixseq.errors import PixseqError
+from pixseq.train.schedule import SCHEDULES
 
 
 @dataclass
@@ -20,6 +21,9 @@ class TrainConfig:
     ``batch_size * grad_accum * world_size`` samples. ``steps`` counts optimizer steps.
     ``ckpt_every=0`` checkpoints only at the end; ``log_every=0`` disables TensorBoard;
     ``image_every>0`` logs image grids from ``task.sample_images`` (when the task has it).
+    ``schedule``: ``"cosine"`` (warm-up, cosine to ``min_lr_ratio``) or ``"linear"`` (warm-up,
+    constant until ``decay_start * steps``, then linear towards ``min_lr_ratio``; see
+    :mod:`pixseq.train.schedule`).
     """
 
     steps: int = 1000
@@ -29,6 +33,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
+    schedule: str = "cosine"
+    decay_start: float = 0.5
     grad_clip: float = 1.0
     grad_accum: int = 1
     precision: str = "fp32"
@@ -49,6 +55,8 @@ class TrainConfig:
             (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas must be two numbers in [0, 1)"),
             (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
             (0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
+            (0 <= self.decay_start <= 1, "decay_start must be in [0, 1] (a fraction of the steps)"),
             (self.grad_clip >= 0, "grad_clip must be >= 0 (0 disables clipping)"),
             (self.grad_accum >= 1, "grad_accum must be >= 1"),
             (self.precision in ("fp32", "bf16"), f"precision must be 'fp32' or 'bf16', got {self.precision!r}"),
@@ -84,7 +92,7 @@ class TrainConfig:
 
 _INT_FIELDS = ("steps", "batch_size", "warmup_steps", "grad_accum", "ckpt_every", "log_every", "image_every",
                "seed", "num_workers")
-_FLOAT_FIELDS = ("lr", "weight_decay", "min_lr_ratio", "grad_clip", "ema_decay")
+_FLOAT_FIELDS = ("lr", "weight_decay", "min_lr_ratio", "decay_start", "grad_clip", "ema_decay")
 
 
 def _finite(value: object) -> bool:

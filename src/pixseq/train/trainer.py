@@ -4,7 +4,8 @@ For every step and every *part* (one optimizer each: ``["model"]``, or ``["disc"
 for a GAN) the Trainer zeroes all gradients, runs ``grad_accum`` micro-batches through
 ``task.training_step`` (forward under bf16 autocast when configured), backpropagates the
 loss divided by ``grad_accum``, averages gradients over processes, clips them, and takes
-an AdamW step followed by a warm-up + cosine scheduler step. Zeroing *all* modules'
+an AdamW step followed by a step of the learning-rate schedule (warm-up + cosine, or
+constant + linear: :mod:`pixseq.train.schedule`). Zeroing *all* modules'
 gradients before each part is what keeps parts independent: the generator's loss
 backpropagates through the discriminator, but only generator parameters are in the
 generator's optimizer, and the discriminator's stray gradients are cleared before its turn.
@@ -112,7 +113,8 @@ class Trainer:
         _check_owned(self.params, self.modules)
         self.optimizers = {p: self._make_optimizer(p) for p in self.parts}
         self.schedulers = {p: make_scheduler(self.optimizers[p], config.warmup_steps, config.steps,
-                                             config.min_lr_ratio) for p in self.parts}
+                                             config.min_lr_ratio, config.schedule, config.decay_start)
+                           for p in self.parts}
         self.ema: EMA | None = None
         self.stream = BatchStream(dataset, config.batch_size, config.seed, self.dist.rank,
                                   self.dist.world_size, config.num_workers)
@@ -459,7 +461,9 @@ class Trainer:
         if state.get("version") != VERSION:
             raise PixseqError(f"{path} is a version {state.get('version')!r} training checkpoint; this pixseq "
                               f"reads version {VERSION}")
-        saved, now = state["config"], to_dict(self.config)
+        # a setting added since the checkpoint was written had its default then
+        saved = {**to_dict(TrainConfig()), **state["config"]}
+        now = to_dict(self.config)
         diffs = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in now.items()
                  if k not in RESUMABLE_CHANGES and saved.get(k) != v]
         if state["world_size"] != self.dist.world_size:  # the data order and RNG streams are per rank

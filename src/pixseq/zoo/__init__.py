@@ -147,6 +147,34 @@ def _build(entry: ZooEntry, directory: Path) -> None:
     module.build_zoo_model(entry.name, directory)
 
 
+def save_built(model, dest: str | os.PathLike, meta: dict | None = None) -> Path:
+    """For a provider's ``build_zoo_model``: save ``model`` as the model directory ``dest``,
+    staged in a folder beside it and renamed into place, so concurrent first uses never see a
+    half-written model (the loser of a race keeps the winner's copy)."""
+    import contextlib
+    import shutil
+    import uuid
+
+    from pixseq.checkpoint import CONFIG_NAME, save_pretrained
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # (not mkdtemp: its folder is private, and the cache entry is an ordinary folder)
+    staging = dest.parent / f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        save_pretrained(model, staging, meta=meta)
+        if dest.exists() and not (dest / CONFIG_NAME).is_file():
+            shutil.rmtree(dest)  # a leftover without its commit mark (config.json)
+        with contextlib.suppress(OSError):
+            os.rename(staging, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if not (dest / CONFIG_NAME).is_file():
+        raise PixseqError(f"could not write the converted model to {dest}")
+    return dest
+
+
 def resolve(source: str) -> Path | None:
     """The zoo model directory ``source`` names (``zoo:NAME``, or a bare ``NAME`` that is no
     existing path), or None when it names none."""
