@@ -217,6 +217,9 @@ def load_data(spec: str, limit: int | None = None) -> ImageSet:
         _, _, rest = spec.partition(":")
         split, _, cls = rest.partition(":")
         if split not in ("", "train", "test"):  # fashion-mnist:Sneaker (a class of the training split)
+            if not (rest in FASHION_MNIST_CLASSES or (rest.isdigit() and int(rest) < len(FASHION_MNIST_CLASSES))):
+                raise PixseqError(f"fashion-mnist:{rest}: {rest!r} is neither a split (train, test) nor a class "
+                                  f"({', '.join(FASHION_MNIST_CLASSES)})")
             split, cls = "train", rest
         if cls:
             return select_class(load_fashion_mnist(split or "train"), cls, limit)

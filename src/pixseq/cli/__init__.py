@@ -38,6 +38,7 @@ VERBS: dict[str, str] = {
     "bench": "pixseq.cli.bench",
     "models": "pixseq.cli.models",
     "upscale": "pixseq.cli.upscale",
+    "translate": "pixseq.cli.translate",
 }
 
 

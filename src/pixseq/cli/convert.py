@@ -19,6 +19,8 @@ FORMATS: dict[str, str] = {
     "timm-vit": "pixseq.cli.convert_vit",
     "hf-vit": "pixseq.cli.convert_vit",
     "realesrgan": "pixseq.cli.convert_realesrgan",
+    "cyclegan": "pixseq.cli.convert_cyclegan",
+    "pix2pix": "pixseq.cli.convert_cyclegan",
 }
 
 

@@ -10,7 +10,7 @@ import argparse
 from pixseq.cli.common import add_subcommands, run_subcommand
 
 HELP = ("train a model: igpt (palette + GPT), vqgan, prior (latent GPT), vit (classifier), clip (LiT guide), gan, "
-        "restore, esrgan (4x upscaler); see pixseq train <what> --help")
+        "restore, esrgan (4x upscaler), pix2pix, cyclegan (translators); see pixseq train <what> --help")
 HAS_SUBCOMMANDS = True
 
 #: sub-command -> module with HELP, add_parser(parser), run(args)
@@ -23,6 +23,8 @@ TARGETS: dict[str, str] = {
     "gan": "pixseq.cli.train_gan",
     "restore": "pixseq.cli.train_restore",
     "esrgan": "pixseq.cli.train_esrgan",
+    "pix2pix": "pixseq.cli.train_pix2pix",
+    "cyclegan": "pixseq.cli.train_cyclegan",
 }
 
 
