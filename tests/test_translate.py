@@ -63,8 +63,10 @@ def test_class_selection_in_data_specs():
     b = load_data("fashion-mnist:test:Ankle boot", limit=4)
     assert (a.labels == 7).all() and (b.labels == 9).all() and len(a) == len(b) == 4
     assert a.spec == "fashion-mnist:train:Sneaker"
-    with pytest.raises(PixseqError, match="no class 'Shoe'.*Sneaker"):
+    with pytest.raises(PixseqError, match="'Shoe' is neither a split.*nor a class.*Sneaker"):
         load_data("fashion-mnist:Shoe")
+    with pytest.raises(PixseqError, match="no class 'Shoe'.*Sneaker"):
+        load_data("fashion-mnist:test:Shoe")
 
 
 def test_the_image_pool_follows_the_official_rule():

@@ -16,6 +16,17 @@ def path_arg(text: str) -> Path:
     return Path(text)
 
 
+def whole_number(text: str) -> int:
+    """argparse type for a count that may be 0 (a tile side, an overlap, a pixel limit)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
     """``--weights-dir`` and ``--offline``, for every verb that may load pretrained weights
     (resolved by :func:`pixseq.weights.resolve_weights`)."""

@@ -9,18 +9,8 @@ HELP = ("translate images with a pix2pix / CycleGAN model, any size (blended til
         "offline: --model cyclegan-vintage (modern -> vintage photos)")
 
 
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from pixseq.cli.common import path_arg
+    from pixseq.cli.common import path_arg, whole_number
     from pixseq.gans.translator import DEFAULT_OVERLAP, DIRECTIONS
     from pixseq.io import MAX_PIXELS
 
@@ -30,14 +20,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                              "generator, converted once from PyPI vintagify)")
     parser.add_argument("--direction", choices=list(DIRECTIONS), default="AtoB", help="AtoB (default) or BtoA")
     parser.add_argument("--out", required=True, type=path_arg, help="output folder (files keep their stems)")
-    parser.add_argument("--tile", type=_whole, default=None,
+    parser.add_argument("--tile", type=whole_number, default=None,
                         help="tile side in pixels (0: whole image; default: the largest that fits --tile-memory)")
-    parser.add_argument("--overlap", type=_whole, default=DEFAULT_OVERLAP,
+    parser.add_argument("--overlap", type=whole_number, default=DEFAULT_OVERLAP,
                         help=f"overlap of neighbouring tiles, blended (default {DEFAULT_OVERLAP})")
     parser.add_argument("--tile-memory", type=float, default=None, metavar="GB",
                         help="memory one tile may use, in GB (default: 1 on the CPU, half the free GPU memory)")
     parser.add_argument("--ext", default="png", help="output format (default png)")
-    parser.add_argument("--max-pixels", type=_whole, default=MAX_PIXELS,
+    parser.add_argument("--max-pixels", type=whole_number, default=MAX_PIXELS,
                         help=f"refuse images of more pixels (default {MAX_PIXELS})")
 
 

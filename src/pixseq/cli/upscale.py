@@ -8,18 +8,8 @@ import argparse
 HELP = "4x super-resolution with ESRGAN / Real-ESRGAN nets: seam-free blended tiles, alpha / grey / 16-bit kept"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from pixseq.cli.common import path_arg
+    from pixseq.cli.common import path_arg, whole_number
     from pixseq.io import MAX_PIXELS
     from pixseq.upscale.named import NAMED_MODELS
     from pixseq.upscale.tiles import DEFAULT_OVERLAP
@@ -33,9 +23,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=path_arg, help="output folder (files keep their names)")
     parser.add_argument("--outscale", type=float, default=None,
                         help="final scale (default: the model's); other values resize its output with Lanczos")
-    parser.add_argument("--tile", type=_positive_int, default=None,
+    parser.add_argument("--tile", type=whole_number, default=None,
                         help="tile side in input pixels (0: whole image; default: from --tile-memory)")
-    parser.add_argument("--overlap", type=_positive_int, default=None,
+    parser.add_argument("--overlap", type=whole_number, default=None,
                         help=f"overlap of neighbouring tiles in input pixels, blended (default {DEFAULT_OVERLAP}, "
                              f"less for tiles under {2 * DEFAULT_OVERLAP + 2})")
     parser.add_argument("--tile-memory", type=float, default=None, metavar="GB",
@@ -46,7 +36,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="alpha channel: through the net too (model) or Lanczos-resized (resize)")
     parser.add_argument("--ext", default="auto",
                         help="output format: auto (the input's when it can hold the result, else png), png, jpg, ...")
-    parser.add_argument("--max-pixels", type=_positive_int, default=MAX_PIXELS,
+    parser.add_argument("--max-pixels", type=whole_number, default=MAX_PIXELS,
                         help=f"refuse outputs of more pixels (default {MAX_PIXELS})")
 
 

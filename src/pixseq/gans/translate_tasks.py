@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from pixseq.gans.health import HealthMonitor
-from pixseq.gans.losses import check_loss, d_loss, d_outputs, g_loss
+from pixseq.gans.losses import d_loss, d_outputs, g_loss
+from pixseq.gans.tasks import TwoPartTask
 from pixseq.gans.translator import Translator
 
 
@@ -81,41 +82,26 @@ def _pair(net: nn.Module, x: torch.Tensor, y: torch.Tensor, fn=None) -> tuple[to
     return fn(x), fn(y)
 
 
-class _TranslationTask:
-    """What the two tasks share: modules, optimiser settings, health hooks, fixed sources."""
+class _TranslationTask(TwoPartTask):
+    """What the two tasks share beyond the GAN base: the translator, D(s), fixed sources."""
 
     def __init__(self, model: Translator, discs: dict[str, nn.Module], loss: str, fixed_sources: torch.Tensor,
                  d_lr_ratio: float = 1.0) -> None:
-        self.model, self.discs, self.loss = model, discs, check_loss(loss)
-        self.d_lr_ratio = float(d_lr_ratio)
+        super().__init__(loss, d_lr_ratio)
+        self.model = self.g_module = model
+        self.discs = discs
         self.fixed_sources = fixed_sources  # (N, 3, S, S) in [0, 1]: what health and image grids translate
-        self._fake: dict[int, tuple] = {}
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"generator": self.model, **self.discs}
+        return {self.g_name: self.model, **self.discs}
 
     def parameters(self, part: str) -> Iterable[nn.Parameter]:
         if part == "gen":
             return self.model.parameters()
         return [p for d in self.discs.values() for p in d.parameters()]
 
-    def ema_modules(self) -> list[str]:
-        return ["generator"]
-
     def compile_targets(self) -> list[nn.Module]:
         return [*self.model.generators.values(), *self.discs.values()]
-
-    def optim_overrides(self, part: str) -> dict:
-        return {"betas": (0.5, 0.999), "weight_decay": 0.0}  # the official Adam
-
-    def lr_scale(self, part: str) -> float:
-        return self.d_lr_ratio if part == "disc" else 1.0
-
-    def on_step_end(self, step: int) -> None:
-        self._fake = {}
-
-    def health_spec(self) -> dict:
-        return {"d_part": "disc", "g_part": "gen", "loss": self.loss}
 
     @torch.no_grad()
     def health_samples(self, num: int, seed: int = 0) -> torch.Tensor:

