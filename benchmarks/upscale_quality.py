@@ -39,7 +39,7 @@ def perceptual():
     except (PixseqError, OSError) as exc:
         from pixseq.tokenizers.losses import EffNetFeatures, load_effnet_weights
 
-        why = str(exc).split(":")[0]
+        why = str(exc)[:90]
         feats = EffNetFeatures(load_effnet_weights())
         name = f"EfficientNet-Lite0 feature distance (LPIPS unavailable: {why})"
         return name, lambda a, b: float(feats(a * 2 - 1, b * 2 - 1).mean())

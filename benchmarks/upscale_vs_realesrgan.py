@@ -1,19 +1,21 @@
-"""pixseq upscale against Real-ESRGAN's own inference, same weights, same tiles, CPU fp32.
+"""pixseq upscale against Real-ESRGAN's own inference, same weights, CPU fp32.
 
     python benchmarks/upscale_vs_realesrgan.py --anchor-python /work/venv-realesrgan/bin/python
 
 The anchor is ``RealESRGANer`` (PyPI ``realesrgan`` with ``basicsr-fixed``) in its own venv,
 run as a subprocess (benchmarks/_realesrgan_anchor.py) on the same x4plus weights (pixseq's
-conversion of the ncnn files, written as a ``params_ema`` .pth), one after the other:
+conversion of the ncnn files, written as a ``params_ema`` .pth), one after the other. Two
+experiments:
 
-* whole image, no tiling (``tile=0``, ``pre_pad=0``): speed, and the outputs' difference
-  (target: within 1 level);
-* tiled: the anchor with ``--tile T`` (``tile_pad`` 10: each net input is up to T + 20 pixels,
-  T + 10 at the image border) against pixseq with tiles of T + 10 pixels, so that on a side
-  that is a multiple of T both run the same number of tiles of the same sizes: speed (target
-  >= 1x), and each tiled output against its own whole-image output (target for pixseq:
-  within 2 levels everywhere; the anchor pastes tiles without blending);
-* a picture of a tile corner: whole | anchor tiled | pixseq tiled, and their differences x20.
+A. ``--size`` (256) photo, the same tiles: the anchor with ``--tile T`` (128) and its
+   ``tile_pad`` 10 (each net input up to T + 20 pixels, T + 10 at the image border), pixseq
+   with tiles of T + 10 and overlap 20, so that on a side that is a multiple of T both run
+   the same number of tiles of the same sizes: speed (target >= 1x); also whole image
+   (``tile=0``, ``pre_pad=0``): speed and the outputs' difference (target: within 1 level).
+B. ``--seam-size`` (400) photo, seams: the whole-image output against pixseq's default
+   blended tiles (``--seam-tile`` 256, overlap 96: target within 2 levels everywhere) and
+   against the anchor's pasted tiles of the same size (``--tile`` seam-tile - 10, pad 10);
+   a picture of a tile corner: whole | anchor tiled | pixseq tiled, and their differences x20.
 
 Prints a table and writes ``--out`` (JSON + PNG). Both run with ``--threads`` torch threads.
 """
@@ -78,11 +80,48 @@ def corner_picture(whole, anchor, ours, at: int, path: Path, half: int = 48) -> 
     Image.fromarray(row).resize((row.shape[1] * 2, row.shape[0] * 2), Image.NEAREST).save(path)
 
 
+def experiment_a(args, model, tmp: Path) -> tuple[dict, dict]:
+    image = photo(args.size)
+    np.save(tmp / "a.npy", image)
+    rows, outputs = {}, {}
+    for name, tile in (("whole", 0), ("tiled", args.tile)):
+        rows[f"anchor {name}"] = run_anchor(args.anchor_python, tmp / "a.npy", tmp / "x4plus.pth",
+                                            tmp / f"a-{name}.npy", tile, args.threads)
+        outputs[f"anchor {name}"] = np.load(tmp / f"a-{name}.npy")
+    for name, tile, overlap in (("whole", 0, None), ("tiled", args.tile + 10, 20)):
+        outputs[f"pixseq {name}"], rows[f"pixseq {name}"] = run_pixseq(model, image, tile, overlap)
+    report = {"size": args.size, "anchor_tile": args.tile, "runs": rows,
+              "speed_whole": rows["anchor whole"]["seconds"] / rows["pixseq whole"]["seconds"],
+              "speed_tiled": rows["anchor tiled"]["seconds"] / rows["pixseq tiled"]["seconds"],
+              "whole_vs_whole": diff_stats(outputs["pixseq whole"], outputs["anchor whole"]),
+              "anchor_tiled_vs_whole": diff_stats(outputs["anchor tiled"], outputs["anchor whole"]),
+              "pixseq_tiled_vs_whole": diff_stats(outputs["pixseq tiled"], outputs["pixseq whole"])}
+    return report, outputs
+
+
+def experiment_b(args, model, tmp: Path) -> dict:
+    image = photo(args.seam_size)
+    np.save(tmp / "b.npy", image)
+    anchor_tile = args.seam_tile - 10
+    anchor = run_anchor(args.anchor_python, tmp / "b.npy", tmp / "x4plus.pth", tmp / "b-tiled.npy", anchor_tile,
+                        args.threads)
+    whole, whole_run = run_pixseq(model, image, 0, None)
+    ours, ours_run = run_pixseq(model, image, args.seam_tile, None)
+    anchor_out = np.load(tmp / "b-tiled.npy")
+    corner_picture(whole, anchor_out, ours, anchor_tile * 4, args.out / "tile-corner.png")
+    return {"size": args.seam_size, "pixseq_tile": args.seam_tile, "anchor_tile": anchor_tile,
+            "runs": {"pixseq whole": whole_run, "pixseq tiled (default overlap)": ours_run, "anchor tiled": anchor},
+            "speed_tiled_default_vs_anchor": anchor["seconds"] / ours_run["seconds"],
+            "pixseq_tiled_vs_whole": diff_stats(ours, whole), "anchor_tiled_vs_whole": diff_stats(anchor_out, whole)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--anchor-python", default="/work/venv-realesrgan/bin/python")
-    ap.add_argument("--size", type=int, default=256, help="input side (a multiple of --tile)")
-    ap.add_argument("--tile", type=int, default=128, help="the anchor's --tile; pixseq's tiles are this + 10")
+    ap.add_argument("--size", type=int, default=256, help="experiment A's input side (a multiple of --tile)")
+    ap.add_argument("--tile", type=int, default=128, help="the anchor's --tile in A; pixseq's tiles are this + 10")
+    ap.add_argument("--seam-size", type=int, default=400, help="experiment B's input side")
+    ap.add_argument("--seam-tile", type=int, default=256, help="pixseq's tile in B (default overlap)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("upscale-bench"))
     args = ap.parse_args()
@@ -91,37 +130,41 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     model = load_upscaler("realesrgan-x4plus")
-    image = photo(args.size)
-    rows, outputs = {}, {}
+    run_pixseq(model, photo(16), 0, None)  # warm-up: lazy initialisation, not timed (the anchor does the same)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         torch.save({"params_ema": model.state_dict()}, tmp / "x4plus.pth")  # the same weights for the anchor
-        np.save(tmp / "in.npy", image)
-        for name, tile in (("whole", 0), ("tiled", args.tile)):
-            rows[f"anchor {name}"] = run_anchor(args.anchor_python, tmp / "in.npy", tmp / "x4plus.pth",
-                                                tmp / f"{name}.npy", tile, args.threads)
-            outputs[f"anchor {name}"] = np.load(tmp / f"{name}.npy")
-    for name, tile, overlap in (("whole", 0, None), ("tiled", args.tile + 10, 20),
-                                ("tiled default overlap", args.tile + 10, None)):
-        outputs[f"pixseq {name}"], rows[f"pixseq {name}"] = run_pixseq(model, image, tile, overlap)
-    report = {"size": args.size, "anchor_tile": args.tile, "threads": args.threads, "runs": rows,
-              "speed_whole": rows["anchor whole"]["seconds"] / rows["pixseq whole"]["seconds"],
-              "speed_tiled": rows["anchor tiled"]["seconds"] / rows["pixseq tiled"]["seconds"],
-              "whole_vs_whole": diff_stats(outputs["pixseq whole"], outputs["anchor whole"]),
-              "anchor_tiled_vs_whole": diff_stats(outputs["anchor tiled"], outputs["anchor whole"]),
-              "pixseq_tiled_vs_whole": diff_stats(outputs["pixseq tiled"], outputs["pixseq whole"]),
-              "pixseq_tiled_default_vs_whole": diff_stats(outputs["pixseq tiled default overlap"],
-                                                          outputs["pixseq whole"])}
-    corner_picture(outputs["pixseq whole"], outputs["anchor tiled"], outputs["pixseq tiled default overlap"],
-                   args.tile * 4, args.out / "tile-corner.png")
-    (args.out / "upscale_vs_realesrgan.json").write_text(json.dumps(report, indent=2))
-    print(f"{args.size}x{args.size} photo, x4plus, CPU fp32, {args.threads} threads; anchor tile {args.tile} + pad 10")
-    for name, r in rows.items():
-        print(f"  {name:28s} {r['seconds']:7.1f} s wall  {r['cpu_seconds']:7.1f} s CPU")
-    print(f"speed pixseq / anchor: whole {report['speed_whole']:.2f}x, tiled {report['speed_tiled']:.2f}x")
-    for key in ("whole_vs_whole", "anchor_tiled_vs_whole", "pixseq_tiled_vs_whole", "pixseq_tiled_default_vs_whole"):
-        d = report[key]
-        print(f"  {key:30s} max {d['max']:3d}  p99.9 {d['p99_9']:.1f}  >2 levels {d['frac_over_2']:.2e}")
+        a, _ = experiment_a(args, model, tmp)
+        _print_a(a, args.threads)
+        b = experiment_b(args, model, tmp) if args.seam_size else {}
+        if b:
+            _print_b(b)
+    (args.out / "upscale_vs_realesrgan.json").write_text(json.dumps({"threads": args.threads, "A": a, "B": b},
+                                                                    indent=2))
+
+
+def _print_a(a: dict, threads: int) -> None:
+    print(f"A: {a['size']}x{a['size']} photo, x4plus, CPU fp32, {threads} threads; anchor tile {a['anchor_tile']} "
+          f"+ pad 10, pixseq tile {a['anchor_tile'] + 10} overlap 20 (the same tiles)")
+    for name, r in a["runs"].items():
+        print(f"  {name:16s} {r['seconds']:7.1f} s wall  {r['cpu_seconds']:7.1f} s CPU")
+    print(f"  speed anchor time / pixseq time: whole {a['speed_whole']:.2f}x, tiled {a['speed_tiled']:.2f}x")
+    for key in ("whole_vs_whole", "anchor_tiled_vs_whole", "pixseq_tiled_vs_whole"):
+        _print_diff(key, a[key])
+
+
+def _print_b(b: dict) -> None:
+    print(f"B: {b['size']}x{b['size']} photo; pixseq tiles {b['pixseq_tile']} (default overlap), anchor tile "
+          f"{b['anchor_tile']} + pad 10")
+    for name, r in b["runs"].items():
+        print(f"  {name:32s} {r['seconds']:7.1f} s wall  {r['cpu_seconds']:7.1f} s CPU  tiles {r.get('tiles', '-')}")
+    print(f"  speed anchor tiled / pixseq default tiled: {b['speed_tiled_default_vs_anchor']:.2f}x")
+    for key in ("pixseq_tiled_vs_whole", "anchor_tiled_vs_whole"):
+        _print_diff(key, b[key])
+
+
+def _print_diff(key: str, d: dict) -> None:
+    print(f"  {key:24s} max {d['max']:3d}  p99.9 {d['p99_9']:.1f}  mean {d['mean']:.3f}  >2 levels {d['frac_over_2']:.2e}")
 
 
 if __name__ == "__main__":

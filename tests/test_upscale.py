@@ -330,3 +330,71 @@ def test_upscale_bad_inputs_are_one_line_and_write_nothing(tmp_path, capsys):
     assert main(["upscale", str(tmp_path / "nope.png"), *model, "--out", str(out)]) == 2
     _one_line_error(capsys, "image not found")
     assert not out.exists()
+
+
+def test_fp16_overflow_reruns_the_tile_in_fp32():
+    """Real-ESRGAN's fp16 black / NaN images: a tile whose fp16 output is not finite runs
+    again in fp32, said once (CPU autocast runs fp16 convolutions too)."""
+    from pixseq import runtime
+    from pixseq.upscale.upscaler import TileRunner, resolve_precision
+
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+    conv.weight.data.fill_(3e4)  # 3e4 x 27 taps: past fp16's 65504
+    runner = TileRunner(conv, torch.device("cpu"), torch.float16)
+    with runtime.capture_notices() as notes:
+        x = torch.rand(1, 3, 8, 8)
+        y = runner(x)
+        runner(x)
+    assert torch.isfinite(y).all() and torch.equal(y, conv(x).detach())
+    assert len(notes) == 1 and "fp16 overflowed" in notes[0]
+    assert resolve_precision(torch.device("cpu")) == torch.float32
+    with pytest.raises(PixseqError, match="fp16 needs a GPU"):
+        resolve_precision(torch.device("cpu"), "fp16")
+
+
+@pytest.mark.gpu
+def test_gpu_bf16_and_fp16_agree_with_fp32():
+    """bf16 / fp16 autocast on a GPU against fp32: bf16 keeps 8 bits of mantissa, so a tiny
+    net's outputs may move by a few levels; fp16 (11 bits) by about one."""
+    model = _tiny_rrdb().cuda()
+    image = _photo(32, 40)
+    ref = upscale_image(model, image, precision="fp32").astype(int)
+    assert np.abs(upscale_image(model, image, precision="bf16").astype(int) - ref).max() <= 4
+    assert np.abs(upscale_image(model, image, precision="fp16").astype(int) - ref).max() <= 2
+
+
+def test_demo_section_quick(tmp_path, monkeypatch):
+    from pixseq.demo.upscale import demo_section
+    from pixseq.report import Page
+
+    monkeypatch.setenv("PIXSEQ_ZOO_CACHE", str(tmp_path / "zoo"))
+    page = Page("demo")
+    stats = demo_section(page, tmp_path, "cpu", quick=True)
+    assert 10 < stats["psnr_bicubic_db"] < 60 and 10 < stats["psnr_esrgan_db"] < 60
+    assert "Real-ESRGAN x4plus" in page.render()
+
+
+def test_generate_upscale_writes_the_super_resolved_image(tmp_path, capsys):
+    """The founding pipeline in one command: VQGAN-CLIP, then ``--upscale 4`` with an
+    upscaler (a tiny RRDBNet folder here; realesrgan-x4plus by default): the 4x file is the
+    library's upscale of the generated image, exactly."""
+    from pixseq.guidance.clip import random_clip, tiny_clip_config
+    from pixseq.tokenizers.vqgan import VQGAN, vqgan_config
+
+    torch.manual_seed(0)
+    save_pretrained(VQGAN(vqgan_config(4, 32, 8, 16)).eval(), tmp_path / "vq")
+    save_pretrained(random_clip(tiny_clip_config()), tmp_path / "clip")
+    save_pretrained(_tiny_rrdb(), tmp_path / "sr")
+    out = tmp_path / "o.png"
+    base = ["generate", "a red shoe", "--vqgan", str(tmp_path / "vq"), "--clip", str(tmp_path / "clip"),
+            "--size", "16x12", "--steps", "2", "--cutn", "2", "--out", str(out)]
+    assert main([*base, "--upscale", "4", "--upscale-model", str(tmp_path / "sr")]) == 0
+    assert "o-x4.png" in capsys.readouterr().out
+    small, big = load_image_native(out), load_image_native(tmp_path / "o-x4.png")
+    assert big.shape == (48, 64, 3)
+    assert np.array_equal(big, upscale_image(_tiny_rrdb(), small))
+    # past the pixel limit: refused before the optimisation, nothing written
+    (tmp_path / "o.png").unlink()
+    assert main([*base, "--upscale", "1e4", "--upscale-model", str(tmp_path / "sr")]) == 2
+    _one_line_error(capsys, "past the limit")
+    assert not out.exists()

@@ -36,7 +36,7 @@ from pixseq.runtime import plural
 #: Extra page sections: ``fn(page, out_dir, device, quick) -> None``, run in order.
 SECTIONS: list[Callable] = []
 #: Modules whose ``demo_section`` joins the page when they are installed.
-SECTION_PROVIDERS = ("pixseq.demo.taming", "pixseq.demo.text_to_image", "pixseq.demo.gan")
+SECTION_PROVIDERS = ("pixseq.demo.taming", "pixseq.demo.text_to_image", "pixseq.demo.gan", "pixseq.demo.upscale")
 
 
 @dataclass

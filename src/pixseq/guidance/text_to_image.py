@@ -198,8 +198,7 @@ def _upscaler(name: str, factor: float, hw: tuple[int, int], device):
     from pixseq.upscale.upscaler import output_size
 
     model = load_upscaler(name, device)
-    output_size(hw[0], hw[1], model.config.scale if hasattr(model.config, "scale") else 4, factor,
-                name="the generated image")
+    output_size(hw[0], hw[1], model.scale, factor, name="the generated image")
     return model
 
 

@@ -6,13 +6,15 @@ tile runs through the net alone, and the results are blended:
 
 * Tiles are ``tile x tile`` input pixels (what the net sees: the memory it needs), spread
   evenly so that neighbours overlap by at least ``overlap`` pixels and every tile is whole.
-* Along each axis, a tile's weight is 1 in its middle and falls to 0 with a raised cosine
-  across the middle half of each overlap with a neighbour; the outer quarter of the overlap,
-  nearest the tile's own edge (where the net saw zero padding instead of the image), gets
-  weight 0. The two neighbours' weights sum to exactly 1 at every pixel and the 2-D weight
-  is the product of the axes', so the blend is a convex combination: no seam, no
-  normalising pass. Real-ESRGAN's own tiler pastes tiles side by side with ``tile_pad``
-  pixels of context and no blending, which leaves visible seams (benchmarks/upscale_tiles.py).
+* Along each axis, a tile's weight is 1 in its middle and 0 near each edge it shares with
+  a neighbour: the net saw zero padding there instead of the image, and for the 23-block
+  x4plus that changes the output by tens of levels at the edge and still by ~10 levels 30
+  pixels in (benchmarks/upscale_vs_realesrgan.py). Across the middle ``blend`` pixels of each
+  overlap the two neighbours' weights cross with a raised cosine; the outer
+  ``(overlap - blend) / 2`` pixels of the overlap, nearest each tile's own edge, get weight
+  0. The two weights sum to exactly 1 at every pixel and the 2-D weight is the product of
+  the axes', so the blend is a convex combination: no seam, no normalising pass. Real-ESRGAN's
+  own tiler pastes tiles side by side with ``tile_pad`` (10) pixels of context.
 * Tile rows are processed top to bottom and each band of finished output rows goes to a
   ``sink`` as soon as no later tile touches it: the float accumulator is one tile row high.
 
@@ -29,9 +31,12 @@ import torch
 
 from pixseq.errors import PixseqError
 
-#: Default overlap between neighbouring tiles in input pixels (see benchmarks/upscale_tiles.py:
-#: with 32, tiled output stays within 2 levels of whole-image output for the x4plus net).
-DEFAULT_OVERLAP = 32
+#: Default overlap between neighbouring tiles in input pixels: 40 pixels of context on each
+#: side of a 16-pixel blend (the x4plus net's output settles to ~1 level of the whole-image
+#: pass about 40 pixels from a tile edge; benchmarks/upscale_vs_realesrgan.py measures it).
+DEFAULT_OVERLAP = 96
+#: Width of the cross-fade in the middle of each overlap, in input pixels.
+DEFAULT_BLEND = 16
 #: Smallest tile the out-of-memory retry goes down to.
 MIN_TILE = 64
 
@@ -56,8 +61,10 @@ def _ramp(t: torch.Tensor) -> torch.Tensor:
     return torch.sin(t.clamp(0, 1) * (math.pi / 2)) ** 2
 
 
-def axis_weights(starts: list[int], tile: int, scale: int) -> list[torch.Tensor]:
-    """Each tile's blending weight along one axis, at the output resolution ((tile*scale,) each)."""
+def axis_weights(starts: list[int], tile: int, scale: int, blend: int = DEFAULT_BLEND) -> list[torch.Tensor]:
+    """Each tile's blending weight along one axis, at the output resolution ((tile*scale,) each):
+    a cross-fade ``blend`` pixels wide (at most half the overlap and half the stride) centred
+    in each overlap."""
     n = len(starts)
     centres = (torch.arange(tile * scale, dtype=torch.float64) + 0.5) / scale  # output pixel centres, input units
     out = []
@@ -68,7 +75,7 @@ def axis_weights(starts: list[int], tile: int, scale: int) -> list[torch.Tensor]
             if not 0 <= j < n:
                 continue
             a, b = max(s, starts[j]), min(s, starts[j]) + tile  # overlap [a, b)
-            width = min(b - a, abs(starts[j] - s)) / 2  # the ramp: the middle half of the overlap
+            width = max(min(blend, (b - a) / 2, abs(starts[j] - s) / 2), 1 / scale)  # the cross-fade
             centre = (a + b) / 2
             t = (u - (centre - width / 2)) / width  # 0 -> 1 across the ramp
             w = w * (_ramp(t) if j < i else _ramp(1 - t))
@@ -84,10 +91,11 @@ class TileBlender:
     """
 
     def __init__(self, run_tile: Callable[[torch.Tensor], torch.Tensor], scale: int, tile: int,
-                 overlap: int = DEFAULT_OVERLAP, multiple: int = 1) -> None:
+                 overlap: int = DEFAULT_OVERLAP, multiple: int = 1, blend: int = DEFAULT_BLEND) -> None:
         if tile % multiple:
             raise PixseqError(f"--tile must be a multiple of {multiple} for this model, got {tile}")
         self.run_tile, self.scale, self.tile, self.overlap, self.multiple = run_tile, scale, tile, overlap, multiple
+        self.blend = blend
 
     def count(self, height: int, width: int) -> int:
         """How many tiles an image of this size takes."""
@@ -102,7 +110,7 @@ class TileBlender:
         th, tw = min(self.tile, height), min(self.tile, width)
         ys = axis_starts(height, th, self.overlap, self.multiple)
         xs = axis_starts(width, tw, self.overlap, self.multiple)
-        wy, wx = axis_weights(ys, th, s), axis_weights(xs, tw, s)
+        wy, wx = axis_weights(ys, th, s, self.blend), axis_weights(xs, tw, s, self.blend)
         carry: torch.Tensor | None = None  # the previous band's rows below this band's top (overlap)
         for r, y in enumerate(ys):
             band = None
@@ -119,7 +127,8 @@ class TileBlender:
             # rows above the next band's top are finished: no later tile reaches them
             finished = (ys[r + 1] - y) * s if r + 1 < len(ys) else th * s
             sink(band[:, :finished])
-            carry = band[:, finished:]
+            carry = band[:, finished:].clone()  # (only the overlap: the band itself goes before the next)
+            del band
 
 
 def tile_for_budget(peak_floats_per_pixel: float, budget_bytes: float, element_bytes: int,

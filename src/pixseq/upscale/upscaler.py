@@ -128,16 +128,20 @@ class _Store:
         self.out, self.channels, self.reduce, self.row = out, channels, reduce, 0
         self.top = float(np.iinfo(out.dtype).max)
 
+    #: rows converted at a time: the float temporaries stay small beside the output
+    CHUNK = 64
+
     def __call__(self, rows: torch.Tensor) -> None:  # rows: (3, n, W) float
-        rows = rows.clamp(0, 1)
-        if self.reduce == "luma":
-            rows = sum(w * rows[i] for i, w in enumerate(_LUMA))[None]
-        elif self.reduce == "mean":
-            rows = rows.mean(0, keepdim=True)
-        values = rows.mul(self.top).round_().permute(1, 2, 0).cpu().numpy()  # (n, W, C)
-        n = values.shape[0]
-        self.out[self.row:self.row + n, :, self.channels] = values.astype(self.out.dtype)
-        self.row += n
+        for a in range(0, rows.shape[1], self.CHUNK):
+            part = rows[:, a:a + self.CHUNK].clamp(0, 1)
+            if self.reduce == "luma":
+                part = sum(w * part[i] for i, w in enumerate(_LUMA))[None]
+            elif self.reduce == "mean":
+                part = part.mean(0, keepdim=True)
+            values = part.mul_(self.top).round_().permute(1, 2, 0).cpu().numpy()  # (n, W, C)
+            n = values.shape[0]
+            self.out[self.row:self.row + n, :, self.channels] = values.astype(self.out.dtype)
+            self.row += n
 
 
 class _Crop:
@@ -234,20 +238,23 @@ def upscale_image(model: torch.nn.Module, image: np.ndarray, *, outscale: float 
         tile = max(h, w) + (-max(h, w)) % multiple
     if overlap is None:  # the default, or as much of it as a small tile leaves room for
         overlap = min(DEFAULT_OVERLAP, max(0, (tile - multiple) // 2 - 1))
+        if overlap < DEFAULT_OVERLAP and max(h, w) > tile:
+            notice(f"tiles of {tile} px leave room for an overlap of {overlap} px, under the {DEFAULT_OVERLAP} "
+                   f"that keeps them within about 2 levels of the whole-image result; seams may show")
     plan = _plan(arr, alpha)
     out = np.empty((*out_hw, c), arr.dtype)
     start = time.perf_counter()
     done: dict = {}
 
-    def attempt(t: int) -> None:
-        done["tiles"] = _run_all(plan, out, arr, runner, model.scale, t, overlap, multiple, desc)
+    def attempt(t: int, o: int) -> None:
+        done["tiles"] = _run_all(plan, out, arr, runner, model.scale, t, o, multiple, desc)
 
-    tile = _with_oom_retry(attempt, tile, overlap, multiple)
+    tile, overlap = _with_oom_retry(attempt, tile, overlap, multiple)
     if plan.resize_alpha:
         _resize_channel(arr[:, :, c - 1], out, c - 1)
     if stats is not None:
-        stats.update(tile=min(tile, max(h, w)), tiles=done["tiles"], seconds=time.perf_counter() - start,
-                     dtype=str(dtype).removeprefix("torch."))
+        stats.update(tile=min(tile, max(h, w)), overlap=overlap, tiles=done["tiles"],
+                     seconds=time.perf_counter() - start, dtype=str(dtype).removeprefix("torch."))
     return out[:, :, 0] if squeeze else out
 
 
@@ -265,23 +272,26 @@ def _run_all(plan: _Plan, out: np.ndarray, arr: np.ndarray, runner: TileRunner, 
     return total
 
 
-def _with_oom_retry(run: Callable[[int], None], tile: int, overlap: int, multiple: int) -> int:
-    """``run(tile)``, and again with half the tile after each out-of-memory error; the tile used."""
+def _with_oom_retry(run: Callable[[int, int], None], tile: int, overlap: int, multiple: int) -> tuple[int, int]:
+    """``run(tile, overlap)``, and again with half the tile (and, below twice the overlap, a
+    smaller overlap) after each out-of-memory error; the tile and overlap used."""
     while True:
         try:
-            run(tile)
-            return tile
+            run(tile, overlap)
+            return tile, overlap
         except Exception as exc:  # noqa: BLE001 - only allocation failures are handled
             if not is_out_of_memory(exc):
                 raise
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             step = 8 * multiple // math.gcd(8, multiple)
-            smaller = max(MIN_TILE, 2 * overlap + step, tile // 2 // step * step)
+            smaller = max(MIN_TILE, tile // 2 // step * step)
             if smaller >= tile:
                 raise PixseqError(f"out of memory even with tiles of {tile} pixels; free memory, or use "
                                   f"--device cpu") from None
-            notice(f"out of memory with tiles of {tile} pixels; redoing the image with {smaller}")
+            overlap = min(overlap, max(0, (smaller - step) // 2 - 1))
+            notice(f"out of memory with tiles of {tile} pixels; redoing the image with {smaller} "
+                   f"(overlap {overlap})")
             tile = smaller
 
 
