@@ -75,7 +75,8 @@ def test_container_round_trip_and_layout():
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: b"JUNK" + d[4:], "bad magic"),
-    (lambda d: d[:4] + bytes([container.FORMAT_VERSION + 1]) + d[5:], "newer"),
+    (lambda d: d[:4] + bytes([container.LATEST_VERSION + 1]) + d[5:], "newer"),
+    (lambda d: d[:4] + bytes([2]) + d[5:], "generator's latent"),  # a version-2 file given to the token reader
     (lambda d: d[:40], "truncated"),
     (lambda d: d[:-3], "truncated"),
     (lambda d: d[:30] + bytes([d[30] ^ 1]) + d[31:], "header checksum"),

@@ -27,6 +27,8 @@ Layout (all integers little-endian; version 1)::
 
 The fixed overhead is 70 bytes (66 of header, 4 of payload CRC) plus the path; all of it counts
 in the reported bits per pixel.
+Format version 2 (a generator's quantised latent, GAN inversion) is laid out in
+:mod:`pixseq.codec.latent`; :func:`payload_kind` tells the two apart.
 Parsing checks, in order: length, magic, version (a newer version is its own clear error),
 header CRC, field sanity (sizes, tile counts consistent with the image size, limits that
 keep a hostile header from allocating much), payload length, payload CRC. Every failure is
@@ -54,6 +56,9 @@ from pixseq.io import MAX_PIXELS
 
 MAGIC = b"PXSQ"
 FORMAT_VERSION = 1
+#: The newest format version this pixseq reads: 2 holds a generator's latent
+#: (:mod:`pixseq.codec.latent`); token files stay version 1, readable by every pixseq.
+LATEST_VERSION = 2
 MODEL_ID_BYTES = 16
 DEVICE_KINDS = ("cpu", "cuda")
 MAX_TOKENS = 1 << 28  # no sane file codes more tokens; stops a forged header from allocating much
@@ -143,9 +148,12 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
         raise PixseqError("not a pixseq compressed file (.pxs): bad magic bytes")
     if len(data) < 5:  # the magic, or its start, and nothing after it: a cut-off file
         raise PixseqError(f"truncated .pxs file: {len(data)} bytes is shorter than any valid header")
-    if data[4] > FORMAT_VERSION:
-        raise PixseqError(f"this .pxs file uses format version {data[4]}, newer than the {FORMAT_VERSION} "
+    if data[4] > LATEST_VERSION:
+        raise PixseqError(f"this .pxs file uses format version {data[4]}, newer than the {LATEST_VERSION} "
                           "this pixseq reads; upgrade pixseq")
+    if data[4] == 2:
+        raise PixseqError("this .pxs file holds a generator's latent (GAN inversion, format version 2), not "
+                          "tokens: decode it with `pixseq decompress` (pixseq.codec.files.decompress_file)")
     if data[4] == 0:
         raise PixseqError("corrupt .pxs file: format version 0")
     if len(data) < MIN_SIZE:
@@ -176,6 +184,20 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
                     DEVICE_KINDS[dev], tok_crc, path)
     header.validate()
     return header, payload
+
+
+def payload_kind(data: bytes) -> str:
+    """``"tokens"`` (format version 1) or ``"latent"`` (version 2, kind 1) for the bytes of a
+    ``.pxs`` file; anything else is the one-line error :func:`unpack` would give."""
+    data = bytes(data[:6])
+    if len(data) >= 6 and data[:4] == MAGIC and data[4] == 2:
+        if data[5] != 1:
+            raise PixseqError(f"this .pxs file holds payload kind {data[5]}, unknown to this pixseq; upgrade pixseq")
+        return "latent"
+    if len(data) >= 5 and data[:4] == MAGIC and data[4] == FORMAT_VERSION:
+        return "tokens"
+    unpack(data)  # raises the right error (bad magic, truncated, newer version, version 0)
+    raise PixseqError("truncated .pxs file")  # pragma: no cover - unpack of 6 bytes always raises
 
 
 def header_size(data: bytes) -> int:

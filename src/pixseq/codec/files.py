@@ -46,6 +46,22 @@ def compress_file(image: np.ndarray, model, out: str | os.PathLike, model_dir: s
     return stats
 
 
+def compress_invert_file(image: np.ndarray, model, out: str | os.PathLike, model_dir: str | os.PathLike | None,
+                         **settings):
+    """Compress the uint8 ``image`` by GAN inversion of the generator ``model`` into the file
+    ``out`` (atomically; version-2 ``.pxs``); ``settings`` go to
+    :func:`pixseq.inversion.codec.compress_invert` (``bits``, ``quantizer``, ``config``,
+    ``label`` ...). Returns ``(LatentStats, InversionResult)``."""
+    from pixseq.inversion.codec import compress_invert
+    from pixseq.io import atomic_write
+
+    path = "" if model_dir is None else recorded_name(model_dir)
+    data, stats, result = compress_invert(image, model, model_path=path, **settings)
+    with atomic_write(out) as fh:
+        fh.write(data)
+    return stats, result
+
+
 def recorded_name(model_dir: str | os.PathLike) -> str:
     """How a file records its model: a zoo model by its name (``zoo:NAME``, found wherever
     pixseq is installed), any other directory by its absolute path."""
@@ -90,12 +106,20 @@ def decompress_file(path: str | os.PathLike, model: str | os.PathLike | None = N
                     device: str = "auto") -> tuple[np.ndarray, str, bytes]:
     """Decode the ``.pxs`` file ``path`` with ``model`` (default: the model directory it
     records, hash-checked). Format, checksums and geometry are checked before any model
-    loads. Returns ``(uint8 image, the model directory used, the file's bytes)``."""
+    loads. Token files (format version 1) and generator latents (version 2, GAN inversion)
+    are both read. Returns ``(uint8 image, the model directory used, the file's bytes)``."""
     from pixseq.checkpoint import load_model
     from pixseq.codec import CODEC_MODEL_KINDS, decompress, read_header
+    from pixseq.codec.container import payload_kind
     from pixseq.device import resolve_device
 
     data = read_pxs(path)
+    if payload_kind(data) == "latent":
+        from pixseq.inversion.codec import decompress_latent, read_latent_header
+
+        model_dir = decoder_dir(model, read_latent_header(data).model_path)
+        net = load_model(model_dir, device=resolve_device(device))  # any kind: a non-generator is named
+        return decompress_latent(data, net, model_dir), model_dir, data
     header = read_header(data)
     model_dir = decoder_dir(model, header.model_path)
     net = load_model(model_dir, CODEC_MODEL_KINDS, resolve_device(decode_device(header, device)))
