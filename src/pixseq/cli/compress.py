@@ -61,7 +61,11 @@ def run(args: argparse.Namespace) -> int:
     out = check_pxs_output(args.out, args.image, args.force)
     seed_everything(args.seed)
     image = load_image(args.image)
-    model = load_model(args.model, CODEC_MODEL_KINDS, resolve_device(args.device))
+    model = load_model(args.model, device=resolve_device(args.device))
+    if model.kind not in CODEC_MODEL_KINDS:
+        hint = "; a generator compresses with --method invert" if model.kind in ("gan", "vqgan") else ""
+        raise PixseqError(f"{args.model} holds a model of kind {model.kind!r}, expected "
+                          f"{' or '.join(CODEC_MODEL_KINDS)}{hint}")
     stats = compress_file(image, model, out, None if args.no_path else args.model, scale=args.scale,
                           batch=args.batch, label=args.label)
     h, w = image.shape[:2]
