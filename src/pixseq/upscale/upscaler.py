@@ -216,13 +216,7 @@ def upscale_image(model: torch.nn.Module, image: np.ndarray, *, outscale: float 
     Returns:
         the upscaled array, same channels and dtype (2-D in, 2-D out).
     """
-    arr = np.asarray(image)
-    squeeze = arr.ndim == 2
-    arr = arr[:, :, None] if squeeze else arr
-    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4) or arr.dtype not in (np.uint8, np.uint16):
-        raise PixseqError(f"upscale_image expects an (H, W[, 1-4]) uint8 or uint16 image, got {arr.shape} {arr.dtype}")
-    if alpha not in ALPHA_MODES:
-        raise PixseqError(f"--alpha must be one of {', '.join(ALPHA_MODES)}, got {alpha!r}")
+    arr = _as_layout(image, alpha)
     h, w, c = arr.shape
     out_hw = output_size(h, w, model.scale, outscale, max_pixels)
     dev = resolve_device(device) if device is not None else next(model.parameters()).device
@@ -230,17 +224,7 @@ def upscale_image(model: torch.nn.Module, image: np.ndarray, *, outscale: float 
     dtype = resolve_precision(dev, precision)
     runner = TileRunner(model, dev, dtype)
     multiple = model.size_multiple
-    if tile is None:
-        budget = memory_budget or default_memory_budget(dev)
-        tile = tile_for_budget(model.peak_floats_per_input_pixel(), budget, torch.finfo(dtype).bits // 8,
-                               multiple, overlap or DEFAULT_OVERLAP)
-    elif tile == 0:
-        tile = max(h, w) + (-max(h, w)) % multiple
-    if overlap is None:  # the default, or as much of it as a small tile leaves room for
-        overlap = min(DEFAULT_OVERLAP, max(0, (tile - multiple) // 2 - 1))
-        if overlap < DEFAULT_OVERLAP and max(h, w) > tile:
-            notice(f"tiles of {tile} px leave room for an overlap of {overlap} px, under the {DEFAULT_OVERLAP} "
-                   f"that keeps them within about 2 levels of the whole-image result; seams may show")
+    tile, overlap = _tiling(model, (h, w), tile, overlap, memory_budget, dev, dtype)
     plan = _plan(arr, alpha)
     out = np.empty((*out_hw, c), arr.dtype)
     start = time.perf_counter()
@@ -255,7 +239,36 @@ def upscale_image(model: torch.nn.Module, image: np.ndarray, *, outscale: float 
     if stats is not None:
         stats.update(tile=min(tile, max(h, w)), overlap=overlap, tiles=done["tiles"],
                      seconds=time.perf_counter() - start, dtype=str(dtype).removeprefix("torch."))
-    return out[:, :, 0] if squeeze else out
+    return out[:, :, 0] if np.asarray(image).ndim == 2 else out
+
+
+def _as_layout(image: np.ndarray, alpha: str) -> np.ndarray:
+    """``image`` as (H, W, C), checked."""
+    arr = np.asarray(image)
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4) or arr.dtype not in (np.uint8, np.uint16):
+        raise PixseqError(f"upscale_image expects an (H, W[, 1-4]) uint8 or uint16 image, got {arr.shape} {arr.dtype}")
+    if alpha not in ALPHA_MODES:
+        raise PixseqError(f"--alpha must be one of {', '.join(ALPHA_MODES)}, got {alpha!r}")
+    return arr
+
+
+def _tiling(model: torch.nn.Module, hw: tuple[int, int], tile: int | None, overlap: int | None,
+            budget: int | None, device: torch.device, dtype: torch.dtype) -> tuple[int, int]:
+    """The tile (from the memory budget when not given; 0: the whole image) and the overlap
+    (the default, or as much of it as a small tile leaves room for, with a notice)."""
+    multiple, side = model.size_multiple, max(hw)
+    if tile is None:
+        tile = tile_for_budget(model.peak_floats_per_input_pixel(), budget or default_memory_budget(device),
+                               torch.finfo(dtype).bits // 8, multiple, overlap or DEFAULT_OVERLAP)
+    elif tile == 0:
+        tile = side + (-side) % multiple
+    if overlap is None:
+        overlap = min(DEFAULT_OVERLAP, max(0, (tile - multiple) // 2 - 1))
+        if overlap < DEFAULT_OVERLAP and side > tile:
+            notice(f"tiles of {tile} px leave room for an overlap of {overlap} px, under the {DEFAULT_OVERLAP} "
+                   f"that keeps them within about 2 levels of the whole-image result; seams may show")
+    return tile, overlap
 
 
 def _run_all(plan: _Plan, out: np.ndarray, arr: np.ndarray, runner: TileRunner, scale: int, tile: int,
