@@ -254,9 +254,11 @@ def fit_esrgan(model: RRDBNet, disc: nn.Module, images: Sequence[np.ndarray], ou
 # ---------------------------------------------------------------- the whole run (pixseq train esrgan)
 def default_esrgan_train_config() -> TrainConfig:
     """``pixseq train esrgan``'s training defaults: Adam at 1e-4 (BasicSR's GAN stage), a short
-    warm-up, the cosine to half, no clipping, EMA 0.999 of G (Real-ESRGAN), batch 16."""
+    warm-up, the cosine to half, no clipping, batch 16. No EMA: Real-ESRGAN's 0.999 averages
+    over ~1000 steps, most of a CPU-sized run (its saved model would be mostly the start);
+    ``--ema-decay 0.999`` for long runs."""
     return TrainConfig(steps=2000, batch_size=16, lr=1e-4, warmup_steps=50, min_lr_ratio=0.5, grad_clip=0.0,
-                       ema_decay=0.999, ckpt_every=500, log_every=10)
+                       ema_decay=0.0, ckpt_every=500, log_every=10)
 
 
 #: ``pixseq train esrgan``'s model/data settings and defaults (recorded; resume keeps them).
