@@ -18,6 +18,11 @@ fi
 if ! command -v cc >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1 && ! command -v clang >/dev/null 2>&1; then
   APT+=(gcc libc6-dev)
 fi
+# The web UI's browser tests drive Debian's Chromium with Playwright (its own browser
+# download needs the internet).
+if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then
+  APT+=(chromium)
+fi
 if [ ${#APT[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${APT[@]}" >/dev/null

@@ -137,8 +137,9 @@ def _decode(path: str | os.PathLike, max_pixels: int, convert) -> Any:
         # Pillow's warnings (corrupt EXIF, short reads) are held back: when the load fails the
         # one-line error says it all (they came first, with a line of Pillow's source each)
         with warnings.catch_warnings(record=True) as caught:
+            # (Pillow's bomb warning, at 89 M pixels, is only recorded: the limit below is pixseq's
+            # and its message names the size; past twice that Pillow refuses to open the file)
             warnings.simplefilter("always")
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
             # Pillow is given an open file, not the path: from a path it memory-maps
             # uncompressed single-channel TIFFs (L, I;16, P) and then scrambles them when it
             # applies an EXIF orientation of 5-8 (a transposing one) while loading.

@@ -39,6 +39,7 @@ VERBS: dict[str, str] = {
     "models": "pixseq.cli.models",
     "upscale": "pixseq.cli.upscale",
     "translate": "pixseq.cli.translate",
+    "ui": "pixseq.cli.ui",
 }
 
 

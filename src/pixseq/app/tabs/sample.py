@@ -1,0 +1,93 @@
+"""Sample: draw images from any generative model on the server (iGPT, Taming, GAN
+generators: whatever has ``generate``), with a class picker, temperature, top-k, top-p and
+seed; the grid is ``pixseq sample``'s (:func:`pixseq.models.generate.sample_grid`)."""
+from __future__ import annotations
+
+TITLE = "Sample"
+NEEDS = "pixseq.models.generate"
+KEY = "sample"
+#: the models it offers: those with this capability (see pixseq.app.shelf.capabilities)
+USES = "sample"
+ALL_CLASSES = "one column per class"
+
+
+def build(ctx) -> None:
+    import gradio as gr
+
+    from pixseq.app.common import model_picker, sampling_controls
+
+    gr.Markdown("Draw new images from a model. A class-conditional model without a class draws one "
+                "column per class. A Taming model with sliding-window sampling also draws larger images "
+                "than it was trained on (Size).")
+    with gr.Row():
+        with gr.Column(scale=1):
+            model, info = model_picker(ctx, KEY, USES)
+            num = gr.Slider(1, ctx.limits.max_images, value=16, step=1, label="Images", elem_id=f"{KEY}-num")
+            cls = gr.Dropdown([(ALL_CLASSES, "")], value="", label="Class", elem_id=f"{KEY}-class")
+            size = gr.Textbox("", label="Size HxW (empty: the trained size)", elem_id=f"{KEY}-size")
+            sampling = sampling_controls(KEY)
+            with gr.Row():
+                go = gr.Button("Sample", variant="primary", elem_id=f"{KEY}-run")
+                stop = gr.Button("Stop", variant="stop", elem_id=f"{KEY}-stop")
+        with gr.Column(scale=1):
+            grid = gr.Image(label="samples", format="png", interactive=False, height=440, elem_id=f"{KEY}-grid",
+                            buttons=["download", "fullscreen"])
+            status = gr.HTML(elem_id=f"{KEY}-status")
+    choose = _on_model(ctx)
+    model.change(choose, model, [info, cls, status])
+    ctx.on_load(choose, model, [info, cls, status])
+    run = go.click(_on_sample(ctx), [model, num, cls, size, *sampling], [grid, status], api_name="sample",
+                   concurrency_id="models")
+    stop.click(None, cancels=[run])
+
+
+def _on_model(ctx):
+    import gradio as gr
+
+    from pixseq.app.common import class_update, describe_model, request
+
+    @request(outputs=2)
+    def choose(name):
+        if not name:
+            return gr.skip(), gr.skip(), "no model here can sample: start the server with --models DIR"
+        model = ctx.shelf.load(name, USES)
+        return describe_model(ctx.shelf.entry(name), model), class_update(model, ALL_CLASSES), f"model {name} ready"
+
+    return choose
+
+
+def _on_sample(ctx):
+    from pixseq.app.common import check_count, request, sampling_from
+
+    @request(outputs=1)
+    def sample(name, num, cls, size, temperature, top_k, top_p, seed):
+        from pixseq.models.generate import describe_classes, parse_class, parse_size, sample_grid
+        from pixseq.runtime import plural
+
+        num = check_count(ctx, num, "images")
+        sampling = sampling_from(ctx, temperature, top_k, top_p, seed)
+        hw = parse_size(size.strip() or None)
+        model = ctx.shelf.load(name, USES)
+        _check_size(model, hw)
+        label = parse_class(model, cls or None, what="class")
+        grid, tiles = sample_grid(model, num, label, hw, **sampling)
+        h, w = tiles[0].shape[:2]
+        return grid, f"{plural(num, 'sample')} ({describe_classes(model, num, label)}), {h}x{w} each ({name})"
+
+    return sample
+
+
+#: Largest sampled side, in multiples of the trained side (a server's bound on one request's work).
+MAX_SIZE_FACTOR = 4
+
+
+def _check_size(model, hw) -> None:
+    from pixseq.errors import PixseqError
+
+    if hw is None:
+        return
+    th, tw = (int(v) for v in model.image_size)
+    if hw[0] > MAX_SIZE_FACTOR * th or hw[1] > MAX_SIZE_FACTOR * tw:
+        raise PixseqError(f"size {hw[0]}x{hw[1]}: this server samples up to {MAX_SIZE_FACTOR}x the trained size "
+                          f"{th}x{tw} ({MAX_SIZE_FACTOR * th}x{MAX_SIZE_FACTOR * tw}); use pixseq sample --size "
+                          "for more")
