@@ -80,6 +80,12 @@ def test_a_bad_target_is_one_line(bad):
 
 
 # ---------------------------------------------------------------- the shelf of models
+def roles():
+    from pixseq.app.tabs import roles as tab_roles
+
+    return tab_roles()
+
+
 def _save(model, folder: Path, **meta) -> Path:
     from pixseq.checkpoint import save_pretrained
 
@@ -93,7 +99,7 @@ def test_shelf_finds_model_folders_and_loads_each_once(tmp_path):
     _save(tiny_taming(), tmp_path / "runs" / "b")
     _save(tiny_igpt(seed=1), tmp_path / "other" / "a")  # same folder name: told apart by its parent
     (tmp_path / "runs" / "notes").mkdir()  # not a model: left out
-    shelf = ModelShelf([str(tmp_path / "runs"), str(tmp_path / "other" / "a")])
+    shelf = ModelShelf([str(tmp_path / "runs"), str(tmp_path / "other" / "a")], roles=roles(), zoo=False)
     assert shelf.names() == ["runs/a", "b", "other/a"]
     assert shelf.names("complete") == shelf.names()
     first = shelf.load("b", "sample")
@@ -115,9 +121,22 @@ def test_shelf_keeps_image_conditioned_priors_out_of_sample_and_codec(tmp_path):
     except (ValueError, TypeError, PixseqError):
         pytest.skip("this Taming config cannot be made image-conditioned directly")
     _save(model, tmp_path / "low")
-    entry = ModelShelf([str(tmp_path / "low")]).entry("low")
+    entry = ModelShelf([str(tmp_path / "low")], roles=roles(), zoo=False).entry("low")
     assert "sample" not in entry.capabilities and "codec" not in entry.capabilities
     assert "complete" in entry.capabilities
+
+
+def test_shelf_offers_zoo_models_after_the_given_ones_without_building_them(tmp_path):
+    from pixseq.app.shelf import ModelShelf
+    from pixseq.zoo import entries
+
+    _save(tiny_igpt(), tmp_path / "mine")
+    shelf = ModelShelf([str(tmp_path / "mine")], roles=roles())
+    names = shelf.names()
+    assert names[0] == "mine" and names[1:] == [f"zoo:{n}" for n in entries()]
+    upscalers = [n for n in names if n.startswith("zoo:realesrgan")]
+    assert upscalers and all("upscale" in shelf.entry(n).capabilities for n in upscalers)
+    assert all(shelf.entry(n).folder is None for n in upscalers if not entries()[n[4:]].stored)  # none built
 
 
 @pytest.mark.parametrize("case, message", [
@@ -134,7 +153,7 @@ def test_bad_models_sources_are_one_line(tmp_path, case, message):
     elif case == "empty":
         path.mkdir()
     with pytest.raises(PixseqError, match=message):
-        ModelShelf([str(path)])
+        ModelShelf([str(path)], zoo=False)
 
 
 # ---------------------------------------------------------------- work folder, uploads, status

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -46,17 +45,35 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """A tiny class-conditional iGPT trained for a few steps with the library's recipe, and a
-    random tiny class-conditional Taming model."""
+    """A tiny class-conditional iGPT trained for a few steps with the library's recipe, and
+    tiny random models of every other kind a tab uses (Taming, GAN, RRDBNet, VQGAN + CLIP,
+    ViT, a denoising GAN)."""
+    import torch
     from _codec_models import tiny_taming
 
     from pixseq.checkpoint import save_pretrained
+    from pixseq.classifiers.vit import ViT, ViTConfig
+    from pixseq.gans.dcgan import GANConfig
+    from pixseq.gans.model import GAN
+    from pixseq.gans.train import build_restore
+    from pixseq.guidance.clip import random_clip, tiny_clip_config
     from pixseq.models.igpt_train import train_igpt
+    from pixseq.tokenizers.vqgan import VQGAN, vqgan_config
+    from pixseq.upscale.rrdb import RRDBNet, RRDBNetConfig
 
     root = tmp_path_factory.mktemp("ui-models")
     train_igpt("fashion-mnist", root / "fm-igpt", image_size=8, palette=8, classes=True, limit=128,
                train={"steps": 4, "batch_size": 16, "ckpt_every": 4, "warmup_steps": 1})
+    torch.manual_seed(0)
     save_pretrained(tiny_taming(num_classes=3), root / "tiny-taming", meta={"class_names": ["a", "b", "c"]})
+    save_pretrained(GAN(GANConfig(arch="dcgan", image_size=28, latent_dim=8, num_classes=3, width=8,
+                                  disc_width=8)), root / "tiny-gan")
+    save_pretrained(RRDBNet(RRDBNetConfig(scale=4, num_feat=8, num_block=2, num_grow_ch=4)), root / "tiny-rrdb")
+    save_pretrained(VQGAN(vqgan_config(4, 32, 8, 16)), root / "tiny-vq")
+    save_pretrained(random_clip(tiny_clip_config()), root / "tiny-clip")
+    save_pretrained(ViT(ViTConfig(image_size=16, patch_size=4, num_classes=3, dim=16, depth=2, heads=2, mlp_ratio=2,
+                                  class_names=("boot", "bag", "shirt"))), root / "tiny-vit")
+    save_pretrained(build_restore("denoise", width=8, depth=2, disc_width=8, image_size=16)[0], root / "tiny-denoise")
     return root
 
 
@@ -73,20 +90,25 @@ def server(models, tmp_path_factory):
     """``pixseq ui`` on a free port with a work folder of its own; stopped (SIGTERM) at the end,
     when the work folder must be empty again."""
     work = tmp_path_factory.mktemp("ui-work")
+    log = work.parent / "ui-server.log"  # a file, not a pipe: a full pipe would block the server
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "PIXSEQ_OFFLINE": "1",
            "PIXSEQ_COMPILE": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "pixseq", "ui", "--models", str(models), "--port", str(port),
-                             "--work", str(work), "--max-upload-mb", "2", "--max-images", "16"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    line = proc.stdout.readline()  # the first line is "serving on ..." (or the error)
-    if "serving on" not in line:
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pixseq", "ui", "--models", str(models), "--port", str(port),
+                                 "--work", str(work), "--no-zoo", "--max-upload-mb", "2", "--max-images", "16"],
+                                stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while "serving on" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if "serving on" not in log.read_text():
         proc.kill()
-        pytest.fail(f"pixseq ui did not start: {line}{proc.stdout.read()}")
-    yield {"url": f"http://127.0.0.1:{port}/", "work": work, "proc": proc, "models": models}
+        pytest.fail(f"pixseq ui did not start:\n{log.read_text()}")
+    yield {"url": f"http://127.0.0.1:{port}/", "work": work, "proc": proc, "models": models, "log": log}
     proc.terminate()
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out
+    proc.wait(timeout=60)
+    assert proc.returncode == 0, log.read_text()
+    assert "Traceback" not in log.read_text(), log.read_text()  # no request ended in a bug
     assert sorted(p.name for p in work.iterdir()) == [], "the server left files in its work folder"
 
 
@@ -235,7 +257,7 @@ def test_compress_and_assess_at_a_target_rate(page, server, tmp_path):
     rows = {line.split("\t")[0]: line.split("\t") for line in table.splitlines()}
     for codec in ("jpeg", "fm-igpt"):
         assert float(rows[codec][2]) <= 2.0
-    assert "label overlap" in table and "SSIM" in table and "BRISQUE dist" in table
+    assert "label-overlap score (efficientnet_lite0" in table and "SSIM" in table and "BRISQUE dist" in table
     assert page.locator("#compress-gallery img").count() == 3  # original + 2 decoded
     link = page.locator("#compress-files a").first
     data_pxs = page.request.get(link.get_attribute("href")).body()
@@ -249,6 +271,8 @@ def test_models_tab_shows_the_cards(page):
     page.wait_for_function("document.querySelector('#models-card').innerText.includes('fm-igpt')")
     listing = page.inner_text("#models-list")
     assert "fm-igpt\tigpt\tComplete, Sample, Compress & assess" in listing
+    assert "tiny-gan\tgan\tSample" in listing and "tiny-rrdb\trrdbnet\tUpscale" in listing
+    assert "tiny-clip\tclip\tText to image, Classify" in listing
     card = page.inner_text("#models-card")
     assert "Run settings" in card and "fashion-mnist" in card and "final_loss" in card
 
@@ -311,3 +335,86 @@ def test_outputs_stay_in_the_work_folder(page, server, garment):
     src = page.locator("#complete-grid img").first.get_attribute("src")
     served = src.split("file=", 1)[1]
     assert Path(served).resolve().is_relative_to(server["work"].resolve())
+
+
+# ---------------------------------------------------------------- the long runs and the other systems
+def test_text_to_image_runs_to_the_end(page, server, tmp_path):
+    from pixseq.guidance.text_to_image import generate_config, text_to_image
+
+    open_tab(page, "Text to image")
+    page.locator("#text-prompt textarea").fill("a red shoe|blurry:-0.5")
+    choose(page, "text-vqgan", "tiny-vq")
+    choose(page, "text-guide", "tiny-clip")
+    page.locator("#text-size textarea").fill("30x22")
+    set_slider(page, "text-steps", 6)
+    set_slider(page, "text-cutn", 4)
+    page.click("#text-run")
+    text = wait_status(page, "text", "CLIP score")
+    assert "32x24, 6 steps" in text and "generating 32x24" in text  # rounded to the factor 4, with a notice
+    shown = fetch_image(page, "#text-image img")
+    m = server["models"]
+    expect = text_to_image("a red shoe|blurry:-0.5", m / "tiny-vq", m / "tiny-clip", tmp_path / "t.png",
+                           (22, 30), generate_config(steps=6, cutn=4, seed=0, frame_every=5))
+    np.testing.assert_array_equal(shown, np.asarray(Image.open(expect.out).convert("RGB")))
+
+
+def test_stop_ends_a_long_run_and_keeps_its_image(page):
+    open_tab(page, "Text to image")
+    page.locator("#text-prompt textarea").fill("a bag")
+    set_slider(page, "text-steps", 1000)
+    page.click("#text-run")
+    wait_status(page, "text", " of 1000 (")  # the progress line: steps done of 1000
+    page.click("#text-stop")
+    assert "stopped; the image of the last finished step" in wait_status(page, "text", "stopped")
+    assert page.locator("#text-image img").count() == 1
+
+
+def test_upscale_gives_the_library_s_image(page, server, tmp_path):
+    from pixseq.checkpoint import load_model
+    from pixseq.upscale import upscale_image
+
+    image = np.random.default_rng(4).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "small.png")
+    open_tab(page, "Upscale")
+    upload(page, "upscale", tmp_path / "small.png")
+    wait_status(page, "upscale", "loaded small.png")
+    choose(page, "upscale-model", "tiny-rrdb")
+    page.click("#upscale-run")
+    assert "24x20 -> 96x80 with tiny-rrdb" in wait_status(page, "upscale", "->")
+    link = page.locator("#upscale-file a").first
+    shown = np.asarray(Image.open(io.BytesIO(page.request.get(link.get_attribute("href")).body())))
+    np.testing.assert_array_equal(shown, upscale_image(load_model(server["models"] / "tiny-rrdb"), image))
+
+
+def test_translate_degrades_then_restores(page, server, garment):
+    from pixseq.checkpoint import load_model
+    from pixseq.gans.model import restore_images
+    from pixseq.report.grid import make_grid
+
+    open_tab(page, "Translate")
+    upload(page, "translate", garment[0])
+    wait_status(page, "translate", "loaded boot.png")
+    page.locator("#translate-degrade input").check()
+    page.click("#translate-run")
+    assert "degraded | restored | original (denoise)" in wait_status(page, "translate", "restored")
+    [(restored, degraded)] = restore_images(load_model(server["models"] / "tiny-denoise"), [garment[1]], None, True, 0)
+    np.testing.assert_array_equal(fetch_image(page, "#translate-image img"),
+                                  make_grid([degraded, restored, garment[1]], ncol=3))
+
+
+def test_classify_with_a_classifier_and_zero_shot(page, server, garment):
+    from pixseq.checkpoint import load_model
+    from pixseq.classifiers.predict import classify
+
+    open_tab(page, "Classify")
+    upload(page, "classify", garment[0])
+    wait_status(page, "classify", "loaded boot.png")
+    choose(page, "classify-model", "tiny-vit")
+    page.click("#classify-run")
+    top = classify(load_model(server["models"] / "tiny-vit"), [garment[1]], top_k=3)[0]
+    assert f"{top.label} ({top.probability:.1%}) by tiny-vit" in wait_status(page, "classify", "by tiny-vit")
+    assert page.locator("#classify-attention img").count() == 1  # the attention rollout
+    choose(page, "classify-model", "tiny-clip")
+    page.locator("#classify-labels textarea").fill("a boot, a bag")
+    page.click("#classify-run")
+    wait_status(page, "classify", "of 2 labels, zero-shot by tiny-clip")

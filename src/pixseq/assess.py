@@ -392,6 +392,20 @@ def alone(opts: AssessOptions) -> AssessOptions:
     return dataclasses.replace(opts, dist=opts.ref, metrics=metrics)
 
 
+def prepare_scoring(metrics: list[str], explicit: bool, opts: AssessOptions,
+                    device: torch.device) -> tuple[AssessOptions, Models, dict[str, str]]:
+    """What :func:`pair_scores` needs: the networks of ``metrics`` (:func:`load_models`),
+    ``opts`` with K resolved for the backbone, and the column labels (``assess`` and the web
+    UI's Compress & assess score pairs through this)."""
+    models = load_models(metrics, explicit, opts, device)
+    if opts.k is None:
+        opts = dataclasses.replace(opts, k=models.classifier.default_k if models.classifier is not None else 100)
+    classes = len(models.classifier.class_names) if models.classifier is not None else 0
+    if classes and opts.k > classes:
+        raise PixseqError(f"-k {opts.k} is more than the {classes} classes of the backbone {models.classifier.name}")
+    return opts, models, column_labels(metrics, models, opts)
+
+
 def assess(opts: AssessOptions, device: torch.device | str = "cpu") -> Assessment:
     """``pixseq assess`` as one call: every requested metric for every pair of ``opts.ref`` /
     ``opts.dist``, after every check of the options (outputs included) and before any output
@@ -402,13 +416,7 @@ def assess(opts: AssessOptions, device: torch.device | str = "cpu") -> Assessmen
     pairs = find_pairs(Path(opts.ref), Path(opts.dist))
     check_options(opts, pairs)
     metrics, explicit = parse_metrics(opts.metrics, pairs.folders)
-    models = load_models(metrics, explicit, opts, device)
-    if opts.k is None:
-        opts = dataclasses.replace(opts, k=models.classifier.default_k if models.classifier is not None else 100)
-    classes = len(models.classifier.class_names) if models.classifier is not None else 0
-    if classes and opts.k > classes:
-        raise PixseqError(f"-k {opts.k} is more than the {classes} classes of the backbone {models.classifier.name}")
-    columns = column_labels(metrics, models, opts)
+    opts, models, columns = prepare_scoring(metrics, explicit, opts, device)
     sets = SetScores(metrics, models.inception) if models.inception is not None else None
     rows = []
     for name, ref, dist in pairs.items:

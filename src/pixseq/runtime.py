@@ -15,6 +15,7 @@ Errors are not notices: they are :class:`~pixseq.errors.PixseqError` and come fr
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import sys
@@ -73,15 +74,57 @@ def capturing() -> bool:
     return bool(getattr(_local, "sinks", None))
 
 
+@contextlib.contextmanager
+def capture_progress(sink: Callable[[str, int, int | None], None]) -> Iterator[None]:
+    """Report this thread's :func:`progress` bars to ``sink(desc, done, total)`` at every step
+    (a web UI shows a long run's progress as it goes). ``sink`` may raise ``KeyboardInterrupt``
+    to stop the work as Ctrl-C would: loops that keep their partial result on Ctrl-C keep it."""
+    stack = getattr(_local, "progress_sinks", None)
+    if stack is None:
+        stack = _local.progress_sinks = []
+    stack.append(sink)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
 def progress(iterable: Iterable[T] | None = None, *, total: int | None = None, desc: str = "",
              unit: str = "it", initial: int = 0, **kwargs) -> "tqdm":  # noqa: F821
     """A tqdm progress bar on stderr: rank 0 only, on terminals only (``disable=None``), and
-    never while notices are captured. Use it as tqdm (iterate, or ``update`` / ``close``)."""
+    never while notices are captured; under :func:`capture_progress` each step goes to its
+    sink instead. Use it as tqdm (iterate, or ``update`` / ``close``)."""
     from tqdm.auto import tqdm
 
+    sinks = getattr(_local, "progress_sinks", None)
+    if sinks:
+        return _reporting(tqdm)(iterable, total=total, desc=desc, unit=unit, initial=initial, disable=True,
+                                sink=sinks[-1], **kwargs)
     off = True if (not is_main_rank() or capturing()) else None
     return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, file=sys.stderr,
                 dynamic_ncols=True, disable=off, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _reporting(base: type) -> type:
+    """A silent ``base`` (tqdm) bar that hands every step to a sink (a disabled tqdm counts nothing)."""
+
+    class Reporting(base):  # type: ignore[misc, valid-type]
+        def __init__(self, iterable=None, *args, sink, desc: str = "", initial: int = 0, **kwargs) -> None:
+            self._sink, self._desc, self._done = sink, desc, initial
+            super().__init__(iterable, *args, desc=desc, initial=initial, **kwargs)
+
+        def update(self, n: float = 1):
+            self._done += n
+            self._sink(self._desc, self._done, self.total)
+            return super().update(n)
+
+        def __iter__(self):
+            for item in super().__iter__():  # disabled: the iterable's own items
+                yield item
+                self.update(1)
+
+    return Reporting
 
 
 def seed_everything(seed: int) -> None:

@@ -227,6 +227,24 @@ def describe_model(entry, model) -> str:
     return f"{entry.kind}: {w}x{h} pixels, {classes}, {params / 1e6:.2f} M parameters"
 
 
+def run_buttons(key: str, label: str, stop: bool = False):
+    """The tab's run button (``#KEY-run``) and, for long runs, a Stop button (``#KEY-stop``)."""
+    import gradio as gr
+
+    with gr.Row():
+        go = gr.Button(label, variant="primary", elem_id=f"{key}-run")
+        halt = gr.Button("Stop", variant="stop", elem_id=f"{key}-stop") if stop else None
+    return go, halt
+
+
+def result_image(key: str, label: str, name: str = "image"):
+    """A tab's output image (``#KEY-NAME``): PNG (lossless), downloadable, full-screen."""
+    import gradio as gr
+
+    return gr.Image(label=label, format="png", interactive=False, height=440, elem_id=f"{key}-{name}",
+                    buttons=["download", "fullscreen"])
+
+
 def sampling_controls(key: str):
     """Temperature, top-k, top-p and seed sliders (top-k 0 and top-p 1 mean off)."""
     import gradio as gr

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from pixseq.app.jobs import JobBoard
 from pixseq.app.work import Limits, WorkFolder
 from pixseq.errors import PixseqError
 
@@ -36,6 +37,7 @@ class AppContext:
     examples: Any
     weights_dir: Path | None = None
     offline: bool | None = None
+    jobs: JobBoard = field(default_factory=JobBoard)
     loads: list[tuple[Callable, Any, Any]] = field(default_factory=list)
 
     def on_load(self, fn: Callable, inputs, outputs) -> None:
@@ -79,17 +81,19 @@ def prepare_work(work: str | os.PathLike | None, keep_s: int) -> WorkFolder:
 
 def serve(models: Sequence[str] = (), host: str = "127.0.0.1", port: int = 7860, device: str = "auto",
           limits: Limits | None = None, work: str | os.PathLike | None = None,
-          weights_dir: Path | None = None, offline: bool | None = None,
+          weights_dir: Path | None = None, offline: bool | None = None, zoo: bool = True,
           ready: Callable[[str], None] = print) -> None:
-    """``pixseq ui`` as one call: serve until interrupted, then clean up."""
+    """``pixseq ui`` as one call: serve until interrupted, then clean up. ``models``: model
+    directories or folders of them, offered before the shipped models (none with ``zoo=False``)."""
     from pixseq.app.common import Examples
     from pixseq.app.shelf import ModelShelf
+    from pixseq.app.tabs import roles
     from pixseq.device import resolve_device
 
     limits = limits or Limits()
     limits.check()
     started = time.perf_counter()
-    shelf = ModelShelf(models, resolve_device(device))  # bad --models: before anything is written
+    shelf = ModelShelf(models, resolve_device(device), roles(), zoo)  # bad --models: before anything is written
     folder = prepare_work(work, limits.keep_files_s)
     demo = None
     try:

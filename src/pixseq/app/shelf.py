@@ -1,11 +1,10 @@
 """The models a web UI server offers: found once at start-up, loaded on first use, shared by all requests.
 
-A source is a model directory (it holds ``config.json``), a folder of model directories
-(each first-level sub-folder that is one; e.g. ``runs/``) or ``zoo:NAME``. With no
-sources the server offers the shipped pretrained models (:mod:`pixseq.zoo`, when this
-pixseq has them). Start-up reads only each ``config.json`` (its kind says which tabs can
-use the model); weights load through :func:`pixseq.load_model` when a request first needs
-them, once per server, under a lock so that two requests never load the same model twice.
+A source is a model directory (it holds ``config.json``) or a folder of model directories
+(each first-level sub-folder that is one; e.g. ``runs/``); after them the server offers the
+shipped pretrained models (:mod:`pixseq.zoo`) as ``zoo:NAME``. Start-up reads only each
+``config.json`` (its kind says which tabs can use the model); weights load through
+:func:`pixseq.load_model` when a request first needs them, once per server, under a lock so that two requests never load the same model twice.
 Loaded models are used read-only (eval mode, no gradients), so requests share them.
 """
 from __future__ import annotations
@@ -14,7 +13,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 
@@ -24,56 +23,63 @@ from pixseq.errors import PixseqError
 @dataclass
 class ModelEntry:
     """One model on the shelf: the name shown in the page, what :func:`pixseq.load_model`
-    takes, its kind and its ``config.json`` document (settings and card meta)."""
+    takes, its kind, its ``config.json`` document (settings and card meta; a zoo model built
+    on first use has only its kind until then), its folder (None until such a model is built)
+    and the roles the tabs found it fit for."""
 
     name: str
     source: str
     kind: str
     doc: dict
-    folder: Path
+    folder: Path | None
     capabilities: frozenset[str] = field(default_factory=frozenset)
+    zoo: object = None  # the pixseq.zoo entry of a shipped model
 
     @property
     def meta(self) -> dict:
         return dict(self.doc.get("meta") or {})
 
 
-def capabilities(kind: str, doc: dict) -> frozenset[str]:
-    """What a model of ``kind`` can do in the UI, read off its registered class (never off
-    its name, so a newly registered family appears in every tab that fits it): ``sample``
-    (``generate``), ``complete`` (``complete``), ``codec`` (a token-image model)."""
+#: a role's test: (kind, registered class, config dict) -> whether a model of that kind fits
+Role = Callable[[str, type, dict], bool]
+
+
+def capabilities(kind: str, doc: dict, roles: Mapping[str, Role]) -> frozenset[str]:
+    """The ``roles`` (a tab's use of a model: ``"complete"``, ``"upscale"`` ...) a model of
+    ``kind`` fits, each judged by its tab from the registered class and the config, never from
+    a model's name: a newly registered family appears in every tab that fits it."""
     from pixseq import registry
-    from pixseq.codec import CODEC_MODEL_KINDS
 
     cls = registry.get(kind).cls
-    found = set()
-    # an image-conditioned prior samples only given a condition image, which Sample has not
-    conditioned = bool((doc.get("config") or {}).get("condition"))
-    if callable(getattr(cls, "generate", None)) and not conditioned:
-        found.add("sample")
-    if callable(getattr(cls, "complete", None)):
-        found.add("complete")
-    if kind in CODEC_MODEL_KINDS and not conditioned:
-        found.add("codec")
-    return frozenset(found)
+    config = doc.get("config") or {}
+    return frozenset(role for role, fits in roles.items() if fits(kind, cls, config))
 
 
-def _zoo_sources() -> list[str]:
-    """``zoo:NAME`` for each pretrained model this pixseq ships (none without a zoo)."""
+def _zoo_models() -> list[tuple[str, str, dict, Path | None, object]]:
+    """``(zoo:NAME, kind, doc, folder, entry)`` for each model this pixseq ships: a stored
+    model's folder and config as they are (checked at load), a model built on first use
+    by its kind alone (nothing is built before a request needs it)."""
+    from pixseq.checkpoint import CONFIG_NAME, ZOO_PREFIX, read_config
     from pixseq.plugins import import_optional
 
     zoo = import_optional("pixseq.zoo")
     if zoo is None:
         return []
-    return [f"zoo:{name}" for name in zoo.names()]
+    found = []
+    for name, entry in zoo.entries().items():
+        folder = zoo.ZOO_ROOT / name if entry.stored else None
+        if folder is not None and (folder / CONFIG_NAME).is_file():
+            doc = read_config(folder)
+        else:
+            doc = {"kind": entry.kind, "config": {}, "meta": {}}
+        found.append((f"{ZOO_PREFIX}{name}", entry.kind, doc, folder, entry))
+    return found
 
 
 def expand_source(source: str) -> list[tuple[str, Path]]:
     """``(source, model folder)`` for each model a ``--models`` value names."""
-    from pixseq.checkpoint import CONFIG_NAME, ZOO_PREFIX, resolve_model_path
+    from pixseq.checkpoint import CONFIG_NAME
 
-    if source.startswith(ZOO_PREFIX):
-        return [(source, resolve_model_path(source))]
     folder = Path(source)
     if not folder.exists():
         raise PixseqError(f"--models {source}: not found")
@@ -91,10 +97,7 @@ def expand_source(source: str) -> list[tuple[str, Path]]:
 def _names(folders: Sequence[tuple[str, Path]]) -> list[str]:
     """Short unique names: the folder's name, or more of its path where two share one."""
     def tail(src: str, path: Path, depth: int) -> str:
-        if src.startswith("zoo:"):
-            return src
-        parts = path.resolve().parts
-        return "/".join(parts[-depth:])
+        return "/".join(path.resolve().parts[-depth:])
 
     depth = {i: 1 for i in range(len(folders))}
     while True:
@@ -107,24 +110,38 @@ def _names(folders: Sequence[tuple[str, Path]]) -> list[str]:
 
 
 class ModelShelf:
-    """The server's models by name; :meth:`load` gives the loaded model (cached)."""
+    """The server's models by name; :meth:`load` gives the loaded model (cached).
 
-    def __init__(self, sources: Iterable[str] = (), device: torch.device | str = "cpu") -> None:
+    ``sources``: model directories or folders of them (``--models``), offered first; then,
+    unless ``zoo=False``, the models that ship with pixseq. ``roles``: what the tabs use
+    models for (see :func:`capabilities`)."""
+
+    def __init__(self, sources: Iterable[str] = (), device: torch.device | str = "cpu",
+                 roles: Mapping[str, Role] | None = None, zoo: bool = True) -> None:
         from pixseq.checkpoint import read_config
 
-        sources = list(sources) or _zoo_sources()
         found: list[tuple[str, Path]] = []
         for source in sources:
             found += [f for f in expand_source(os.fspath(source)) if f[1].resolve() not in
                       {g[1].resolve() for g in found}]
         self.device = torch.device(device)
+        self.roles = dict(roles or {})
         self.entries: dict[str, ModelEntry] = {}
         for name, (source, folder) in zip(_names(found), found):
             doc = read_config(folder)
-            self.entries[name] = ModelEntry(name, source, doc["kind"], doc, folder,
-                                            capabilities(doc["kind"], doc))
+            self._add(ModelEntry(name, source, doc["kind"], doc, folder))
+        for name, kind, doc, folder, entry in (_zoo_models() if zoo else []):
+            self._add(ModelEntry(name, name, kind, doc, folder, zoo=entry))
         self._models: dict[str, torch.nn.Module] = {}
         self._locks = {name: threading.Lock() for name in self.entries}
+
+    def _add(self, entry: ModelEntry) -> None:
+        from pixseq import registry
+
+        if entry.kind not in registry.names():  # e.g. a zoo model of a family this install lacks
+            return
+        entry.capabilities = capabilities(entry.kind, entry.doc, self.roles)
+        self.entries[entry.name] = entry
 
     def names(self, capability: str | None = None) -> list[str]:
         """Model names, in the order given, that have ``capability`` (all when None)."""
@@ -140,16 +157,33 @@ class ModelShelf:
     def is_loaded(self, name: str) -> bool:
         return name in self._models
 
-    def load(self, name: str | None, capability: str | None = None) -> torch.nn.Module:
-        """The model ``name``, loaded on first use; PixseqError when it lacks ``capability``."""
+    def _fitting(self, name: str | None, capability: str | None) -> ModelEntry:
         entry = self.entry(name)
         if capability is not None and capability not in entry.capabilities:
-            raise PixseqError(f"model {entry.name} ({entry.kind}) cannot {capability}")
+            raise PixseqError(f"model {entry.name} ({entry.kind}) is not one this tab can use")
+        return entry
+
+    def folder(self, name: str | None, capability: str | None = None) -> Path:
+        """The model directory of ``name``, for library calls that load a model themselves (a
+        zoo model is verified, and built on first use)."""
+        from pixseq.checkpoint import resolve_model_path
+
+        entry = self._fitting(name, capability)
+        with self._locks[entry.name]:
+            if entry.folder is None or entry.zoo is not None:
+                entry.folder = resolve_model_path(entry.source)
+        return entry.folder
+
+    def load(self, name: str | None, capability: str | None = None) -> torch.nn.Module:
+        """The model ``name``, loaded on first use; PixseqError when it lacks ``capability``."""
+        entry = self._fitting(name, capability)
         with self._locks[entry.name]:
             if entry.name not in self._models:
-                from pixseq.checkpoint import load_model
+                from pixseq.checkpoint import load_model, resolve_model_path
 
-                model = load_model(entry.source, device=self.device)
+                model = load_model(entry.source, device=self.device)  # a zoo model: verified (built once)
                 model.requires_grad_(False)  # shared by concurrent requests: inference only
+                if entry.folder is None:
+                    entry.folder = resolve_model_path(entry.source)
                 self._models[entry.name] = model
         return self._models[entry.name]

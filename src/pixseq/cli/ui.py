@@ -19,8 +19,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                              "every network the machine is on)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--models", nargs="+", default=[], metavar="DIR",
-                        help="model directories, folders of them (e.g. runs/) or zoo:NAME (default: the "
-                             "pretrained models that ship with pixseq)")
+                        help="model directories or folders of them (e.g. runs/), offered before the "
+                             "pretrained models that ship with pixseq")
+    parser.add_argument("--no-zoo", action="store_true", help="offer only the --models, not the shipped models")
     parser.add_argument("--work", type=path_arg, default=None,
                         help="folder for uploads and outputs, cleaned when the server stops (default: a new "
                              "temporary folder, removed when the server stops)")
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                     max_images=args.max_images, max_codec_tokens=args.max_codec_tokens)
     try:
         serve(args.models, args.host, args.port, args.device, limits, args.work, args.weights_dir, args.offline,
-              ready=lambda line: print(line, flush=True))
+              not args.no_zoo, ready=lambda line: print(line, flush=True))
     except KeyboardInterrupt:
         print("stopped; the work folder's files are removed", flush=True)
     return 0

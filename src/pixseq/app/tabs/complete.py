@@ -8,15 +8,25 @@ TITLE = "Complete"
 #: the library module this tab calls: the tab appears when it is importable
 NEEDS = "pixseq.models.generate"
 KEY = "complete"
-#: the models it offers: those with this capability (see pixseq.app.shelf.capabilities)
 USES = "complete"
+
+
+def _fits(kind: str, cls: type, config: dict) -> bool:
+    from pixseq.app.tabs import has
+
+    return has(cls, "complete")
+
+
+#: the models it offers (see pixseq.app.shelf.capabilities)
+ROLES = {USES: _fits}
 GUESS = "the likeliest given the kept rows"
 
 
 def build(ctx) -> None:
     import gradio as gr
 
-    from pixseq.app.common import image_input, model_picker, sampling_controls, wire_image_input
+    from pixseq.app.common import (image_input, model_picker, result_image, run_buttons, sampling_controls,
+                                   wire_image_input)
 
     gr.Markdown("Keep the top rows of an image and let the model draw the rest. The image is resized to "
                 "the model's size (with a note); the grid shows original | kept rows (the rest blue) | "
@@ -30,20 +40,16 @@ def build(ctx) -> None:
             num = gr.Slider(1, ctx.limits.max_images, value=4, step=1, label="Completions", elem_id=f"{KEY}-num")
             cls = gr.Dropdown([(GUESS, "")], value="", label="Class", elem_id=f"{KEY}-class")
             sampling = sampling_controls(KEY)
-            with gr.Row():
-                go = gr.Button("Complete", variant="primary", elem_id=f"{KEY}-run")
-                stop = gr.Button("Stop", variant="stop", elem_id=f"{KEY}-stop")
+            go, _ = run_buttons(KEY, "Complete")
         with gr.Column(scale=1):
-            grid = gr.Image(label="original | kept | completions", format="png", interactive=False, height=440,
-                            elem_id=f"{KEY}-grid", buttons=["download", "fullscreen"])
+            grid = result_image(KEY, "original | kept | completions", "grid")
             status = gr.HTML(elem_id=f"{KEY}-status")
     wire_image_input(ctx, inp, status)
     choose = _on_model(ctx)
     model.change(choose, model, [info, rows, cls, status])
     ctx.on_load(choose, model, [info, rows, cls, status])
-    run = go.click(_on_complete(ctx), [inp.editor, model, rows, num, cls, *sampling], [grid, status],
-                   api_name="complete", concurrency_id="models")
-    stop.click(None, cancels=[run])
+    go.click(_on_complete(ctx), [inp.editor, model, rows, num, cls, *sampling], [grid, status],
+             api_name="complete", concurrency_id="models")
 
 
 def _on_model(ctx):

@@ -4,7 +4,7 @@ pair (ViT-Score or its named fallback, SSIM, PSNR, LPIPS, BRISQUE), and the ``.p
 to download.
 
 The rate search is :mod:`pixseq.codec.target` (real bytes, headers included); the scores are
-:func:`pixseq.assess.pair_scores` with the networks :func:`pixseq.assess.load_models` loads,
+:func:`pixseq.assess.pair_scores` with the networks :func:`pixseq.assess.prepare_scoring` loads,
 once per server, with ``pixseq assess``'s rules: a network whose weights are missing is
 skipped (LPIPS's ImageNet backbone offline) or replaced by a named fallback (the study's ViT
 by EfficientNet-Lite0), and the page says so.
@@ -17,8 +17,18 @@ import threading
 TITLE = "Compress & assess"
 NEEDS = "pixseq.codec.target"
 KEY = "compress"
-#: the models it offers: those with this capability (see pixseq.app.shelf.capabilities)
 USES = "codec"
+
+
+def _fits(kind: str, cls: type, config: dict) -> bool:
+    from pixseq.app.tabs import image_conditioned
+    from pixseq.codec import CODEC_MODEL_KINDS
+
+    return kind in CODEC_MODEL_KINDS and not image_conditioned(config)
+
+
+#: the models it offers (see pixseq.app.shelf.capabilities)
+ROLES = {USES: _fits}
 #: The assessment's per-pair metrics (``pixseq assess`` names)
 METRICS = ["vit_score", "ssim", "psnr", "lpips", "brisque"]
 MODEL_PREFIX = "pixseq: "
@@ -42,15 +52,14 @@ class Scorer:
     def _models(self):
         from pathlib import Path
 
-        from pixseq.assess import AssessOptions, column_labels, load_models
+        from pixseq.assess import AssessOptions, prepare_scoring
 
         with self._lock:
             if self._loaded is None:
                 # ref/dist are not read here: the pairs come from memory, one at a time
                 opts = AssessOptions(ref=Path(), dist=Path(), weights_dir=self.ctx.weights_dir,
                                      offline=self.ctx.offline)
-                models = load_models(METRICS, False, opts, self.ctx.shelf.device)
-                self._loaded = opts, models, column_labels(METRICS, models, opts)
+                self._loaded = prepare_scoring(METRICS, False, opts, self.ctx.shelf.device)
             return self._loaded
 
     def __call__(self, ref, decoded: list) -> tuple[dict[str, str], list[dict[str, float]]]:
@@ -76,7 +85,7 @@ class Scorer:
 def build(ctx) -> None:
     import gradio as gr
 
-    from pixseq.app.common import image_input, wire_image_input
+    from pixseq.app.common import image_input, run_buttons, wire_image_input
 
     choices = codec_choices(ctx)
     gr.Markdown("Code one image with each codec at the best setting that fits the bit budget (whole files, "
@@ -86,9 +95,7 @@ def build(ctx) -> None:
             inp = image_input(ctx, KEY)
             codecs = gr.CheckboxGroup(choices, value=choices, label="Codecs", elem_id=f"{KEY}-codecs")
             target = gr.Number(0.5, minimum=0.001, label="Target bits per pixel", elem_id=f"{KEY}-bpp")
-            with gr.Row():
-                go = gr.Button("Compress & assess", variant="primary", elem_id=f"{KEY}-run")
-                stop = gr.Button("Stop", variant="stop", elem_id=f"{KEY}-stop")
+            go, _ = run_buttons(KEY, "Compress & assess")
         with gr.Column(scale=2):
             gallery = gr.Gallery(label="decoded, side by side", columns=3, format="png", elem_id=f"{KEY}-gallery",
                                  object_fit="contain", height=420)
@@ -96,9 +103,8 @@ def build(ctx) -> None:
             files = gr.File(label=".pxs files", file_count="multiple", interactive=False, elem_id=f"{KEY}-files")
             status = gr.HTML(elem_id=f"{KEY}-status")
     wire_image_input(ctx, inp, status)
-    run = go.click(_on_compress(ctx, Scorer(ctx)), [inp.editor, codecs, target], [gallery, table, files, status],
-                   api_name="compress", concurrency_id="models")
-    stop.click(None, cancels=[run])
+    go.click(_on_compress(ctx, Scorer(ctx)), [inp.editor, codecs, target], [gallery, table, files, status],
+             api_name="compress", concurrency_id="models")
 
 
 def _on_compress(ctx, scorer: Scorer):

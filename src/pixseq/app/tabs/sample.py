@@ -6,15 +6,24 @@ from __future__ import annotations
 TITLE = "Sample"
 NEEDS = "pixseq.models.generate"
 KEY = "sample"
-#: the models it offers: those with this capability (see pixseq.app.shelf.capabilities)
 USES = "sample"
+
+
+def _fits(kind: str, cls: type, config: dict) -> bool:
+    from pixseq.app.tabs import has, image_conditioned
+
+    return has(cls, "generate") and not image_conditioned(config)
+
+
+#: the models it offers (see pixseq.app.shelf.capabilities)
+ROLES = {USES: _fits}
 ALL_CLASSES = "one column per class"
 
 
 def build(ctx) -> None:
     import gradio as gr
 
-    from pixseq.app.common import model_picker, sampling_controls
+    from pixseq.app.common import model_picker, result_image, run_buttons, sampling_controls
 
     gr.Markdown("Draw new images from a model. A class-conditional model without a class draws one "
                 "column per class. A Taming model with sliding-window sampling also draws larger images "
@@ -26,19 +35,15 @@ def build(ctx) -> None:
             cls = gr.Dropdown([(ALL_CLASSES, "")], value="", label="Class", elem_id=f"{KEY}-class")
             size = gr.Textbox("", label="Size HxW (empty: the trained size)", elem_id=f"{KEY}-size")
             sampling = sampling_controls(KEY)
-            with gr.Row():
-                go = gr.Button("Sample", variant="primary", elem_id=f"{KEY}-run")
-                stop = gr.Button("Stop", variant="stop", elem_id=f"{KEY}-stop")
+            go, _ = run_buttons(KEY, "Sample")
         with gr.Column(scale=1):
-            grid = gr.Image(label="samples", format="png", interactive=False, height=440, elem_id=f"{KEY}-grid",
-                            buttons=["download", "fullscreen"])
+            grid = result_image(KEY, "samples", "grid")
             status = gr.HTML(elem_id=f"{KEY}-status")
     choose = _on_model(ctx)
     model.change(choose, model, [info, cls, status])
     ctx.on_load(choose, model, [info, cls, status])
-    run = go.click(_on_sample(ctx), [model, num, cls, size, *sampling], [grid, status], api_name="sample",
-                   concurrency_id="models")
-    stop.click(None, cancels=[run])
+    go.click(_on_sample(ctx), [model, num, cls, size, *sampling], [grid, status], api_name="sample",
+             concurrency_id="models")
 
 
 def _on_model(ctx):
