@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -249,3 +250,55 @@ def test_ui_bad_options_are_one_line(args, message):
     assert res.returncode == 2 and res.stderr.startswith(f"pixseq: error: {message}"), res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert "Traceback" not in res.stderr
+
+
+# ---------------------------------------------------------------- progress of long runs
+def test_capture_progress_reports_steps_per_thread_and_can_stop_the_work():
+    from pixseq.runtime import capture_progress, progress
+
+    seen, other = [], []
+    with capture_progress(lambda desc, done, total: seen.append((desc, done, total))):
+        assert list(progress(range(3), desc="steps")) == [0, 1, 2]  # the items pass through unchanged
+        bar = progress(total=10, desc="tiles", initial=2)
+        bar.update(3)
+        bar.close()
+        worker = threading.Thread(target=lambda: other.extend(progress(range(2))))  # another thread: not captured
+        worker.start()
+        worker.join()
+    assert seen == [("steps", 1, 3), ("steps", 2, 3), ("steps", 3, 3), ("tiles", 5, 10)]
+    assert other == [0, 1]
+
+    def stop(desc, done, total):
+        if done >= 2:
+            raise KeyboardInterrupt
+
+    done = []
+    with pytest.raises(KeyboardInterrupt), capture_progress(stop):
+        for i in progress(range(10)):
+            done.append(i)
+    assert done == [0, 1]
+
+
+def test_a_job_stops_after_the_current_step_and_reports_progress():
+    from pixseq.app.jobs import JobBoard
+    from pixseq.runtime import notice, progress
+
+    started = threading.Event()
+
+    def work(job):
+        notice("warming up")
+        for step in progress(range(10_000), desc="generate"):
+            started.set()
+            time.sleep(0.001)
+        return "finished"  # never reached: stopped
+
+    board = JobBoard()
+    job = board.start(work, ())
+    assert started.wait(30)
+    while job.progress is None:  # the first step's report
+        time.sleep(0.01)
+    assert "generate:" in job.line() and "of 10000" in job.line()
+    assert board.stop(job.id)
+    assert job.done.wait(30)
+    assert job.error == "stopped before there was anything to show" and job.notes == ["warming up"]
+    assert not board.stop("no-such-job")
