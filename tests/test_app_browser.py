@@ -54,6 +54,8 @@ def models(tmp_path_factory):
     from pixseq.checkpoint import save_pretrained
     from pixseq.classifiers.vit import ViT, ViTConfig
     from pixseq.gans.dcgan import GANConfig
+    from pixseq.gans.generators import GeneratorConfig
+    from pixseq.gans.translator import CycleGAN, TranslatorConfig
     from pixseq.gans.model import GAN
     from pixseq.gans.train import build_restore
     from pixseq.guidance.clip import random_clip, tiny_clip_config
@@ -74,6 +76,8 @@ def models(tmp_path_factory):
     save_pretrained(ViT(ViTConfig(image_size=16, patch_size=4, num_classes=3, dim=16, depth=2, heads=2, mlp_ratio=2,
                                   class_names=("boot", "bag", "shirt"))), root / "tiny-vit")
     save_pretrained(build_restore("denoise", width=8, depth=2, disc_width=8, image_size=16)[0], root / "tiny-denoise")
+    save_pretrained(CycleGAN(TranslatorConfig(generator=GeneratorConfig(width=4, blocks=2), directions=["AtoB", "BtoA"],
+                                              domain_a="modern", domain_b="old")), root / "tiny-cyclegan")
     return root
 
 
@@ -150,9 +154,9 @@ def wait_status(pg, key: str, text: str, stop_on_error: bool = True) -> str:
     return shown
 
 
-def wait_model(pg, key: str) -> str:
+def wait_model(pg, key: str, text: str = "pixels") -> str:
     """Wait until tab ``key`` shows its model's details (the page's load event loaded it)."""
-    pg.wait_for_function(f"(document.querySelector('#{key}-model-info') || {{}}).innerText?.includes('pixels')")
+    pg.wait_for_function(f"(document.querySelector('#{key}-model-info') || {{}}).innerText?.includes({text!r})")
     return pg.inner_text(f"#{key}-model-info")
 
 
@@ -273,6 +277,7 @@ def test_models_tab_shows_the_cards(page):
     assert "fm-igpt\tigpt\tComplete, Sample, Compress & assess" in listing
     assert "tiny-gan\tgan\tSample" in listing and "tiny-rrdb\trrdbnet\tUpscale" in listing
     assert "tiny-clip\tclip\tText to image, Classify" in listing
+    assert "tiny-cyclegan\tcyclegan\tTranslate" in listing and "tiny-denoise\trestore\tTranslate" in listing
     card = page.inner_text("#models-card")
     assert "Run settings" in card and "fashion-mnist" in card and "final_loss" in card
 
@@ -386,18 +391,30 @@ def test_upscale_gives_the_library_s_image(page, server, tmp_path):
     np.testing.assert_array_equal(shown, upscale_image(load_model(server["models"] / "tiny-rrdb"), image))
 
 
-def test_translate_degrades_then_restores(page, server, garment):
+def test_translate_with_a_cyclegan_and_a_restoration_model(page, server, garment):
     from pixseq.checkpoint import load_model
     from pixseq.gans.model import restore_images
+    from pixseq.gans.translator import translate_image
     from pixseq.report.grid import make_grid
 
+    m = server["models"]
     open_tab(page, "Translate")
     upload(page, "translate", garment[0])
     wait_status(page, "translate", "loaded boot.png")
+    choose(page, "translate-model", "tiny-cyclegan")
+    assert "cyclegan modern -> old" in wait_model(page, "translate", "cyclegan")
+    page.locator("#translate-direction").get_by_label("BtoA").check()
+    page.click("#translate-run")
+    assert "cyclegan old -> modern" in wait_status(page, "translate", "norm statistics")
+    np.testing.assert_array_equal(fetch_image(page, "#translate-image img"),
+                                  translate_image(load_model(m / "tiny-cyclegan"), garment[1], "BtoA"))
+    choose(page, "translate-model", "tiny-denoise")
+    wait_model(page, "translate", "denoise")
+    page.locator("#translate-restore button").first.click()
     page.locator("#translate-degrade input").check()
     page.click("#translate-run")
     assert "degraded | restored | original (denoise)" in wait_status(page, "translate", "restored")
-    [(restored, degraded)] = restore_images(load_model(server["models"] / "tiny-denoise"), [garment[1]], None, True, 0)
+    [(restored, degraded)] = restore_images(load_model(m / "tiny-denoise"), [garment[1]], None, True, 0)
     np.testing.assert_array_equal(fetch_image(page, "#translate-image img"),
                                   make_grid([degraded, restored, garment[1]], ncol=3))
 
