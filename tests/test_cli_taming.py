@@ -372,15 +372,15 @@ def test_vqgan_records_what_perceptual_auto_resolved_to(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("verb", ["prior", "vqgan"])
-def test_too_few_images_for_a_batch_write_nothing(trained, tmp_path, verb, capsys):
-    """train prior wrote tokenizer.json (and encoded every image) before the Trainer found the
-    data smaller than one batch; both verbs now check first and leave no folder."""
+def test_too_few_images_for_a_batch_cap_it(trained, tmp_path, verb, capsys):
+    """5 images and --batch-size 8 failed (train prior had written tokenizer.json first); both
+    verbs now train with batches of all 5, saying so once."""
     extra = ["--tokenizer", str(trained[1]), "--warmup-steps", "1"] if verb == "prior" else list(TINY)
     out = tmp_path / "run"
-    assert main(["train", verb, "--data", "fashion-mnist:test", "--limit", "5", "--out", str(out), "--steps", "2",
-                 *extra, "--batch-size", "8"]) == 2
-    _one_line_error(capsys, "fewer than one batch of 8")
-    assert not out.exists()
+    assert main(["train", verb, "--data", "fashion-mnist:test", "--limit", "5", "--out", str(out), "--steps", "1",
+                 *extra, "--batch-size", "8"]) == 0
+    assert capsys.readouterr().err.count("fewer than --batch-size 8: training with batches of 5") == 1
+    assert (out / "config.json").exists()
 
 
 def test_interrupted_encoding_leaves_no_prior_folder(trained, tmp_path, monkeypatch, capsys):

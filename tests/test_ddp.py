@@ -113,12 +113,14 @@ def test_train_igpt_under_torchrun(tmp_path):
     def launch(*extra: str) -> subprocess.CompletedProcess:
         return subprocess.run(run + list(extra), capture_output=True, text=True, timeout=60, env=env)
 
-    too_big = launch("--size", "s", "--image-size", "8", "--palette", "4", "--batch-size", "12")
-    assert too_big.returncode != 0 and too_big.stderr.count("fewer than one batch of 12 x 2") == 2
+    too_few = launch("--size", "s", "--image-size", "8", "--palette", "4", "--limit", "1")
+    assert too_few.returncode != 0 and too_few.stderr.count("fewer than the 2 processes") == 2
     assert not out.exists()  # checked for 2 processes before anything is written (run.json was)
-    first = launch("--size", "s", "--image-size", "8", "--palette", "4", "--steps", "2", "--batch-size", "4",
+    # a batch beyond each process's share (16 images / 2) is capped at it, said once
+    first = launch("--size", "s", "--image-size", "8", "--palette", "4", "--steps", "2", "--batch-size", "12",
                    "--log-every", "0")
     assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stderr.count("8 per process over 2 processes, fewer than --batch-size 12 per process") == 1
     assert first.stdout.count("wrote ") == 1  # rank 0 alone reports (and writes)
     more = launch("--resume", "--steps", "3")
     assert more.returncode == 0, more.stderr[-3000:]

@@ -20,7 +20,7 @@ from torch import nn
 from pixseq.config import to_dict
 from pixseq.errors import PixseqError
 from pixseq.train import CKPT_NAME, HISTORY_NAME, NonFiniteError, TrainConfig, Trainer, warmup_cosine
-from pixseq.train.batches import BatchStream
+from pixseq.train.batches import BatchStream, cap_batch, capped_batch_size
 from trainer_toy import ToyTask, toy_data, weights
 
 TESTS = Path(__file__).resolve().parent
@@ -99,6 +99,32 @@ def test_batch_stream_shards_like_one_big_batch():
     flat = [i for b in one for i in b]
     assert len(set(flat)) == len(flat)
     assert one != BatchStream(data, 6, seed=5).epoch_batches(1)  # a new permutation per epoch
+
+
+@pytest.mark.parametrize("n, batch, world, want", [(22, 32, 1, 22), (22, 8, 1, 8), (5, 32, 2, 2), (16, 12, 2, 8),
+                                                    (2, 4, 2, 1)])
+def test_the_batch_is_capped_at_each_process_share(n, batch, world, want):
+    assert capped_batch_size(n, batch, world) == want
+    assert BatchStream(toy_data(n), want, seed=0, world_size=world).batches_per_epoch >= 1  # a whole batch
+
+
+def test_fewer_items_than_processes_is_an_error():
+    with pytest.raises(PixseqError, match="1 item.*fewer than the 2 processes"):
+        capped_batch_size(1, 8, 2)
+
+
+def test_the_trainer_caps_the_batch_once_with_a_notice(tmp_path, capsys):
+    """The default batch (32) failed on 22 built-in photos: the Trainer now trains with batches
+    of the whole data, says so once, and saves the batch it used."""
+    config = TrainConfig(steps=2, batch_size=32, warmup_steps=0, log_every=0)
+    trainer = Trainer(ToyTask(seed=0), toy_data(22), config, tmp_path)
+    assert trainer.config.batch_size == 22 and config.batch_size == 32  # the caller's config is not changed
+    trainer.fit()
+    assert capsys.readouterr().err.count("22 items, fewer than --batch-size 32: training with batches of 22") == 1
+    state = torch.load(tmp_path / CKPT_NAME, weights_only=True)
+    assert state["config"]["batch_size"] == 22
+    assert cap_batch(trainer.config, 22) is trainer.config  # nothing to cap: no second notice
+    assert capsys.readouterr().err == ""
 
 
 def test_trainer_refuses_an_iterable_dataset(tmp_path):

@@ -193,7 +193,7 @@ def train_vit(data: str, out: str | Path, *, size: str | None = None, image_size
     """
     from pixseq.data import load_data
     from pixseq.device import resolve_device
-    from pixseq.train.batches import batches_per_epoch
+    from pixseq.train.batches import cap_batch
     from pixseq.train.distributed import launched_world_size
     from pixseq.train.runs import (RunRecorder, TrainResult, check_limit, check_out_dir, load_val_data, run_settings,
                                    train_config)
@@ -209,7 +209,7 @@ def train_vit(data: str, out: str | Path, *, size: str | None = None, image_size
     images_set = load_data(settings["data"], limit=settings["limit"])
     labels = images_set.require_labels("training a classifier")
     val = load_val_data({**settings, "classes": True}, images_set)
-    batches_per_epoch(len(images_set.images), config.batch_size, launched_world_size())  # before anything is written
+    config = cap_batch(config, len(images_set.images), launched_world_size())  # before anything is written
     settings = _resolved(settings, converted, images_set.images)
     model = build_vit(images_set.num_classes, settings["image_size"], settings["size"], images_set.class_names,
                       config.seed, converted, **_overrides(settings, converted))

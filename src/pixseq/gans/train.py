@@ -182,7 +182,7 @@ def train_gan(data: str, out: str | Path, *, train: dict | TrainConfig | None = 
     from pixseq.data import load_data, resize_square
     from pixseq.device import resolve_device
     from pixseq.gans.losses import check_loss
-    from pixseq.train.batches import batches_per_epoch
+    from pixseq.train.batches import cap_batch
     from pixseq.train.distributed import launched_world_size
     from pixseq.train.runs import (RunRecorder, TrainResult, check_limit, check_out_dir, load_val_data, run_settings,
                                    train_config)
@@ -200,7 +200,7 @@ def train_gan(data: str, out: str | Path, *, train: dict | TrainConfig | None = 
     if s["classes"]:
         images.require_labels("--classes")
     size = gan_image_size(images.images, s["image_size"])
-    batches_per_epoch(len(images.images), tc.batch_size, launched_world_size())  # before anything is written
+    tc = cap_batch(tc, len(images.images), launched_world_size())  # before anything is written
     val = load_val_data(s, images)
     channels = 1 if is_grey(images.images) else 3
     num_classes = images.num_classes if s["classes"] else 0
@@ -248,12 +248,9 @@ class RestoreImages(torch.utils.data.Dataset):
         return {**self.inner[i], "index": torch.tensor(i)}
 
 
-def restore_image_size(images: Sequence[np.ndarray], asked: int | None, batch: int) -> tuple[int, bool]:
+def restore_image_size(images: Sequence[np.ndarray], asked: int | None) -> tuple[int, bool]:
     """The training side and whether images are used whole (else random crops of mixed-size
     data, 4096 per epoch); checked before anything is written."""
-    from pixseq.train.batches import batches_per_epoch
-    from pixseq.train.distributed import launched_world_size
-
     shapes = {im.shape[:2] for im in images}
     (h, w) = next(iter(shapes))
     size = asked if asked is not None else (h if len(shapes) == 1 and h == w else 64)
@@ -263,10 +260,7 @@ def restore_image_size(images: Sequence[np.ndarray], asked: int | None, batch: i
     if min(smallest) < size:
         raise PixseqError(f"--image-size {size} is larger than some training images (e.g. {smallest[1]}x{smallest[0]}); "
                           f"give --image-size {min(smallest)} or less")
-    fixed = shapes == {(size, size)}
-    if fixed:  # random crops make 4096 items per epoch; whole images must fill one batch per process
-        batches_per_epoch(len(images), batch, launched_world_size())
-    return size, fixed
+    return size, shapes == {(size, size)}
 
 
 def build_restore(task: str = "denoise", channels: int = 3, width: int = 32, depth: int = 2, disc_width: int = 32,
@@ -322,6 +316,8 @@ def train_restore(data: str, out: str | Path, *, train: dict | TrainConfig | Non
     from pixseq.gans.losses import check_loss
     from pixseq.gans.restoration import TASKS
     from pixseq.models.taming_train import centre_crops
+    from pixseq.train.batches import cap_batch
+    from pixseq.train.distributed import launched_world_size
     from pixseq.train.runs import (RunRecorder, TrainResult, check_limit, check_out_dir, load_val_data, run_settings,
                                    train_config)
 
@@ -337,7 +333,9 @@ def train_restore(data: str, out: str | Path, *, train: dict | TrainConfig | Non
     grey = is_grey(images.images)
     if s["task"] == "colorize" and grey:
         raise PixseqError(f"--task colorize needs colour images; {s['data']!r} is grey (try --data photos)")
-    size, fixed = restore_image_size(images.images, s["image_size"], tc.batch_size)
+    size, fixed = restore_image_size(images.images, s["image_size"])
+    if fixed:  # random crops make 4096 items per epoch; whole images cap the batch (before anything is written)
+        tc = cap_batch(tc, len(images.images), launched_world_size())
     val = load_val_data({**s, "classes": False}, images)
     if val is not None:
         centre_crops(val[0], size)  # too small: refused before anything is written

@@ -215,7 +215,7 @@ def train_pix2pix(data: str, out: str | Path, *, train: dict | TrainConfig | Non
     from pixseq.device import resolve_device
     from pixseq.gans.pairs import PairedCrops, load_pairs, load_size, resize_pairs
     from pixseq.gans.train import is_grey
-    from pixseq.train.batches import batches_per_epoch
+    from pixseq.train.batches import cap_batch
     from pixseq.train.distributed import launched_world_size
     from pixseq.train.runs import DEFAULT_VAL_LIMIT, RunRecorder
 
@@ -226,7 +226,7 @@ def train_pix2pix(data: str, out: str | Path, *, train: dict | TrainConfig | Non
     jitter = s["jitter"] if s["jitter"] is not None else size > 64
     a, b = resize_pairs(pairs, load_size(size, jitter))
     train_set = PairedCrops(a, b, size, random=True, flip=s["flip"])
-    batches_per_epoch(len(train_set), tc.batch_size, launched_world_size())  # before anything is written
+    tc = cap_batch(tc, len(train_set), launched_world_size())  # before anything is written
     held = None
     if s["val_data"] is not None:
         val = load_pairs(s["val_data"], s["val_limit"] or DEFAULT_VAL_LIMIT)
@@ -257,7 +257,7 @@ def train_cyclegan(data: str, out: str | Path, *, train: dict | TrainConfig | No
     from pixseq.device import resolve_device
     from pixseq.gans.pairs import UnpairedCrops, load_size, load_unpaired, resize_short
     from pixseq.gans.train import is_grey
-    from pixseq.train.batches import batches_per_epoch
+    from pixseq.train.batches import cap_batch
     from pixseq.train.distributed import launched_world_size
     from pixseq.train.runs import DEFAULT_VAL_LIMIT, RunRecorder
 
@@ -269,7 +269,7 @@ def train_cyclegan(data: str, out: str | Path, *, train: dict | TrainConfig | No
     short = load_size(size, jitter)
     a, b = [resize_short(im, short) for im in set_a.images], [resize_short(im, short) for im in set_b.images]
     train_set = UnpairedCrops(a, b, size, random=True, flip=s["flip"])
-    batches_per_epoch(len(train_set), tc.batch_size, launched_world_size())
+    tc = cap_batch(tc, len(train_set), launched_world_size())
     held = None
     if s["val_data"] is not None:
         va, vb = load_unpaired(s["val_data"], s["val_data_b"], s["val_limit"] or DEFAULT_VAL_LIMIT, split="test")

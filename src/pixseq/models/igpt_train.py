@@ -129,7 +129,7 @@ def train_igpt(data: str, out: str | Path, *, size: str | None = None, image_siz
     """
     from pixseq.data import load_data, resize_square
     from pixseq.device import resolve_device
-    from pixseq.train.batches import batches_per_epoch
+    from pixseq.train.batches import cap_batch
     from pixseq.train.distributed import launched_world_size
     from pixseq.train.runs import (RunRecorder, TrainResult, check_limit, check_out_dir, load_val_data, run_settings,
                                    train_config)
@@ -148,7 +148,7 @@ def train_igpt(data: str, out: str | Path, *, size: str | None = None, image_siz
     side = settings["image_size"] if settings["image_size"] is not None else default_image_size(images_set.images)
     colours = settings["palette"] if settings["palette"] is not None else 512
     _check_sizes(side, colours, len(images_set.images))
-    batches_per_epoch(len(images_set.images), config.batch_size, launched_world_size())  # before anything is written
+    config = cap_batch(config, len(images_set.images), launched_world_size())  # before anything is written
     device = resolve_device(device)
     settings = {**settings, "size": settings["size"] or "s", "image_size": side, "palette": colours,
                 "classes": bool(settings["classes"])}

@@ -358,6 +358,8 @@ def train_vqgan(data: str, out: str | os.PathLike, *, train: dict | TrainConfig 
     from pixseq.data import load_data
     from pixseq.runtime import plural
     from pixseq.tokenizers.vqgan import vqgan_config
+    from pixseq.train.batches import cap_batch
+    from pixseq.train.distributed import launched_world_size
     from pixseq.train.runs import (RunRecorder, TrainResult, check_limit, check_out_dir, load_val_data, run_settings,
                                    train_config)
 
@@ -369,7 +371,9 @@ def train_vqgan(data: str, out: str | os.PathLike, *, train: dict | TrainConfig 
     check_limit(s["limit"])  # 0 crashed on no images; -1 silently dropped the last one
     tc = train_config(train, default_vqgan_train_config(), out, resume, seed)
     images = load_data(s["data"], limit=s["limit"])
-    size, fixed = _vqgan_image_size(images.images, s["image_size"], tc.batch_size)
+    size, fixed = _vqgan_image_size(images.images, s["image_size"])
+    if fixed:  # random crops make 4096 items per epoch; whole images cap the batch (before anything is written)
+        tc = cap_batch(tc, len(images.images), launched_world_size())
     # (after the checks of the training images: reading the held-out set takes a while)
     val = load_val_data({**s, "classes": False}, images)
     if val is not None:
@@ -392,12 +396,9 @@ def train_vqgan(data: str, out: str | os.PathLike, *, train: dict | TrainConfig 
     return TrainResult(model, history, s, tc, held_out=0 if val is None else len(val[0]))
 
 
-def _vqgan_image_size(images: Sequence[np.ndarray], asked: int | None, batch: int) -> tuple[int, bool]:
+def _vqgan_image_size(images: Sequence[np.ndarray], asked: int | None) -> tuple[int, bool]:
     """The training side and whether the images are used whole (else random crops); checked
     before anything is written."""
-    from pixseq.train.batches import batches_per_epoch
-    from pixseq.train.distributed import launched_world_size
-
     shapes = {im.shape[:2] for im in images}
     (h, w) = next(iter(shapes))
     size = asked if asked is not None else (h if len(shapes) == 1 and h == w else 64)
@@ -405,8 +406,6 @@ def _vqgan_image_size(images: Sequence[np.ndarray], asked: int | None, batch: in
         raise PixseqError(f"--image-size must be at least {MIN_IMAGE_SIZE} (the smallest input of the "
                           f"PatchGAN discriminator's 4x4 convolutions), got {size}")
     fixed = shapes == {(size, size)}  # else: random crops of size x size
-    if fixed:  # random crops make 4096 items per epoch; whole images must fill one batch per process
-        batches_per_epoch(len(images), batch, launched_world_size())
     smallest = min(shapes, key=min)
     if asked is None and not fixed and min(smallest) < size:  # the default, not the user, was too big
         raise PixseqError(f"the images have mixed sizes, so training cuts random {size}x{size} crops (the default "
@@ -433,7 +432,7 @@ def train_prior(tokenizer: str | os.PathLike, data: str, out: str | os.PathLike,
     ``val_limit``). Returns a :class:`~pixseq.train.runs.TrainResult`."""
     from pixseq.data import load_data
     from pixseq.models.taming import taming_config
-    from pixseq.train.batches import batches_per_epoch
+    from pixseq.train.batches import cap_batch
     from pixseq.train.distributed import launched_world_size
     from pixseq.train.runs import (RunRecorder, TrainResult, check_limit, check_out_dir, load_val_data, run_settings,
                                    train_config)
@@ -452,7 +451,7 @@ def train_prior(tokenizer: str | os.PathLike, data: str, out: str | os.PathLike,
     if s["classes"]:
         images.require_labels("--classes")
     # before anything is written (fit_prior records the tokenizer first)
-    batches_per_epoch(len(images.images), tc.batch_size, launched_world_size())
+    tc = cap_batch(tc, len(images.images), launched_world_size())
     val = load_val_data(s, images)
     size = s["image_size"] or getattr(tok, "pretrained_meta", {}).get("image_size")
     if not size:

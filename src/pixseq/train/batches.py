@@ -11,12 +11,14 @@ see), cut into batches of ``batch_size``; the remainder is dropped.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from pixseq.errors import PixseqError
+from pixseq.runtime import notice
 
 
 def batches_per_epoch(n: int, batch_size: int, world_size: int = 1) -> int:
@@ -27,6 +29,34 @@ def batches_per_epoch(n: int, batch_size: int, world_size: int = 1) -> int:
         raise PixseqError(f"dataset has {n} items, fewer than one batch of {batch_size} x {world_size} "
                           f"process(es); lower the batch size or add data")
     return batches
+
+
+def capped_batch_size(n: int, batch_size: int, world_size: int = 1) -> int:
+    """``batch_size``, or at most ``n // world_size``: each process draws its batches from its
+    share of the ``n`` items, so a larger batch would leave it no whole batch per epoch.
+    Fewer items than processes is an error (no process may go without data)."""
+    if n < world_size:
+        raise PixseqError(f"dataset has {n} item(s), fewer than the {world_size} processes: each process needs "
+                          f"at least one; add data or launch fewer processes")
+    return min(batch_size, n // world_size)
+
+
+def cap_batch(config: Any, n: int, world_size: int = 1) -> Any:
+    """``config`` (a :class:`~pixseq.train.TrainConfig`) with its ``batch_size`` capped at the
+    data: a default of 32 must work on 22 built-in photos or a folder of 5. Says so in one
+    notice when it changes anything (rank 0 only); the config saved with the run holds the
+    capped size, so a resume on the same data sees no change."""
+    batch = capped_batch_size(n, config.batch_size, world_size)
+    if batch == config.batch_size:
+        return config
+    if world_size > 1:
+        notice(f"the training data has {n} items, {n // world_size} per process over {world_size} processes, "
+               f"fewer than --batch-size {config.batch_size} per process: training with batches of {batch} "
+               f"per process")
+    else:
+        notice(f"the training data has {n} items, fewer than --batch-size {config.batch_size}: training with "
+               f"batches of {batch}")
+    return dataclasses.replace(config, batch_size=batch)
 
 
 def check_map_style(dataset: object) -> None:

@@ -63,7 +63,7 @@ from pixseq.errors import PixseqError, first_line
 from pixseq.io import atomic_write
 from pixseq.runtime import notice, seed_everything
 from pixseq.train import distributed as D
-from pixseq.train.batches import BatchStream, check_map_style
+from pixseq.train.batches import BatchStream, cap_batch, check_map_style
 from pixseq.train.compiling import compile_modules, is_compile_error
 from pixseq.train.config import RESUMABLE_CHANGES, TrainConfig, TrainTask
 from pixseq.train.ema import EMA
@@ -116,6 +116,9 @@ class Trainer:
                                              config.min_lr_ratio, config.schedule, config.decay_start)
                            for p in self.parts}
         self.ema: EMA | None = None
+        check_map_style(dataset)
+        # the recipes cap it before anything is written; here for every other caller
+        self.config = config = cap_batch(config, len(dataset), self.dist.world_size)
         self.stream = BatchStream(dataset, config.batch_size, config.seed, self.dist.rank,
                                   self.dist.world_size, config.num_workers)
         self.eval_data = eval_data
