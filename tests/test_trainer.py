@@ -127,6 +127,19 @@ def test_the_trainer_caps_the_batch_once_with_a_notice(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_training_reports_plain_progress_lines_without_a_terminal(tmp_path, capsys, monkeypatch):
+    """stderr is a pipe here (capsys): the run's progress comes as plain lines with the loss."""
+    from pixseq import runtime
+
+    monkeypatch.setattr(runtime, "PLAIN_EVERY_S", 0.0)
+    Trainer(ToyTask(seed=0), toy_data(16), TrainConfig(steps=2, batch_size=8, warmup_steps=0, log_every=0),
+            tmp_path).fit()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pixseq: train ")]
+    assert [line.split(",")[0] for line in lines] == ["pixseq: train 1/2 (50%)", "pixseq: train 2/2 (100%)",
+                                                      "pixseq: train 2/2 (100%)"]  # + the closing line
+    assert all(" elapsed" in line and ", loss " in line for line in lines)
+
+
 def test_trainer_refuses_an_iterable_dataset(tmp_path):
     """A generator has no len() / indexing: one PixseqError naming the need (was a raw TypeError)."""
     items = (x for x in toy_data(16))

@@ -4,7 +4,8 @@ Everything above it (models, the Trainer, recipes, the CLI, the web UI) says thi
 user through :func:`notice` and shows long loops with :func:`progress`, so that one place
 decides where those go:
 
-* the CLI leaves them on stderr (``pixseq: ...`` lines, tqdm bars on terminals only);
+* the CLI leaves them on stderr (``pixseq: ...`` lines; tqdm bars on terminals, and where
+  stderr is a file or a pipe a plain progress line every :data:`PLAIN_EVERY_S` seconds);
 * under torchrun only rank 0 speaks, so N processes do not say the same thing N times;
 * the web UI (or any caller) collects a request's notices with :func:`capture_notices`
   and shows them beside its result. The capture is per thread, so concurrent requests of a
@@ -20,6 +21,7 @@ import os
 import random
 import sys
 import threading
+import time
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
@@ -91,18 +93,22 @@ def capture_progress(sink: Callable[[str, int, int | None], None]) -> Iterator[N
 
 def progress(iterable: Iterable[T] | None = None, *, total: int | None = None, desc: str = "",
              unit: str = "it", initial: int = 0, **kwargs) -> "tqdm":  # noqa: F821
-    """A tqdm progress bar on stderr: rank 0 only, on terminals only (``disable=None``), and
-    never while notices are captured; under :func:`capture_progress` each step goes to its
-    sink instead. Use it as tqdm (iterate, or ``update`` / ``close``)."""
+    """A tqdm progress bar on stderr: rank 0 only, on terminals only, and never while notices
+    are captured; where stderr is not a terminal (a log file, a pipe) a plain line every
+    :data:`PLAIN_EVERY_S` seconds instead; under :func:`capture_progress` each step goes to
+    its sink. Use it as tqdm (iterate, or ``update`` / ``set_postfix_str`` / ``close``)."""
     from tqdm.auto import tqdm
 
     sinks = getattr(_local, "progress_sinks", None)
     if sinks:
         return _reporting(tqdm)(iterable, total=total, desc=desc, unit=unit, initial=initial, disable=True,
                                 sink=sinks[-1], **kwargs)
-    off = True if (not is_main_rank() or capturing()) else None
+    if not is_main_rank() or capturing():
+        return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, disable=True, **kwargs)
+    if not _is_terminal(sys.stderr):  # a log file, a pipe, CI, nohup: no bar, but a line now and then
+        return _plain(tqdm)(iterable, total=total, desc=desc, unit=unit, initial=initial, disable=True, **kwargs)
     return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, file=sys.stderr,
-                dynamic_ncols=True, disable=off, **kwargs)
+                dynamic_ncols=True, disable=False, **kwargs)
 
 
 @functools.lru_cache(maxsize=None)
@@ -125,6 +131,91 @@ def _reporting(base: type) -> type:
                 self.update(1)
 
     return Reporting
+
+
+#: Seconds between the plain progress lines written where stderr is not a terminal.
+PLAIN_EVERY_S = 30.0
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def _plain(base: type) -> type:
+    """A silent ``base`` (tqdm) bar that writes a plain line (``pixseq: train 120/2000 (6%),
+    02:05 elapsed, ~32:38 left, loss 3.21``) to stderr every :data:`PLAIN_EVERY_S` seconds,
+    and a last one when it closes if it wrote any: tqdm draws nothing where stderr is not a
+    terminal (and its carriage returns make no sense in a log file), so a long run said
+    nothing until it ended. Loops shorter than the interval stay quiet."""
+
+    class Plain(base):  # type: ignore[misc, valid-type]
+        def __init__(self, iterable=None, *args, desc: str = "", unit: str = "it", initial: int = 0,
+                     total=None, **kwargs) -> None:
+            self._clock = time.monotonic
+            self._desc, self._unit, self._done, self._lines = desc, unit, initial, 0
+            self._scale = (kwargs.get("unit_divisor", 1000) if kwargs.get("unit_scale") else None)
+            self._start = self._last = self._clock()
+            self._start_done = initial
+            self._closed = False
+            super().__init__(iterable, *args, desc=desc, unit=unit, initial=initial, total=total, **kwargs)
+
+        def update(self, n: float = 1):
+            self._done += n
+            now = self._clock()
+            if now - self._last >= PLAIN_EVERY_S:
+                self._last = now
+                self._write(now)
+            return super().update(n)
+
+        def __iter__(self):
+            for item in super().__iter__():  # disabled: the iterable's own items
+                yield item
+                self.update(1)
+
+        def close(self) -> None:
+            if not self._closed and self._lines:
+                self._write(self._clock())
+            self._closed = True
+            super().close()
+
+        def _write(self, now: float) -> None:
+            self._lines += 1
+            line = plain_progress_line(self._desc, self._done, self.total, now - self._start, self._start_done,
+                                       self._unit if self._scale else None, self._scale,
+                                       getattr(self, "postfix", None))
+            sys.stderr.write(f"pixseq: {line}\n")
+            sys.stderr.flush()
+
+    return Plain
+
+
+def plain_progress_line(desc: str, done: float, total: float | None, elapsed: float, start: float = 0,
+                        unit: str | None = None, scale: int | None = None, postfix: str | None = None) -> str:
+    """``"train 120/2000 (6%), 2:05 elapsed, ~31:20 left, loss 3.21"``: one plain progress
+    report. With ``scale`` (a divisor, as tqdm's ``unit_divisor``) counts read ``1.50MB``
+    (``unit`` "B"). The time left extrapolates the rate since ``start`` (where a resumed run
+    began)."""
+    from tqdm import tqdm
+
+    def count(x: float) -> str:
+        return tqdm.format_sizeof(x, unit or "", scale) if scale else f"{x:g}"
+
+    head = f"{desc} " if desc else ""
+    if total:
+        head += f"{count(done)}/{count(total)} ({100 * done / total:.0f}%)"
+    else:
+        head += f"{count(done)} so far"
+    parts = [head, f"{tqdm.format_interval(elapsed)} elapsed"]
+    rate = (done - start) / elapsed if elapsed > 0 else 0.0
+    if total and rate > 0 and done < total:
+        parts.append(f"~{tqdm.format_interval((total - done) / rate)} left")
+    if postfix:
+        parts.append(str(postfix))
+    return ", ".join(parts)
 
 
 def seed_everything(seed: int) -> None:

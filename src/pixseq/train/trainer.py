@@ -240,8 +240,8 @@ class Trainer:
         for cb in self.callbacks:
             if hasattr(cb, "on_record"):
                 cb.on_record(self, self.step, record)
-        pbar.update(1)
-        pbar.set_postfix_str(f"loss {record['loss']:.4g}", refresh=False)
+        pbar.set_postfix_str(f"loss {record['loss']:.4g}", refresh=False)  # before the step is counted:
+        pbar.update(1)  # a plain progress line written by it shows this step's loss
         self._log(record)
         every = self.config.ckpt_every
         if every and self.step % every == 0 and self.step < self.config.steps:
@@ -559,7 +559,7 @@ class Trainer:
     def _progress_bar(self):
         from pixseq.runtime import progress
 
-        return progress(total=self.config.steps, initial=self.step, desc="train")
+        return progress(total=self.config.steps, initial=self.step, desc="train", unit="step")
 
     def _log(self, record: dict) -> None:
         cfg = self.config
