@@ -211,6 +211,35 @@ def test_class_conditional_prior_stores_its_class_names(trained, tmp_path, capsy
     assert "(class 7)" in capsys.readouterr().out
 
 
+def test_fit_prior_keeps_class_names_and_checks_them_first(trained, tmp_path, capsys):
+    """The demo's prior was saved by fit_prior without the names its iGPT had ('--class
+    Sneaker' -> 'stores no class names'): names given are kept and checked before training,
+    a conditional model saved without them is said once."""
+    from pixseq.data import load_data
+    from pixseq.errors import PixseqError
+    from pixseq.models.base import class_index
+    from pixseq.models.taming import taming_config
+    from pixseq.models.taming_train import fit_prior
+    from pixseq.train import TrainConfig
+
+    data = load_data("fashion-mnist:test", limit=8)
+    tok = from_pretrained(trained[1], "vqgan")
+    cfg = taming_config(tok.config, (28, 28), num_classes=10, size="s")
+    tc = TrainConfig(steps=1, batch_size=8, warmup_steps=0, log_every=0, ckpt_every=0)
+    with pytest.raises(PixseqError, match="class_names must be 10 strings.*got 3"):
+        fit_prior(trained[1], data.images, data.labels, tmp_path / "bad", cfg, tc, meta={"class_names": ["a", "b", "c"]})
+    assert not (tmp_path / "bad").exists()
+    fit_prior(trained[1], data.images, data.labels, tmp_path / "named", cfg, tc,
+              meta={"class_names": list(data.class_names)})
+    assert "without class names" not in capsys.readouterr().err
+    assert class_index(from_pretrained(tmp_path / "named", "taming"), "Sneaker", "--class") == 7
+    fit_prior(trained[1], data.images, data.labels, tmp_path / "unnamed", cfg, tc)
+    err = capsys.readouterr().err
+    assert err.count("class-conditional taming model is saved without class names") == 1, err
+    with pytest.raises(PixseqError, match="stores no class names"):
+        class_index(from_pretrained(tmp_path / "unnamed", "taming"), "Sneaker", "--class")
+
+
 @pytest.mark.parametrize("option", [["vqgan", "--limit", "0"], ["vqgan", "--limit", "-1"],
                                     ["prior", "--limit", "0"], ["prior", "--image-size", "0"],
                                     ["prior", "--image-size", "-3"]])

@@ -67,7 +67,8 @@ def demo_section(page, out_dir, device: str | torch.device = "cpu", quick: bool 
     tc = TrainConfig(steps=prior_steps, batch_size=d["prior_batch"], lr=d["prior_lr"],
                      warmup_steps=min(20, prior_steps), log_every=0, ckpt_every=0)
     model, prior_hist = fit_prior(out_dir / "taming-vqgan", train.images, train.labels, out_dir / "taming-prior",
-                                  cfg, tc, device)
+                                  cfg, tc, device, meta={"class_names": list(train.class_names),
+                                                         "data": "fashion-mnist:train"})
     t2 = time.perf_counter()
     model = model.to(device).eval()
     x = to_tensor(np.stack(test.images)).to(device)

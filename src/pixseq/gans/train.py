@@ -124,9 +124,11 @@ def fit_gan(model: GAN, disc: Discriminator, images: np.ndarray, labels: np.ndar
     when already known (e.g. cached). ``health``: the monitor's settings (True: defaults,
     False/None: off). Returns ``(model, history, monitor)``."""
     from pixseq.gans.tasks import GANTask
+    from pixseq.models.base import class_names_meta
     from pixseq.train import Trainer
 
     out_dir = Path(out_dir)
+    meta = class_names_meta(meta, model.num_classes, model.kind)
     evaluator, eval_data = None, None
     if held_out is not None:
         from pixseq.gans.evaluate import SampleEvaluator

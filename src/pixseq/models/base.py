@@ -11,6 +11,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from pixseq.errors import PixseqError
+from pixseq.runtime import notice
 
 #: Model kinds with a tokenizer + a prior over its tokens (the :class:`TokenImageModel` contract):
 #: what ``sample``, ``complete``, ``probe`` and the codec take.
@@ -72,6 +73,24 @@ def class_names(model) -> list[str]:
     model directories trained without names.
     """
     return list(getattr(model, "pretrained_meta", {}).get("class_names", []))
+
+
+def class_names_meta(meta: dict | None, num_classes: int, kind: str) -> dict:
+    """``meta`` to save with a (``kind``) model of ``num_classes`` classes, its ``class_names``
+    checked before training: as many names as classes (a shorter list would map ``--class``
+    names to the wrong ids), strings. A class-conditional model saved without names is said
+    once: ``--class`` then takes indices only (the names are what a user knows the classes by)."""
+    meta = dict(meta or {})
+    if not num_classes:
+        return meta
+    names = meta.get("class_names") or []
+    if not names:
+        notice(f"the class-conditional {kind} model is saved without class names, so --class and labels= take "
+               f"only indices 0..{num_classes - 1}; give meta={{'class_names': [...]}} to name them")
+    elif len(names) != num_classes or not all(isinstance(n, str) for n in names):
+        raise PixseqError(f"meta class_names must be {num_classes} strings, one per class of the {kind} model, "
+                          f"got {len(names)}: {list(names)[:12]}")
+    return meta
 
 
 def class_index(model, value: str | int, what: str = "label") -> int:

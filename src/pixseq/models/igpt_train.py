@@ -85,10 +85,12 @@ def fit_igpt(model: "IGPT", images: np.ndarray, labels: np.ndarray | None, out_d
     Returns ``(model, history)``. The model directory is written only when training finished.
     """
     from pixseq.checkpoint import save_pretrained
+    from pixseq.models.base import class_names_meta
     from pixseq.models.igpt import IGPTTask, IGPTTokenDataset
     from pixseq.train import Trainer
 
     out_dir = Path(out_dir)
+    meta = class_names_meta(meta, model.num_classes, "igpt")
     dataset = IGPTTokenDataset(model, images, labels if model.num_classes else None)
     eval_data = None
     if held_out is not None:

@@ -25,6 +25,7 @@ from pixseq.checkpoint import from_pretrained, model_id, save_pretrained
 from pixseq.device import resolve_device
 from pixseq.errors import PixseqError
 from pixseq.io import atomic_write, to_tensor
+from pixseq.models.base import class_names_meta
 from pixseq.models.taming import Taming, TamingConfig, TamingTokenDataset, batch_cond
 from pixseq.priors.gpt import flops_per_batch
 from pixseq.runtime import notice
@@ -289,6 +290,7 @@ def fit_prior(tokenizer_dir: str | os.PathLike, images: Sequence[np.ndarray], la
     (``eval/bits_per_code``; the last one is stored in the model's meta).
     """
     out_dir, tokenizer_dir = Path(out_dir), Path(tokenizer_dir)
+    meta = class_names_meta(meta, config.num_classes, "taming")  # before the data are encoded
     tokenizer = load_tokenizer(tokenizer_dir)
     # hashed once (the weights files may be large): checked, recorded and kept in the meta
     tid = model_id(tokenizer_dir)
