@@ -140,6 +140,41 @@ def test_training_reports_plain_progress_lines_without_a_terminal(tmp_path, caps
     assert all(" elapsed" in line and ", loss " in line for line in lines)
 
 
+def test_a_data_set_tiny_for_the_model_is_said_once(tmp_path, capsys):
+    """Without held-out data: more parameters per training token than PARAMS_PER_UNIT, over
+    enough passes to recite them, is one notice at the start (the toy net: 97 parameters;
+    2 items of 4 values = 8 tokens). Fewer passes, or more data, say nothing."""
+    def run(n: int, steps: int, out: str) -> str:
+        config = TrainConfig(steps=steps, batch_size=2, warmup_steps=0, log_every=0, ckpt_every=0)
+        Trainer(ToyTask(seed=0), toy_data(n), config, tmp_path / out).fit()
+        return capsys.readouterr().err
+
+    err = run(2, 12, "tiny")
+    assert err.count("memorise") == 1, err
+    assert "97 trainable parameters for 8 training tokens (12 per token) and the run passes over them 12 times" in err
+    assert "memorise" not in run(2, 4, "few-passes")  # 4 passes
+    assert "memorise" not in run(64, 400, "enough-data")  # 0.4 parameters per token
+
+
+def test_a_training_loss_far_below_the_held_out_loss_is_said_once(tmp_path, capsys):
+    """With held-out data: a held-out loss far above the recent training loss (here: held-out
+    targets shifted by 10) is one notice, at the first evaluation that shows it; held-out
+    data like the training data say nothing."""
+    class LossEval(ToyTask):
+        def eval_step(self, batch):
+            x, y = batch
+            return {"loss": ((self.net(x) - y) ** 2).mean().item()}
+
+    config = TrainConfig(steps=6, batch_size=8, warmup_steps=0, log_every=0, ckpt_every=2, lr=1e-2)
+    x, y = toy_data(16).tensors
+    shifted = torch.utils.data.TensorDataset(x, y + 10)
+    Trainer(LossEval(seed=0), toy_data(64), config, tmp_path / "gap", eval_data=shifted).fit()
+    err = capsys.readouterr().err
+    assert err.count("far below the held-out loss") == 1 and "at step 2:" in err, err
+    Trainer(LossEval(seed=0), toy_data(64), config, tmp_path / "same", eval_data=toy_data(16, seed=5)).fit()
+    assert "far below" not in capsys.readouterr().err
+
+
 def test_trainer_refuses_an_iterable_dataset(tmp_path):
     """A generator has no len() / indexing: one PixseqError naming the need (was a raw TypeError)."""
     items = (x for x in toy_data(16))

@@ -67,6 +67,7 @@ from pixseq.train.batches import BatchStream, cap_batch, check_map_style
 from pixseq.train.compiling import compile_modules, is_compile_error
 from pixseq.train.config import RESUMABLE_CHANGES, TrainConfig, TrainTask
 from pixseq.train.ema import EMA
+from pixseq.train.memorise import MemorisationWatch
 from pixseq.train.files import (CKPT_NAME, FORMAT, HISTORY_NAME, TB_DIR, VERSION, check_crcs, check_writable_folder,
                                 json_line, read_history)
 from pixseq.train.schedule import make_scheduler
@@ -81,7 +82,8 @@ class NonFiniteError(PixseqError):
 class Trainer:
     """Train ``task`` on ``dataset`` with ``config``; checkpoints and logs go to ``out_dir``.
 
-    Callbacks are objects with any of ``on_record(trainer, step, record)`` (the step's
+    A :class:`~pixseq.train.memorise.MemorisationWatch` runs before them: one notice when the
+    run memorises its data. Callbacks are objects with any of ``on_record(trainer, step, record)`` (the step's
     record is complete, held-out scores included, and not yet logged: what a callback adds to
     it goes into ``history.jsonl`` and TensorBoard, strings as text), ``on_step_end(trainer,
     step, record)`` and ``on_checkpoint(trainer, step)``; ``step`` is the number of completed steps.
@@ -90,7 +92,8 @@ class Trainer:
     def __init__(self, task: TrainTask, dataset, config: TrainConfig, out_dir: str | os.PathLike,
                  device: str | torch.device = "cpu", callbacks: Sequence[Any] = (), eval_data=None) -> None:
         self.task, self.dataset, self.config = task, dataset, config
-        self.out_dir, self.callbacks = Path(out_dir), list(callbacks)
+        # the watch first: a callback that ends the run (a time budget) must not skip its word
+        self.out_dir, self.callbacks = Path(out_dir), [MemorisationWatch(), *callbacks]
         self.device = resolve_device(device)
         check_writable_folder(self.out_dir)
         self.dist = D.init_from_env(self.device)
