@@ -1,6 +1,7 @@
 """`pixseq compress` / `pixseq decompress` in-process: round trip, --force, atomic outputs, one-line errors."""
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -266,3 +267,25 @@ def test_rd_figure_log_axis_labels_are_plain_numbers():
     assert shown and all("10^" not in t and "times" not in t for t in shown), shown
     assert set(shown) <= {"0.1", "0.2", "0.5", "1", "2"} and "0.5" in shown, shown
     plt.close(fig)
+
+
+def test_the_budget_summary_names_the_nearest_setting_when_none_is_within():
+    """No setting of JPEG within 0.25 bpp: its row was all nan; it is now its nearest setting
+    (lowest mean bpp), marked as such; metrics not measured read n/a."""
+    from pixseq.codec.compare import Result, best_under, markdown_table
+
+    def r(image, codec, setting, bpp, psnr):
+        return Result(image, codec, setting, int(bpp * 100), bpp, 0.0, 0.0, {"psnr": psnr, "ssim": 0.5})
+
+    results = [r("a", "jpeg", "q5", 0.5, 25.0), r("b", "jpeg", "q5", 0.7, 27.0),
+               r("a", "jpeg", "q20", 1.0, 30.0), r("b", "jpeg", "q20", 1.2, 31.0),
+               r("a", "webp", "q5", 0.2, 24.0), r("b", "webp", "q5", 0.3, 26.0)]
+    table = best_under(results, 0.25)
+    assert table["webp"] == pytest.approx({"images": 1, "of": 2, "bpp": 0.2, "psnr": 24.0, "ssim": 0.5,
+                                           "ms_ssim": math.nan, "label_overlap": math.nan, "brisque": math.nan},
+                                          nan_ok=True)
+    assert table["jpeg"]["images"] == 0 and table["jpeg"]["nearest"] == "q5"
+    assert table["jpeg"]["bpp"] == pytest.approx(0.6) and table["jpeg"]["psnr"] == pytest.approx(26.0)
+    text = markdown_table(table, 0.25)
+    assert "| jpeg: none within 0.25 bpp; nearest setting q5 | 0/2 | 0.600 | 26.000 | 0.500 | n/a | n/a | n/a |" in text
+    assert "| webp | 1/2 | 0.200 | 24.000 |" in text and "nan" not in text

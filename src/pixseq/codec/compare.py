@@ -182,7 +182,10 @@ def run_comparison(images: Sequence[tuple[str, np.ndarray]], models: Sequence[tu
 
 
 def best_under(results: Sequence[Result], budget: float, metric: str = "psnr") -> dict[str, dict]:
-    """Per codec: mean of each image's best-``metric`` point with bpp <= budget (and how many images had one)."""
+    """Per codec: mean of each image's best-``metric`` point with bpp <= budget (``images``: how
+    many images had one, of ``of``). A codec none of whose points is within the budget gets its
+    nearest setting instead (the one of lowest mean bpp, named in ``nearest``): a row of
+    ``nan`` said nothing about how far off it was."""
     table: dict[str, dict] = {}
     codecs = sorted({r.codec for r in results})
     images = sorted({r.image for r in results})
@@ -192,27 +195,59 @@ def best_under(results: Sequence[Result], budget: float, metric: str = "psnr") -
             pts = [r for r in results if r.codec == c and r.image == im and r.bpp <= budget and metric in r.metrics]
             if pts:
                 picks.append(max(pts, key=lambda r: r.metrics[metric]))
-        row = {"images": len(picks), "of": len(images)}
+        row: dict = {"images": len(picks), "of": len(images)}
+        if not picks:
+            setting = _nearest_setting([r for r in results if r.codec == c])
+            if setting is not None:
+                row["nearest"] = setting
+                picks = [r for r in results if r.codec == c and r.setting == setting]
         if picks:
-            row["bpp"] = float(np.mean([p.bpp for p in picks]))
-            for m in METRICS:
-                vals = [p.metrics[m] for p in picks if m in p.metrics]
-                row[m] = float(np.mean(vals)) if vals else math.nan
+            row.update(_means(picks))
         table[c] = row
     return table
 
 
-def markdown_table(table: dict[str, dict], budget: float, score_name: str = "") -> str:
-    """The best-under-budget table as markdown, with ratios to the best classic codec's PSNR."""
-    head = f"| codec (best point with bpp <= {budget}) | images | mean bpp | PSNR dB | SSIM | MS-SSIM | label overlap | BRISQUE |"
-    lines = [head, "|" + "---|" * 8]
+def _nearest_setting(points: Sequence[Result]) -> str | None:
+    """The setting of lowest mean bpp over the images (all of them over the budget: the nearest)."""
+    settings = sorted({r.setting for r in points})
+    if not settings:
+        return None
+    return min(settings, key=lambda s: np.mean([r.bpp for r in points if r.setting == s]))
+
+
+def _means(picks: Sequence[Result]) -> dict[str, float]:
+    row = {"bpp": float(np.mean([p.bpp for p in picks]))}
+    for m in METRICS:
+        vals = [p.metrics[m] for p in picks if m in p.metrics]
+        row[m] = float(np.mean(vals)) if vals else math.nan
+    return row
+
+
+def summary_label(codec: str, row: dict, budget: float) -> str:
+    """The codec cell of a summary row: its name, or for a codec that never got within the
+    budget, that and the nearest setting the row shows instead."""
+    if row.get("images"):
+        return codec
+    if "nearest" in row:
+        return f"{codec}: none within {budget:g} bpp; nearest setting {row['nearest']}"
+    return f"{codec}: no measurement"
+
+
+def summary_rows(table: dict[str, dict], budget: float) -> list[list[str]]:
+    """The summary table's rows as text: ``n/a`` for a metric not measured (not ``nan``)."""
+    rows = []
     for c, row in table.items():
-        if not row.get("images"):
-            lines.append(f"| {c} | 0/{row['of']} | no setting reached the budget | | | | | |")
-            continue
-        vals = [row.get(m, math.nan) for m in METRICS]
-        lines.append(f"| {c} | {row['images']}/{row['of']} | {row['bpp']:.3f} | " +
-                     " | ".join("n/a" if math.isnan(v) else f"{v:.3f}" for v in vals) + " |")
+        vals = [row.get("bpp", math.nan), *[row.get(m, math.nan) for m in METRICS]]
+        rows.append([summary_label(c, row, budget), f"{row['images']}/{row['of']}",
+                     *["n/a" if math.isnan(v) else f"{v:.3f}" for v in vals]])
+    return rows
+
+
+def markdown_table(table: dict[str, dict], budget: float, score_name: str = "") -> str:
+    """The best-under-budget table as markdown (see :func:`best_under`)."""
+    head = f"| codec (best point with bpp <= {budget:g}) | images | mean bpp | PSNR dB | SSIM | MS-SSIM | label overlap | BRISQUE |"
+    lines = [head, "|" + "---|" * 8]
+    lines += ["| " + " | ".join(row) + " |" for row in summary_rows(table, budget)]
     if score_name:
         lines.append(f"\nlabel overlap = {score_name}")
     return "\n".join(lines)
@@ -292,9 +327,7 @@ def write_report(results: Sequence[Result], decoded: dict, images: Sequence[tupl
         page.note(n)
     table = best_under(results, budget)
     page.section(f"Best setting at <= {budget} bpp (mean over images)")
-    page.table(["codec", "images", "bpp", *METRICS],
-               [[c, f"{r['images']}/{r['of']}", r.get("bpp", math.nan), *[r.get(m, math.nan) for m in METRICS]]
-                for c, r in table.items()])
+    page.table(["codec", "images within budget", "bpp", *METRICS], summary_rows(table, budget))
     if score_name:
         page.note(f"label_overlap = {score_name}; brisque: lower is better")
     page.section("Rate-distortion")
