@@ -328,7 +328,7 @@ def test_a_bad_option_is_a_message_not_a_crash(page):
     wait_model(page, "sample")
     page.locator("#sample-size textarea").fill("12x")
     page.click("#sample-run")
-    wait_status(page, "sample", "--size must look like 64x96", stop_on_error=False)
+    wait_status(page, "sample", "--size must look like 96x64", stop_on_error=False)
 
 
 def test_outputs_stay_in_the_work_folder(page, server, garment):

@@ -57,8 +57,9 @@ def test_reconstruct_pads_crops_and_reports(trained, tmp_path, capsys):
                      "--out", str(tmp_path / "out.png")]) == 0
         out = capsys.readouterr().out
         assert load_image(tmp_path / "out.png").shape == (30, 21, 3)
-        # 8x6 codes of 16 entries: 48 * 4 bits over 630 pixels
+        # 6x8 codes (width x height) of 16 entries: 48 * 4 bits over 630 pixels
         assert f"{48 * math.log2(16) / 630:.4f} bits/pixel" in out and "PSNR" in out
+        assert out.startswith("21x30 -> 6x8 codes of 16")  # width x height, as every size pixseq prints
 
 
 def test_complete_without_a_whole_code_row_cycles_classes_in_batches(trained, tmp_path, monkeypatch, capsys):
@@ -274,6 +275,20 @@ def test_prior_resume_keeps_its_conditioning_tokenizer(trained, tmp_path, stop_t
     assert main([*run, "--cond-tokenizer", str(other), "--resume"]) == 0
 
 
+def test_sample_size_is_width_x_height(trained, tmp_path, capsys):
+    """--size and the sizes printed are width x height, as everywhere in pixseq (sample took
+    HxW while generate took WxH)."""
+    from pixseq.models.generate import parse_size
+
+    assert parse_size("96x64") == (64, 96) and parse_size("32") == (32, 32)  # (H, W) for the library
+    assert main(["sample", "--model", str(trained[2]), "-n", "1", "--size", "56x28",
+                 "--out", str(tmp_path / "wide.png")]) == 0
+    assert "56x28 each" in capsys.readouterr().out
+    assert main(["sample", "--model", str(trained[2]), "-n", "1", "--size", "56x20",
+                 "--out", str(tmp_path / "low.png")]) == 2
+    _one_line_error(capsys, "--size 56x20 is smaller than the model's window 28x28")
+
+
 def test_sample_size_beyond_the_image_limit_is_refused_up_front(trained, tmp_path, capsys):
     """--size 100000x100000 (a typo) started sampling ~10^9 codes instead of failing."""
     assert main(["sample", "--model", str(trained[2]), "-n", "1", "--size", "100000x100000",
@@ -326,7 +341,7 @@ def test_mixed_sizes_smaller_than_the_default_crop_name_the_default(tmp_path, ca
         save_image(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), tmp_path / "data" / f"{i}.png")
     assert main(["train", "vqgan", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "vq"),
                  "--steps", "2", *TINY]) == 2
-    _one_line_error(capsys, "mixed sizes", "(the default --image-size)", "e.g. 40x30", "--image-size 30 or less")
+    _one_line_error(capsys, "mixed sizes", "(the default --image-size)", "e.g. 30x40", "--image-size 30 or less")
     assert not (tmp_path / "vq").exists()
 
 
@@ -352,7 +367,7 @@ def test_vqgan_with_held_out_data(tmp_path, capsys):
     code = main(["train", "vqgan", "--data", "fashion-mnist:test", "--limit", "16", "--out", str(tmp_path / "v2"),
                  "--steps", "2", "--val-data", str(tmp_path / "small"), *TINY])
     assert code == 2 and not (tmp_path / "v2").exists()
-    _one_line_error(capsys, "held-out images must be at least 28x28", "e.g. 20x40")
+    _one_line_error(capsys, "held-out images must be at least 28x28", "e.g. 40x20")
 
 
 def test_evaluate_taming_and_vqgan(trained, tmp_path, capsys):

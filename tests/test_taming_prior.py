@@ -184,5 +184,5 @@ def test_generate_checks_num_prefix_and_conditioning_image_size():
     out = m.generate_tokens(2, labels=1, keep=keep, keep_mask=mask)
     assert torch.equal(out.view(2, 16)[:, :6], prefix.expand(2, -1))  # one prefix row serves every sample
     m = _tiny_taming(condition="lowres")
-    with pytest.raises(PixseqError, match=r"conditioning images must be 16x16 for this model, got \(18, 18\)"):
+    with pytest.raises(PixseqError, match=r"conditioning images must be 16x16 for this model, got 18x18"):
         m.generate(1, cond_images=torch.rand(1, 3, 18, 18))

@@ -66,7 +66,7 @@ def extract_features(model, images: np.ndarray, batch_size: int = 64,
         raise PixseqError(f"linear probes need a model with pooled features (igpt, vit); got {model.kind!r}")
     H, W = model.image_size
     if images.ndim != 4 or tuple(images.shape[1:3]) != (H, W):
-        raise PixseqError(f"probe images must be {H}x{W} for this model, got {images.shape}")
+        raise PixseqError(f"probe images must be {W}x{H} for this model, got {images.shape}")
     device = next(model.parameters()).device
     cls = probe_class(model) if cond_class is None else cond_class
     out: list[list[np.ndarray]] = []
@@ -255,7 +255,7 @@ def format_joint_table(probes: list[ModelProbe]) -> str:
     for p in probes:
         best = best_layer(p.rows).layer
         for r in p.rows:
-            who = f"raw pixels {p.side[0]}x{p.side[1]}" if r.layer == "pixels" else f"{p.name} ({p.kind})"
+            who = f"raw pixels {p.side[1]}x{p.side[0]}" if r.layer == "pixels" else f"{p.name} ({p.kind})"
             mark = " **best**" if r.layer == best else ""
             lines.append(f"| {who} | {r.layer}{mark} | {r.dim} | {r.train_accuracy:.3f} | {r.test_accuracy:.3f} |")
     return "\n".join(lines)

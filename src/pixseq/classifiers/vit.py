@@ -231,7 +231,7 @@ class ViT(nn.Module):
         H, W = images.shape[-2:]
         p = self.config.patch_size
         if H % p or W % p:
-            raise PixseqError(f"images of {H}x{W} are not whole {p}x{p} patches: resize them to the model's "
+            raise PixseqError(f"images of {W}x{H} are not whole {p}x{p} patches: resize them to the model's "
                               f"{self.config.image_size}x{self.config.image_size} first (ViT.prepare, or "
                               f"`pixseq classify`, which does it)")
 

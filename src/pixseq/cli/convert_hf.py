@@ -39,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
     model = convert_hf_imagegpt(args.src, image_size=args.image_size)
     g = model.prior.config
     save_pretrained(model, args.out, meta={"converted_from": "huggingface-imagegpt", "source": Path(args.src).name})
-    print(f"wrote {args.out}: iGPT {model.image_size[0]}x{model.image_size[1]}, palette {model.config.palette_size}, "
+    print(f"wrote {args.out}: iGPT {model.image_size[1]}x{model.image_size[0]}, palette {model.config.palette_size}, "
           f"{g.n_layer} layers x {g.n_embd} wide, {model.prior.num_params() / 1e6:.2f} M params")
     return 0

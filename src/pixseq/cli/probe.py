@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     run = probe_model(models[0][1], args.data, args.limit, args.test_fraction, args.seed, args.batch_size)
     H, W = run.side
     print(f"linear probe on {run.images} images of {args.data} ({run.num_classes} classes, "
-          f"{args.test_fraction:.0%} held out), {H}x{W}:")
+          f"{args.test_fraction:.0%} held out), {W}x{H}:")
     print(format_table(run.rows))
     best = best_layer(run.rows)
     print(f"best layer: {best.layer} ({best.test_accuracy:.3f}); raw pixels: {run.rows[0].test_accuracy:.3f}; "

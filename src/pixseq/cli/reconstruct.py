@@ -28,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, ("vqgan", "taming"))
     tok = (model.tokenizer if model.kind == "taming" else model).to(device).eval()
     r = reconstruct_file(tok, load_image(args.image), args.out)
-    print(f"{r.height}x{r.width} -> {r.grid[0]}x{r.grid[1]} codes of {r.vocab_size}: "
+    print(f"{r.width}x{r.height} -> {r.grid[1]}x{r.grid[0]} codes of {r.vocab_size}: "
           f"{r.bits_per_pixel:.4f} bits/pixel (raw codes), PSNR {r.psnr_db:.2f} dB; wrote {args.out}")
     return 0

@@ -26,7 +26,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="class index or name (class-conditional models; default: cycle through all classes)")
     add_sampling_options(parser)
     parser.add_argument("--size", default=None,
-                        help="output size HxW; larger than trained needs a model with sliding-window sampling")
+                        help="output size WxH (width x height, e.g. 96x64); larger than trained needs a model with sliding-window sampling")
     parser.add_argument("--ncol", type=int, default=None, help="grid columns (default: one per class, or square)")
     parser.add_argument("--interpolate", type=int, default=None, metavar="STEPS",
                         help="gan models: -n rows, each walking in STEPS images between two latents")
@@ -68,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
                               **sampling_options(args.temperature, args.top_k, args.top_p, args.seed, device))
     save_image(grid, out)
     print(f"wrote {out}: {plural(args.num, 'sample')} ({describe_classes(model, args.num, cls)}), "
-          f"{tiles[0].shape[0]}x{tiles[0].shape[1]} each")
+          f"{tiles[0].shape[1]}x{tiles[0].shape[0]} each")
     return 0

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
                          seed=args.seed, **settings)
     model, last = result.model, result.last
     bits = last.get("model/bits_per_code", float("nan"))
-    print(f"wrote {args.out}: prior over {model.grid[0]}x{model.grid[1]} codes, "
+    print(f"wrote {args.out}: prior over {model.grid[1]}x{model.grid[0]} codes, "
           f"{model.prior.num_params() / 1e6:.2f} M params, {bits:.3f} bits/code (last training batch)")
     if "eval/bits_per_code" in last:
         print(f"held-out ({plural(result.held_out, 'image')} of {result.settings['val_data']}): "

@@ -118,7 +118,7 @@ def plan(model, height: int, width: int, scale: int = 1, batch: int = DEFAULT_BA
     hc, wc = -(-height // scale), -(-width // scale)
     block = getattr(getattr(model.prior, "config", None), "block_size", gh * gw)
     if gh * gw > block:
-        raise PixseqError(f"model's token grid {gh}x{gw} exceeds its prior's context of {block} tokens")
+        raise PixseqError(f"model's token grid {gw}x{gh} exceeds its prior's context of {block} tokens")
     if getattr(getattr(model, "config", None), "condition", ""):
         raise PixseqError("the codec does not support image-conditional priors (the condition image would have "
                           "to be coded too); use an unconditional or class-conditional model")

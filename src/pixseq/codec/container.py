@@ -110,13 +110,13 @@ class Header:
         """Field sanity; raises PixseqError naming the first bad field."""
         H, W = self.height, self.width
         if H < 1 or W < 1 or H * W > MAX_PIXELS:
-            raise PixseqError(f"corrupt .pxs header: image size {H}x{W} is out of range")
+            raise PixseqError(f"corrupt .pxs header: image size {W}x{H} is out of range")
         if self.scale < 1 or min(self.tile) < 1 or min(self.grid) < 1 or self.batch < 1:
             raise PixseqError("corrupt .pxs header: zero scale, tile, grid or batch size")
         hc, wc = self.coded_size
         expect = (-(-hc // self.tile[0]), -(-wc // self.tile[1]))
         if tuple(self.tiles) != expect:
-            raise PixseqError(f"corrupt .pxs header: {self.tiles} tiles do not cover a {hc}x{wc} image")
+            raise PixseqError(f"corrupt .pxs header: {self.tiles} tiles do not cover a {wc}x{hc} image")
         if not 2 <= self.vocab_size <= MAX_VOCAB or self.num_tokens > MAX_TOKENS:
             raise PixseqError("corrupt .pxs header: vocabulary or token count out of range")
         if self.device not in DEVICE_KINDS or self.label < -1:

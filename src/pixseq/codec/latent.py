@@ -84,7 +84,7 @@ class LatentHeader:
     def validate(self) -> None:
         """Field sanity; a one-line PixseqError naming the first bad field."""
         if self.height < 1 or self.width < 1 or self.height * self.width > MAX_PIXELS:
-            raise PixseqError(f"corrupt .pxs header: image size {self.height}x{self.width} is out of range")
+            raise PixseqError(f"corrupt .pxs header: image size {self.width}x{self.height} is out of range")
         if not 1 <= len(self.latent_shape) <= MAX_DIMS or min(self.latent_shape) < 1 \
                 or self.num_symbols > MAX_LATENT:
             raise PixseqError(f"corrupt .pxs header: latent shape {self.latent_shape} is out of range")

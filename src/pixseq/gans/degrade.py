@@ -69,6 +69,6 @@ def degrade(task: str, x: torch.Tensor, strength: float | None = None,
     if task == "superres":
         f = int(s)
         if H % f or W % f:
-            raise PixseqError(f"superres x{f} needs images whose sides are multiples of {f}, got {H}x{W}")
+            raise PixseqError(f"superres x{f} needs images whose sides are multiples of {f}, got {W}x{H}")
         return upsample(F.avg_pool2d(x, f), (H, W)), None
     raise PixseqError(f"unknown restoration task {task!r}")

@@ -70,7 +70,7 @@ class VGGStyleDiscriminator(nn.Module):
         size = self.config.input_size
         if x.shape[-2:] != (size, size):
             raise PixseqError(f"the VGG-style discriminator scores {size}x{size} patches, got "
-                              f"{x.shape[-2]}x{x.shape[-1]}")
+                              f"{x.shape[-1]}x{x.shape[-2]}")
         act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
         for i in range(self.stages):
             x = getattr(self, f"conv{i}_0")(x)
@@ -102,7 +102,7 @@ class UNetDiscriminatorSN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 8 or x.shape[-2] % 8:
             raise PixseqError(f"the U-Net discriminator needs sides that are multiples of 8, got "
-                              f"{x.shape[-2]}x{x.shape[-1]}")
+                              f"{x.shape[-1]}x{x.shape[-2]}")
         act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
         up = lambda t: F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False)  # noqa: E731
         x0 = act(self.conv0(x))

@@ -119,7 +119,7 @@ def check_images(
     if x.shape[0] == 0:
         raise PixseqError(f"{what}: empty batch")
     if x.shape[2] == 0 or x.shape[3] == 0:
-        raise PixseqError(f"{what}: no pixels (WxH = {x.shape[3]}x{x.shape[2]})")
+        raise PixseqError(f"{what}: no pixels ({x.shape[3]}x{x.shape[2]})")
     bytes_in = x.dtype == torch.uint8
     if not torch.is_floating_point(x) and not (keep_uint8 and bytes_in):
         x = x.to(torch.float64)
@@ -244,8 +244,8 @@ def check_pair(
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape != b.shape:
         if a.ndim == 4 and b.ndim == 4 and a.shape[-2:] != b.shape[-2:]:
             raise PixseqError(
-                f"image sizes differ: reference is {a.shape[-1]}x{a.shape[-2]} (WxH), "
-                f"distorted is {b.shape[-1]}x{b.shape[-2]} (WxH); resize one to match"
+                f"image sizes differ: reference is {a.shape[-1]}x{a.shape[-2]}, "
+                f"distorted is {b.shape[-1]}x{b.shape[-2]}; resize one to match"
             )
         raise PixseqError(f"image batches differ in shape: {_describe(a)} vs {_describe(b)}")
     return (

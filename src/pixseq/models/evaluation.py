@@ -179,11 +179,11 @@ def _evaluate_generator(model, data, samples: int | None) -> Evaluation:
 
 
 def _prepared(images, height: int, width: int) -> str:
-    """How the images reach the model: "at their own HxW" when all have the model's size
-    (saying "resized" then was wrong), else "resized to HxW"."""
+    """How the images reach the model: "at their own WxH" when all have the model's size
+    (saying "resized" then was wrong), else "resized to WxH"."""
     if all(im.shape[:2] == (height, width) for im in images):
-        return f"at their own {height}x{width}"
-    return f"resized to {height}x{width}"
+        return f"at their own {width}x{height}"
+    return f"resized to {width}x{height}"
 
 
 def _labels(model, data) -> tuple[Any, str]:

@@ -65,22 +65,22 @@ def parse_class(model, value: str | int | None, what: str = "--class") -> int | 
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``"HxW"`` or ``"N"`` -> ``(H, W)``."""
+    """``"WxH"`` (width x height, as every size pixseq prints) or ``"N"`` -> ``(H, W)``."""
     if text is None:
         return None
     parts = text.lower().split("x")
     try:
-        hw = tuple(int(p) for p in parts)
+        hw = tuple(int(p) for p in reversed(parts))
     except ValueError:
         hw = ()
     if len(hw) == 1:
         hw = (hw[0], hw[0])
     if len(hw) != 2 or min(hw) < 1:
-        raise PixseqError(f"--size must look like 64x96 (height x width), got {text!r}")
+        raise PixseqError(f"--size must look like 96x64 (width x height), got {text!r}")
     from pixseq.io import MAX_PIXELS
 
     if hw[0] * hw[1] > MAX_PIXELS:  # a typo such as 5600x5600 -> 56000x56000 sampled for days
-        raise PixseqError(f"--size {hw[0]}x{hw[1]} is more than pixseq's image limit of {MAX_PIXELS} pixels")
+        raise PixseqError(f"--size {hw[1]}x{hw[0]} is more than pixseq's image limit of {MAX_PIXELS} pixels")
     return hw  # type: ignore[return-value]
 
 
@@ -111,7 +111,7 @@ def sample_images(model, num: int, cls: int | None, size: tuple[int, int] | None
     if size is not None and tuple(size) != tuple(model.image_size):
         if "size" not in inspect.signature(model.generate).parameters:
             raise PixseqError(f"this {model.kind} model samples only its trained size "
-                              f"{model.image_size[0]}x{model.image_size[1]}; drop --size")
+                              f"{model.image_size[1]}x{model.image_size[0]}; drop --size")
         kwargs["size"] = tuple(size)
     # In batches: the KV caches of a whole -n at once can need gigabytes (an 'm' iGPT: ~17 MB
     # per 32x32 image). Up to one batch, the samples are those of a single call.
@@ -154,7 +154,7 @@ def fit_to_model(image: np.ndarray, size: tuple[int, int], name: str = "image") 
     H, W = size
     if image.shape[:2] == (H, W):
         return image
-    notice(f"{name} is {image.shape[1]}x{image.shape[0]} (WxH) but the model's context is {W}x{H}; resized to {W}x{H}")
+    notice(f"{name} is {image.shape[1]}x{image.shape[0]} but the model's context is {W}x{H}; resized to {W}x{H}")
     return np.asarray(Image.fromarray(image).resize((W, H), Image.BICUBIC))
 
 

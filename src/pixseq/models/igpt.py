@@ -95,8 +95,8 @@ class IGPT(nn.Module):
         """uint8 ``(N, H, W, 3)`` images of the model's size -> ``(N, H*W)`` long tokens."""
         images = np.asarray(images)
         if images.ndim != 4 or tuple(images.shape[1:3]) != self.image_size:
-            raise PixseqError(f"images must be {self.image_size[0]}x{self.image_size[1]} for this model, "
-                              f"got shape {images.shape}")
+            raise PixseqError(f"images must be {self.image_size[1]}x{self.image_size[0]} for this model, "
+                              f"got shape {images.shape} (N, H, W, 3)")
         x = to_tensor(images)  # (N, 3, H, W)
         return self.tokenizer.encode(x.to(self.device)).flatten(1)  # (N, H, W) -> (N, H*W)
 

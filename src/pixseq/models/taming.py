@@ -116,15 +116,15 @@ class Taming(nn.Module):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1] at the model's size -> ``(B, h*w)`` code indices."""
         if tuple(images.shape[-2:]) != self.image_size:
-            raise PixseqError(f"images must be {self.image_size[0]}x{self.image_size[1]} for this model, "
-                              f"got {tuple(images.shape[-2:])}")
+            raise PixseqError(f"images must be {self.image_size[1]}x{self.image_size[0]} for this model, "
+                              f"got {images.shape[-1]}x{images.shape[-2]}")
         return self.tokenizer.encode(images.to(self.device)).flatten(1)
 
     def condition_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """Codes of the conditioning view of ``images``, offset past the class tokens: ``(B, Tc')``."""
         if tuple(images.shape[-2:]) != self.image_size:  # another size gives other codes (or a wrong count)
-            raise PixseqError(f"conditioning images must be {self.image_size[0]}x{self.image_size[1]} for this "
-                              f"model, got {tuple(images.shape[-2:])}")
+            raise PixseqError(f"conditioning images must be {self.image_size[1]}x{self.image_size[0]} for this "
+                              f"model, got {images.shape[-1]}x{images.shape[-2]}")
         tok = self.cond_tokenizer or self.tokenizer
         view = conditioning_image(images.to(self.device), self.config.condition)
         return tok.encode(view).flatten(1) + self.num_classes
@@ -155,8 +155,8 @@ class Taming(nn.Module):
             return self.grid
         g = self.tokenizer.grid_size(*size)
         if g[0] < self.grid[0] or g[1] < self.grid[1]:
-            raise PixseqError(f"--size {size[0]}x{size[1]} is smaller than the model's window "
-                              f"{self.image_size[0]}x{self.image_size[1]}")
+            raise PixseqError(f"--size {size[1]}x{size[0]} is smaller than the model's window "
+                              f"{self.image_size[1]}x{self.image_size[0]}")
         return g
 
     @torch.no_grad()
@@ -197,7 +197,7 @@ class Taming(nn.Module):
                 or prefix.size(1) > n:
             shape = tuple(prefix.shape) if isinstance(prefix, torch.Tensor) else type(prefix).__name__
             raise PixseqError(f"prefix must be a (num={num}, P) tensor of codes with P <= {n} "
-                              f"(the {grid[0]}x{grid[1]} grid), got {shape}")
+                              f"(the {grid[1]}x{grid[0]} grid), got {shape}")
         check_token_ids(prefix, self.tokenizer.vocab_size, "prefix")
         mask = torch.zeros(n, dtype=torch.bool)
         mask[: prefix.size(1)] = True

@@ -53,7 +53,7 @@ class ImageDataset(torch.utils.data.Dataset):
             raise PixseqError("no training images")
         small = [im.shape[:2] for im in self.images if min(im.shape[:2]) < size]
         if small:
-            raise PixseqError(f"--image-size {size} is larger than some training images (e.g. {small[0]})")
+            raise PixseqError(f"--image-size {size} is larger than some training images (e.g. {small[0][1]}x{small[0][0]})")
         self.size, self.labels = size, labels
         self.fixed = all(im.shape[:2] == (size, size) for im in self.images)
         self.length = length or len(self.images)
@@ -78,7 +78,7 @@ def centre_crops(images: Sequence[np.ndarray], size: int, what: str = "held-out 
     """The central ``size x size`` crop of each image, at its own scale (held-out data)."""
     small = [im.shape[:2] for im in images if min(im.shape[:2]) < size]
     if small:
-        raise PixseqError(f"{what} must be at least {size}x{size}, got e.g. {small[0][0]}x{small[0][1]}")
+        raise PixseqError(f"{what} must be at least {size}x{size}, got e.g. {small[0][1]}x{small[0][0]}")
     out = []
     for im in images:
         y, x = (im.shape[0] - size) // 2, (im.shape[1] - size) // 2
@@ -411,7 +411,7 @@ def _vqgan_image_size(images: Sequence[np.ndarray], asked: int | None) -> tuple[
     smallest = min(shapes, key=min)
     if asked is None and not fixed and min(smallest) < size:  # the default, not the user, was too big
         raise PixseqError(f"the images have mixed sizes, so training cuts random {size}x{size} crops (the default "
-                          f"--image-size), but some are smaller (e.g. {smallest[0]}x{smallest[1]}); give "
+                          f"--image-size), but some are smaller (e.g. {smallest[1]}x{smallest[0]}); give "
                           f"--image-size {max(min(smallest), MIN_IMAGE_SIZE)} or less")
     return size, fixed
 

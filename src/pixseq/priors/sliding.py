@@ -75,9 +75,9 @@ def sliding_sample(prior: GPT, num: int, grid: tuple[int, int], window: tuple[in
     """
     (H, W), (h, w) = grid, window
     if h * w > prior.config.block_size:
-        raise PixseqError(f"window {h}x{w} exceeds the prior's context of {prior.config.block_size} tokens")
+        raise PixseqError(f"window {w}x{h} exceeds the prior's context of {prior.config.block_size} tokens")
     if H < h or W < w:
-        raise PixseqError(f"requested grid {H}x{W} is smaller than the prior's window {h}x{w}")
+        raise PixseqError(f"requested grid {W}x{H} is smaller than the prior's window {w}x{h}")
     check_num(num)
     check_options(temperature, top_k, top_p, greedy)
     device = prior.lm_head.weight.device

@@ -197,7 +197,7 @@ class VQGAN(nn.Module):
         """``(B, h, w)`` code indices -> ``(B, 3, h*f, w*f)`` in [0, 1]."""
         check_token_grid(tokens, self.vocab_size)
         if tokens.size(1) * tokens.size(2) < 2:  # GroupNorm would see one value per group (as in encode_latent)
-            raise PixseqError(f"a {tokens.size(1)}x{tokens.size(2)} code grid is too small to decode: "
+            raise PixseqError(f"a {tokens.size(2)}x{tokens.size(1)} code grid is too small to decode: "
                               f"it needs more than one code")
         return self.decode_latent(self.quantizer.lookup(tokens.long())).add(1).div(2).clamp(0, 1)
 

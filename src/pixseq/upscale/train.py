@@ -65,7 +65,7 @@ class SRPairs(torch.utils.data.Dataset):
             raise PixseqError("no training images")
         small = [im.shape[:2] for im in self.images if min(im.shape[:2]) < patch]
         if small:
-            raise PixseqError(f"--patch {patch} is larger than some images (e.g. {small[0][0]}x{small[0][1]})")
+            raise PixseqError(f"--patch {patch} is larger than some images (e.g. {small[0][1]}x{small[0][0]})")
         self.patch, self.scale, self.degradation = patch, scale, check_degradation(degradation)
         self.seed, self.train = seed, train
         self.length = length or len(self.images)

@@ -33,7 +33,7 @@ def build(ctx) -> None:
             model, info = model_picker(ctx, KEY, USES)
             num = gr.Slider(1, ctx.limits.max_images, value=16, step=1, label="Images", elem_id=f"{KEY}-num")
             cls = gr.Dropdown([(ALL_CLASSES, "")], value="", label="Class", elem_id=f"{KEY}-class")
-            size = gr.Textbox("", label="Size HxW (empty: the trained size)", elem_id=f"{KEY}-size")
+            size = gr.Textbox("", label="Size WxH (empty: the trained size)", elem_id=f"{KEY}-size")
             sampling = sampling_controls(KEY)
             go, _ = run_buttons(KEY, "Sample")
         with gr.Column(scale=1):
@@ -77,7 +77,7 @@ def _on_sample(ctx):
         label = parse_class(model, cls or None, what="class")
         grid, tiles = sample_grid(model, num, label, hw, **sampling)
         h, w = tiles[0].shape[:2]
-        return grid, f"{plural(num, 'sample')} ({describe_classes(model, num, label)}), {h}x{w} each ({name})"
+        return grid, f"{plural(num, 'sample')} ({describe_classes(model, num, label)}), {w}x{h} each ({name})"
 
     return sample
 
@@ -93,6 +93,6 @@ def _check_size(model, hw) -> None:
         return
     th, tw = (int(v) for v in model.image_size)
     if hw[0] > MAX_SIZE_FACTOR * th or hw[1] > MAX_SIZE_FACTOR * tw:
-        raise PixseqError(f"size {hw[0]}x{hw[1]}: this server samples up to {MAX_SIZE_FACTOR}x the trained size "
-                          f"{th}x{tw} ({MAX_SIZE_FACTOR * th}x{MAX_SIZE_FACTOR * tw}); use pixseq sample --size "
+        raise PixseqError(f"size {hw[1]}x{hw[0]}: this server samples up to {MAX_SIZE_FACTOR} times the trained size "
+                          f"{tw}x{th} ({MAX_SIZE_FACTOR * tw}x{MAX_SIZE_FACTOR * th}); use pixseq sample --size "
                           "for more")
