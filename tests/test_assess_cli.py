@@ -89,6 +89,25 @@ def test_single_pair_thesis_preset_and_lite0_label(tmp_path, capsys):
     assert 0 < doc["pairs"][0]["vit_score"] <= 1
 
 
+def test_the_html_report_names_scores_as_the_tables_and_lists_its_notes(folders, tmp_path):
+    """Captions said 'vit_score=...' for EfficientNet-Lite0's label-overlap score, and the
+    notes ran together in one paragraph: captions use the tables' names, notes are a list."""
+    import re
+
+    ref, dist = folders
+    # offline without weights: LPIPS and IS are skipped, ViT-Score falls back to EfficientNet-Lite0: notes
+    assert main(["assess", str(ref), str(dist), "--offline", "--weights-dir", str(tmp_path / "empty"),
+                 "--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "page")]) == 0
+    doc = json.loads((tmp_path / "r.json").read_text())
+    html = (tmp_path / "page" / "index.html").read_text()
+    assert "vit_score" not in html
+    caption = next(c for c in re.findall(r"<figcaption>(.*?)</figcaption>", html) if c.startswith("DIST"))
+    assert caption.startswith("DIST im0.png: ") and "label-overlap score (efficientnet_lite0, K=100" in caption
+    assert "; SSIM" in caption
+    notes = re.findall(r"<ul class='note'>(.*?)</ul>", html)
+    assert len(doc["notes"]) >= 2 and len(notes) == 1 and notes[0].count("<li>") == len(doc["notes"])
+
+
 def test_all_offline_skips_missing_weights_with_notes(folders, tmp_path, capsys):
     ref, dist = folders
     rc = main(["assess", str(ref), str(dist), "--offline", "--weights-dir", str(tmp_path / "empty"),

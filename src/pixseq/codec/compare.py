@@ -261,8 +261,9 @@ def save_json(results: Sequence[Result], path: Path, meta: dict) -> None:
         fh.write("\n")
 
 
-def rd_figure(results: Sequence[Result], metric: str, budget: float | None = None):
-    """Rate-distortion curves: mean over images per (codec, setting), bpp on a log axis."""
+def rd_figure(results: Sequence[Result], metric: str, budget: float | None = None, label: str = ""):
+    """Rate-distortion curves: mean over images per (codec, setting), bpp on a log axis;
+    ``label`` names the metric on the axis (default: its key)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -284,7 +285,7 @@ def rd_figure(results: Sequence[Result], metric: str, budget: float | None = Non
     ax.set_xscale("log")
     _plain_log_ticks(ax.xaxis)
     ax.set_xlabel("bits per pixel (whole file)")
-    ax.set_ylabel(metric)
+    ax.set_ylabel(label or metric)
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
@@ -323,8 +324,7 @@ def write_report(results: Sequence[Result], decoded: dict, images: Sequence[tupl
     page = Page("pixseq codecs vs JPEG / WebP / AVIF")
     page.text("Every number comes from real bytes: bits per pixel = file size x 8 / pixels, container "
               "headers included. Decoded images are compared with the originals.")
-    for n in notes:
-        page.note(n)
+    page.notes(notes)
     table = best_under(results, budget)
     page.section(f"Best setting at <= {budget} bpp (mean over images)")
     page.table(["codec", "images within budget", "bpp", *METRICS], summary_rows(table, budget))
@@ -333,9 +333,10 @@ def write_report(results: Sequence[Result], decoded: dict, images: Sequence[tupl
     page.section("Rate-distortion")
     for m in METRICS:
         if any(m in r.metrics for r in results):
-            fig = rd_figure(results, m, budget)
+            label = score_name if m == "label_overlap" and score_name else m  # the score by its name
+            fig = rd_figure(results, m, budget, label)
             fig.savefig(out_dir / f"rd_{m}.png", dpi=110, bbox_inches="tight")
-            page.plot(fig, f"{m} vs bpp (mean over images per setting)")
+            page.plot(fig, f"{label} vs bpp (mean over images per setting)")
     _side_by_side(page, results, decoded, images)
     page.section("All measurements")
     page.table(["image", "codec", "setting", "bytes", "bpp", *METRICS, "encode s", "decode s"],

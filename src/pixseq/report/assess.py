@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,6 +34,13 @@ def format_table(rows: list[dict], columns: dict[str, str]) -> str:
              for line in [header] + body]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def pair_caption(row: dict, columns: dict[str, str]) -> str:
+    """A pair's scores under the names the tables give them (``label-overlap score
+    (EfficientNet-Lite0, K=100) 0.62; SSIM 0.91``): the column keys (``vit_score``) named
+    the study's ViT-Score for any backbone."""
+    return "; ".join(f"{label} {fmt(row[c])}" for c, label in columns.items())
 
 
 def write_outputs(opts: "AssessOptions", rows, columns, sets, pairs: "Pairs", notes: list[str]) -> None:
@@ -75,7 +83,8 @@ def write_html(opts: "AssessOptions", rows, columns, sets, pairs: "Pairs", notes
     from pixseq.report import Page
 
     page = Page(f"pixseq assess: {opts.ref} vs {opts.dist}")
-    page.note(f"preset: {opts.preset}. " + " ".join(notes))
+    page.note(f"preset: {opts.preset}")
+    page.notes(notes)
     if pairs.ref_only or pairs.dist_only:
         page.note(f"unmatched — only in REF: {', '.join(pairs.ref_only) or 'none'}; "
                   f"only in DIST: {', '.join(pairs.dist_only) or 'none'}")
@@ -89,11 +98,11 @@ def write_html(opts: "AssessOptions", rows, columns, sets, pairs: "Pairs", notes
         for ax, (c, label) in zip(axes[0], columns.items()):
             vals = [r[c] for r in rows if math.isfinite(r[c])]
             ax.hist(vals, bins=min(20, max(1, len(vals))), color="#4a7bb7")
-            ax.set_title(label if len(label) < 40 else c, fontsize=8)
+            ax.set_title(textwrap.fill(label, 32), fontsize=8)  # the table's name, not the column key
         page.section("Score distributions").plot(fig, "histograms of the per-image scores")
     page.section("Image pairs")
     for r in rows[:max_pairs]:
-        scores = ", ".join(f"{c}={fmt(r[c])}" for c in columns)
+        scores = pair_caption(r, columns)
         page.image(_thumb(load_image(r["ref_path"])), f"REF {r['name']}")
         page.image(_thumb(load_image(r["dist_path"])), f"DIST {r['name']}: {scores}")
         page.text("<div></div>", raw_html=True)

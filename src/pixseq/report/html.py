@@ -67,6 +67,13 @@ class Page:
         self._body.append(f"<p class='note'>{_inline(content)}</p>")
         return self
 
+    def notes(self, items: Sequence[str]) -> "Page":
+        """Several notes as a small grey list, one item each (joined into one paragraph they
+        ran together); nothing when ``items`` is empty."""
+        if items:
+            self._body.append("<ul class='note'>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
+        return self
+
     def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = "") -> "Page":
         """A table; floats are shown with 4 significant digits."""
         head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
