@@ -318,6 +318,97 @@ def test_preprocessing_matches_torchvision_pil_transforms():
         assert float((got - ref).abs().max()) < 0.02 and float((got - ref).abs().mean()) < 0.005
 
 
+def _study_pipeline():
+    """The study's (PyTorch-Pretrained-ViT README's) preprocessing, on a PIL image."""
+    from torchvision import transforms as T
+
+    return T.Compose([T.Resize((384, 384)), T.ToTensor(), T.Normalize(0.5, 0.5)])
+
+
+def _tiny_b16_layout_vit(seed: int = 0):
+    """A timm ViT in vit_base_patch16_384's layout (384 px, 16 px patches, 1000 classes), small
+    enough for a test, with random weights (a random head too: timm's is zeros at init)."""
+    import timm
+
+    torch.manual_seed(seed)
+    vit = timm.create_model("vit_base_patch16_384", pretrained=False, embed_dim=48, depth=2, num_heads=3,
+                            num_classes=1000).eval()
+    torch.nn.init.normal_(vit.head.weight, std=0.5)
+    return vit
+
+
+def test_the_study_backbone_resizes_an_8bit_image_with_pil_bit_exactly():
+    """ViT-Score with the study's backbone: an 8-bit image is resized by PIL on its 8-bit
+    pixels, as the study's torchvision Resize((384, 384)) on a PIL image did (the antialiased
+    float resize differed by up to 0.02 and moved labels in and out of the top 100 on some
+    pairs): the network input is bit for bit torchvision's, so are the logits and top-100.
+    A float image (not on the 1/255 grid) takes the tensor resize."""
+    from PIL import Image
+    from skimage import data
+
+    from pixseq.io import to_tensor
+    from pixseq.metrics.backbones import STUDY_PREPROCESS, study_classifier
+
+    rng = np.random.default_rng(0)
+    images = [data.chelsea(), rng.integers(0, 256, (200, 517, 3), dtype=np.uint8),  # shrink / both
+              rng.integers(0, 256, (384, 384, 3), dtype=np.uint8), rng.integers(0, 256, (97, 64, 3), dtype=np.uint8)]
+    ref = torch.stack([_study_pipeline()(Image.fromarray(im)) for im in images[:1]])
+    for im in images:
+        want = _study_pipeline()(Image.fromarray(im))[None]
+        got = STUDY_PREPROCESS(to_tensor(im.copy())[None])
+        assert got.dtype == want.dtype and torch.equal(got, want), np.abs((got - want).numpy()).max()
+    clf = study_classifier(_tiny_b16_layout_vit())
+    x = to_tensor(images[0].copy())[None]
+    with torch.no_grad():
+        theirs = clf.net(ref)
+    assert torch.equal(clf.logits(x), theirs)
+    off_grid = x * 0.999 + 0.0005  # a float image: the tensor path, close to but not PIL's
+    delta = (STUDY_PREPROCESS(off_grid) - ref).abs()
+    assert 0 < float(delta.max()) < 0.03
+
+
+def test_the_study_vit_scores_as_pytorch_pretrained_vit():
+    """The study's pipeline itself: PyTorch-Pretrained-ViT's ViT('B_16_imagenet1k') (random
+    weights, shrunk to 2 layers of width 48 in the same key layout) on its README's transform
+    of PIL images, against pixseq's study classifier built from that state dict: the same
+    logits up to float32 round-off and the same ViT-Score for an image and its JPEG."""
+    ppv = pytest.importorskip("pytorch_pretrained_vit", reason="PyTorch-Pretrained-ViT is not installed")
+    import copy
+    import io
+
+    import timm
+    from PIL import Image
+    from skimage import data
+
+    from pixseq.io import to_tensor
+    from pixseq.metrics.backbones import convert_b16_imagenet1k, study_classifier
+    from pixseq.metrics.vit_score import topk_overlap, vit_score
+
+    configs = copy.deepcopy(ppv.model.PRETRAINED_MODELS)
+    configs["B_16_imagenet1k"]["config"].update(dim=48, ff_dim=192, num_heads=3, num_layers=2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ppv.model, "PRETRAINED_MODELS", configs)
+        torch.manual_seed(0)
+        theirs = ppv.ViT("B_16_imagenet1k", pretrained=False).eval()
+    torch.nn.init.normal_(theirs.fc.weight, std=0.5)  # its head starts at zero: every label tied
+    vit = timm.create_model("vit_base_patch16_384", pretrained=False, embed_dim=48, depth=2, num_heads=3,
+                            num_classes=1000).eval()
+    vit.load_state_dict(convert_b16_imagenet1k(theirs.state_dict()), strict=True)
+    clf = study_classifier(vit)
+    original = data.astronaut()[:300, :451]
+    buf = io.BytesIO()
+    Image.fromarray(original).save(buf, format="JPEG", quality=10)
+    jpeg = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    with torch.no_grad():
+        ref = theirs(torch.stack([_study_pipeline()(Image.fromarray(im)) for im in (original, jpeg)]))
+    a, b = to_tensor(original.copy())[None], to_tensor(jpeg.copy())[None]
+    ours = clf.logits(torch.cat([a, b]))
+    # two implementations of the same network (separate q/k/v against fused qkv): float32 round-off
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-4)
+    assert torch.equal(ours[0].topk(100).indices.sort().values, ref[0].topk(100).indices.sort().values)
+    assert float(vit_score(a, b, clf)) == float(topk_overlap(ref[:1], ref[1:]))
+
+
 def test_timm_backbone_loads_from_the_weights_cache(tmp_path):
     """A timm name resolves its hub file in the cache, loads strictly and keeps timm's preprocessing."""
     import timm

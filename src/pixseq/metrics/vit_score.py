@@ -2,7 +2,8 @@
 
 As first defined (the founding study, see ASSETS.md): a ViT-B/16 (ImageNet-21k -> 1k,
 384 px) classifies the original and the regenerated image (resized to 384x384 without crop,
-normalised with mean = std = 0.5); the score is ``|topK(a) ∩ topK(b)| / K`` with K = 100 —
+by PIL on the 8-bit image as the study's torchvision ``Resize`` did, see
+:data:`pixseq.metrics.backbones.STUDY_PREPROCESS`; normalised with mean = std = 0.5); the score is ``|topK(a) ∩ topK(b)| / K`` with K = 100 —
 order and probabilities ignored. Variants the study asked for:
 
 * ``weighted`` — probability-weighted overlap: each image's softmax restricted to its own
