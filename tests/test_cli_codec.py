@@ -188,7 +188,9 @@ def test_bench_codecs_keeps_models_with_the_same_folder_name_apart(setup, capsys
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
     ours = {r["codec"]: r["bytes"] for r in rows if r["codec"].startswith("pixseq:")}
     assert sorted(ours) == ["pixseq:a/model", "pixseq:b/model"]
-    assert "| pixseq:a/model |" in capsys.readouterr().out
+    printed = capsys.readouterr().out  # a row each (here: their nearest setting, over the 0.25 bpp budget)
+    assert "| pixseq:a/model: none within 0.25 bpp; nearest setting scale2 |" in printed
+    assert "| pixseq:b/model: none within" in printed
     _one_line_error(capsys, main([*base, "--model", str(tmp_path / "a" / "model" / "."), "--out",
                                   str(tmp_path / "out2")]), "given twice")
     assert not (tmp_path / "out2").exists()
