@@ -1,9 +1,11 @@
-"""``pixseq demo``: the main job - train a small iGPT on Fashion-MNIST, write an HTML report."""
+"""``pixseq demo``: the main job - every pixseq system on one HTML page (one small iGPT trained
+live, the zoo's models for the rest)."""
 from __future__ import annotations
 
 import argparse
 
-HELP = "train a small iGPT on Fashion-MNIST (a few CPU minutes) and write an HTML page of what it learned"
+HELP = ("every pixseq system on one HTML page in about five CPU minutes: a small iGPT trained live, then the "
+        "zoo's models (completion, VQGAN, GANs + FID, ViT, text to image, upscaling, translation, codec)")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -41,5 +43,11 @@ def run(args: argparse.Namespace) -> int:
     check_demo_data()
     device = resolve_device(args.device)
     seed_everything(args.seed)
-    run_demo(out, device, quick=args.quick, seed=args.seed, settings=settings)
+    try:
+        run_demo(out, device, quick=args.quick, seed=args.seed, settings=settings)
+    except KeyboardInterrupt:
+        # the page is saved after each part, so what it shows is whole; the live model trains
+        # again from scratch in a couple of minutes, so "run it again" is the honest way on
+        raise PixseqError(f"demo interrupted: {out / 'index.html'} shows the parts that finished; run the same "
+                          f"command again to make the whole page (about five minutes)") from None
     return 0

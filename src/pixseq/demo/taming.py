@@ -1,114 +1,63 @@
-"""``pixseq demo``'s Taming section: a VQGAN on Fashion-MNIST (reconstructions, codebook
-usage) and its class-conditional prior (samples, a larger-than-trained sliding-window sample)."""
+"""``pixseq demo``'s Taming section, from the zoo's ``taming-fm``: its VQGAN's reconstructions
+of held-out images, class samples from its prior, and samples larger than the training size
+with the sliding attention window."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
-from pixseq.io import to_tensor
-from pixseq.models.taming import taming_config
-
-#: Demo-scale settings (pixseq demo, benchmarks/taming_codebook_usage.py): Fashion-MNIST,
-#: f=4 (7x7 codes), K=512; sized for a few minutes on 2 shared CPU cores.
-DEMO = dict(images=4096, factor=4, codes=512, dim=32, ch=16, vq_steps=240, vq_batch=16, vq_lr=1.5e-3,
-            disc_start=180, prior_steps=300, prior_batch=32, prior_lr=1e-3)
-
-
-def _usage_plot(history: list[dict]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [r["step"] + 1 for r in history]
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3))
-    ax[0].plot(steps, [100 * r["gen/usage"] for r in history])
-    ax[0].set(xlabel="step", ylabel="% of codes used (last 50 steps)", ylim=(0, 105), title="codebook usage")
-    ax[1].plot(steps, [r["gen/rec"] for r in history])
-    ax[1].set(xlabel="step", ylabel="L1 (images in [-1, 1])", title="reconstruction loss")
-    fig.tight_layout()
-    return fig
+ZOO_NAME = "taming-fm"
+#: Demo-scale settings: about 20 s on 2 shared CPU cores.
+DEMO = dict(reconstructions=10, per_class=4, big=(56, 56), big_classes=(0, 1, 7, 8))
 
 
 def demo_section(page, out_dir, device: str | torch.device = "cpu", quick: bool = False) -> dict:
-    """``pixseq demo``'s Taming section: a VQGAN on Fashion-MNIST (reconstructions, codebook
-    usage) and its class-conditional prior (samples, a larger-than-trained sliding-window sample).
-
-    Trains into ``out_dir/taming-vqgan`` and ``out_dir/taming-prior``; returns the numbers shown.
-    """
-    import math
-    import time
-    from pathlib import Path
-
+    """Reconstructions (PSNR), class samples and sliding-window samples of the zoo's
+    ``taming-fm``; returns the numbers shown."""
     from pixseq.data import load_data
+    from pixseq.demo.common import Clock, card_number, zoo_model
+    from pixseq.io import to_tensor, to_uint8
     from pixseq.metrics.pixel import psnr
-    from pixseq.models.taming_train import fit_prior, fit_vqgan
-    from pixseq.tokenizers.losses import VQGANLossConfig
-    from pixseq.tokenizers.vqgan import vqgan_config
-    from pixseq.train.config import TrainConfig
 
-    d, out_dir = DEMO, Path(out_dir)
-    scale = 1 / 60 if quick else 1.0  # quick: a smoke run of a few steps
-    train = load_data("fashion-mnist:train", limit=64 if quick else d["images"])
-    test = load_data("fashion-mnist:test", limit=16)
-    vq_steps, prior_steps = max(2, int(d["vq_steps"] * scale)), max(2, int(d["prior_steps"] * scale))
-    t0 = time.perf_counter()
-    vq_cfg = vqgan_config(d["factor"], d["codes"], d["dim"], d["ch"])
-    loss_cfg = VQGANLossConfig(perceptual="none", disc_start=int(d["disc_start"] * scale), disc_channels=32,
-                               disc_layers=2)
-    tc = TrainConfig(steps=vq_steps, batch_size=d["vq_batch"], lr=d["vq_lr"], warmup_steps=min(20, vq_steps),
-                     log_every=0, ckpt_every=0)
-    # announce=None: the demo sets perceptual="none" itself, and a stderr notice from inside
-    # its section would interleave with the demo's own "demo: ..." log lines
-    vq, vq_hist = fit_vqgan(train.images, out_dir / "taming-vqgan", vq_cfg, loss_cfg, tc, 28, device,
-                            announce=None)
-    t1 = time.perf_counter()
-    cfg = taming_config(vq.config, (28, 28), num_classes=10, size="s")
-    tc = TrainConfig(steps=prior_steps, batch_size=d["prior_batch"], lr=d["prior_lr"],
-                     warmup_steps=min(20, prior_steps), log_every=0, ckpt_every=0)
-    model, prior_hist = fit_prior(out_dir / "taming-vqgan", train.images, train.labels, out_dir / "taming-prior",
-                                  cfg, tc, device, meta={"class_names": list(train.class_names),
-                                                         "data": "fashion-mnist:train"})
-    t2 = time.perf_counter()
-    model = model.to(device).eval()
-    x = to_tensor(np.stack(test.images)).to(device)
-    rec = model.tokenizer.reconstruct(x)
-    g = torch.Generator(device).manual_seed(0)
-    samples = model.generate(40, torch.arange(40) % 10, generator=g)
-    big = model.generate(4, torch.tensor([0, 1, 7, 8]), size=(56, 56), generator=g)
-    stats = {"codebook_usage": vq.quantizer.usage(), "perplexity": vq_hist[-1]["gen/perplexity"],
-             "psnr_db": float(psnr(rec.cpu(), x.cpu(), reduction="mean")),
-             "bits_per_pixel_raw": 49 * math.log2(d["codes"]) / 28 ** 2,
-             "prior_bits_per_code": prior_hist[-1]["model/bits_per_code"],
-             "vqgan_minutes": (t1 - t0) / 60, "prior_minutes": (t2 - t1) / 60}
-    _demo_page(page, test, x, rec, samples, big, vq_hist, stats, vq_steps, prior_steps)
-    return stats
-
-
-def _demo_page(page, test, x, rec, samples, big, vq_hist, stats, vq_steps, prior_steps) -> None:
-    from pixseq.io import to_uint8
-
-    d = DEMO
-    page.section("Taming Transformers: VQGAN tokenizer + latent GPT (Fashion-MNIST)")
-    page.text(f"A VQGAN (factor {d['factor']}: 28x28 images become 7x7 grids of codes from a codebook of "
-              f"{d['codes']}) was trained for {vq_steps} steps, then a class-conditional GPT over the codes for "
-              f"{prior_steps} steps.")
-    page.note("Perceptual loss off here (CPU time); patch-GAN with the adaptive weight from step "
-              f"{int(d['disc_start'] * vq_steps / d['vq_steps'])}. Codebook: k-means initialisation and dead-code "
-              "restarts. Raw codes cost log2(K) bits each (no entropy coding).")
-    page.grid([to_uint8(im) for im in torch.cat([x[:8], rec[:8]]).cpu()], ncol=8, scale=3,
-              caption="top: held-out test images; bottom: VQGAN reconstructions")
-    page.plot(_usage_plot(vq_hist), caption="codebook usage and reconstruction loss during training")
+    clock = Clock()
+    model = zoo_model(ZOO_NAME, "taming", device)
+    vq = model.tokenizer
+    test = load_data("fashion-mnist:test", limit=64 if quick else 500)
+    x = to_tensor(np.stack(test.images)).to(model.device)
+    with torch.no_grad():
+        rec = torch.cat([vq.reconstruct(x[i:i + 100]) for i in range(0, len(x), 100)])
+        used = torch.unique(torch.cat([vq.encode(x[i:i + 100]).flatten() for i in range(0, len(x), 100)])).numel()
+    n = DEMO["reconstructions"]
+    g = torch.Generator(model.device).manual_seed(0)
+    per = 1 if quick else DEMO["per_class"]
+    classes = 3 if quick else 10
+    samples = model.generate(classes * per, torch.arange(classes).repeat(per), generator=g)
+    big_classes = DEMO["big_classes"][:1 if quick else None]
+    big = model.generate(len(big_classes), torch.tensor(big_classes), size=DEMO["big"], generator=g)
+    h, w = model.grid
+    K = vq.vocab_size
+    stats = {"psnr_db": float(psnr(rec.cpu().float(), x.cpu().float(), reduction="mean")), "images": len(x),
+             "codes_used": used, "codebook": K, "raw_bpp": h * w * math.log2(K) / (28 * 28), "seconds": clock()}
+    names = list(test.class_names)
+    page.section(f"Taming Transformers from the zoo: {ZOO_NAME} (VQGAN tokenizer + class-conditional GPT)")
+    page.text(f"A VQGAN turns each 28x28 garment into a {h}x{w} grid of codes from a codebook of {K}; a GPT "
+              f"learned the order of those codes for each class. Both were trained here with `pixseq train vqgan` "
+              f"and `pixseq train prior --classes` ({card_number(ZOO_NAME, 'training')}); the card also gives "
+              f"{card_number(ZOO_NAME, 'held-out bits/code')} bits per code on held-out images.")
+    page.grid([to_uint8(im) for im in torch.cat([x[:n], rec[:n]]).cpu()], ncol=n, scale=3,
+              caption="top: held-out test images; bottom: the VQGAN's reconstructions from their codes")
     page.table(["measure", "value"], [
-        ["codes used (last 50 steps)", f"{stats['codebook_usage']:.1%}"],
-        ["codebook perplexity (last batch)", stats["perplexity"]],
-        ["reconstruction PSNR, 16 test images (dB)", stats["psnr_db"]],
-        ["bits per pixel (raw codes)", stats["bits_per_pixel_raw"]],
-        ["prior: bits per code (training)", stats["prior_bits_per_code"]],
-        ["training time VQGAN / prior (min)", f"{stats['vqgan_minutes']:.1f} / {stats['prior_minutes']:.1f}"],
-    ], caption="Taming demo numbers")
-    page.grid([to_uint8(im) for im in samples.cpu()], ncol=10, scale=3,
-              caption="class-conditional samples: one column per class (T-shirt, trouser, ..., ankle boot)")
-    page.grid([to_uint8(im) for im in big.cpu()], ncol=4, scale=2,
-              caption="56x56 samples (2x the training size in each direction) with the sliding attention window: "
-                      "T-shirt, trouser, sneaker, bag")
+        [f"reconstruction PSNR, {len(x)} held-out images (dB)", stats["psnr_db"]],
+        ["codes used by those images", f"{used} of {K}"],
+        ["bits per pixel of the raw codes (before the prior's entropy coding)", stats["raw_bpp"]],
+    ], caption=f"{ZOO_NAME}'s tokenizer on held-out data")
+    page.grid([to_uint8(im) for im in samples.cpu()], ncol=classes, scale=3,
+              caption="class samples from the prior, one column per class: " + ", ".join(names[:classes]))
+    page.grid([to_uint8(im) for im in big.cpu()], ncol=len(big_classes), scale=2,
+              caption=f"{DEMO['big'][1]}x{DEMO['big'][0]} samples, twice the training size each way, with the "
+                      f"sliding attention window, asked for class " + ", ".join(names[c] for c in big_classes)
+                      + ". The prior only ever saw single 28x28 garments, so a larger canvas shows garment-like "
+                        "strokes and textures continued across it, not one larger garment")
+    return stats

@@ -37,7 +37,7 @@ def demo_section(page, out_dir, device: str | torch.device = "cpu", quick: bool 
     t1 = time.perf_counter()
     big = upscale_image(model, hr)
     t2 = time.perf_counter()
-    as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    as_t = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
     numbers = {name: (float(psnr(as_t(im), as_t(hr))), float(ssim(as_t(im), as_t(hr))))
                for name, im in (("bicubic", bicubic), ("realesrgan-x4plus", esrgan))}
     result = {"psnr_bicubic_db": numbers["bicubic"][0], "psnr_esrgan_db": numbers["realesrgan-x4plus"][0],

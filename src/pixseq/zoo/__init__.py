@@ -203,6 +203,8 @@ def card_text(entry: ZooEntry) -> str:
     if entry.command:
         lines.append(f"- trained with: `{entry.command}`")
     for key, value in entry.quality.items():
+        if key == "check":  # the regression check's record (shown by its own line)
+            continue
         lines.append(f"- {key}: {value}")
     return "\n".join(lines) + "\n"
 
