@@ -44,7 +44,7 @@ def demo_section(page, out_dir, device: str | torch.device = "cpu", quick: bool 
     page.section(f"GANs from the zoo: the DCGAN {GAN} and the conditional {CGAN}")
     page.text(f"A DCGAN generator (z of 100 numbers -> 28x28) trained here with the non-saturating loss and an "
               f"EMA of its weights ({card_number(GAN, 'training')}); its card gives FID "
-              f"{card_number(GAN, 'FID')} . Below, fresh samples and a walk between latents (slerp).")
+              f"{card_number(GAN, 'FID')}. Below, fresh samples and a walk between latents (slerp).")
     page.grid([to_uint8(im) for im in samples.cpu()], ncol=10, scale=3, caption=f"{GAN}: random samples")
     page.grid([to_uint8(im) for im in walk.cpu()], ncol=8, scale=3,
               caption="latent interpolation: each row walks between two random latents")

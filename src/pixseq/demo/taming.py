@@ -44,8 +44,8 @@ def demo_section(page, out_dir, device: str | torch.device = "cpu", quick: bool 
     page.section(f"Taming Transformers from the zoo: {ZOO_NAME} (VQGAN tokenizer + class-conditional GPT)")
     page.text(f"A VQGAN turns each 28x28 garment into a {h}x{w} grid of codes from a codebook of {K}; a GPT "
               f"learned the order of those codes for each class. Both were trained here with `pixseq train vqgan` "
-              f"and `pixseq train prior --classes` ({card_number(ZOO_NAME, 'training')}); the card also gives "
-              f"{card_number(ZOO_NAME, 'held-out bits/code')} bits per code on held-out images.")
+              f"and `pixseq train prior --classes` (the prior: {card_number(ZOO_NAME, 'training')}; held out: "
+              f"{card_number(ZOO_NAME, 'held-out at the end')}).")
     page.grid([to_uint8(im) for im in torch.cat([x[:n], rec[:n]]).cpu()], ncol=n, scale=3,
               caption="top: held-out test images; bottom: the VQGAN's reconstructions from their codes")
     page.table(["measure", "value"], [

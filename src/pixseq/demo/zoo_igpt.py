@@ -49,8 +49,7 @@ def demo_section(page, out_dir, device: str | torch.device = "cpu", quick: bool 
     page.text(f"The model above was trained live for a couple of minutes at 16x16. pixseq also ships one trained "
               f"here for longer with the same recipe (`pixseq train igpt`) at the full 28x28 with 16 colours and "
               f"a class token: `--model zoo:{ZOO_NAME}` works in every verb. Its card: "
-              f"{card_number(ZOO_NAME, 'held-out bits/pixel')} bits/pixel on held-out test images after "
-              f"{card_number(ZOO_NAME, 'training')}.")
+              f"{card_number(ZOO_NAME, 'training')}; held out: {card_number(ZOO_NAME, 'held-out at the end')}.")
     page.grid(tiles, ncol=k + 2, scale=3, caption="Each row: a held-out test image | its top half (blue: hidden) | "
                                                    f"{k} completions given its class")
     page.grid([to_uint8(t) for t in samples.cpu()], ncol=per, scale=3,
