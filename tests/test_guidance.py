@@ -363,17 +363,6 @@ def test_train_clip_on_a_captions_folder_and_guide_with_it(models, tmp_path, cap
     assert "no caption for 1 image" in _one_line(capsys) and not (tmp_path / "lit2").exists()
 
 
-@pytest.mark.slow
-def test_demo_section_quick(tmp_path):
-    from pixseq.demo.text_to_image import demo_section
-    from pixseq.report.html import Page
-
-    page = Page("demo")
-    stats = demo_section(page, tmp_path, "cpu", quick=True)
-    assert 0 <= stats["zero_shot_accuracy"] <= 1 and stats["mean_clip_score"] >= 0
-    assert (tmp_path / "lit" / "config.json").is_file()
-
-
 def test_generate_upscale_writes_the_big_image_too(models, tmp_path, capsys):
     from PIL import Image
 
