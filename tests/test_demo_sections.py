@@ -32,10 +32,11 @@ def test_zoo_section_quick(module, tmp_path):
     assert heading in html
     for key, (lo, hi) in ranges.items():
         assert lo <= stats[key] <= hi, (key, stats[key])
-    if module == "codec":  # every codec within the 0.25 bpp budget, the pixseq one among them
+    if module == "codec":  # pixseq within the 0.25 bpp budget; the classic codecs beside it (at 128 px
+        # their headers alone put them over it: the table marks them so)
         means = stats["means"]
-        assert "pixseq" in means and {"jpeg", "webp"} <= set(means)
-        assert all(m["bpp"] <= 0.25 + 1e-9 for m in means.values())
+        assert {"pixseq", "jpeg", "webp"} <= set(means) and means["pixseq"]["bpp"] <= 0.25
+        assert "over budget" in html
 
 
 def test_a_failing_section_becomes_a_note_and_the_demo_goes_on(tmp_path, monkeypatch):
