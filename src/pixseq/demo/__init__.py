@@ -390,7 +390,7 @@ def _run_demo(out_dir: Path, device: torch.device, quick: bool, seed: int, s: De
         f"(at most {s.steps} steps / {s.time_budget_s:.0f} s) ...")
     run = train_demo_model(out_dir, device, s, seed)
     timings = dict(run.timings)
-    page = Page("pixseq demo: iGPT image completion on Fashion-MNIST")
+    page = Page("pixseq demo: every system, one small iGPT trained live and the zoo's models")
     _intro(page, run)
     _loss_section(page, run)
     for name, fn in (("completions", _completion_section), ("samples", _samples_section),
