@@ -112,7 +112,7 @@ def server(models, tmp_path_factory):
     proc.terminate()
     proc.wait(timeout=60)
     assert proc.returncode == 0, log.read_text()
-    assert "Traceback" not in log.read_text(), log.read_text()  # no request ended in a bug
+    assert not _request_bugs(log.read_text()), log.read_text()  # no request ended in a bug
     assert sorted(p.name for p in work.iterdir()) == [], "the server left files in its work folder"
 
 
@@ -435,3 +435,12 @@ def test_classify_with_a_classifier_and_zero_shot(page, server, garment):
     page.locator("#classify-labels textarea").fill("a boot, a bag")
     page.click("#classify-run")
     wait_status(page, "classify", "of 2 labels, zero-shot by tiny-clip")
+
+
+def _request_bugs(text: str) -> list[str]:
+    """The server log's tracebacks, less those of a browser that went away mid-request
+    (starlette's ClientDisconnect when a test's page closes while an upload streams: the
+    client's doing, not a request that failed)."""
+    blocks = text.split("Traceback (most recent call last):")[1:]
+    return [b for b in blocks if "starlette.requests.ClientDisconnect" not in b]
+
