@@ -49,6 +49,7 @@ def _error_line(capsys) -> str:
 def test_folders_tables_json_csv_html(folders, tmp_path, capsys):
     ref, dist = folders
     out = tmp_path / "out"
+    out.mkdir()  # outputs go into existing folders (a mistyped one is not created)
     rc = main(["assess", str(ref), str(dist), "--metrics", "ssim,mse,psnr", "--json", str(out / "r.json"),
                "--csv", str(out / "r.csv"), "--html", str(out / "page")])
     assert rc == 0
@@ -189,12 +190,13 @@ def test_bad_options_fail_before_any_scoring_and_write_nothing(case, folders, tm
     (tmp_path / "file").write_text("x")
     (tmp_path / "adir").mkdir()
     good = tmp_path / "out" / "good.json"
+    good.parent.mkdir()
     extra, expected = {
         "json_under_file": (["--json", str(tmp_path / "file" / "s.json")], "is a file, not a folder"),
         "csv_is_folder": (["--csv", str(tmp_path / "adir")], "is a folder; give a file name"),
         "html_is_file": (["--html", str(tmp_path / "file")], "exists and is not a folder"),
         "same_file": (["--csv", str(good)], "name the same file"),
-        "input_file": (["--csv", str(ref / "im1.png")], "is an input image"),
+        "input_file": (["--csv", str(ref / "im1.png")], "is also an input"),
         "html_in_ref": (["--html", str(ref / "report")], "inside the input folder"),
         "empty_html": (["--html", ""], "empty path"),
         "empty_backbone": (["--metrics", "vit_score", "--backbone", " "], "--backbone is empty"),
@@ -210,7 +212,7 @@ def test_bad_options_fail_before_any_scoring_and_write_nothing(case, folders, tm
     except SystemExit as exc:  # argparse's own usage errors (empty path, seed) exit 2 themselves
         assert exc.code == 2
     assert expected in _error_line(capsys)
-    assert not good.exists() and not (tmp_path / "out").exists()  # the good output is not written either
+    assert list(good.parent.iterdir()) == []  # the good output is not written either
     assert sorted(p.name for p in ref.iterdir()) == ["im0.png", "im1.png", "im2.png", "only_ref.png"]
 
 

@@ -57,7 +57,7 @@ def test_compress_prints_rate_and_never_overwrites_without_force(setup, capsys):
     assert "bpp" in printed and "tokens" in printed and "overhead" in printed
     before = out.read_bytes()
     assert f"= {len(before) * 8 / 120:.4f} bpp" in printed  # 12x10 image, header included
-    _one_line_error(capsys, main(args), "output exists", "--force")
+    _one_line_error(capsys, main(args), "already exists", "--force")
     assert out.read_bytes() == before
     assert main(args + ["--force"]) == 0
     assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]  # atomic: no temp files left
@@ -144,7 +144,9 @@ def test_bench_codecs_writes_json_plots_and_page(setup, capsys, tmp_path):
         assert q["q80"] > q["q20"]
     assert (out / "rd_psnr.png").is_file() and "Side by side" in (out / "index.html").read_text()
     _one_line_error(capsys, main(["bench", "codecs", "--images", str(imgs), "--out", str(out), "--names", "zzz"]),
-                    "no image named")
+                    "already exists", "index.html", "--force")  # an earlier report: kept unless --force
+    _one_line_error(capsys, main(["bench", "codecs", "--images", str(imgs), "--out", str(out), "--names", "zzz",
+                                  "--force"]), "no image named")
 
 
 @pytest.mark.parametrize("extra, words", [

@@ -196,12 +196,13 @@ def test_sample(model_dir, tmp_path, capsys):
     assert main(["sample", "--model", str(model_dir), "-n", "4", "--out", str(out), "--top-k", "3"]) == 0
     grid = np.asarray(Image.open(out))
     assert grid.ndim == 3 and grid.shape[1] > 2 * SIDE  # two columns (one per class), upscaled
-    assert main(["sample", "--model", str(model_dir), "-n", "2", "--class", "top", "--out", str(out)]) == 0
+    again = ["--force"]  # the same --out each time: replacing it takes --force
+    assert main(["sample", "--model", str(model_dir), "-n", "2", "--class", "top", "--out", str(out)] + again) == 0
     assert "class 1" in capsys.readouterr().out
     # the model has 2 classes: one sample is of class 0 only (it said "all classes")
-    assert main(["sample", "--model", str(model_dir), "-n", "1", "--out", str(out)]) == 0
+    assert main(["sample", "--model", str(model_dir), "-n", "1", "--out", str(out)] + again) == 0
     assert "1 sample (class 0)" in capsys.readouterr().out
-    assert main(["sample", "--model", str(model_dir), "-n", "3", "--out", str(out)]) == 0
+    assert main(["sample", "--model", str(model_dir), "-n", "3", "--out", str(out)] + again) == 0
     assert "3 samples (all classes)" in capsys.readouterr().out
 
 
@@ -339,13 +340,13 @@ def test_complete_help_defaults_and_singular_output(model_dir, tmp_path, monkeyp
     import pixseq.models.generate as sample_mod
 
     monkeypatch.setattr(sample_mod, "SAMPLE_BATCH", 2)
-    assert main(base + ["-n", "5"]) == 0
+    assert main(base + ["-n", "5", "--force"]) == 0  # the same --out: replaced with --force
     assert "| 5 completions" in capsys.readouterr().out
     grid = np.asarray(Image.open(tmp_path / "c.png"))
     scale = (grid.shape[0] - 4) // SIDE
     assert grid.shape[1] == 7 * SIDE * scale + 8 * 2  # original | kept | 5 completions
     # more than 8 completions wrap into rows (one row of -n 10000 was ~a million pixels wide)
-    assert main(base + ["-n", "11"]) == 0
+    assert main(base + ["-n", "11", "--force"]) == 0
     grid = np.asarray(Image.open(tmp_path / "c.png"))
     cell = SIDE * scale + 2
     assert grid.shape[:2] == (2 * cell + 2, 10 * cell + 2)  # 2 rows of original | kept | 8 completions
@@ -369,7 +370,7 @@ def test_complete_several_images_one_block_each(model_dir, tmp_path, capsys):
     assert grid.shape[:2] == (2 * cell + 2, 5 * cell + 2)  # 2 blocks of original | kept | 3 completions
     assert (grid[2:cell, 2:cell] == 0).all() and (grid[cell + 2:2 * cell, 2:cell] == 255).all()  # a, then b
     (tmp_path / "broken.png").write_text("not an image")
-    assert main(base[:3] + [str(tmp_path / "broken.png")] + base[3:]) == 2
+    assert main(base[:3] + [str(tmp_path / "broken.png")] + base[3:] + ["--force"]) == 2
     assert "broken.png" in capsys.readouterr().err
 
 
@@ -403,7 +404,7 @@ def test_outputs_never_replace_the_input_image(model_dir, tmp_path, capsys):
     save_image(np.zeros((8, 8, 3), np.uint8), image)
     before = image.read_bytes()
     code = main(["complete", str(image), "--model", str(model_dir), "--out", str(tmp_path / "." / "in.png")])
-    assert "is the input image" in _one_line_error(capsys, code)
+    assert "is also an input" in _one_line_error(capsys, code)
     assert image.read_bytes() == before
 
 

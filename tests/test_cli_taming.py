@@ -1,6 +1,7 @@
 """CLI of the Taming system: train vqgan / train prior / reconstruct, and their bad inputs."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -54,7 +55,7 @@ def test_reconstruct_pads_crops_and_reports(trained, tmp_path, capsys):
     save_image(rng.integers(0, 256, (30, 21, 3), dtype=np.uint8), tmp_path / "in.png")  # not divisible by 4
     for model in (vq, prior):
         assert main(["reconstruct", str(tmp_path / "in.png"), "--model", str(model),
-                     "--out", str(tmp_path / "out.png")]) == 0
+                     "--out", str(tmp_path / "out.png"), "--force"]) == 0
         out = capsys.readouterr().out
         assert load_image(tmp_path / "out.png").shape == (30, 21, 3)
         # 6x8 codes (width x height) of 16 entries: 48 * 4 bits over 630 pixels
@@ -254,10 +255,11 @@ def test_prior_resume_keeps_its_conditioning_tokenizer(trained, tmp_path, stop_t
     assert main([*run, "--cond-tokenizer", str(other), "--steps", "2"]) == 2
     stop_training_after(None)
     capsys.readouterr()
-    for cond in ([], ["--cond-tokenizer", str(vq)]):
-        assert main([*run, *cond, "--resume"]) == 2
-        _one_line_error(capsys, "--cond-tokenizer", "different", str(other))
-    assert main([*run, "--cond-tokenizer", str(other), "--resume"]) == 0
+    assert main([*run, "--cond-tokenizer", str(vq), "--resume"]) == 2
+    _one_line_error(capsys, "--cond-tokenizer", "different", str(other))
+    # not given, it is the run's own: --resume takes the recorded settings
+    assert main([*run, "--resume"]) == 0
+    assert json.loads((tmp_path / "p" / "tokenizer.json").read_text())["cond_path"] == str(other)
 
 
 def test_sample_size_is_width_x_height(trained, tmp_path, capsys):

@@ -852,8 +852,10 @@ def test_an_out_dir_that_cannot_be_written_is_refused_before_training(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(PixseqError, match=r"cannot write the training state to .*file.* is not a folder"):
         Trainer(ToyTask(), toy_data(), TrainConfig(**BASE), tmp_path / "file" / "run" / "train")
-    with pytest.raises(PixseqError, match="is not a folder"):  # the train verbs, before loading data
+    with pytest.raises(PixseqError, match="file is a file, not a folder"):  # the train verbs, before loading data
         check_out_dir(tmp_path / "file" / "m", tmp_path / "file" / "m" / "train", resume=False, force=True)
+    with pytest.raises(PixseqError, match="new.* does not exist"):  # only the last level of --out is made
+        check_out_dir(tmp_path / "new" / "m", tmp_path / "new" / "m" / "train", resume=False, force=False)
     if os.getuid() != 0:  # root may write anywhere
         (tmp_path / "ro").mkdir(mode=0o555)
         with pytest.raises(PixseqError, match="is not writable"):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from pixseq.errors import PixseqError
-from pixseq.io import check_output, list_images, load_image, real_path, to_tensor
+from pixseq.io import check_output, claim_output, list_images, load_image, real_path, to_tensor
 from pixseq.runtime import notice
 from pixseq.weights import check_weights_dir
 
@@ -56,6 +56,7 @@ class AssessOptions:
     prompt: str | None = None  # the text of clip_score
     clip: str = "ViT-B-32"  # the guide of clip_score (pixseq.guidance.clip.load_guide)
     clip_weights: Path | None = None
+    force: bool = False  # replace existing --json / --csv / --html outputs
 
 
 @dataclass
@@ -351,19 +352,19 @@ def check_options(opts: AssessOptions, pairs: Pairs) -> None:
         raise PixseqError("--backbone is empty")
     check_weights_dir(opts.weights_dir)
     folders = [real_path(opts.ref), real_path(opts.dist)] if pairs.folders else []
-    inputs = {real_path(p) for _, *paths in pairs.items for p in paths}
+    inputs = [p for _, *paths in pairs.items for p in paths]
     files: dict[Path, str] = {}
     for flag, path in (("--json", opts.json), ("--csv", opts.csv)):
         if path is None:
             continue
-        check_output(path, flag)
+        claim_output(path, flag, force=opts.force, inputs=inputs)
         where = real_path(path)
         if where in files:
             raise PixseqError(f"{files[where]} and {flag} name the same file {path}")
-        if where in inputs:
-            raise PixseqError(f"{flag} {path} is an input image; choose another file")
         files[where] = flag
     if opts.html is not None:
+        from pixseq.report.html import claim_page_folder
+
         check_output(opts.html, "--html", folder=True)
         where = real_path(opts.html)
         for file, flag in files.items():  # the file would be written first, then block the folder
@@ -373,6 +374,7 @@ def check_options(opts: AssessOptions, pairs: Pairs) -> None:
             if where == folder or folder in where.parents:
                 raise PixseqError(f"--html {opts.html} is inside the input folder {folder}: "
                                   "its images would be read as inputs next time")
+        claim_page_folder(opts.html, "--html", opts.force)
 
 
 

@@ -59,11 +59,23 @@ def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike, meta: 
     return directory
 
 
-def refuse_existing_model(directory: str | os.PathLike, force: bool) -> None:
-    """Refuse to overwrite a finished model directory unless ``force`` (checked before the
-    work that would replace it: reading a checkpoint of GBs, a conversion)."""
+def refuse_existing_model(directory: str | os.PathLike, force: bool, inputs=(), what: str = "output folder") -> None:
+    """The overwrite policy (:func:`pixseq.io.claim_output`) for a model directory written
+    whole (``convert``): it may be created (only its last level), is none of ``inputs`` (a
+    source folder: refused even with ``force``), and a finished model in it is replaced only
+    with ``force``. Checked before the work that would replace it (reading a checkpoint of GBs)."""
+    from pixseq.io import claim_output
+
+    claim_output(directory, what, folder=True, inputs=inputs)
     if (Path(directory) / CONFIG_NAME).exists() and not force:
         raise PixseqError(f"{directory} already holds a model; use --force to overwrite it (or another --out)")
+
+
+def model_files(source: str | os.PathLike) -> list[Path]:
+    """The files a model is read from when ``source`` is a model directory (its config and
+    weights; none for a zoo name): inputs that no output may replace."""
+    directory = Path(source)
+    return [directory / n for n in (CONFIG_NAME, WEIGHTS_NAME) if (directory / n).is_file()]
 
 
 def _config_text(model: torch.nn.Module, meta: dict | None) -> str:

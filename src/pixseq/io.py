@@ -17,7 +17,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import IO, Any, Iterator, NamedTuple
+from typing import IO, Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -192,7 +192,8 @@ def real_path(path: str | os.PathLike) -> Path:
 def check_output(path: str | os.PathLike, what: str, folder: bool = False) -> None:
     """Fail before any work is done when ``path`` cannot become the output file (or folder,
     ``folder=True``): it is a folder (a file), or its nearest existing ancestor is a file or
-    not writable. Missing folders on the way are fine (outputs create them)."""
+    not writable. Missing folders on the way are not looked at here: :func:`claim_output`,
+    the policy every verb applies, refuses them."""
     path = Path(path)
     if folder and path.exists() and not path.is_dir():
         raise PixseqError(f"{what} {path}: exists and is not a folder")
@@ -207,21 +208,74 @@ def check_output(path: str | os.PathLike, what: str, folder: bool = False) -> No
         raise PixseqError(f"{what} {path}: no permission to write in {probe}")
 
 
-def check_image_output(path: str | os.PathLike, what: str = "--out") -> Path:
-    """:func:`check_output` for an image file, then: its suffix names an image format.
+def claim_output(path: str | os.PathLike, what: str = "--out", *, force: bool = False,
+                 inputs: Iterable[str | os.PathLike | None] = (), folder: bool = False) -> Path:
+    """The one overwrite policy of every verb that writes, checked before any work:
+
+    * ``path`` can become the output (:func:`check_output`);
+    * the folder it goes in exists (for an output folder, ``folder=True``: the folder above
+      it): a verb creates at most the last level of an output folder, so a mistyped folder
+      is an error naming it, never a new tree of folders;
+    * it is none of ``inputs`` (the files and folders the verb reads; ``None`` and paths that
+      do not exist are skipped) -- refused even with ``force``: the verb would destroy what
+      it reads;
+    * an existing output file is refused unless ``force``. An existing output *folder* is
+      fine: what is written into it is claimed file by file.
+
+    Every output is then written atomically (:func:`atomic_write`). Returns ``path``."""
+    path = Path(path)
+    check_output(path, what, folder)
+    parent = path.parent if not folder or path.exists() else path.absolute().parent
+    if not parent.is_dir():
+        raise PixseqError(f"{what} {path}: the folder {parent} does not exist; create it first "
+                          f"(a mistyped folder is not created)")
+    where = real_path(path)
+    for item in inputs:
+        if item is not None and Path(item).exists() and where == real_path(item):
+            kind = "folder" if folder else "file"
+            raise PixseqError(f"{what} {path} is also an input ({item}); choose another {kind} "
+                              f"(--force never overwrites an input)")
+    if not folder and path.exists():
+        refuse_existing(path, what, force)
+    return path
+
+
+def claim_file_in(folder_output: str | os.PathLike, path: str | os.PathLike, what: str = "output file", *,
+                  force: bool = False, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """:func:`claim_output` for a file written into ``folder_output``, an output folder that
+    was claimed itself (``folder=True``): while that folder is yet to be made (its last level),
+    the file can neither exist nor be an input, so there is nothing more to check."""
+    path = Path(path)
+    if Path(folder_output).is_dir():
+        claim_output(path, what, force=force, inputs=inputs)
+    return path
+
+
+def refuse_existing(path: str | os.PathLike, what: str, force: bool, holds: str = "") -> None:
+    """The refusal of :func:`claim_output` for an output that exists (``holds``: what it holds,
+    for an output folder whose files would be replaced), unless ``force``."""
+    if not force:
+        held = f" (it holds {holds})" if holds else ""
+        raise PixseqError(f"{what} {path} already exists{held}; use --force to overwrite it")
+
+
+def check_image_output(path: str | os.PathLike, what: str = "--out", *, force: bool = False,
+                       inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """:func:`claim_output` for an image file, then: its suffix names an image format.
 
     The folder checks come first: ``--out some/folder`` is a folder, not an unknown format.
     """
     path = Path(path)
     check_output(path, what)
     output_format(path, what)
-    return path
+    return claim_output(path, what, force=force, inputs=inputs)
 
 
 def refuse_overwriting_input(out: str | os.PathLike, image: str | os.PathLike, what: str = "--out") -> None:
     """An output that is the input image would destroy it: refuse before any work."""
     if real_path(out) == real_path(image):
-        raise PixseqError(f"{what} {out} is the input image; choose another file")
+        raise PixseqError(f"{what} {out} is also an input ({image}); choose another file "
+                          f"(--force never overwrites an input)")
 
 
 def save_image(image: np.ndarray | Image.Image, path: str | os.PathLike, **save_kwargs) -> Path:

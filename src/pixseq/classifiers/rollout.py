@@ -114,18 +114,21 @@ def overlay_names(files) -> list[str]:
     return [f"{i:04d}-{s}.attention.png" if stems.count(s) > 1 else f"{s}.attention.png" for i, s in enumerate(stems)]
 
 
-def check_overlay_folder(folder, files) -> None:
-    """``--attention DIR`` may be written and holds none of the inputs (checked before any work)."""
+def check_overlay_folder(folder, files, force: bool = False) -> None:
+    """``--attention DIR`` may be written, holds none of the inputs and none of the overlays
+    it would write unless ``force`` (:func:`pixseq.io.claim_output`; checked before any work)."""
     from pathlib import Path
 
-    from pixseq.io import check_output, real_path
+    from pixseq.io import claim_file_in, claim_output, real_path
 
-    check_output(folder, "--attention", folder=True)
+    claim_output(folder, "--attention", folder=True)
     where = real_path(folder)
     for f in files:
         if real_path(Path(f)).parent == where:
             raise PixseqError(f"--attention {folder} holds the input image {f}: its overlays would be read as "
                               f"inputs next time; choose another folder")
+    for name in overlay_names(files):
+        claim_file_in(folder, Path(folder) / name, "overlay", force=force)
 
 
 def save_overlays(model, files, folder, fusion: str = "mean", discard: float = 0.0, batch_size: int = 64) -> list:

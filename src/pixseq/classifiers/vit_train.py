@@ -199,7 +199,7 @@ def train_vit(data: str, out: str | Path, *, size: str | None = None, image_size
                                    train_config)
 
     out = Path(out)
-    check_out_dir(out, out / "train", resume, force)
+    check_out_dir(out, out / "train", resume, force, inputs=[data, val_data, init])
     given = {k: v for k, v in locals().items() if k in RUN_KEYS}
     settings = run_settings(given, RUN_KEYS, out / "train", resume)
     config = train_config(train, default_train_config(), out / "train", resume, seed)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from pixseq.assess import PAIR_METRICS, SET_METRICS
-from pixseq.cli.common import add_weights_arguments, path_arg
+from pixseq.cli.common import add_force_argument, add_weights_arguments, path_arg
 
 HELP = "score regenerated images against references (ViT-Score, SSIM, MSE, PSNR, LPIPS, BRISQUE, FID/KID/IS, CLIP score)"
 
@@ -37,6 +37,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "images, is the string \"inf\" / \"-inf\" / \"nan\")")
     p.add_argument("--csv", type=path_arg, help="write the per-image table as CSV")
     p.add_argument("--html", type=path_arg, help="write an HTML report into this folder")
+    add_force_argument(p, "--json / --csv / --html")
     p.add_argument("--prompt", default=None, help="the text of clip_score (CLIP score as torchmetrics defines it)")
     p.add_argument("--clip", default="ViT-B-32",
                    help="guide of clip_score: an open_clip architecture[:tag], random:ARCH, or a model folder "

@@ -20,7 +20,7 @@ def _ints(text: str) -> list[int]:
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.cli import add_common
-    from pixseq.cli.common import add_weights_arguments, path_arg
+    from pixseq.cli.common import add_force_argument, add_weights_arguments, path_arg
 
     sub = parser.add_subparsers(dest="what", metavar="<what>")
     sub.required = True
@@ -30,6 +30,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                                    "writes results.json, rd_*.png and index.html")
     p.add_argument("--images", required=True, help="a folder of images, or 'photos' (the built-in photos)")
     p.add_argument("--out", required=True, type=path_arg, help="output folder")
+    add_force_argument(p, "the report in --out")
     p.add_argument("--model", action="append", default=[], help="pixseq model directory (repeatable)")
     p.add_argument("--qualities", type=_ints, default=None, help="JPEG/WebP/AVIF qualities, e.g. 5,10,30,75")
     p.add_argument("--scales", type=_ints, default=None, help="pixseq downscale factors, e.g. 2,4,8")

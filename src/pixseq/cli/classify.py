@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from pixseq.cli.common import path_arg
+from pixseq.cli.common import add_force_argument, path_arg
 
 HELP = "classify images with a trained classifier (top-k classes with names; attention-rollout overlays)"
 
@@ -27,17 +27,18 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=path_arg, default=None, metavar="FILE", help="also write the predictions as JSON")
     parser.add_argument("--attention", type=path_arg, default=None, metavar="DIR",
                         help="write an attention-rollout overlay per image into this folder")
+    add_force_argument(parser, "--json / the overlays in --attention")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from pixseq.checkpoint import load_model
+    from pixseq.checkpoint import load_model, model_files
     from pixseq.classifiers.predict import classify, format_predictions, image_files
     from pixseq.classifiers.rollout import check_overlay_folder, save_overlays
     from pixseq.device import resolve_device
     from pixseq.errors import PixseqError
-    from pixseq.io import atomic_write, check_output, refuse_overwriting_input
+    from pixseq.io import atomic_write, claim_output
     from pixseq.runtime import seed_everything
 
     if args.top_k < 1 or args.batch_size < 1:
@@ -48,11 +49,9 @@ def run(args: argparse.Namespace) -> int:
         raise PixseqError("give --model DIR (a classifier), or --labels 'a,b,...' with --clip (zero-shot)")
     files = image_files(args.images)
     if args.json is not None:
-        check_output(args.json, "--json")
-        for f in files:
-            refuse_overwriting_input(args.json, f, "--json")
+        claim_output(args.json, "--json", force=args.force, inputs=[*files, *model_files(args.model)])
     if args.attention is not None:
-        check_overlay_folder(args.attention, files)
+        check_overlay_folder(args.attention, files, args.force)
     seed_everything(args.seed)
     model = load_model(args.model, "vit", resolve_device(args.device))
     preds = classify(model, files, args.top_k, args.batch_size)
@@ -75,6 +74,7 @@ def _zero_shot(args: argparse.Namespace) -> int:
     from pixseq.errors import PixseqError
     from pixseq.guidance.clip import load_guide
     from pixseq.guidance.zero_shot import DEFAULT_TEMPLATES, parse_labels, zero_shot_files
+    from pixseq.io import claim_output
 
     if args.model is not None or args.attention is not None:
         raise PixseqError("--labels / --clip classify zero-shot: they do not go with --model or --attention")
@@ -82,8 +82,10 @@ def _zero_shot(args: argparse.Namespace) -> int:
         raise PixseqError("zero-shot classification needs both --labels 'a,b,...' and --clip NAME|DIR")
     labels = parse_labels(args.labels)
     files = image_files(args.images)
+    if args.json is not None:  # before the guide loads (zero_shot_files checks it again)
+        claim_output(args.json, "--json", force=args.force, inputs=files)
     guide = load_guide(args.clip, device=resolve_device(args.device))
-    result = zero_shot_files(guide, files, labels, args.template or DEFAULT_TEMPLATES, args.json)
+    result = zero_shot_files(guide, files, labels, args.template or DEFAULT_TEMPLATES, args.json, force=args.force)
     k = min(args.top_k, len(labels))
     for name, row in zip(result.names, result.probs):
         top = row.topk(k)

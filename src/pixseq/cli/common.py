@@ -63,3 +63,11 @@ def add_subcommands(parser, table: dict[str, str], dest: str) -> None:
 def run_subcommand(args) -> int:
     """Run the sub-command chosen by :func:`add_subcommands`."""
     return int(args._sub_run(args) or 0)
+
+
+def add_force_argument(parser: argparse.ArgumentParser, what: str = "the outputs") -> None:
+    """``--force``: replace existing outputs. Every verb that writes refuses an existing output
+    without it, and an output that is one of its inputs even with it
+    (:func:`pixseq.io.claim_output`)."""
+    parser.add_argument("--force", action="store_true",
+                        help=f"overwrite {what} if they exist (an input is never overwritten)")

@@ -14,7 +14,7 @@ HELP = "complete the bottom of images with an igpt / taming model (grid rows: or
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from pixseq.cli.common import path_arg
+    from pixseq.cli.common import add_force_argument, path_arg
     from pixseq.cli.sample import add_sampling_options
 
     parser.add_argument("image", nargs="+", help="image file(s), any size: each is resized to the model's size "
@@ -24,6 +24,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="fraction of rows kept from the top, in (0, 1) (default 0.5)")
     parser.add_argument("-n", "--num", type=int, default=4, help="number of completions (default 4)")
     parser.add_argument("--out", required=True, type=path_arg, help="output grid image, e.g. completions.png")
+    add_force_argument(parser, "--out")
     parser.add_argument("--class", dest="cls", default=None,
                         help="class index or name for class-conditional models (default: the class under "
                              "which the kept rows are most likely)")
@@ -33,7 +34,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pixseq.checkpoint import load_model
     from pixseq.device import resolve_device
-    from pixseq.io import check_image_output, load_image, refuse_overwriting_input, save_image
+    from pixseq.io import check_image_output, load_image, save_image
     from pixseq.models.base import TOKEN_MODEL_KINDS
     from pixseq.models.generate import (check_completions, check_keep, check_sampling, completion_grid, parse_class,
                                         sampling_options)
@@ -45,9 +46,7 @@ def run(args: argparse.Namespace) -> int:
     check_completions(args.num, len(args.image))
     check_keep(args.keep)
     check_sampling(args.temperature, args.top_k, args.top_p)
-    out = check_image_output(args.out)
-    for path in args.image:
-        refuse_overwriting_input(out, path)
+    out = check_image_output(args.out, force=args.force, inputs=args.image)
     images = [(path, load_image(path)) for path in args.image]  # missing or broken images: before the model
     device = resolve_device(args.device)
     seed_everything(args.seed)

@@ -11,13 +11,13 @@ HELP = "compress an image to a .pxs file: tokens coded by a prior, or a generato
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from pixseq.cli.common import path_arg
+    from pixseq.cli.common import add_force_argument, path_arg
 
     parser.add_argument("image", help="image file to compress")
     parser.add_argument("--model", required=True,
                         help="model directory: iGPT or VQGAN + latent GPT (tokens); GAN or VQGAN (invert)")
     parser.add_argument("--out", required=True, type=path_arg, help="output .pxs file")
-    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    add_force_argument(parser, "--out (and --log)")
     parser.add_argument("--scale", type=int, default=1,
                         help="code the image downscaled by this integer factor (lower rate; default 1)")
     parser.add_argument("--batch", type=int, default=16, help="tiles coded at once (memory vs speed; default 16)")
@@ -95,7 +95,7 @@ def _run_invert(args: argparse.Namespace) -> int:
     config = recipe(args.recipe, steps=args.steps, restarts=args.restarts, lr=args.lr, loss=args.loss,
                     seed=args.seed)
     out = check_pxs_output(args.out, args.image, args.force)
-    check_log_output(args.log, out, args.image)
+    check_log_output(args.log, out, args.image, force=args.force)
     seed_everything(args.seed)
     image = load_image(args.image)
     model = load_model(args.model, device=resolve_device(args.device))

@@ -25,14 +25,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from pixseq.checkpoint import refuse_existing_model, save_pretrained
     from pixseq.gans.official import convert_official
-    from pixseq.io import check_output
 
-    check_output(Path(args.out), "output folder", folder=True)
-    refuse_existing_model(args.out, args.force)
+    refuse_existing_model(args.out, args.force, inputs=[args.src])
     model = convert_official(args.src, args.net_b, args.format, args.padding, args.dropout, args.domain_a,
                              args.domain_b)
     save_pretrained(model, args.out, meta=model.pretrained_meta)

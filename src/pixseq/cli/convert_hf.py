@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     # checked once config.json is read
     if args.image_size is not None and args.image_size < 1:
         raise PixseqError(f"--image-size must be >= 1, got {args.image_size}")
-    refuse_existing_model(args.out, args.force)
+    refuse_existing_model(args.out, args.force, inputs=[args.src])
     model = convert_hf_imagegpt(args.src, image_size=args.image_size)
     g = model.prior.config
     save_pretrained(model, args.out, meta={"converted_from": "huggingface-imagegpt", "source": Path(args.src).name})

@@ -23,11 +23,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pixseq.checkpoint import refuse_existing_model, save_pretrained
-    from pixseq.io import check_output
     from pixseq.upscale.convert import convert_realesrgan
 
-    check_output(Path(args.out), "output folder", folder=True)
-    refuse_existing_model(args.out, args.force)
+    refuse_existing_model(args.out, args.force, inputs=[args.src])
     model = convert_realesrgan(args.src, args.bin, args.scale)
     meta = {"converted_from": "ncnn" if Path(args.src).suffix == ".param" else "Real-ESRGAN .pth",
             "source": Path(args.src).name, **getattr(model, "ncnn_source", {})}

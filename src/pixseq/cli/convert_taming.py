@@ -19,11 +19,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pixseq.checkpoint import refuse_existing_model, save_pretrained
     from pixseq.convert.taming import convert_taming
-    from pixseq.io import check_output
 
     # before reading the checkpoint (GBs): a model (or a training run's model) in OUT stays unless --force
-    check_output(Path(args.out), "output folder", folder=True)
-    refuse_existing_model(args.out, args.force)
+    refuse_existing_model(args.out, args.force, inputs=[args.src])
     model = convert_taming(args.src)
     c = model.config
     save_pretrained(model, args.out, meta={"converted_from": "taming-transformers", "source": Path(args.src).name})

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.heads is not None and args.heads < 1:
         raise PixseqError(f"--heads must be >= 1, got {args.heads}")
-    refuse_existing_model(args.out, args.force)
+    refuse_existing_model(args.out, args.force, inputs=[args.src])
     norm = {k: v for k, v in (("mean", args.mean), ("std", args.std)) if v is not None}
     src = Path(args.src)
     if args.format == "hf-vit":

@@ -9,24 +9,21 @@ HELP = "decompress a .pxs file to an image (the file names the model that can de
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from pixseq.cli.common import path_arg
+    from pixseq.cli.common import add_force_argument, path_arg
 
     parser.add_argument("file", help=".pxs file written by `pixseq compress`")
     parser.add_argument("--out", required=True, type=path_arg, help="output image (format from the suffix, e.g. .png)")
     parser.add_argument("--model", default=None,
                         help="model directory (default: the directory recorded in the file, hash-checked)")
-    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    add_force_argument(parser, "--out")
 
 
 def run(args: argparse.Namespace) -> int:
     from pixseq.codec.files import decompress_file
-    from pixseq.errors import PixseqError
     from pixseq.io import check_image_output, save_image
     from pixseq.runtime import notice, seed_everything
 
-    out = check_image_output(args.out)  # a folder is named as one, not as an existing output
-    if out.exists() and not args.force:
-        raise PixseqError(f"output exists: {out} (use --force to overwrite)")
+    out = check_image_output(args.out, force=args.force, inputs=[args.file])
     seed_everything(args.seed)
     image, model_dir, data = decompress_file(args.file, args.model, args.device)
     save_image(image, out)

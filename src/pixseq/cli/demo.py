@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.demo import FULL, QUICK, check_demo_data, run_demo
     from pixseq.device import resolve_device
     from pixseq.errors import PixseqError
+    from pixseq.io import claim_output
     from pixseq.runtime import seed_everything
 
     settings = QUICK if args.quick else FULL
@@ -37,9 +38,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.budget > 0:  # NaN too: no clock passes it, so the cap was silently off ("nan s")
             raise PixseqError(f"--budget must be > 0 seconds, got {args.budget}")
         settings = dataclasses.replace(settings, time_budget_s=args.budget)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise PixseqError(f"--out {out} exists and is not a folder")
+    out = claim_output(Path(args.out), "--out", folder=True)  # only its last level is created
     check_demo_data()
     device = resolve_device(args.device)
     seed_everything(args.seed)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from pixseq.cli.common import path_arg
+from pixseq.cli.common import add_force_argument, path_arg
 
 HELP = ("measure a model on data: bits per pixel (igpt, taming prior), reconstruction PSNR (vqgan, restore), "
         "FID / KID / IS of samples (gan) or accuracy, per-class accuracy and confusion matrix (vit classifier)")
@@ -24,12 +24,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=path_arg, default=None, metavar="FILE", help="also write the numbers as JSON")
     parser.add_argument("--html", type=path_arg, default=None, metavar="DIR",
                         help="classifiers: also write an HTML page (per-class accuracy, confusion matrix, mistakes)")
+    add_force_argument(parser, "--json / --html")
 
 
 def run(args: argparse.Namespace) -> int:
     from pixseq.checkpoint import load_model
     from pixseq.device import resolve_device
-    from pixseq.io import check_output
+    from pixseq.checkpoint import model_files
+    from pixseq.io import claim_output
     from pixseq.errors import PixseqError
     from pixseq.models.evaluation import (EVAL_KINDS, check_eval_options, check_json_target, evaluate_model, write_html,
                                           write_json)
@@ -39,10 +41,12 @@ def run(args: argparse.Namespace) -> int:
     if args.samples is not None and args.samples < 2:
         raise PixseqError(f"--samples must be >= 2, got {args.samples}")
     if args.json is not None:
-        check_output(args.json, "--json")
-        check_json_target(args.json, args.model, args.data)
+        check_json_target(args.json, args.model, args.data)  # a file of the model / data: even with --force
+        claim_output(args.json, "--json", force=args.force, inputs=model_files(args.model))
     if args.html is not None:
-        check_output(args.html, "--html", folder=True)
+        from pixseq.report.html import claim_page_folder
+
+        claim_page_folder(args.html, "--html", args.force, inputs=[args.model, args.data])
     device = resolve_device(args.device)
     model = load_model(args.model, EVAL_KINDS, device)
     if args.html is not None and model.kind != "vit":

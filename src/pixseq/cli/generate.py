@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from pixseq.cli.common import add_weights_arguments, path_arg
+from pixseq.cli.common import add_force_argument, add_weights_arguments, path_arg
 
 HELP = "text to image: optimise a VQGAN's codes until CLIP (or a LiT model) judges them close to a prompt"
 
@@ -19,6 +19,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                         "random:ARCH (random weights), or a model folder (pixseq train clip, or an open_clip hub folder)")
     p.add_argument("--clip-weights", type=path_arg, default=None, help="an explicit CLIP weight file for --clip ARCH")
     p.add_argument("--out", required=True, type=path_arg, help="output image, e.g. out.png")
+    add_force_argument(p, "--out / --video / --frames / the upscaled image")
     p.add_argument("--size", default="256x256", help="WIDTHxHEIGHT, rounded to the VQGAN's factor (default 256x256)")
     p.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
     p.add_argument("--lr", type=float, default=0.1, help="Adam step size on the latent (default 0.1)")
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     result = text_to_image(args.prompt, args.vqgan, args.clip, args.out, parse_size(args.size), cfg,
                            args.image_prompt, args.init_image, args.video, args.frames, args.clip_weights,
                            args.weights_dir, args.offline, resolve_device(args.device), args.upscale,
-                           args.upscale_model)
+                           args.upscale_model, force=args.force)
     h, w = result.size
     print(f"wrote {args.out}: {w}x{h}, {result.generation.steps_done} steps, loss {result.generation.loss:.4f}")
     for text, score in result.clip_scores.items():

@@ -9,21 +9,22 @@ HELP = "reconstruct an image through a VQGAN tokenizer; prints bits/pixel of the
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from pixseq.cli.common import path_arg
+    from pixseq.cli.common import add_force_argument, path_arg
 
     parser.add_argument("image", help="input image file")
     parser.add_argument("--model", required=True, help="a 'vqgan' or 'taming' model directory")
     parser.add_argument("--out", required=True, type=path_arg, help="output image file (e.g. out.png)")
+    add_force_argument(parser, "--out")
 
 
 def run(args: argparse.Namespace) -> int:
     from pixseq.checkpoint import load_model
     from pixseq.device import resolve_device
-    from pixseq.io import check_image_output, load_image, refuse_overwriting_input
+    from pixseq.io import check_image_output, load_image
     from pixseq.tokenizers.vqgan import reconstruct_file
 
-    check_image_output(args.out)  # before the model runs, not when its result is written
-    refuse_overwriting_input(args.out, args.image)
+    # before the model runs, not when its result is written
+    check_image_output(args.out, force=args.force, inputs=[args.image])
     device = resolve_device(args.device)
     model = load_model(args.model, ("vqgan", "taming"))
     tok = (model.tokenizer if model.kind == "taming" else model).to(device).eval()

@@ -17,11 +17,12 @@ def add_sampling_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from pixseq.cli.common import path_arg
+    from pixseq.cli.common import add_force_argument, path_arg
 
     parser.add_argument("--model", required=True, help="model directory (pixseq train igpt / train prior / convert)")
     parser.add_argument("-n", "--num", type=int, default=16, help="number of images (default 16)")
     parser.add_argument("--out", required=True, type=path_arg, help="output grid image, e.g. samples.png")
+    add_force_argument(parser, "--out")
     parser.add_argument("--class", dest="cls", default=None,
                         help="class index or name (class-conditional models; default: cycle through all classes)")
     add_sampling_options(parser)
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ncol is not None and args.ncol < 1:
         raise PixseqError(f"--ncol must be >= 1, got {args.ncol}")
     check_sampling(args.temperature, args.top_k, args.top_p)
-    out = check_image_output(args.out)
+    out = check_image_output(args.out, force=args.force)
     size = parse_size(args.size)
     device = resolve_device(args.device)
     seed_everything(args.seed)

@@ -63,7 +63,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig |
         group.add_argument(flag, dest=f"train_{name}", type=tp, default=None,
                            help=f"{text} (default {value})", **kwargs)
     group.add_argument("--resume", action="store_true",
-                       help="continue the run in --out exactly where it stopped, with its own settings")
+                       help="continue the run in --out exactly where it stopped, with its own settings, "
+                            "its data included (--data and the like need not be given again)")
     group.add_argument("--force", action="store_true",
                        help="start over in --out, replacing a finished model or an unfinished run there")
 

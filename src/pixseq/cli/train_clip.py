@@ -14,7 +14,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.cli.train_args import add_train_arguments, add_val_arguments
     from pixseq.guidance.lit_train import default_clip_train_config
 
-    parser.add_argument("--data", required=True,
+    parser.add_argument("--data", default=None,
                         help="fashion-mnist[:train|test] (class-name captions), or a folder with captions.tsv "
                              "('path<TAB>caption' lines) or class sub-folders")
     parser.add_argument("--out", required=True, type=path_arg, help="model directory to write")

@@ -16,7 +16,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.gans.translate_train import default_translate_train_config
     from pixseq.train.runs import DEFAULT_VAL_LIMIT
 
-    parser.add_argument("--data", "--data-a", dest="data", required=True,
+    parser.add_argument("--data", "--data-a", dest="data", default=None,
                         help="domain A: a data spec (a folder, fashion-mnist:CLASS, photos ...) or, without "
                              "--data-b, one folder with trainA/ and trainB/")
     parser.add_argument("--data-b", help="domain B: a data spec")

@@ -20,7 +20,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.upscale.train import ESRGAN_RUN_DEFAULTS as D
     from pixseq.upscale.train import default_esrgan_train_config
 
-    parser.add_argument("--data", required=True, help="data spec: a folder of (high-resolution) images, or photos")
+    parser.add_argument("--data", default=None, help="data spec: a folder of (high-resolution) images, or photos")
     parser.add_argument("--out", required=True, type=path_arg, help="model directory to write (also holds the run)")
     # defaults are None ("not given"): --resume then reuses the run's recorded value
     parser.add_argument("--scale", type=int, choices=[1, 2, 4], help=f"upscaling factor (default {D['scale']})")

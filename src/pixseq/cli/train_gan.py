@@ -15,7 +15,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.gans.losses import LOSSES
     from pixseq.gans.train import default_gan_train_config
 
-    parser.add_argument("--data", required=True, help="data spec: a folder, fashion-mnist[:train|test] or photos")
+    parser.add_argument("--data", default=None, help="data spec: a folder, fashion-mnist[:train|test] or photos")
     parser.add_argument("--out", required=True, type=path_arg, help="model directory to write (also holds the training state)")
     # defaults None ("not given"): --resume reuses the run's recorded value
     parser.add_argument("--classes", action="store_true", default=None,

@@ -18,7 +18,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.cli.train_args import add_train_arguments, add_val_arguments
     from pixseq.models.igpt_train import default_train_config
 
-    parser.add_argument("--data", required=True, help="data spec: fashion-mnist[:train|test], a folder, photos")
+    parser.add_argument("--data", default=None, help="data spec: fashion-mnist[:train|test], a folder, photos")
     parser.add_argument("--out", required=True, type=path_arg, help="model directory to write")
     parser.add_argument("--size", choices=["s", "m", "l"], default=None, help="GPT size preset (default s)")
     parser.add_argument("--image-size", type=int, default=None,

@@ -15,7 +15,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.cli.train_translate_args import add_translator_arguments
     from pixseq.gans.translate_train import default_translate_train_config
 
-    parser.add_argument("--data", required=True,
+    parser.add_argument("--data", default=None,
                         help="paired data: a folder with A/ and B/ (matched by file name), a folder of side-by-side "
                              "A|B images, or a built-in task edges:DATA, colorize:DATA, superres:DATA "
                              "(e.g. edges:fashion-mnist, colorize:photos)")

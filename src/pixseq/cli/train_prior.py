@@ -14,8 +14,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.cli.train_args import add_train_arguments, add_val_arguments
     from pixseq.models.taming_train import default_prior_train_config
 
-    parser.add_argument("--tokenizer", required=True, help="VQGAN model directory (pixseq train vqgan / convert taming)")
-    parser.add_argument("--data", required=True, help="data spec: a folder, fashion-mnist[:train|test] or photos")
+    parser.add_argument("--tokenizer", default=None,
+                        help="VQGAN model directory (pixseq train vqgan / convert taming); --resume: the run's own")
+    parser.add_argument("--data", default=None, help="data spec: a folder, fashion-mnist[:train|test] or photos")
     parser.add_argument("--out", required=True, type=path_arg, help="model directory to write (kind 'taming')")
     parser.add_argument("--classes", action="store_true", default=None, help="class-conditional (one class token; needs labels)")
     parser.add_argument("--condition", choices=["lowres", "edges"], default=None,

@@ -16,7 +16,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.gans.restoration import TASKS
     from pixseq.gans.train import default_restore_train_config
 
-    parser.add_argument("--data", required=True, help="clean images: a folder, fashion-mnist[:train|test] or photos")
+    parser.add_argument("--data", default=None, help="clean images: a folder, fashion-mnist[:train|test] or photos")
     parser.add_argument("--out", required=True, type=path_arg, help="model directory to write")
     parser.add_argument("--task", choices=list(TASKS), help="what to restore (default denoise)")
     parser.add_argument("--strength", type=float, help="noise std (denoise, 0.2), hole fraction (inpaint, 0.4), "

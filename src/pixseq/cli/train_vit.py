@@ -19,7 +19,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.cli.train_args import add_train_arguments, add_val_arguments
 
     d = DEFAULTS
-    parser.add_argument("--data", required=True, help="labelled data: fashion-mnist[:train|test] or a folder of "
+    parser.add_argument("--data", default=None, help="labelled data: fashion-mnist[:train|test] or a folder of "
                                                       "class sub-folders")
     parser.add_argument("--out", required=True, type=path_arg, help="model directory to write")
     parser.add_argument("--init", default=None, metavar="FILE|NAME",

@@ -14,7 +14,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.cli.train_args import add_train_arguments, add_val_arguments
     from pixseq.models.taming_train import default_vqgan_train_config
 
-    parser.add_argument("--data", required=True, help="data spec: a folder, fashion-mnist[:train|test] or photos")
+    parser.add_argument("--data", default=None, help="data spec: a folder, fashion-mnist[:train|test] or photos")
     parser.add_argument("--out", required=True, type=path_arg, help="model directory to write (also holds the training state)")
     # defaults are None ("not given"): --resume then reuses the run's recorded value
     parser.add_argument("--factor", type=int, choices=[4, 8, 16], help="downsampling factor f (default 8)")

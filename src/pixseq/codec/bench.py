@@ -29,6 +29,7 @@ class BenchOptions:
     no_label_overlap: bool = False
     weights_dir: Path | None = None
     offline: bool | None = None
+    force: bool = False  # replace the report of an earlier run in ``out``
 
 
 def select_images(opts: BenchOptions) -> list[tuple[str, object]]:
@@ -68,7 +69,7 @@ def check_options(opts: BenchOptions) -> None:
     as 'default'; a bad scale or batch failed only after all classic codecs had run)."""
     from pixseq.codec.codec import MAX_BATCH, MAX_SCALE
     from pixseq.errors import PixseqError
-    from pixseq.io import check_output
+    from pixseq.report.html import claim_page_folder
     from pixseq.weights import check_weights_dir
 
     bad = [q for q in opts.qualities or () if not 0 <= q <= 100]
@@ -85,7 +86,8 @@ def check_options(opts: BenchOptions) -> None:
         raise PixseqError(f"--max-side must be 0 (keep the size) or a positive side, got {opts.max_side}")
     if not opts.budget > 0:  # (also catches nan)
         raise PixseqError(f"--budget must be a positive number of bits per pixel, got {opts.budget}")
-    check_output(opts.out, "--out", folder=True)
+    claim_page_folder(opts.out, "--out", opts.force, inputs=[opts.images, *opts.model],
+                      files=("index.html", "results.json"))
     check_weights_dir(opts.weights_dir)
 
 

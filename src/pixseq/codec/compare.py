@@ -335,7 +335,8 @@ def write_report(results: Sequence[Result], decoded: dict, images: Sequence[tupl
         if any(m in r.metrics for r in results):
             label = score_name if m == "label_overlap" and score_name else m  # the score by its name
             fig = rd_figure(results, m, budget, label)
-            fig.savefig(out_dir / f"rd_{m}.png", dpi=110, bbox_inches="tight")
+            with atomic_write(out_dir / f"rd_{m}.png") as fh:  # complete or absent, as every output
+                fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
             page.plot(fig, f"{label} vs bpp (mean over images per setting)")
     _side_by_side(page, results, decoded, images)
     page.section("All measurements")

@@ -17,8 +17,9 @@ from pixseq.errors import PixseqError
 
 
 def check_pxs_output(out: str | os.PathLike, image: str | os.PathLike, force: bool) -> Path:
-    """The ``.pxs`` output of ``compress``, checked before any work."""
-    from pixseq.io import IMAGE_SUFFIXES, check_output, refuse_overwriting_input
+    """The ``.pxs`` output of ``compress``, checked before any work (the overwrite policy of
+    :func:`pixseq.io.claim_output`)."""
+    from pixseq.io import IMAGE_SUFFIXES, check_output, claim_output, refuse_overwriting_input
 
     out = Path(out)
     refuse_overwriting_input(out, image)
@@ -26,9 +27,7 @@ def check_pxs_output(out: str | os.PathLike, image: str | os.PathLike, force: bo
     if out.suffix.lower() in IMAGE_SUFFIXES:  # e.g. compress/decompress mixed up: not an image inside
         raise PixseqError(f"--out {out}: compress writes a .pxs file, not an image; name it e.g. "
                           f"{out.with_suffix('.pxs').name} (decompress writes images)")
-    if out.exists() and not force:
-        raise PixseqError(f"output exists: {out} (use --force to overwrite)")
-    return out
+    return claim_output(out, "--out", force=force, inputs=[image])
 
 
 def compress_file(image: np.ndarray, model, out: str | os.PathLike, model_dir: str | os.PathLike | None,

@@ -190,7 +190,7 @@ def train_gan(data: str, out: str | Path, *, train: dict | TrainConfig | None = 
                                    train_config)
 
     out = Path(out)
-    check_out_dir(out, out / "train", resume, force)
+    check_out_dir(out, out / "train", resume, force, inputs=[data, settings.get("val_data")])
     s = run_settings({"data": data, **settings}, GAN_RUN_DEFAULTS, out / "train", resume)
     check_loss(s["loss"])
     check_limit(s["limit"])
@@ -324,7 +324,7 @@ def train_restore(data: str, out: str | Path, *, train: dict | TrainConfig | Non
                                    train_config)
 
     out = Path(out)
-    check_out_dir(out, out / "train", resume, force)
+    check_out_dir(out, out / "train", resume, force, inputs=[data, settings.get("val_data")])
     s = run_settings({"data": data, **settings}, RESTORE_RUN_DEFAULTS, out / "train", resume)
     if s["task"] not in TASKS:
         raise PixseqError(f"unknown --task {s['task']!r} (known: {', '.join(TASKS)})")

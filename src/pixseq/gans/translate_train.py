@@ -189,7 +189,8 @@ def _check_settings(s: dict, family: str) -> None:
 def _start(data_key: dict, defaults: dict, out: Path, train, resume: bool, force: bool, seed, family: str, settings):
     from pixseq.train.runs import check_out_dir, run_settings, train_config
 
-    check_out_dir(out, out / "train", resume, force)
+    check_out_dir(out, out / "train", resume, force,
+                  inputs=[data_key["data"], *(settings.get(k) for k in ("data_b", "val_data", "val_data_b"))])
     s = run_settings({**data_key, **settings}, defaults, out / "train", resume)
     _check_settings(s, family)
     return s, train_config(train, default_translate_train_config(), out / "train", resume, seed)

@@ -245,13 +245,14 @@ class TranslateResult:
 
 
 def plan_translation(sources: Sequence[Path], out_dir: Path, ext: str = "png",
-                     max_pixels: int | None = None) -> list[tuple[Path, Path]]:
+                     max_pixels: int | None = None, force: bool = False) -> list[tuple[Path, Path]]:
     """Check every input and output name before any work (images past the pixel limit,
-    outputs that collide or would replace an input). Returns ``(source, output)`` pairs."""
-    from pixseq.io import MAX_PIXELS, output_format, peek_image, real_path
+    outputs that collide or would replace an input, an existing output without ``force``:
+    :func:`pixseq.io.claim_output`). Returns ``(source, output)`` pairs."""
+    from pixseq.io import MAX_PIXELS, claim_file_in, output_format, peek_image
 
     limit = MAX_PIXELS if max_pixels is None else max_pixels
-    inputs, seen, planned = {real_path(s) for s in sources}, {}, []
+    seen, planned = {}, []
     for src in sources:
         head = peek_image(src)
         if head is not None and head.height * head.width > limit:
@@ -259,11 +260,10 @@ def plan_translation(sources: Sequence[Path], out_dir: Path, ext: str = "png",
                               f"pixels, limit is {limit} (--max-pixels)")
         dest = out_dir / f"{src.stem}.{ext.lstrip('.')}"
         output_format(dest, "output file")
-        if real_path(dest) in inputs:
-            raise PixseqError(f"the output {dest} would replace an input image; choose another --out")
         if dest in seen:
             raise PixseqError(f"{seen[dest]} and {src} would both be written to {dest}; translate them into "
                               f"different --out folders")
+        claim_file_in(out_dir, dest, force=force, inputs=sources)
         seen[dest] = src
         planned.append((src, dest))
     return planned
@@ -271,20 +271,22 @@ def plan_translation(sources: Sequence[Path], out_dir: Path, ext: str = "png",
 
 def translate_files(model: Translator, images: Sequence[str | Path], out_dir: str | Path, direction: str = "AtoB",
                     ext: str = "png", max_pixels: int | None = None,
-                    on_result: Callable[[TranslateResult], None] | None = None, **options) -> list[TranslateResult]:
+                    on_result: Callable[[TranslateResult], None] | None = None, force: bool = False,
+                    **options) -> list[TranslateResult]:
     """``pixseq translate`` as one call: every image (files, or folders of them) translated into
     ``out_dir`` under its own stem. The direction, every input's size and every output name
     are checked before the first image runs; each output is written atomically when done.
     ``options`` go to :func:`translate_image`."""
     import time
 
-    from pixseq.io import MAX_PIXELS, check_output, load_image, save_image
+    from pixseq.io import MAX_PIXELS, claim_output, load_image, save_image
     from pixseq.upscale.upscaler import expand_inputs
 
     model.generator(direction)
     out_dir = Path(out_dir)
-    check_output(out_dir, "--out", folder=True)
-    plan = plan_translation(expand_inputs(images), out_dir, ext, max_pixels)
+    claim_output(out_dir, "--out", folder=True, inputs=images)
+    sources = expand_inputs(images)
+    plan = plan_translation(sources, out_dir, ext, max_pixels, force)
     results = []
     for source, dest in plan:
         image = load_image(source, max_pixels=MAX_PIXELS if max_pixels is None else max_pixels)

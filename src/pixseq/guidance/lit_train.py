@@ -245,7 +245,7 @@ def train_clip(data: str, out: str | os.PathLike, *, train: dict | TrainConfig |
                                    run_settings, train_config)
 
     out = Path(out)
-    check_out_dir(out, out, resume, force)
+    check_out_dir(out, out, resume, force, inputs=[data, settings.get("val_data")])
     s = run_settings({"data": data, **settings}, CLIP_RUN_DEFAULTS, out, resume)
     check_limit(s["limit"])
     check_limit(s["image_size"], "--image-size")

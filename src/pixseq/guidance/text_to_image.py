@@ -20,7 +20,8 @@ from pixseq.guidance.clip import Guide, load_guide
 from pixseq.guidance.prompts import Prompt, parse_prompt, parse_prompts
 from pixseq.guidance.vqgan_clip import (RECOMPUTE_FROM, GenerateConfig, Generation, LatentDecoder, embed_targets,
                                         encode_init, vqgan_clip)
-from pixseq.io import check_image_output, check_output, load_image, save_image, to_tensor, to_uint8
+from pixseq.io import (check_image_output, check_output, claim_output, load_image, refuse_existing, save_image,
+                       to_tensor, to_uint8)
 from pixseq.runtime import notice
 
 VIDEO_SUFFIXES = (".gif", ".webp")
@@ -78,22 +79,23 @@ def parse_size(text: str) -> tuple[int, int]:
     return nums[1], nums[0]
 
 
-def _check_outputs(out: Path, video: Path | None, frames_dir: Path | None, inputs: Sequence[Path]) -> None:
-    check_image_output(out)
+def _check_outputs(out: Path, video: Path | None, frames_dir: Path | None, inputs: Sequence[Path],
+                   force: bool) -> None:
+    """The overwrite policy (:func:`pixseq.io.claim_output`) for every output of a generation."""
+    from pixseq.io import real_path
+
+    check_image_output(out, force=force, inputs=inputs)
     if video is not None:
         check_output(video, "--video")
         if video.suffix.lower() not in VIDEO_SUFFIXES:
             raise PixseqError(f"--video {video}: use an animated {' or '.join(VIDEO_SUFFIXES)} file")
+        if real_path(video) == real_path(out):
+            raise PixseqError("--out and --video name the same file")
+        claim_output(video, "--video", force=force, inputs=inputs)
     if frames_dir is not None:
-        check_output(frames_dir, "--frames", folder=True)
-    from pixseq.io import real_path
-
-    outs = [p for p in (out, video) if p is not None]
-    for p in outs:
-        if real_path(p) in {real_path(i) for i in inputs}:
-            raise PixseqError(f"{p} is an input image; choose another output file")
-    if video is not None and real_path(video) == real_path(out):
-        raise PixseqError("--out and --video name the same file")
+        claim_output(frames_dir, "--frames", folder=True, inputs=inputs)
+        if frames_dir.is_dir() and any(frames_dir.glob("frame-*.png")):
+            refuse_existing(frames_dir, "--frames", force, "frames of an earlier run")
 
 
 def _image_prompts(specs: Sequence[str], size: tuple[int, int]) -> list[tuple[torch.Tensor, Prompt]]:
@@ -117,18 +119,18 @@ def _load_resized(path: Path, size: tuple[int, int], what: str) -> torch.Tensor:
 
 
 def _check_inputs(prompt, image_prompts, init_image, out: Path, video: Path | None, frames_dir: Path | None,
-                  big: Path | None, cfg: GenerateConfig) -> list[Prompt]:
+                  big: Path | None, cfg: GenerateConfig, force: bool = False) -> list[Prompt]:
     """Every check of the prompts, inputs and outputs, before any model is loaded; the text prompts."""
     prompts = parse_prompts(prompt) if prompt is not None else []
     specs = [parse_prompt(s, "image prompt") for s in image_prompts]
     if init_image is not None and not Path(init_image).is_file():
         raise PixseqError(f"--init-image not found: {init_image}")
     inputs = [Path(p.text) for p in specs] + ([Path(init_image)] if init_image else [])
-    _check_outputs(out, video, frames_dir, inputs)
+    _check_outputs(out, video, frames_dir, inputs, force)
     if cfg.frame_every == 0 and (video is not None or frames_dir is not None):
         raise PixseqError("--video and --frames need --frame-every N (a frame every N steps)")
     if big is not None:
-        check_image_output(big, "the upscaled output")
+        check_image_output(big, "the upscaled output", force=force, inputs=inputs)
     return prompts
 
 
@@ -138,17 +140,18 @@ def text_to_image(prompt: str | None, vqgan: str | os.PathLike, clip: str | os.P
                   video: str | os.PathLike | None = None, frames_dir: str | os.PathLike | None = None,
                   clip_weights: str | os.PathLike | None = None, weights_dir=None, offline=None,
                   device: torch.device | str = "cpu", upscale: float | None = None,
-                  upscale_model: str = "realesrgan-x4plus") -> TextToImage:
+                  upscale_model: str = "realesrgan-x4plus", force: bool = False) -> TextToImage:
     """All of ``pixseq generate``: ``prompt`` (``"a|b:0.5|c:-1"``) and/or ``image_prompts``
     (``PATH[:WEIGHT]``), a VQGAN model directory, a guide (:func:`load_guide`), ``size`` =
     (height, width), rounded to the VQGAN's factor with a notice. ``upscale``: also write the
     image super-resolved that many times (:mod:`pixseq.upscale`, ``upscale_model``) as
-    ``OUT-x{upscale}.png`` beside it: the founding pipeline's 4x step."""
+    ``OUT-x{upscale}.png`` beside it: the founding pipeline's 4x step. An existing output is
+    replaced only with ``force``; an input never."""
     cfg = config or GenerateConfig()
     out = Path(out)
     video, frames_dir = (Path(video) if video else None), (Path(frames_dir) if frames_dir else None)
     big = upscaled_path(out, upscale) if upscale is not None else None
-    prompts = _check_inputs(prompt, image_prompts, init_image, out, video, frames_dir, big, cfg)
+    prompts = _check_inputs(prompt, image_prompts, init_image, out, video, frames_dir, big, cfg, force)
     tokenizer = load_vqgan(vqgan, device)
     guide = load_guide(clip, clip_weights, weights_dir, offline, device)
     if getattr(guide, "scope_note", ""):

@@ -66,18 +66,17 @@ def zero_shot_classify(images: torch.Tensor, labels: Sequence[str], guide,
 
 
 def zero_shot_files(guide, files, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
-                    json_out=None, batch: int = 64) -> ZeroShot:
+                    json_out=None, batch: int = 64, force: bool = False) -> ZeroShot:
     """``pixseq classify IMAGES --labels ... --clip ...``: every image file classified among
-    ``labels``; ``json_out`` (checked before any work, written atomically) gets the table."""
+    ``labels``; ``json_out`` (checked before any work, replaced only with ``force``, written
+    atomically) gets the table."""
     import json
 
-    from pixseq.io import atomic_write, check_output, load_image, refuse_overwriting_input, to_tensor
+    from pixseq.io import atomic_write, claim_output, load_image, to_tensor
 
     labels = parse_labels(labels)
     if json_out is not None:
-        check_output(json_out, "--json")
-        for f in files:
-            refuse_overwriting_input(json_out, f, "--json")
+        claim_output(json_out, "--json", force=force, inputs=files)
     classes = class_embeddings(guide, labels, templates)
     device = next(guide.parameters()).device
     probs = []

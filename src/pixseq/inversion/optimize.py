@@ -273,14 +273,14 @@ def _result(gen, best_z, best_loss, chain_labels, per_image, targets, history, t
     return InversionResult(z, labels, out, mse, targets, history, time.perf_counter() - t0, best_z.size(0))
 
 
-def check_log_output(log, *others) -> None:
+def check_log_output(log, *others, force: bool = False) -> None:
     """The ``--log`` file of an inversion, checked before any work (not a folder, not an input
-    or the other output)."""
+    or the other output; an existing log only with ``force``)."""
     if log is None:
         return
-    from pixseq.io import check_output, real_path
+    from pixseq.io import claim_output, real_path
 
-    check_output(log, "--log")
+    claim_output(log, "--log", force=force)
     for other in others:
         if real_path(log) == real_path(other):
             raise PixseqError(f"--log {log} names the same file as {other}; choose another")

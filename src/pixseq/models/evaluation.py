@@ -110,7 +110,8 @@ def check_json_target(path: Path, model: str, data: str) -> None:
         return
     for root, what in ((Path(model), "--model directory"), (Path(data), "--data folder")):
         if root.is_dir() and real_path(root) in where.parents:
-            raise PixseqError(f"--json {path} is a file of the {what} {root}; choose another file")
+            raise PixseqError(f"--json {path} is a file of the {what} {root}, an input; choose another file "
+                              f"(--force never overwrites an input)")
 
 
 def write_json(result: Evaluation, path: Path, model_dir: str) -> None:

@@ -137,7 +137,7 @@ def train_igpt(data: str, out: str | Path, *, size: str | None = None, image_siz
                                    train_config)
 
     out = Path(out)
-    check_out_dir(out, out / "train", resume, force)
+    check_out_dir(out, out / "train", resume, force, inputs=[data, val_data])
     given = dict(data=data, limit=limit, size=size, image_size=image_size, palette=palette, classes=classes,
                  val_data=val_data, val_limit=val_limit)
     settings = run_settings(given, RUN_KEYS, out / "train", resume)

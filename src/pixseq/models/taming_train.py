@@ -269,6 +269,19 @@ def check_same_tokenizer(out_dir: Path, tokenizer_dir: Path, cond_tokenizer_dir:
                           f"({was}); use that one or a new --out")
 
 
+def recorded_tokenizers(out_dir: Path, tokenizer, cond_tokenizer, resume: bool) -> tuple[Path, Path | None]:
+    """The tokenizer folders of a prior run: as given or, on ``resume``, the run's recorded
+    ones where not given (a different one given is refused by :func:`check_same_tokenizer`)."""
+    record = out_dir / TOKENIZER_RECORD
+    saved = json.loads(record.read_text()) if resume and record.is_file() else {}
+    tokenizer = tokenizer if tokenizer is not None else saved.get("path")
+    cond_tokenizer = cond_tokenizer if cond_tokenizer is not None else saved.get("cond_path")
+    if tokenizer is None:
+        raise PixseqError(f"the run in {out_dir} does not record its tokenizer; give --tokenizer" if resume
+                          else "--tokenizer is required (a VQGAN model directory)")
+    return Path(tokenizer), (Path(cond_tokenizer) if cond_tokenizer is not None else None)
+
+
 def record_tokenizer(out_dir: Path, tokenizer_dir: Path, cond_tokenizer_dir: Path | None,
                      tid: str, cid: str | None) -> None:
     """Write which tokenizers a prior run uses (atomically), for :func:`check_same_tokenizer`."""
@@ -366,7 +379,7 @@ def train_vqgan(data: str, out: str | os.PathLike, *, train: dict | TrainConfig 
                                    train_config)
 
     out = Path(out)
-    check_out_dir(out, out, resume, force)
+    check_out_dir(out, out, resume, force, inputs=[data, settings.get("val_data")])
     s = run_settings({"data": data, **settings}, VQGAN_RUN_DEFAULTS, out, resume)
     if s["codes"] < 2 or s["dim"] < 1 or s["ch"] < 1:
         raise PixseqError("--codes must be >= 2, --dim and --ch >= 1")
@@ -422,12 +435,13 @@ PRIOR_RUN_DEFAULTS = {"data": None, "limit": None, "classes": False, "condition"
                       "image_size": None, "val_data": None, "val_limit": None}
 
 
-def train_prior(tokenizer: str | os.PathLike, data: str, out: str | os.PathLike, *,
+def train_prior(tokenizer: str | os.PathLike | None, data: str | None, out: str | os.PathLike, *,
                 cond_tokenizer: str | os.PathLike | None = None, train: dict | TrainConfig | None = None,
                 device: str | torch.device = "cpu", resume: bool = False, force: bool = False,
                 seed: int | None = None, callbacks=(), **settings) -> TrainResult:
     """``pixseq train prior`` as one call: the latent GPT over the codes of the VQGAN model
     directory ``tokenizer`` for ``data`` (a data spec), written as a ``taming`` model to ``out``.
+    On ``resume`` both may be ``None``: the run's recorded ones.
 
     ``settings``: the keys of :data:`PRIOR_RUN_DEFAULTS` (``classes``, ``condition``
     (``"lowres"`` / ``"edges"``), ``size``, ``image_size``, ``limit``, ``val_data``,
@@ -440,7 +454,8 @@ def train_prior(tokenizer: str | os.PathLike, data: str, out: str | os.PathLike,
                                    train_config)
 
     out = Path(out)
-    check_out_dir(out, out, resume, force)
+    check_out_dir(out, out, resume, force, inputs=[tokenizer, cond_tokenizer, data, settings.get("val_data")])
+    tokenizer, cond_tokenizer = recorded_tokenizers(out, tokenizer, cond_tokenizer, resume)
     s = run_settings({"data": data, **settings}, PRIOR_RUN_DEFAULTS, out, resume)
     check_limit(s["limit"])  # 0 crashed or fell back to a default; negatives crashed or sliced
     check_limit(s["image_size"], "--image-size")

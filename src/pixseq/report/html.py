@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pixseq.io import atomic_write
+from pixseq.io import atomic_write, claim_output, refuse_existing
 from pixseq.report.grid import make_grid
 
 _CSS = """
@@ -147,6 +147,18 @@ class Page:
             if _ASSET_FILE.fullmatch(old.name) and old.name not in shown and old.is_file():
                 old.unlink(missing_ok=True)
         return out_dir / "index.html"
+
+
+def claim_page_folder(folder: str | os.PathLike, what: str, force: bool, inputs: Sequence = (),
+                      files: Sequence[str] = ("index.html",)) -> Path:
+    """The overwrite policy (:func:`pixseq.io.claim_output`) for the folder a page is saved
+    into: only its last level may be created, it is none of ``inputs``, and the page (or
+    another of ``files``) already there is replaced only with ``force``. Before any work."""
+    folder = claim_output(folder, what, folder=True, inputs=inputs)
+    there = [name for name in files if (folder / name).exists()]
+    if there:
+        refuse_existing(folder, what, force, " and ".join(there))
+    return folder
 
 
 #: Names of page assets: a 20-hex-digit hash, or ``imgNNN`` as older versions wrote them.

@@ -60,14 +60,25 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
-def check_out_dir(model_dir: str | Path, train_dir: str | Path, resume: bool, force: bool) -> None:
-    """Refuse, before anything is written, to replace a finished model (``model_dir``) or the
-    checkpoint of an unfinished run (``train_dir``: hours of work) without ``force``, or
-    to train into a ``train_dir`` that cannot be written."""
+def check_out_dir(model_dir: str | Path, train_dir: str | Path, resume: bool, force: bool,
+                  inputs: Sequence[str | Path | None] = ()) -> None:
+    """The overwrite policy of the train verbs (:func:`pixseq.io.claim_output`), before
+    anything is read or written: ``model_dir`` is created at most one level deep and is none
+    of ``inputs`` (a tokenizer, an ``init`` model, the data: not even with ``force``); a
+    finished model or the checkpoint of an unfinished run (``train_dir``: hours of work) is
+    replaced only with ``force``; ``resume`` with nothing to resume is the one error."""
+    from pixseq.io import claim_output
+
     if resume and force:
         raise PixseqError("--resume and --force contradict each other; choose one")
+    claim_output(model_dir, "--out", folder=True, inputs=inputs)
     check_writable_folder(Path(train_dir))  # before the data are loaded, not at the first checkpoint
-    if resume or force:
+    if resume:
+        if not (Path(train_dir) / CKPT_NAME).is_file():
+            raise PixseqError(f"nothing to resume in {model_dir}: it holds no training run ({CKPT_NAME}); "
+                              f"drop --resume to start one")
+        return
+    if force:
         return
     if (Path(model_dir) / "config.json").exists():
         raise PixseqError(f"{model_dir} already holds a trained model; use --resume to continue it "
@@ -108,14 +119,22 @@ def train_config(given: Mapping[str, Any] | TrainConfig | None, defaults: TrainC
 def run_settings(given: Mapping[str, Any], defaults: Sequence[str] | Mapping[str, Any],
                  train_dir: str | Path, resume: bool) -> dict[str, Any]:
     """A run's model/data settings (the keys of ``defaults``): as ``given`` when starting a
-    run, or on ``resume`` the ones recorded by :class:`RunRecorder`; a different value given
-    again on ``resume`` is refused. Not given is None, or the default when ``defaults`` is a
-    ``{name: default}`` mapping (a family whose defaults depend on the data resolves them itself)."""
+    run, or on ``resume`` the ones recorded by :class:`RunRecorder` -- the data spec too, so
+    ``--resume`` needs no ``--data``; a different value given again on ``resume`` is refused
+    (data specs are compared by what they name: ``fashion-mnist`` is ``fashion-mnist:train``).
+    Not given is None, or the default when ``defaults`` is a ``{name: default}`` mapping (a
+    family whose defaults depend on the data resolves them itself). A ``data`` key must end
+    up with a value: a fresh run without one is refused."""
     defaults = dict(defaults) if isinstance(defaults, Mapping) else dict.fromkeys(defaults)
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise PixseqError(f"unknown setting(s) {', '.join(unknown)} (known: {', '.join(defaults)})")
     settings = _given_or_recorded({k: given.get(k) for k in defaults}, train_dir, resume)
+    if "data" in settings and settings["data"] is None:
+        if resume:  # a run of an older pixseq without a record, or a record without the spec
+            raise PixseqError(f"the run in {train_dir} does not record its data spec; give --data")
+        raise PixseqError("--data is required (a data spec: fashion-mnist[:train|test], a folder, photos); "
+                          "only --resume takes the run's own")
     return {k: defaults[k] if v is None else v for k, v in settings.items()}
 
 
@@ -128,7 +147,7 @@ def _given_or_recorded(given: dict[str, Any], train_dir: str | Path, resume: boo
     except (OSError, ValueError) as exc:
         raise PixseqError(f"cannot resume: {path} is unreadable ({exc})") from None
     changed = [f"--{k.replace('_', '-')} {saved.get(k)!r} -> {v!r}" for k, v in given.items()
-               if v is not None and k in saved and v != saved[k]]
+               if v is not None and k in saved and not _same_setting(k, v, saved[k])]
     if changed:
         raise PixseqError(f"--resume must keep the run's model/data settings ({'; '.join(changed)}); "
                           f"drop those options or start a fresh run with another --out")
@@ -179,6 +198,17 @@ def load_val_data(settings: dict[str, Any], train) -> tuple[list[np.ndarray], np
     if labels is None:
         val.require_labels("--classes with --val-data")
     return list(val.images), labels
+
+
+def _same_setting(key: str, a: Any, b: Any) -> bool:
+    """Whether a setting given again on resume is the recorded one (data specs by meaning)."""
+    if key in DATA_KEYS and isinstance(a, str) and isinstance(b, str):
+        return _same_data(a, b)
+    return a == b
+
+
+#: The run settings that are data specs.
+DATA_KEYS = ("data", "data_b", "val_data", "val_data_b")
 
 
 def _same_data(a: str, b: str) -> bool:

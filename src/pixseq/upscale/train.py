@@ -291,7 +291,7 @@ def train_esrgan(data: str, out: str | Path, *, train: dict | TrainConfig | None
     from pixseq.train.runs import train_config as resolve_train_config
 
     out = Path(out)
-    check_out_dir(out, out / "train", resume, force)
+    check_out_dir(out, out / "train", resume, force, inputs=[data, settings.get("val_data"), settings.get("init")])
     s = run_settings({"data": data, **settings}, ESRGAN_RUN_DEFAULTS, out / "train", resume)
     check_limit(s["limit"])
     tc = resolve_train_config(train, default_esrgan_train_config(), out / "train", resume, seed)

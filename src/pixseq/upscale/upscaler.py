@@ -352,14 +352,15 @@ def output_path(source: Path, out_dir: Path, ext: str, channels: int, bits: int)
 
 
 def plan_outputs(sources: Sequence[Path], out_dir: Path, ext: str = "auto", scale: int = 4,
-                 outscale: float | None = None, max_pixels: int = MAX_PIXELS) -> list[tuple[Path, Path]]:
+                 outscale: float | None = None, max_pixels: int = MAX_PIXELS,
+                 force: bool = False) -> list[tuple[Path, Path]]:
     """Check every input and output before any work: outputs past the pixel limit, names
-    that collide, an output that would replace an input, formats that cannot hold the image.
+    that collide, an output that would replace an input, formats that cannot hold the image,
+    an existing output without ``force`` (:func:`pixseq.io.claim_output`).
     Returns (source, output) pairs; the images are read later, one at a time."""
-    from pixseq.io import output_format, peek_image, real_path, refuse_overwriting_input
+    from pixseq.io import claim_file_in, output_format, peek_image
 
     planned, seen = [], {}
-    inputs = {real_path(s) for s in sources}
     for src in sources:
         head = peek_image(src)
         channels, bits = (head.channels, head.bits) if head is not None else (3, 8)
@@ -371,12 +372,10 @@ def plan_outputs(sources: Sequence[Path], out_dir: Path, ext: str = "auto", scal
             raise PixseqError(f"{src} is a 16-bit image: --ext {ext} cannot hold 16 bits; use png or tif")
         if channels in (2, 4) and dest.suffix.lower() not in _ALPHA_SUFFIXES:
             raise PixseqError(f"{src} has an alpha channel: --ext {ext} cannot hold it; use png, webp or tif")
-        refuse_overwriting_input(dest, src)
-        if real_path(dest) in inputs:
-            raise PixseqError(f"the output {dest} would replace the input image of that name; choose another --out")
         if dest in seen:
             raise PixseqError(f"{seen[dest]} and {src} would both be written to {dest}; upscale them into "
                               f"different --out folders")
+        claim_file_in(out_dir, dest, force=force, inputs=sources)
         seen[dest] = src
         planned.append((src, dest))
     return planned
@@ -418,19 +417,22 @@ def upscale_file(model: torch.nn.Module, source: str | Path, dest: str | Path, *
 
 
 def upscale_files(model: torch.nn.Module, images: Sequence[str | Path], out_dir: str | Path, ext: str = "auto",
-                  on_result: Callable[[UpscaleResult], None] | None = None, **options) -> list[UpscaleResult]:
+                  on_result: Callable[[UpscaleResult], None] | None = None, force: bool = False,
+                  **options) -> list[UpscaleResult]:
     """``pixseq upscale`` as one call: every image (files, or folders of them) upscaled into
     ``out_dir`` under its own stem. Every input and output name is checked before the first
     image runs (:func:`plan_outputs`); each output is complete when written. ``options`` go
-    to :func:`upscale_image`; ``on_result`` is told of each file as it is written."""
-    from pixseq.io import check_output
+    to :func:`upscale_image`; ``on_result`` is told of each file as it is written; an existing
+    output is replaced only with ``force``."""
+    from pixseq.io import claim_output
 
     out_dir = Path(out_dir)
-    check_output(out_dir, "--out", folder=True)
+    claim_output(out_dir, "--out", folder=True, inputs=images)
+    sources = expand_inputs(images)
     check_outscale(options.get("outscale"))
     results = []
-    plan = plan_outputs(expand_inputs(images), out_dir, ext, model.scale, options.get("outscale"),
-                        options.get("max_pixels", MAX_PIXELS))
+    plan = plan_outputs(sources, out_dir, ext, model.scale, options.get("outscale"),
+                        options.get("max_pixels", MAX_PIXELS), force)
     for source, dest in plan:
         results.append(upscale_file(model, source, dest, **options))
         if on_result is not None:
