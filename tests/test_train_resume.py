@@ -1,5 +1,5 @@
 """``--resume`` takes the run's recorded settings, its data spec included, in every train verb;
-with nothing to resume that is the one error."""
+with nothing to resume that is the one error; the warm-up rule is the same for every verb."""
 from __future__ import annotations
 
 import json
@@ -88,3 +88,30 @@ def test_prior_resume_needs_neither_tokenizer_nor_data(data, tmp_path, capsys):
     capsys.readouterr()
     err = _one_line(capsys, main([*run, "--resume", "--steps", "3", "--tokenizer", str(tmp_path / "vq2")]))
     assert "is different from the one this prior was trained with" in err
+
+
+def test_vqgan_resume_that_keeps_the_run_inside_its_warmup_says_so(data, tmp_path, capsys, monkeypatch):
+    """`train vqgan --resume --steps N` with a warm-up past N was silent where a fresh run spoke."""
+    out = tmp_path / "vq"
+    assert main(["train", "vqgan", "--data", str(data), "--out", str(out), "--steps", "1", "--warmup-steps", "5",
+                 *VQGAN]) == 0
+    assert capsys.readouterr().err.count("warms up over 5 steps but the run has 1") == 1
+    assert main(["train", "vqgan", "--out", str(out), "--resume", "--steps", "2"]) == 0
+    assert capsys.readouterr().err.count("warms up over 5 steps but the run has 2") == 1
+    assert main(["train", "vqgan", "--out", str(out), "--resume", "--steps", "6"]) == 0
+    assert "warms up" not in capsys.readouterr().err
+
+
+def test_the_demos_own_settings_never_trip_the_warmup_rule(monkeypatch, tmp_path):
+    """`demo --quick` said the warm-up never ends; the demo's iGPT (the part it trains) keeps
+    its warm-up shorter than its steps, also than a --steps the user gives."""
+    import pixseq.demo as demo
+    from pixseq.train.schedule import endless_warmup
+
+    for s in (demo.QUICK, demo.FULL):
+        assert endless_warmup(s.warmup_steps, s.steps, s.lr) is None
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda out, device, quick, seed, settings: seen.append(settings))
+    monkeypatch.setattr(demo, "check_demo_data", lambda: None)
+    assert main(["demo", "--quick", "--steps", "3", "--out", str(tmp_path / "d")]) == 0
+    assert seen[0].steps == 3 and endless_warmup(seen[0].warmup_steps, 3, seen[0].lr) is None

@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None:
         if args.steps < 1:
             raise PixseqError(f"--steps must be >= 1, got {args.steps}")
-        settings = dataclasses.replace(settings, steps=args.steps)
+        # the demo's own warm-up must not outlast a short run (it would warn that it never ends)
+        settings = dataclasses.replace(settings, steps=args.steps,
+                                       warmup_steps=min(settings.warmup_steps, args.steps // 2))
     if args.budget is not None:
         if not args.budget > 0:  # NaN too: no clock passes it, so the cap was silently off ("nan s")
             raise PixseqError(f"--budget must be > 0 seconds, got {args.budget}")

@@ -109,6 +109,10 @@ def train_config(given: Mapping[str, Any] | TrainConfig | None, defaults: TrainC
     base.update({k: v for k, v in (given or {}).items() if v is not None})
     if base["steps"] < 1:  # the Trainer allows 0 (restore only); a run would save an untrained model
         raise PixseqError(f"--steps must be >= 1, got {base['steps']}")
+    if (given or {}).get("warmup_steps") is None and "warmup_steps" not in saved:
+        # the family's default warm-up, not the user's: at most half of a short run, so that
+        # pixseq's own default never trips the Trainer's notice of a warm-up that never ends
+        base["warmup_steps"] = min(base["warmup_steps"], base["steps"] // 2)
     # --seed defaults to 0 for every verb, so 0 cannot mean "given" here: on resume the run's
     # seed stays (its RNG states come from the checkpoint anyway) unless another one is named.
     if seed is not None and (seed != 0 or "seed" not in saved):

@@ -21,6 +21,16 @@ import torch
 SCHEDULES = ("cosine", "linear")
 
 
+def endless_warmup(warmup: int, steps: int, lr: float) -> str | None:
+    """The one rule every train verb applies to its schedule (the Trainer says it once, when
+    a run starts and when a resume moves its last step): a warm-up of at least ``steps``
+    steps never reaches the peak rate ``lr``. Returns the notice, or None when it does."""
+    if warmup < steps:
+        return None
+    return (f"the learning rate warms up over {warmup} steps but the run has {steps}: it never reaches "
+            f"--lr {lr:g} (lower --warmup-steps)")
+
+
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Multiplier of the base learning rate for optimizer step ``step`` (0-based).
 

@@ -70,7 +70,7 @@ from pixseq.train.ema import EMA
 from pixseq.train.memorise import MemorisationWatch
 from pixseq.train.files import (CKPT_NAME, FORMAT, HISTORY_NAME, TB_DIR, VERSION, check_crcs, check_writable_folder,
                                 json_line, read_history)
-from pixseq.train.schedule import make_scheduler
+from pixseq.train.schedule import endless_warmup, make_scheduler
 from pixseq.train.signals import deferred_stop_signals
 from pixseq.train.state import get_rng_state, preserved_rng, set_rng_state
 
@@ -410,15 +410,18 @@ class Trainer:
             self.ema = EMA(self._ema_targets(), self.config.ema_decay)
         if self.dist.is_main:
             # said when the run starts, after the CLI's checks: a mistake stays the only line
-            if self.config.warmup_steps >= self.config.steps:
-                notice(f"the learning rate warms up over {self.config.warmup_steps} steps but the run has "
-                       f"{self.config.steps}: it never reaches --lr {self.config.lr:g} (lower --warmup-steps)")
+            self._say_endless_warmup()
             if self.checkpoint_path.exists():  # the CLI asks for --force first; the API just says so
                 notice(f"starting a fresh run: it replaces the checkpoint {self.checkpoint_path} of an earlier run")
             # an earlier run's TensorBoard events would interleave with this run's curves
             shutil.rmtree(self.out_dir / TB_DIR, ignore_errors=True)
         self.step, self.history, self.last_checkpoint_step, self._history_written = 0, [], None, 0
         self._in_step = False
+
+    def _say_endless_warmup(self) -> None:
+        message = endless_warmup(self.config.warmup_steps, self.config.steps, self.config.lr)
+        if message is not None:
+            notice(message)
 
     def load_checkpoint(self) -> None:
         """Restore everything saved by :meth:`save_checkpoint` (refuses inexact resumes)."""
@@ -492,6 +495,7 @@ class Trainer:
             # learning rate from here on differs from both the old and a fresh run's.
             notice(f"--steps changed from {saved.get('steps')} to {now['steps']} on resume: the learning-rate "
                    f"schedule now ends at step {now['steps']} (steps already trained are kept as they are)")
+            self._say_endless_warmup()  # the run said it at its start for its old last step, not this one
         for key, flag in (("lr", "--lr"), ("grad_clip", "--grad-clip")):
             if saved.get(key) != now[key] and self.dist.is_main:
                 notice(f"{flag} changed from {saved.get(key)} to {now[key]} on resume: it applies from step "
