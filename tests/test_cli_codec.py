@@ -293,3 +293,57 @@ def test_the_budget_summary_names_the_nearest_setting_when_none_is_within():
     text = markdown_table(table, 0.25)
     assert "| jpeg: none within 0.25 bpp; nearest setting q5 | 0/2 | 0.600 | 26.000 | 0.500 | n/a | n/a | n/a |" in text
     assert "| webp | 1/2 | 0.200 | 24.000 |" in text and "nan" not in text
+
+
+def _confident(model, token: int | None, scale: float = 50.0):
+    """``model`` made confident: on ``token`` at every position (the final norm outputs a
+    constant, the head reads it for that token only), or, ``token=None``, on whatever its
+    random head says, 50 times over (a deliberately bad model: sure and wrong)."""
+    import torch
+
+    prior = model.prior
+    with torch.no_grad():
+        if token is None:
+            prior.lm_head.weight.mul_(scale)
+        else:
+            prior.ln_f.weight.zero_()
+            prior.ln_f.bias.fill_(1.0)
+            prior.lm_head.weight.zero_()
+            prior.lm_head.weight[token] = scale / prior.lm_head.weight.shape[1]
+    return model
+
+
+def test_a_model_coding_worse_than_uniform_says_so_once(tmp_path, capsys):
+    """Cross-entropy above log2(vocabulary): the file is bigger than a uniform code of the
+    tokens would be; compressing says so (once), with the two numbers."""
+    import math
+
+    from pixseq.io import to_tensor
+
+    flat = np.full((8, 8, 3), 128, np.uint8)
+    save_image(flat, tmp_path / "flat.png")
+    token = int(tiny_igpt().tokenizer.encode(to_tensor(flat)[None]).flatten()[0])  # the colour's palette entry
+    save_pretrained(_confident(tiny_igpt(), None), tmp_path / "bad")
+    save_pretrained(_confident(tiny_igpt(), token), tmp_path / "good")
+    assert main(["compress", str(tmp_path / "flat.png"), "--model", str(tmp_path / "bad"),
+                 "--out", str(tmp_path / "bad.pxs")]) == 0
+    out, err = capsys.readouterr()
+    bits = float(out.split("model cross-entropy ")[1].split()[0])
+    assert bits > math.log2(16)  # the premise: this model is worse than uniform
+    assert err.count("worse than no model") == 1 and f"{math.log2(16):.3f} bits of a uniform code" in err
+    assert main(["compress", str(tmp_path / "flat.png"), "--model", str(tmp_path / "good"),
+                 "--out", str(tmp_path / "good.pxs")]) == 0
+    out, err = capsys.readouterr()
+    assert float(out.split("model cross-entropy ")[1].split()[0]) < 0.1 and "worse than" not in err
+
+
+def test_worse_than_uniform_is_the_cross_entropy_against_log2_of_the_vocabulary():
+    from pixseq.codec.codec import CodecStats
+
+    def stats(bits_per_token: float, vocab: int) -> CodecStats:
+        return CodecStats(8, 8, 100, 20, 64, 64 * bits_per_token, 1.0, vocab)
+
+    assert stats(9.01, 512).worse_than_uniform() is not None  # log2(512) = 9
+    assert stats(8.99, 512).worse_than_uniform() is None
+    assert stats(9.0, 512).worse_than_uniform() is None  # equal: as good as no model, not worse
+    assert stats(5.0, 0).worse_than_uniform() is None  # vocabulary unknown: nothing to compare

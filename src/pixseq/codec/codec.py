@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import numbers
 import os
 import time
@@ -68,6 +69,7 @@ class CodecStats:
     tokens: int
     ideal_bits: float  # the model's cross-entropy, sum of -log2 p(token)
     seconds: float
+    vocab_size: int = 0  # tokens the model chooses among (0: not known)
 
     @property
     def bpp(self) -> float:
@@ -86,6 +88,20 @@ class CodecStats:
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def uniform_bits(self) -> float:
+        """Bits per token of a uniform code over the vocabulary: what no model at all costs."""
+        return math.log2(self.vocab_size) if self.vocab_size > 1 else float("nan")
+
+    def worse_than_uniform(self) -> str | None:
+        """A notice when the model's cross-entropy is above the uniform code's (it codes worse
+        than knowing nothing: untrained, or trained on unlike images), else None."""
+        if not self.tokens or not self.uniform_bits < self.ideal_bits / self.tokens:
+            return None
+        return (f"the model codes this image at {self.ideal_bits / self.tokens:.3f} bits/token, more than "
+                f"the {self.uniform_bits:.3f} bits of a uniform code over its {self.vocab_size} tokens: it "
+                f"predicts worse than no model (undertrained, or trained on unlike images)")
 
     def as_dict(self) -> dict:
         return {**asdict(self), "bpp": self.bpp, "payload_bits": self.payload_bits, "overhead": self.overhead,
@@ -243,7 +259,7 @@ def compress_with_stats(image: np.ndarray, model, model_dir: str | None = None, 
     header = dataclasses.replace(header, token_crc=crc, model_path=str(model_dir or ""))
     data = container.pack(header, payload)
     stats = CodecStats(header.height, header.width, len(data), len(data) - len(payload), enc.num_symbols,
-                       enc.ideal_bits, time.perf_counter() - t0)
+                       enc.ideal_bits, time.perf_counter() - t0, header.vocab_size)
     return data, stats
 
 

@@ -34,14 +34,19 @@ def compress_file(image: np.ndarray, model, out: str | os.PathLike, model_dir: s
                   scale: int = 1, batch: int = 16, label: int | None = None):
     """Compress the uint8 ``image`` with ``model`` into the file ``out`` (atomically);
     ``model_dir`` is recorded in the file (None: not recorded). Returns the
-    :class:`~pixseq.codec.codec.CodecStats`."""
+    :class:`~pixseq.codec.codec.CodecStats`; a model that codes worse than a uniform code
+    says so in one notice."""
     from pixseq.codec.codec import compress_with_stats
     from pixseq.io import atomic_write
+    from pixseq.runtime import notice
 
     path = "" if model_dir is None else recorded_name(model_dir)
     data, stats = compress_with_stats(image, model, path, scale=scale, batch=batch, label=label)
     with atomic_write(out) as fh:
         fh.write(data)
+    warning = stats.worse_than_uniform()
+    if warning is not None:
+        notice(warning)
     return stats
 
 
