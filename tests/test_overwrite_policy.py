@@ -210,3 +210,13 @@ def test_demo_out_creates_only_its_last_level(tmp_path, capsys):
     err = _one_line(capsys, main(["demo", "--quick", "--out", str(tmp_path / "typo" / "demo")]))
     assert str(tmp_path / "typo") in err and "does not exist" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ui_work_folder_creates_only_its_last_level(tmp_path):
+    from pixseq.app.work import WorkFolder
+    from pixseq.errors import PixseqError
+
+    with pytest.raises(PixseqError, match="typo.* does not exist"):
+        WorkFolder(tmp_path / "typo" / "w")
+    assert list(tmp_path.iterdir()) == []
+    assert (WorkFolder(tmp_path / "w").root / "requests").is_dir()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pixseq.errors import PixseqError
-from pixseq.io import MAX_PIXELS, check_output
+from pixseq.io import MAX_PIXELS, claim_output
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class WorkFolder:
         if root is None:
             self.root, self.owned = Path(tempfile.mkdtemp(prefix="pixseq-ui-")), True
         else:
-            check_output(root, "--work", folder=True)
+            claim_output(root, "--work", folder=True)  # only its last level is created
             self.root, self.owned = Path(root).resolve(), False
         self.keep_s = keep_s
         self.gradio = self.root / "gradio"
