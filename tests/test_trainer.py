@@ -209,11 +209,32 @@ def test_matches_plain_pytorch_loop(tmp_path):
             loss = ((ref(x) - y) ** 2).mean()
             (loss / 2).backward()
             losses.append(loss.item())
-        torch.nn.utils.clip_grad_norm_(ref.parameters(), 0.3)
+        norm = torch.nn.utils.clip_grad_norm_(ref.parameters(), 0.3)
         opt.step()
         # Same float32 ops in the same order -> equal up to rounding; 1e-6 leaves room only for that.
         assert history[step]["loss"] == pytest.approx(sum(losses) / 2, rel=1e-6, abs=1e-6)
+        assert history[step]["grad_norm/model"] == pytest.approx(float(norm), rel=1e-5)  # before clipping
         assert history[step]["lr/model"] == pytest.approx(lr, rel=1e-12)
+    for (k, a), b in zip(task.net.state_dict().items(), ref.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=k)
+
+
+def test_unclipped_gradients_are_measured_not_changed(tmp_path):
+    """grad_clip 0: the logged norm is the gradients' L2 norm (float64 reference) and the
+    update is plain AdamW on them (the norm is only read, never applied)."""
+    cfg = TrainConfig(steps=3, batch_size=8, lr=5e-2, warmup_steps=0, min_lr_ratio=1.0, grad_clip=0.0,
+                      weight_decay=0.0, log_every=0, ckpt_every=0, seed=2)
+    data = toy_data()
+    task = ToyTask(seed=5, dropout=0.0, noisy=False)
+    history = Trainer(task, data, cfg, tmp_path).fit()
+    ref = ToyTask(seed=5, dropout=0.0, noisy=False).net
+    opt = torch.optim.AdamW(ref.parameters(), lr=5e-2, betas=cfg.betas, weight_decay=0.0)
+    for step, idx in enumerate(BatchStream(data, 8, seed=2).epoch_batches(0)[:3]):
+        opt.zero_grad()
+        ((ref(data.tensors[0][idx]) - data.tensors[1][idx]) ** 2).mean().backward()
+        norm64 = sum(float(p.grad.double().pow(2).sum()) for p in ref.parameters()) ** 0.5
+        assert history[step]["grad_norm/model"] == pytest.approx(norm64, rel=1e-5)
+        opt.step()
     for (k, a), b in zip(task.net.state_dict().items(), ref.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=k)
 
