@@ -15,7 +15,7 @@ from pixseq.gans import losses as L
 from pixseq.gans.dcgan import GANConfig, Generator, Discriminator
 from pixseq.gans.health import HealthConfig, HealthMonitor, oscillates
 from pixseq.gans.model import GAN
-from pixseq.gans.train import build_gan, default_gan_train_config, fit_gan
+from pixseq.gans.train import GANImages, build_gan, default_gan_train_config, fit_gan
 
 
 # ------------------------------------------------------------------ losses
@@ -77,6 +77,25 @@ def test_the_lecture_vanilla_generator_layout():
     lin = G.project[0]
     assert (lin.in_features, lin.out_features) == (20, 64 * 8 * 8)  # Linear(nz -> 64*8*8) -> ReLU -> Unflatten
     assert isinstance(G.project[1], torch.nn.ReLU) and G.project[2].unflattened_size == (64, 8, 8)
+
+
+@pytest.mark.parametrize("labelled", [False, True])
+def test_gan_images_items(labelled):
+    """Items are (3, S, S) float32 in [0, 1] (float64 reference x / 255), the label (-1 when
+    unlabelled) and the index, each a 0-d long tensor."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
+    labels = np.array([3, 1, 4, 1, 5]) if labelled else None
+    data = GANImages(images, labels)
+    for i in range(5):
+        item = data[i]
+        expected = torch.from_numpy(images[i].transpose(2, 0, 1).astype(np.float64) / 255.0)
+        assert item["image"].dtype == torch.float32 and item["image"].shape == (3, 4, 4)
+        torch.testing.assert_close(item["image"].double(), expected, rtol=0, atol=1e-7)
+        assert item["label"].dtype == item["index"].dtype == torch.long
+        assert item["label"].dim() == item["index"].dim() == 0
+        assert int(item["label"]) == (labels[i] if labelled else -1) and int(item["index"]) == i
+    assert torch.equal(data.images, torch.from_numpy(images).permute(0, 3, 1, 2))  # reading left them as they were
 
 
 def test_gan_model_round_trip_and_sampling_contract(tmp_path):

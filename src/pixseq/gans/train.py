@@ -54,13 +54,16 @@ class GANImages(torch.utils.data.Dataset):
     def __init__(self, images: np.ndarray, labels: np.ndarray | None = None) -> None:
         self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, 3, S, S) uint8
         self.labels = torch.as_tensor(labels, dtype=torch.long) if labels is not None else None
+        # per-item 0-d tensors are views of these: building new ones (torch.tensor) for every
+        # item was a third of the Trainer's data time on a 28-px DCGAN step
+        self._label_of = self.labels if self.labels is not None else torch.full((len(self.images),), -1)
+        self._index_of = torch.arange(len(self.images))
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        label = self.labels[i] if self.labels is not None else torch.tensor(-1)
-        return {"image": self.images[i].float() / 255.0, "label": label, "index": torch.tensor(i)}
+        return {"image": self.images[i].float().div_(255.0), "label": self._label_of[i], "index": self._index_of[i]}
 
 
 def is_grey(images: Sequence[np.ndarray]) -> bool:
