@@ -207,21 +207,26 @@ def test_a_hundred_megapixel_image_is_refused_with_its_size(tmp_path):
         load_image(tmp_path / "huge.png")
 
 
-def test_request_wrapper_shows_errors_and_notices_escaped():
+def test_request_wrapper_shows_errors_and_notices_escaped(tmp_path):
     pytest.importorskip("gradio")
+    from types import SimpleNamespace
+
     from pixseq.app.common import request
+    from pixseq.app.work import WorkFolder
     from pixseq.runtime import notice
 
-    @request(outputs=1)
+    ctx = SimpleNamespace(work=WorkFolder(tmp_path / "w"))
+
+    @request(ctx, outputs=1)
     def ok(x):
         notice("resized <a> to b_c_d")
         return x * 2, "done"
 
-    @request(outputs=1)
+    @request(ctx, outputs=1)
     def bad(x):
         raise PixseqError(f"no good: {x}")
 
-    @request(outputs=1)
+    @request(ctx, outputs=1)
     def bug(x):
         raise KeyError(x)
 

@@ -38,10 +38,23 @@ def status_html(notes: Sequence[str] = (), error: str | None = None, done: str =
     return "\n".join(lines)
 
 
-def request(outputs: int) -> Callable:
-    """Decorate a handler returning ``(*outputs, summary)``: the page gets the outputs and a
-    status text (summary + the request's notices), or, on an error, unchanged outputs and the
-    error. ``outputs`` is the number of output components before the status box."""
+def for_page(ctx, value: Any) -> Any:
+    """``value`` with each image in it (a uint8 array, alone or in a tuple or list: a
+    gallery's (image, caption) pairs, a slider's pair) as a file of
+    :meth:`~pixseq.app.work.WorkFolder.page_image`, which the page can read while the same
+    image is handed out again."""
+    if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim in (2, 3):
+        return ctx.work.page_image(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(for_page(ctx, v) for v in value)
+    return value
+
+
+def request(ctx, outputs: int) -> Callable:
+    """Decorate a handler returning ``(*outputs, summary)``: the page gets the outputs (images
+    through :func:`for_page`) and a status text (summary + the request's notices), or, on an
+    error, unchanged outputs and the error. ``outputs`` is the number of output components
+    before the status box."""
     import gradio as gr
 
     from pixseq.runtime import capture_notices
@@ -52,6 +65,7 @@ def request(outputs: int) -> Callable:
             with capture_notices() as notes:
                 try:
                     *values, summary = fn(*args)
+                    values = [for_page(ctx, v) for v in values]
                 except PixseqError as exc:
                     return (*[gr.skip()] * outputs, status_html(notes, error=str(exc)))
                 except Exception as exc:  # noqa: BLE001 - a bug: logged with its traceback, the server goes on
@@ -179,13 +193,13 @@ def wire_image_input(ctx, inp: ImageInput, status) -> None:
             except PixseqError as exc:
                 return None, None, status_html(notes, error=str(exc))
         h, w = image.shape[:2]
-        return None, image, status_html(notes, done=f"loaded {name}: {w}x{h} pixels")
+        return None, ctx.work.page_image(image), status_html(notes, done=f"loaded {name}: {w}x{h} pixels")
 
     def from_pick(name):
         if not name:
             return gr.skip(), gr.skip()
         image = ctx.examples.get(name)
-        return image, status_html(done=f"picked {name}: {image.shape[1]}x{image.shape[0]} pixels")
+        return ctx.work.page_image(image), status_html(done=f"picked {name}: {image.shape[1]}x{image.shape[0]} pixels")
 
     # queued too (decoding a large upload is work), apart from the model requests
     inp.upload.upload(from_upload, inp.upload, [inp.upload, inp.editor, status], concurrency_id="images",

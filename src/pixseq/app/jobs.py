@@ -140,10 +140,11 @@ def long_request(ctx, outputs: int, frame_at: int | None = None, watch: bool = F
     outputs are ``[job state, *outputs, status]``: the job's id first (for the Stop button),
     then progress frames every :data:`POLL_S` (the latest image in output ``frame_at``; with
     ``watch``, also the newest frame in the folder the work named with :meth:`Job.watch`),
-    then the result or the error, all with the request's notices."""
+    then the result or the error, all with the request's notices; images go to the page
+    through :func:`pixseq.app.common.for_page`."""
     import gradio as gr
 
-    from pixseq.app.common import status_html
+    from pixseq.app.common import for_page, status_html
 
     def wrap(fn: Callable) -> Callable:
         def handler(*args: Any):
@@ -156,15 +157,15 @@ def long_request(ctx, outputs: int, frame_at: int | None = None, watch: bool = F
                         job.look()
                     shown = [gr.skip()] * outputs
                     if frame_at is not None and job.frames > sent:
-                        shown[frame_at], sent = job.frame, job.frames
+                        shown[frame_at], sent = for_page(ctx, job.frame), job.frames
                     yield (job.id, *shown, status_html(job.notes, done=job.line()))
                 if job.error is not None:
                     last = [gr.skip()] * outputs
                     if frame_at is not None and job.frames > sent:
-                        last[frame_at] = job.frame
+                        last[frame_at] = for_page(ctx, job.frame)
                     yield (None, *last, status_html(job.notes, error=job.error))
                 else:
-                    yield (None, *job.values, status_html(job.notes, done=job.summary))
+                    yield (None, *[for_page(ctx, v) for v in job.values], status_html(job.notes, done=job.summary))
             finally:
                 job.stop.set()  # the page went away or the event was cancelled: the work stops too
                 job.done.wait()  # the request holds its concurrency slot until the work has ended

@@ -99,7 +99,7 @@ def serve(models: Sequence[str] = (), host: str = "127.0.0.1", port: int = 7860,
     try:
         ctx = AppContext(shelf, folder, limits, Examples(), weights_dir, offline)
         demo = build_app(ctx)
-        url = _launch(demo, host, port, limits)
+        url = _launch(demo, host, port, limits, folder)
         ctx.examples.warm()
         _stop_on_sigterm()
         ready(f"serving on {url} ({len(shelf.entries)} models, work folder {folder.root}, "
@@ -124,11 +124,15 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, stop)
 
 
-def _launch(demo, host: str, port: int, limits: Limits) -> str:
+def _launch(demo, host: str, port: int, limits: Limits, folder: WorkFolder) -> str:
+    # Gradio serves files from its own folder, the working directory and the system's temporary
+    # folder; the requests' outputs (.pxs files, upscaled PNGs) are in the work folder, which
+    # --work may put anywhere
     try:
         demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, inbrowser=False,
                     share=False, show_error=False, max_file_size=f"{limits.max_upload_mb}mb", ssr_mode=False,
-                    pwa=False, mcp_server=False, enable_monitoring=False, css=CSS)
+                    pwa=False, mcp_server=False, enable_monitoring=False, css=CSS,
+                    allowed_paths=[str(folder.requests)])
     except OSError as exc:  # Gradio: "Cannot find empty port in range: 7860-7860"
         raise PixseqError(f"cannot serve on {host}:{port}: {exc}; pass another --port") from None
     return f"http://{host}:{port}/"

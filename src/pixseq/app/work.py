@@ -10,6 +10,8 @@ temporary folder) is removed entirely.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -17,6 +19,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from pixseq.errors import PixseqError
 from pixseq.io import MAX_PIXELS, claim_output
@@ -78,6 +82,33 @@ class WorkFolder:
         """A fresh folder for one request's outputs (older requests' folders are swept first)."""
         self.sweep()
         return Path(tempfile.mkdtemp(prefix="req-", dir=self.requests))
+
+    def page_image(self, image: np.ndarray) -> str:
+        """``image`` (uint8) as a PNG file for the page to show, in Gradio's folder.
+
+        Gradio names an image it is handed by its content and writes the file in place each
+        time: the same image handed out again (everyone picks the same example; the editor's
+        background and composite) rewrote a file browsers were still reading, and they got a
+        cut image. Here the same content gets the same name too, but each write is a new
+        file renamed over the old one: a reader keeps the whole file it opened. No fsync: the
+        file lives as long as the server, and the write is on every request's path.
+        """
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
+        data = buf.getvalue()
+        folder = self.gradio / f"pixseq-{hashlib.sha256(data).hexdigest()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".image.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, folder / "image.png")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return str(folder / "image.png")
 
     def sweep(self, older_than: float | None = None) -> None:
         """Remove request folders older than ``older_than`` seconds (default: the keep time)."""

@@ -54,7 +54,7 @@ def build(ctx) -> None:
 def _on_classify(ctx):
     from pixseq.app.common import editor_image, request
 
-    @request(outputs=2)
+    @request(ctx, outputs=2)
     def classify(editor, name, labels):
         from pixseq.errors import PixseqError
 

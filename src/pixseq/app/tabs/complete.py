@@ -57,7 +57,7 @@ def _on_model(ctx):
 
     from pixseq.app.common import class_update, describe_model, request
 
-    @request(outputs=3)
+    @request(ctx, outputs=3)
     def choose(name):
         if not name:
             return gr.skip(), gr.skip(), gr.skip(), "no model here can complete images: start the server with " \
@@ -74,7 +74,7 @@ def _on_model(ctx):
 def _on_complete(ctx):
     from pixseq.app.common import check_count, editor_image, request, sampling_from
 
-    @request(outputs=1)
+    @request(ctx, outputs=1)
     def complete(editor, name, rows, num, cls, temperature, top_k, top_p, seed):
         from pixseq.models.generate import completion_grid, parse_class
         from pixseq.runtime import plural

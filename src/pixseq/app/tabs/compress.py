@@ -110,7 +110,7 @@ def build(ctx) -> None:
 def _on_compress(ctx, scorer: Scorer):
     from pixseq.app.common import editor_image, request
 
-    @request(outputs=3)
+    @request(ctx, outputs=3)
     def compress(editor, codecs, target):
         from pixseq.codec.target import check_target
         from pixseq.errors import PixseqError

@@ -51,7 +51,7 @@ def _on_model(ctx):
 
     from pixseq.app.common import class_update, describe_model, request
 
-    @request(outputs=2)
+    @request(ctx, outputs=2)
     def choose(name):
         if not name:
             return gr.skip(), gr.skip(), "no model here can sample: start the server with --models DIR"
@@ -64,7 +64,7 @@ def _on_model(ctx):
 def _on_sample(ctx):
     from pixseq.app.common import check_count, request, sampling_from
 
-    @request(outputs=1)
+    @request(ctx, outputs=1)
     def sample(name, num, cls, size, temperature, top_k, top_p, seed):
         from pixseq.models.generate import describe_classes, parse_class, parse_size, sample_grid
         from pixseq.runtime import plural

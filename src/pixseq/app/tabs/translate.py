@@ -63,7 +63,7 @@ def _on_model(ctx):
 
     from pixseq.app.common import request
 
-    @request(outputs=2)
+    @request(ctx, outputs=2)
     def choose(name):
         from pixseq.errors import PixseqError
 

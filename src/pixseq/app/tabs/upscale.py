@@ -56,7 +56,7 @@ def build(ctx) -> None:
 def _on_model(ctx):
     from pixseq.app.common import request
 
-    @request(outputs=1)
+    @request(ctx, outputs=1)
     def choose(name):
         entry = ctx.shelf.entry(name)
         scale = (entry.doc.get("config") or {}).get("scale") or (entry.doc.get("config") or {}).get("upscale")
