@@ -319,6 +319,8 @@ def test_an_upload_over_the_size_limit_is_refused_in_the_page(page, garment, tmp
     upload(page, "complete", big)
     # Gradio refuses it before it is sent, in a message box of the page
     page.get_by_text('exceed the maximum allowed size of 2.0 Mb: "big.png"').wait_for()
+    page.get_by_test_id("toast-close").first.click()  # closed: it would stand in the next tests' screenshots
+    page.get_by_test_id("toast-close").wait_for(state="detached")
     upload(page, "complete", garment[0])  # the page goes on working
     wait_status(page, "complete", "loaded boot.png", stop_on_error=False)
 
