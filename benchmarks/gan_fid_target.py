@@ -29,10 +29,11 @@ import torch
 class Budget:
     """Stop training after ``cpu_s`` seconds of process CPU time; snapshot G at ``points`` marks."""
 
-    def __init__(self, cpu_s: float, points: int) -> None:
+    def __init__(self, cpu_s: float, points: int, folder: Path | None = None) -> None:
         self.c0, self.w0 = time.process_time(), time.perf_counter()
         self.cpu_s, self.marks = cpu_s, [cpu_s * (i + 1) / points for i in range(points)]
         self.snapshots: list[dict] = []
+        self.folder = folder  # snapshots also saved here, so that --eval-only can score them later
 
     def on_step_end(self, trainer, step: int, record: dict) -> None:
         cpu = time.process_time() - self.c0
@@ -42,6 +43,11 @@ class Budget:
             state = ema["generator"] if ema else trainer.modules["generator"].state_dict()
             self.snapshots.append({"step": step, "cpu_s": cpu, "wall_s": time.perf_counter() - self.w0,
                                    "state": copy.deepcopy({k: v.cpu() for k, v in state.items()})})
+            if self.folder is not None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                torch.save(self.snapshots[-1], self.folder / f"snapshot-{len(self.snapshots)}.tmp")
+                (self.folder / f"snapshot-{len(self.snapshots)}.tmp").replace(
+                    self.folder / f"snapshot-{len(self.snapshots)}.pt")
         if cpu >= self.cpu_s and step < trainer.config.steps:
             trainer.config.steps = step  # the loop's condition: no more steps
 
@@ -56,10 +62,22 @@ def train(args) -> tuple[object, Budget, list[dict]]:
     model, disc = build_gan(28, 1, "dcgan", width=args.width, disc_width=args.width, seed=0)
     tc = dataclasses.replace(default_gan_train_config(), steps=100_000, batch_size=64, ckpt_every=0, log_every=100,
                              ema_decay=0.999)
-    budget = Budget(args.cpu_minutes * 60, args.points)
+    budget = Budget(args.cpu_minutes * 60, args.points, Path(args.out) / "snapshots")
     model, history, monitor = fit_gan(model, disc, np.stack(data.images), data.labels, Path(args.out) / "model", tc,
                                       "cpu", loss="ns", callbacks=[budget], health=True)
     return model, budget, [f"step {s}: {m}" for s, _, m in (monitor.warnings if monitor else [])]
+
+
+def saved_run(out: Path) -> tuple[object, Budget, list[str]]:
+    """The final model, the snapshots and the warnings an earlier training run saved in ``out``."""
+    from pixseq.checkpoint import load_model
+
+    budget = Budget(0, 0)
+    paths = sorted((out / "snapshots").glob("snapshot-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    budget.snapshots = [torch.load(p, weights_only=True) for p in paths]
+    budget.cpu_s = budget.snapshots[-1]["cpu_s"]
+    warnings = json.loads((out / "warnings.json").read_text()) if (out / "warnings.json").is_file() else []
+    return load_model(out / "model"), budget, warnings
 
 
 def evaluate(model, budget: Budget, args) -> dict:
@@ -115,10 +133,15 @@ def main() -> None:
     ap.add_argument("--curve-samples", type=int, default=1000)
     ap.add_argument("--eval-threads", type=int, default=2)
     ap.add_argument("--reference-limit", type=int, default=None, help="fewer test images (smoke runs only)")
+    ap.add_argument("--eval-only", action="store_true", help="score the snapshots an earlier run saved in OUT")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model, budget, warnings = train(args)
+    if args.eval_only:
+        model, budget, warnings = saved_run(out)
+    else:
+        model, budget, warnings = train(args)
+        (out / "warnings.json").write_text(json.dumps(warnings))
     last = budget.snapshots[-1] if budget.snapshots else None
     print(f"trained {last['step'] if last else 0} steps in {budget.cpu_s / 60:.1f} CPU min; warnings: {warnings}",
           flush=True)
