@@ -36,6 +36,7 @@ VERBS: dict[str, str] = {
     "compress": "pixseq.cli.compress",
     "decompress": "pixseq.cli.decompress",
     "bench": "pixseq.cli.bench",
+    "study": "pixseq.cli.study",
     "models": "pixseq.cli.models",
     "upscale": "pixseq.cli.upscale",
     "translate": "pixseq.cli.translate",

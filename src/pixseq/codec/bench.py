@@ -63,25 +63,33 @@ def select_images(opts: BenchOptions) -> list[tuple[str, object]]:
     return pairs
 
 
+def check_codec_settings(qualities, scales, batch: int, limit: int | None = None) -> None:
+    """The codec settings ``bench codecs`` and ``study`` share, checked before any image is
+    coded: qualities in 0..100, token-codec scales and batch in range, a positive limit."""
+    from pixseq.codec.codec import MAX_BATCH, MAX_SCALE
+    from pixseq.errors import PixseqError
+
+    bad = [q for q in qualities or () if not 0 <= q <= 100]
+    if bad:
+        raise PixseqError(f"--qualities must be in 0..100, got {bad[0]}")
+    bad = [s for s in scales or () if not 1 <= s <= MAX_SCALE]
+    if bad:
+        raise PixseqError(f"--scales must be in 1..{MAX_SCALE}, got {bad[0]}")
+    if not 1 <= batch <= MAX_BATCH:
+        raise PixseqError(f"--batch must be in 1..{MAX_BATCH}, got {batch}")
+    if limit is not None and limit < 1:
+        raise PixseqError(f"--limit must be at least 1, got {limit}")
+
+
 def check_options(opts: BenchOptions) -> None:
     """Every option that can be out of range, and --out, checked before any image is coded
     (a quality Pillow's WebP/AVIF refuse was a traceback after the JPEG runs; JPEG takes -1
     as 'default'; a bad scale or batch failed only after all classic codecs had run)."""
-    from pixseq.codec.codec import MAX_BATCH, MAX_SCALE
     from pixseq.errors import PixseqError
     from pixseq.report.html import claim_page_folder
     from pixseq.weights import check_weights_dir
 
-    bad = [q for q in opts.qualities or () if not 0 <= q <= 100]
-    if bad:
-        raise PixseqError(f"--qualities must be in 0..100, got {bad[0]}")
-    bad = [s for s in opts.scales or () if not 1 <= s <= MAX_SCALE]
-    if bad:
-        raise PixseqError(f"--scales must be in 1..{MAX_SCALE}, got {bad[0]}")
-    if not 1 <= opts.batch <= MAX_BATCH:
-        raise PixseqError(f"--batch must be in 1..{MAX_BATCH}, got {opts.batch}")
-    if opts.limit is not None and opts.limit < 1:
-        raise PixseqError(f"--limit must be at least 1, got {opts.limit}")
+    check_codec_settings(opts.qualities, opts.scales, opts.batch, opts.limit)
     if opts.max_side < 0:
         raise PixseqError(f"--max-side must be 0 (keep the size) or a positive side, got {opts.max_side}")
     if not opts.budget > 0:  # (also catches nan)

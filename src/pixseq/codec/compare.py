@@ -157,23 +157,44 @@ def pixseq_round_trip(image: np.ndarray, model, scale: int, batch: int) -> tuple
     return data, out, stats.seconds, time.perf_counter() - t0, stats.as_dict()
 
 
+#: One run of a codec setting on an image: (codec, setting, fn); ``fn()`` gives
+#: ``(bytes, decoded uint8, encode s, decode s, extra numbers)``.
+Run = tuple[str, str, Callable[[], tuple]]
+
+
+def codec_runs(img: np.ndarray, models: Sequence[tuple[str, object]], qualities: Sequence[int],
+               scales: Sequence[int], batch: int = 16) -> list[Run]:
+    """The runs of every classic codec at ``qualities`` and every pixseq token codec at ``scales``
+    on ``img`` (``pixseq bench codecs`` and ``pixseq study`` both measure these)."""
+    runs: list[Run] = [(c, f"q{q}", lambda c=c, q=q: classic_round_trip(img, c, q) + ({},))
+                       for c in classic_codecs() for q in qualities]
+    runs += [(mname, f"scale{s}", lambda m=m, s=s: pixseq_round_trip(img, m, s, batch))
+             for mname, m in models for s in scales]
+    return runs
+
+
 def run_comparison(images: Sequence[tuple[str, np.ndarray]], models: Sequence[tuple[str, object]],
                    qualities: Sequence[int] = DEFAULT_QUALITIES, scales: Sequence[int] = DEFAULT_SCALES,
-                   batch: int = 16, measurer: Measurer | None = None,
-                   log: Callable[[str], None] = print) -> tuple[list[Result], dict[tuple, np.ndarray]]:
-    """Measure every codec setting on every image; returns results and the decoded images."""
+                   batch: int = 16, measurer: Callable[[np.ndarray, np.ndarray], dict] | None = None,
+                   log: Callable[[str], None] = print,
+                   extra_runs: Callable[[str, np.ndarray], list[Run]] | None = None,
+                   ) -> tuple[list[Result], dict[tuple, np.ndarray]]:
+    """Measure every codec setting on every image; returns results and the decoded images.
+
+    ``measurer``: ``(original, decoded) -> {metric: value}`` (default :class:`Measurer`);
+    ``extra_runs(name, image)``: more runs per image beside :func:`codec_runs`' (``pixseq study``
+    adds GAN inversion at each bit depth)."""
     measurer = measurer or Measurer(log=log)
     results, decoded = [], {}
     for name, img in images:
         pixels = img.shape[0] * img.shape[1]
-        runs = [(c, f"q{q}", lambda c=c, q=q: classic_round_trip(img, c, q) + ({},))
-                for c in classic_codecs() for q in qualities]
-        runs += [(mname, f"scale{s}", lambda m=m, s=s: pixseq_round_trip(img, m, s, batch))
-                 for mname, m in models for s in scales]
+        runs = codec_runs(img, models, qualities, scales, batch) + (extra_runs(name, img) if extra_runs else [])
         for codec, setting, fn in runs:
             data, out, enc_s, dec_s, extra = fn()
             r = Result(name, codec, setting, len(data), len(data) * 8 / pixels, enc_s, dec_s,
                        measurer(img, out), {k: v for k, v in extra.items() if isinstance(v, (int, float))})
+            if "counted_bits" in extra:  # a run that counts its bits (the study's Elias code writes no file)
+                r.bpp = float(extra["counted_bits"]) / pixels
             results.append(r)
             decoded[(name, codec, setting)] = out
             log(f"{name:>14s} {codec:>10s} {setting:>8s}: {r.bpp:7.4f} bpp  PSNR {r.metrics.get('psnr', float('nan')):6.2f}"
