@@ -13,8 +13,8 @@ held-out evaluations, which are the measurement, not the training. At each point
 images (the Trainer's ``evaluate``: eval mode, every RNG restored, so training is the same
 with or without the curve); the last point is the finished run's own held-out evaluation.
 
-The schedule needs the number of steps. Without ``--steps`` among the training options the
-script first times ``--calibrate`` steps of the same recipe (a throwaway run in a temporary
+The schedule needs the number of steps. Without ``--steps`` among the training options (and
+without ``--no-calibrate``, which trains the recipe's own steps) the script first times ``--calibrate`` steps of the same recipe (a throwaway run in a temporary
 folder, not counted) and plans ``steps = budget * 0.97 / CPU seconds per step`` after the
 setup time; with ``--steps`` that count is used. Either way the run stops when the budget is
 spent (said in the output; the cosine is then cut short). Writes ``OUT/curve.json`` and
@@ -23,7 +23,7 @@ spent (said in the output; the cosine is then cut short). Writes ``OUT/curve.jso
 
 ``--table A.json B.json ...`` prints runs side by side (an ablation: runs of one budget)::
 
-    OMP_NUM_THREADS=1 python benchmarks/vit_fmnist.py --cpu-minutes 20 --out runs/vit-fm20 -- --recipe fmnist
+    OMP_NUM_THREADS=1 python benchmarks/vit_fmnist.py --cpu-minutes 20 --no-calibrate --out runs/vit-fm20 -- --recipe fmnist
     OMP_NUM_THREADS=1 python benchmarks/vit_fmnist.py --cpu-minutes 4 --out runs/abl-spt -- --recipe fmnist --no-spt
     python benchmarks/vit_fmnist.py --table runs/abl-*/curve.json
 """
@@ -193,19 +193,25 @@ def plot(curves: list[tuple[str, list[dict]]], path: Path, budget_min: float) ->
 def run(a: argparse.Namespace, extra: list[str]) -> None:
     torch.set_num_threads(1)
     budget = a.cpu_minutes * 60
-    points = sorted({float(x) * 60 for x in a.points.split(",") if x.strip()} if a.points
-                    else {budget * f for f in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.85)})
-    given_steps = vit_parser().parse_args(["--out", "x", *extra]).train_steps
+    points = ([] if a.points == "none" else
+              sorted({float(x) * 60 for x in a.points.split(",") if x.strip()} if a.points
+                     else {budget * f for f in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.85)}))
+    parsed = vit_parser().parse_args(["--out", "x", *extra])
     calib = None
-    if given_steps is None:
+    extra_steps: list[str] = []
+    if parsed.train_steps is not None:
+        steps = parsed.train_steps
+    elif a.no_calibrate:  # the recipe's (or the verb's default) steps
+        from pixseq.classifiers.vit_train import default_train_config
+
+        steps = default_train_config(parsed.recipe).steps
+    else:
         setup, per_step = calibrate(extra, a.calibrate)
         steps = max(1, int((budget - setup) * SAFETY / per_step))
         calib = {"setup_cpu_s": round(setup, 2), "cpu_s_per_step": round(per_step, 4), "steps": steps}
         print(f"calibration: setup {setup:.1f} CPU s, {per_step * 1000:.1f} CPU ms a step -> {steps} steps",
               flush=True)
-    else:
-        steps = given_steps
-    extra_steps = [] if given_steps is not None else ["--steps", str(steps)]
+        extra_steps = ["--steps", str(steps)]
     args = parse_vit_args([*extra, *extra_steps], a.out)
     command = "pixseq train vit " + " ".join(shlex.quote(x) for x in [
         "--data", "fashion-mnist:train", "--out", str(a.out), "--val-data", "fashion-mnist:test",
@@ -269,12 +275,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cpu-minutes", type=float, default=20.0, help="training budget in process CPU minutes")
     ap.add_argument("--points", default=None, help="CPU minutes at which to evaluate, comma-separated "
-                                                   "(default: 5, 10, 20, 30, 50, 70 and 85 %% of the budget)")
+                                                   "(default: 5, 10, 20, 30, 50, 70 and 85 %% of the budget; none: "
+                                                   "only the end)")
     ap.add_argument("--out", type=Path, default=None, help="model directory (and curve.json / curve.png)")
     ap.add_argument("--label", default=None)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--png", type=Path, default=None)
     ap.add_argument("--calibrate", type=int, default=25, help="steps timed to plan the steps (without --steps)")
+    ap.add_argument("--no-calibrate", action="store_true",
+                    help="without --steps, train the recipe's own steps (the budget still caps them)")
     ap.add_argument("--table", type=Path, nargs="+", default=None, help="print these curve.json side by side")
     a = ap.parse_args(argv)
     if a.table:

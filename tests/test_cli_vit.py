@@ -141,6 +141,42 @@ def test_fine_tuning_from_a_timm_file_gets_a_new_head(timm_file, folder, tmp_pat
     assert model.pretrained_meta["init"] == str(timm_file)
 
 
+def test_a_recipe_sets_model_regularisation_and_training_and_options_override_it(folder, tmp_path, capsys):
+    from pixseq.checkpoint import load_model
+    from pixseq.classifiers.vit_train import RECIPES
+
+    recipe = RECIPES["fmnist"]
+    out = tmp_path / "r"
+    # the recipe's width and steps overridden (a test-sized run); everything else is the recipe's
+    code = main(["train", "vit", "--recipe", "fmnist", "--data", str(folder), "--out", str(out), "--image-size",
+                 str(SIDE), "--dim", "16", "--depth", "1", "--steps", "2", "--log-every", "0", "--ckpt-every", "0"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    run = json.loads((out / "train" / "run.json").read_text())
+    for key, value in recipe["settings"].items():
+        if key != "size":
+            assert run[key] == value, key
+    assert run["recipe"] == "fmnist" and run["dim"] == 16
+    cfg = load_model(out).config
+    assert (cfg.pool, cfg.spt, cfg.lsa, cfg.dim, cfg.depth) == (recipe["settings"]["pool"], True, True, 16, 1)
+    state = torch.load(out / "train" / "train_state.pt", weights_only=True)
+    assert state["config"]["steps"] == 2  # given
+    assert state["config"]["lr"] == recipe["train"]["lr"]
+    # the recipe's batch, capped to the 48 images (the recipe's warm-up to half the 2 steps)
+    assert f"fewer than --batch-size {recipe['train']['batch_size']}" in err and state["config"]["batch_size"] == 48
+    assert state["config"]["warmup_steps"] == 1
+
+
+def test_a_recipe_with_init_or_an_unknown_recipe_is_one_line(timm_file, folder, tmp_path, capsys):
+    code = main(["train", "vit", "--recipe", "fmnist", "--data", str(folder), "--out", str(tmp_path / "o"),
+                 "--init", str(timm_file), "--heads", "2"])
+    assert "--init sets the architecture" in _one_line_error(capsys, code)
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit) as info:  # argparse's choices: its own one-line usage error
+        main(["train", "vit", "--recipe", "cifar", "--data", str(folder), "--out", str(tmp_path / "o")])
+    assert "--recipe" in _one_line_error(capsys, info.value.code)
+
+
 @pytest.mark.parametrize("extra, what", [(["--depth", "3"], "depth 1 (asked: 3)"),
                                          (["--dim", "32"], "dim 16 (asked: 32)"),
                                          (["--size", "tiny"], "dim 16 (asked: 192)")])

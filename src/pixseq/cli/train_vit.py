@@ -15,10 +15,10 @@ HELP = "train a ViT classifier (from scratch or --init a pretrained one) on labe
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.classifiers.vit import VIT_PRESETS
-    from pixseq.classifiers.vit_train import DEFAULTS, default_train_config
+    from pixseq.classifiers import vit_train
     from pixseq.cli.train_args import add_train_arguments, add_val_arguments
 
-    d = DEFAULTS
+    d = vit_train.DEFAULTS
     parser.add_argument("--data", default=None, help="labelled data: fashion-mnist[:train|test] or a folder of "
                                                       "class sub-folders")
     parser.add_argument("--out", required=True, type=path_arg, help="model directory to write")
@@ -27,6 +27,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                              "pixseq ViT directory, hf:<repo>, or a timm name such as "
                              "vit_tiny_patch16_224.augreg_in21k_ft_in1k (resolved by pixseq.weights); it sets "
                              "the architecture")
+    parser.add_argument("--recipe", choices=list(vit_train.RECIPES), default=None,
+                        help="a from-scratch recipe: its model, regularisation and training settings as defaults "
+                             "(options given override them); " + "; ".join(f"{k}: {v}" for k, v in vit_train.RECIPE_NOTES.items()))
     arch = parser.add_argument_group("architecture", "from scratch (with --init the checkpoint's)")
     arch.add_argument("--size", choices=list(VIT_PRESETS), default=None, help=f"size preset (default {d['size']})")
     arch.add_argument("--image-size", type=int, default=None,
@@ -58,7 +61,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     add_weights_arguments(parser)
     parser.add_argument("--bf16", dest="train_precision", action="store_const", const="bf16",
                         default=argparse.SUPPRESS, help="bf16 autocast (same as --precision bf16)")
-    add_train_arguments(parser, default_train_config())
+    add_train_arguments(parser, vit_train.default_train_config())
 
 
 def run(args: argparse.Namespace) -> int:
