@@ -247,7 +247,7 @@ def _ui(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("args, message", [
     (["--models", "/nonexistent/models"], "--models /nonexistent/models: not found"),
-    (["--port", "70000"], "--port must be in 0..65535"),
+    (["--port", "70000"], "--port must be in 1..65535"),
     (["--concurrency", "0"], "--concurrency must be >= 1"),
 ])
 def test_ui_bad_options_are_one_line(args, message):
@@ -255,6 +255,47 @@ def test_ui_bad_options_are_one_line(args, message):
     assert res.returncode == 2 and res.stderr.startswith(f"pixseq: error: {message}"), res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert "Traceback" not in res.stderr
+
+
+def _ui_here(capsys, *args: str) -> tuple[int, str]:
+    """``pixseq ui ARGS`` in this process (the CLI's imports once for all the cases): exit code, stderr."""
+    from pixseq.cli import main
+
+    code = main(["ui", *args])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "0"], "--port must be in 1..65535, got 0"),
+    (["--host", "no-such-host.invalid"], "--host no-such-host.invalid: not a known host name or address ("),
+    (["--host", "192.0.2.1"], "cannot serve on 192.0.2.1:7860: Cannot assign requested address; check --host"),
+])
+def test_ui_bad_address_is_one_line(capsys, args, message):
+    code, err = _ui_here(capsys, *args)
+    assert code == 2 and err.startswith(f"pixseq: error: {message}"), err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_ui_on_a_busy_port_is_one_line_before_anything_is_written(tmp_path, capsys):
+    """The port is checked before the work folder is made (and before Gradio's import: seconds)."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, err = _ui_here(capsys, "--port", str(port), "--work", str(tmp_path / "work"), "--no-zoo")
+    assert code == 2, err
+    assert err == f"pixseq: error: cannot serve on 127.0.0.1:{port}: Address already in use; pass another --port\n"
+    assert not (tmp_path / "work").exists()
+
+
+def test_ui_help_names_every_tab():
+    from pixseq.app.tabs import available_tabs
+    from pixseq.cli.ui import HELP
+
+    for tab in available_tabs():
+        assert tab.TITLE.lower() in HELP, tab.TITLE
 
 
 # ---------------------------------------------------------------- progress of long runs

@@ -7,6 +7,7 @@ queue with a concurrency limit, and on Ctrl-C closes the server and removes what
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -93,6 +94,7 @@ def serve(models: Sequence[str] = (), host: str = "127.0.0.1", port: int = 7860,
     limits = limits or Limits()
     limits.check()
     started = time.perf_counter()
+    check_address(host, port)  # a busy port or a bad host: said in a second, before Gradio's import
     shelf = ModelShelf(models, resolve_device(device), roles(), zoo)  # bad --models: before anything is written
     folder = prepare_work(work, limits.keep_files_s)
     demo = None
@@ -109,6 +111,25 @@ def serve(models: Sequence[str] = (), host: str = "127.0.0.1", port: int = 7860,
         if demo is not None:
             demo.close()
         folder.cleanup()
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, in one line, an address the server could not listen on: a host name that does
+    not resolve, an address not of this machine, a port in use or not allowed. The socket is
+    bound as uvicorn binds it (``SO_REUSEADDR``: a port still in TIME_WAIT is free for it)."""
+    import socket
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise PixseqError(f"--host {host}: not a known host name or address ({exc.strerror})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(addr)
+        except OSError as exc:
+            hint = "pass another --port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "check --host"
+            raise PixseqError(f"cannot serve on {host}:{port}: {exc.strerror or exc}; {hint}") from None
 
 
 def _stop_on_sigterm() -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "serve the web UI: complete, sample, compress & assess, models (Gradio, localhost by default)"
+HELP = ("serve the web UI: complete, sample, text to image, upscale, translate, classify, compress & assess, "
+        "models (Gradio, localhost by default)")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -43,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from pixseq.app.work import Limits
     from pixseq.errors import PixseqError
 
-    if not 0 <= args.port <= 65535:
-        raise PixseqError(f"--port must be in 0..65535, got {args.port}")
+    if not 1 <= args.port <= 65535:  # 0 ("any free port") would leave the printed address wrong
+        raise PixseqError(f"--port must be in 1..65535, got {args.port}")
     limits = Limits(max_upload_mb=args.max_upload_mb, concurrency=args.concurrency, queue_size=args.queue_size,
                     max_images=args.max_images, max_codec_tokens=args.max_codec_tokens)
     try:
