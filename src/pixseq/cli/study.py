@@ -49,10 +49,11 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from pixseq.inversion.study import SET_MIN_IMAGES, StudyOptions, run_study
+    from pixseq.report.study import text_table
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(StudyOptions) if hasattr(args, f.name)}
     values["set_min"] = SET_MIN_IMAGES if args.set_min is None else args.set_min
-    page, table = run_study(StudyOptions(**values), args.device, args.seed)
-    print(table)
+    page, study = run_study(StudyOptions(**values), args.device, args.seed)
+    print(text_table(study))
     print(f"wrote {page}")
     return 0

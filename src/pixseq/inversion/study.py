@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from pixseq.errors import PixseqError, first_line
+from pixseq.report import study as report
 
 #: The study's JPEG qualities, 100 down to 1 (its table's rows; WebP and AVIF use the same).
 STUDY_QUALITIES = (100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 5, 1)
@@ -339,16 +340,16 @@ def _load_images(opts: StudyOptions) -> list[tuple[str, np.ndarray]]:
 
 
 def run_study(opts: StudyOptions, device: torch.device | str = "auto", seed: int = 0,
-              log: Callable[[str], None] = print) -> tuple[Path, str]:
+              log: Callable[[str], None] = print) -> tuple[Path, report.Study]:
     """The whole study: check, load, invert, code, score, report into ``opts.out``; returns
-    ``(the page's path, the summary table as printed)``."""
+    the page's path and what was measured (:func:`pixseq.report.study.text_table` prints its
+    summary; ``decoded`` holds every output image)."""
     from pixseq.checkpoint import load_model
     from pixseq.codec import CODEC_MODEL_KINDS, compare
     from pixseq.codec.bench import codec_names
     from pixseq.device import resolve_device
     from pixseq.inversion.generators import as_generator
     from pixseq.inversion.optimize import recipe
-    from pixseq.report import study as report
     from pixseq.runtime import notice, seed_everything
 
     check_options(opts)
@@ -377,7 +378,7 @@ def run_study(opts: StudyOptions, device: torch.device | str = "auto", seed: int
                          meta=_meta(opts, config, seed, inverted, gen_name))
     with _staging(opts.out) as tmp:
         report.write_study(study, tmp)
-    return Path(opts.out) / "index.html", report.text_table(study)
+    return Path(opts.out) / "index.html", study
 
 
 def _meta(opts: StudyOptions, config, seed: int, inverted: dict[str, Inverted], gen_name: str) -> dict:
