@@ -153,8 +153,11 @@ def test_an_earlier_report_is_replaced_only_with_force(report, setup, capsys):
     before = (report / "study.json").read_text()
     _one_line_error(capsys, main(_argv(setup, report)), "already exists", "--force")
     assert (report / "study.json").read_text() == before
-    assert main(_argv(setup, report, "--force", "--bits", "2", "--no-elias")) == 0
-    assert (report / "study.json").read_text() != before and not (report / "galleries" / "stale").exists()
+    (report / "galleries" / "stale.png").write_bytes(b"from an older report")
+    assert main(_argv(setup, report, "--force", "--bits", "2", "--no-elias", "--preset", "thesis")) == 0
+    assert (report / "study.json").read_text() != before and not (report / "galleries" / "stale.png").exists()
+    table = (report / "table.txt").read_text()
+    assert "SSIM [thesis preset" in table and "PSNR dB [thesis preset" in table  # the study's settings, labelled
     assert [p.name for p in report.parent.iterdir()] == ["rep"]  # no temporary folder left beside it
 
 
