@@ -17,7 +17,11 @@ The schedule needs the number of steps. Without ``--steps`` among the training o
 without ``--no-calibrate``, which trains the recipe's own steps) the script first times ``--calibrate`` steps of the same recipe (a throwaway run in a temporary
 folder, not counted) and plans ``steps = budget * 0.97 / CPU seconds per step`` after the
 setup time; with ``--steps`` that count is used. Either way the run stops when the budget is
-spent (said in the output; the cosine is then cut short). Writes ``OUT/curve.json`` and
+spent (said in the output; the cosine is then cut short). With ``--ckpt-every N`` among the
+options every checkpoint's held-out evaluation is a point of the curve too, and the clocks
+are saved with it (``OUT.bench-state.json``): an interrupted run goes on with ``--resume``
+(same options), exactly as the Trainer resumes, its clocks from that checkpoint (the resumed
+process's own data loading counts too). Writes ``OUT/curve.json`` and
 ``OUT/curve.png`` (or ``--json`` / ``--png``) and leaves the model in ``OUT`` (a normal
 ``pixseq train vit`` directory: ``pixseq evaluate`` / ``classify`` take it).
 
@@ -49,18 +53,34 @@ class CpuCurve:
     """Trainer callback: the CPU clock without evaluations, test accuracy at CPU-time points,
     and the budget stop (``trainer.config.steps = step``, as the demo's time budget)."""
 
-    def __init__(self, start_cpu: float, points_s: list[float], budget_s: float, partial: Path | None = None) -> None:
-        self.start, self.points, self.budget, self.partial = start_cpu, sorted(points_s), budget_s, partial
+    def __init__(self, start_cpu: float, points_s: list[float], budget_s: float, state: Path,
+                 resumed: dict | None = None) -> None:
+        self.start, self.points, self.budget, self.state = start_cpu, sorted(points_s), budget_s, state
         self.eval_cpu = 0.0
         self.curve: list[dict] = []
         self.step_cpu: list[float] = []  # training CPU clock at each step's end
         self.stopped_at: int | None = None
+        self.last_step, self.n_images = 0, 1
         self._wrapped = False
         self._wall0 = time.perf_counter()
+        # a resumed run: the clocks go on from its last checkpoint (what followed it is redone)
+        self.cpu_before, self.wall_before, self.eval_before = 0.0, 0.0, 0.0
+        if resumed is not None:
+            self.cpu_before, self.wall_before = resumed["train_cpu_s"], resumed["wall_s"]
+            self.eval_before, self.curve = resumed["eval_cpu_s"], resumed["curve"]
+            self.points = [p for p in self.points if p > self.cpu_before]
 
     def clock(self) -> float:
         """Training CPU seconds so far (evaluations excluded)."""
-        return time.process_time() - self.start - self.eval_cpu
+        return self.cpu_before + time.process_time() - self.start - self.eval_cpu
+
+    def wall(self) -> float:
+        return self.wall_before + time.perf_counter() - self._wall0
+
+    def on_checkpoint(self, trainer, step: int) -> None:
+        """The clocks and the curve with every checkpoint (``--resume`` goes on from them)."""
+        self.state.write_text(json.dumps({"step": step, "train_cpu_s": self.clock(), "wall_s": self.wall(),
+                                          "eval_cpu_s": self.eval_before + self.eval_cpu, "curve": self.curve}))
 
     def _wrap(self, trainer) -> None:
         """Time every held-out evaluation, the Trainer's own included (its last step's), so
@@ -84,9 +104,12 @@ class CpuCurve:
     def on_step_end(self, trainer, step: int, record: dict) -> None:
         now = self.clock()
         self.step_cpu.append(now)
+        self.last_step, self.n_images = step, len(trainer.dataset)
         if step >= trainer.config.steps:
             return  # the last step: its evaluation is the run's own (read after the run)
-        if self.points and now >= self.points[0]:
+        if "eval/accuracy" in record:  # a checkpoint's held-out evaluation (--ckpt-every)
+            self.add_point(step, now, record, trainer.config.batch_size, len(trainer.dataset))
+        elif self.points and now >= self.points[0]:
             while self.points and now >= self.points[0]:
                 self.points.pop(0)
             self.add_point(step, now, trainer.evaluate(), trainer.config.batch_size, len(trainer.dataset))
@@ -95,12 +118,10 @@ class CpuCurve:
             trainer.config.steps = step  # the loop's condition: no more steps
 
     def add_point(self, step: int, cpu_s: float, scores: dict, batch: int, n_images: int) -> None:
-        point = {"cpu_min": round(cpu_s / 60, 3), "wall_min": round((time.perf_counter() - self._wall0) / 60, 3),
+        point = {"cpu_min": round(cpu_s / 60, 3), "wall_min": round(self.wall() / 60, 3),
                  "step": step, "epochs": round(step * batch / n_images, 2),
                  "test_accuracy": scores["eval/accuracy"], "test_loss": scores["eval/loss"]}
         self.curve.append(point)
-        if self.partial is not None:  # the curve so far, should the run be cut off
-            self.partial.write_text(json.dumps(self.curve, indent=1))
         print(f"  {point['cpu_min']:6.2f} CPU min  step {step:6d}  epoch {point['epochs']:5.2f}  "
               f"test accuracy {point['test_accuracy']:.4f}", flush=True)
 
@@ -127,13 +148,13 @@ def parse_vit_args(extra: list[str], out: Path, steps: int | None = None, **trai
     return vit_parser().parse_args(argv)
 
 
-def train(args: argparse.Namespace, callbacks=()):
+def train(args: argparse.Namespace, callbacks=(), resume: bool = False):
     """What ``pixseq train vit`` runs (:func:`pixseq.cli.train_vit.run`), with callbacks."""
     from pixseq.classifiers.vit_train import RUN_KEYS, train_vit
     from pixseq.cli.train_args import given, train_options
 
     return train_vit(**given(args, RUN_KEYS), out=args.out, train=train_options(args), device=args.device,
-                     resume=False, force=True, seed=args.seed, weights_dir=args.weights_dir, offline=True,
+                     resume=resume, force=not resume, seed=args.seed, weights_dir=args.weights_dir, offline=True,
                      callbacks=callbacks)
 
 
@@ -197,9 +218,13 @@ def run(a: argparse.Namespace, extra: list[str]) -> None:
               sorted({float(x) * 60 for x in a.points.split(",") if x.strip()} if a.points
                      else {budget * f for f in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.85)}))
     parsed = vit_parser().parse_args(["--out", "x", *extra])
+    state_path = a.out.parent / f"{a.out.name}.bench-state.json"
+    resumed = json.loads(state_path.read_text()) if a.resume else None
     calib = None
     extra_steps: list[str] = []
-    if parsed.train_steps is not None:
+    if a.resume:  # the run's own steps (from its checkpoint)
+        steps = None
+    elif parsed.train_steps is not None:
         steps = parsed.train_steps
     elif a.no_calibrate:  # the recipe's (or the verb's default) steps
         from pixseq.classifiers.vit_train import default_train_config
@@ -218,18 +243,21 @@ def run(a: argparse.Namespace, extra: list[str]) -> None:
         "--val-limit", "10000", *extra, *extra_steps])
     print(f"{a.label or a.out}: {command}\n  budget {a.cpu_minutes:g} CPU min, 1 thread", flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    partial = a.out.parent / f"{a.out.name}.partial.json"
-    curve = CpuCurve(time.process_time(), [p for p in points if p < budget], budget, partial)
-    wall0 = time.perf_counter()
-    result = train(args, [curve])
+    curve = CpuCurve(time.process_time(), [p for p in points if p < budget], budget, state_path, resumed)
+    result = train(args, [curve], resume=a.resume)
+    steps = result.train_config.steps if steps is None else steps
+    if not curve.step_cpu:
+        print(f"error: the run in {a.out} had no steps left to train (finished already?)", file=sys.stderr)
+        sys.exit(2)
     last = result.history[-1]
     final_cpu = curve.step_cpu[-1]
-    curve.add_point(len(result.history), final_cpu, last, result.train_config.batch_size, 60000)
+    curve.add_point(curve.last_step, final_cpu, last, result.train_config.batch_size, curve.n_images)
     s = result.settings
     record = {"label": a.label or str(a.out), "command": command, "budget_cpu_min": a.cpu_minutes,
-              "steps_planned": steps, "steps_done": len(result.history), "stopped_by_budget": curve.stopped_at,
+              "steps_planned": steps, "steps_done": curve.last_step, "stopped_by_budget": curve.stopped_at,
               "final_test_accuracy": last["eval/accuracy"], "train_cpu_min": round(final_cpu / 60, 3),
-              "eval_cpu_min": round(curve.eval_cpu / 60, 3), "wall_min": round((time.perf_counter() - wall0) / 60, 2),
+              "eval_cpu_min": round((curve.eval_before + curve.eval_cpu) / 60, 3),
+              "wall_min": round(curve.wall() / 60, 2), "resumed": a.resume,
               "params": result.model.num_params(), "calibration": calib, "machine": machine(),
               "settings": {k: v for k, v in s.items() if k not in ("data", "val_data", "val_limit", "limit")},
               "train_config": {k: getattr(result.train_config, k) for k in
@@ -242,7 +270,7 @@ def run(a: argparse.Namespace, extra: list[str]) -> None:
     plot([(record["label"], curve.curve)], out_png, a.cpu_minutes)
     cut = f" (stopped by the budget at step {curve.stopped_at} of {steps})" if curve.stopped_at else ""
     print(f"\n{record['label']}: {record['final_test_accuracy']:.2%} test accuracy after {final_cpu / 60:.2f} CPU min "
-          f"(1 thread), {len(result.history)} steps{cut}; evaluations took {curve.eval_cpu / 60:.2f} CPU min more")
+          f"(1 thread), {curve.last_step} steps{cut}; evaluations took {record['eval_cpu_min']:.2f} CPU min more")
     print_curve(record)
     print(f"wrote {out_json}, {out_png}, model {a.out}")
 
@@ -282,6 +310,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--png", type=Path, default=None)
     ap.add_argument("--calibrate", type=int, default=25, help="steps timed to plan the steps (without --steps)")
+    ap.add_argument("--resume", action="store_true",
+                    help="go on with an interrupted run in --out (its checkpoint and clocks; give the same options)")
     ap.add_argument("--no-calibrate", action="store_true",
                     help="without --steps, train the recipe's own steps (the budget still caps them)")
     ap.add_argument("--table", type=Path, nargs="+", default=None, help="print these curve.json side by side")
