@@ -76,7 +76,7 @@ def test_help_lists_verbs_and_common_options(capsys):
 def test_interrupts_and_file_system_errors_anywhere_are_one_line(tmp_path, monkeypatch, capsys):
     import pixseq.cli as cli
 
-    def interrupted():  # Ctrl-C while the parser is built (it imports torch: seconds)
+    def interrupted(*_):  # Ctrl-C while the parser is built (it imports torch: seconds)
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:

@@ -163,7 +163,7 @@ def test_blend_weights_are_a_partition_of_unity():
     """A per-pixel net (nearest upsampling) tiled gives exactly the whole-image output: the
     window weights of overlapping tiles sum to 1 everywhere, in 2-D too."""
     x = torch.rand(3, 150, 230)
-    up = lambda t: F.interpolate(t, scale_factor=4, mode="nearest")  # noqa: E731
+    up = lambda t: F.interpolate(t, scale_factor=4, mode="nearest")
     for tile, overlap in ((64, 16), (100, 32), (149, 20)):
         rows = []
         TileBlender(up, 4, tile, overlap).run(x, rows.append)
@@ -398,3 +398,45 @@ def test_generate_upscale_writes_the_super_resolved_image(tmp_path, capsys):
     assert main([*base, "--upscale", "1e4", "--upscale-model", str(tmp_path / "sr")]) == 2
     _one_line_error(capsys, "past the limit")
     assert not out.exists()
+
+
+def test_generate_upscale_with_the_shipped_zoo_models(tmp_path, capsys):
+    """``pixseq generate PROMPT --vqgan zoo:vqgan-fm --clip zoo:lit-fm --upscale 4``: the zoo
+    names work for the guide too (``zoo:lit-fm`` once read as open_clip's ARCH:TAG form)."""
+    from pixseq.guidance.clip import load_guide
+
+    save_pretrained(_tiny_rrdb(), tmp_path / "sr")
+    out = tmp_path / "fm.png"
+    base = ["generate", "a sneaker", "--vqgan", "zoo:vqgan-fm", "--size", "28x28", "--steps", "2", "--cutn", "2",
+            "--out", str(out), "--upscale", "4", "--upscale-model", str(tmp_path / "sr"), "--device", "cpu"]
+    assert main([*base, "--clip", "zoo:lit-fm"]) == 0
+    assert "fm-x4.png" in capsys.readouterr().out
+    small, big = load_image_native(out), load_image_native(tmp_path / "fm-x4.png")
+    assert small.shape[:2] == (28, 28) and big.shape[:2] == (112, 112)
+    assert np.array_equal(big, upscale_image(_tiny_rrdb(), small))
+    assert load_guide("zoo:lit-fm").training is False
+    for clip, words in (("zoo:no-such-model", ["no-such-model"]), ("zoo:vqgan-fm", ["kind"])):
+        assert main([*base[:-8], "--out", str(tmp_path / "x.png"), "--clip", clip]) == 2
+        _one_line_error(capsys, *words)
+    with pytest.raises(PixseqError, match="not a zoo model"):
+        load_guide("zoo:lit-fm", weights=tmp_path / "w.safetensors")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_verb_builds_only_its_own_parser():
+    """``pixseq upscale`` imports no other verb's module (each verb's options import models,
+    metrics, open_clip: ~400 MB of resident memory the upscaler carried through a run);
+    ``pixseq --help`` and an unknown verb still see them all."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom pixseq.cli import build_parser, main, VERBS\n"
+            "try:\n    main(['upscale', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('pixseq.cli.') and m.rsplit('.', 1)[1] in VERBS))\n"
+            "print(sorted(build_parser()._subparsers._group_actions[0].choices) == sorted(VERBS))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2] == "['pixseq.cli.upscale']", done.stdout
+    assert lines[-1] == "True", done.stdout

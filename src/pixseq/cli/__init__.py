@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from pixseq.errors import PixseqError
 from pixseq.plugins import import_optional
@@ -72,24 +72,33 @@ def _seed(text: str) -> int:
     return value
 
 
-def _available_verbs() -> dict[str, object]:
+def _available_verbs(only: str | None = None) -> dict[str, object]:
     mods = {}
     for name, modname in VERBS.items():
+        if only is not None and name != only:
+            continue
         mod = import_optional(modname)
         if mod is not None:
             mods[name] = mod
     return mods
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full ``pixseq`` parser with one sub-parser per available verb."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``pixseq`` parser with one sub-parser per available verb, or only verb ``only``'s.
+
+    Building a verb's parser imports what its options name (models, metrics, torch, open_clip):
+    all of them cost seconds and ~400 MB of resident memory that ``pixseq upscale`` would
+    carry through its run, so :func:`main` builds only the verb it was given."""
     from pixseq.version import __version__
 
     parser = _Parser(prog="pixseq", description="Images as token sequences: tokenize, model, generate, compress, assess.")
     parser.add_argument("--version", action="version", version=f"pixseq {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="<verb>", parser_class=_Parser)
     sub.required = True
-    for name, mod in _available_verbs().items():
+    verbs = _available_verbs(only)
+    if only is not None and not verbs:  # that verb's module would not import: say so as the full parser does
+        verbs = _available_verbs()
+    for name, mod in verbs.items():
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_parser(p)
         if not getattr(mod, "HAS_SUBCOMMANDS", False):
@@ -103,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finished = False
     try:
         # Building the parser imports torch (seconds): a Ctrl-C then is handled like any other.
-        args = build_parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = build_parser(_verb_in(argv)).parse_args(argv)
         code = int(args._run(args) or 0)
         finished = True
         return code
@@ -121,6 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         _leave_process_group(wait=finished)
+
+
+def _verb_in(argv: Sequence[str]) -> str | None:
+    """The verb ``argv`` starts with, when it is one (else None: the whole parser, for
+    ``--help``, ``--version`` and the message naming the verbs there are)."""
+    return argv[0] if argv and argv[0] in VERBS else None
 
 
 def _leave_process_group(wait: bool) -> None:

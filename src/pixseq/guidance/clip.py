@@ -18,7 +18,9 @@ have it too).
   naming the file);
 * ``random:ViT-B-32`` - that architecture with random weights (benchmarks; said in a notice);
 * a pixseq model directory of kind ``clip`` or ``lit``, or a folder holding open_clip's
-  ``open_clip_config.json`` + ``open_clip_model.safetensors`` (a downloaded hub repository).
+  ``open_clip_config.json`` + ``open_clip_model.safetensors`` (a downloaded hub repository);
+* ``zoo:NAME`` - a pixseq zoo model of kind ``clip`` or ``lit`` (``zoo:lit-fm``; a bare name
+  would read as an open_clip architecture).
 
 OpenAI's original ``.pt`` files are TorchScript archives, which ``torch.load(weights_only=True)``
 cannot read and pixseq does not unpickle otherwise; the same weights are published in
@@ -369,7 +371,7 @@ def load_guide(spec: str | os.PathLike, weights: str | os.PathLike | None = None
     """The guide ``--clip`` names (see the module docstring), frozen, in eval mode, on ``device``.
 
     ``weights``: an explicit CLIP weight file for an architecture name (``--clip-weights``)."""
-    from pixseq.checkpoint import load_model
+    from pixseq.checkpoint import ZOO_PREFIX, load_model
     from pixseq.weights import resolve_weights
 
     text = os.fspath(spec).strip()
@@ -383,6 +385,10 @@ def load_guide(spec: str | os.PathLike, weights: str | os.PathLike | None = None
             guide = _hub_folder(path)
         else:
             guide = load_model(path, kind=("clip", "lit"), device="cpu")
+    elif text.startswith(ZOO_PREFIX):  # before the ARCH:TAG form, which "zoo:lit-fm" would also fit
+        if weights is not None:
+            raise PixseqError("--clip-weights goes with an architecture name, not a zoo model")
+        guide = load_model(text, kind=("clip", "lit"), device="cpu")
     elif text.startswith(RANDOM_PREFIX):
         guide = random_clip(text[len(RANDOM_PREFIX):])
         notice(f"CLIP {text[len(RANDOM_PREFIX):]} with RANDOM weights: its judgements mean nothing (for timing)")
