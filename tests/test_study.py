@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -78,6 +79,9 @@ def test_the_report_is_whole_and_laid_out_like_table_3_3(report, setup):
     gallery = load_image(report / "galleries" / "g0.png")
     assert gallery.shape[0] == (1 + len(codecs)) * (84 + 2) + 2  # 28 px cells zoomed 3x, 2 px padding
     assert "galleries" not in (report / "index.html").read_text() or (report / "assets").is_dir()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert report.stat().st_mode & 0o777 == 0o777 & ~umask  # as a plain mkdir, not mkdtemp's 0700
 
 
 def test_the_numbers_match_independent_computations(report, setup):

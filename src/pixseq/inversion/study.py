@@ -27,6 +27,7 @@ stopped at any point, ``out`` holds a whole report or none.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -39,6 +40,7 @@ import numpy as np
 import torch
 
 from pixseq.errors import PixseqError, first_line
+from pixseq.io import _umask
 from pixseq.report import study as report
 
 #: The study's JPEG qualities, 100 down to 1 (its table's rows; WebP and AVIF use the same).
@@ -316,6 +318,7 @@ def _staging(out: Path):
     out = Path(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:40]}.", suffix=".tmp", dir=out.absolute().parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the report gets a plain mkdir's permissions
         yield tmp
         old = None
         if out.exists():
