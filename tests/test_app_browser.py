@@ -185,6 +185,13 @@ def open_tab(pg, title: str) -> None:
     pg.get_by_role("tab", name=title).click()
 
 
+def painted_fraction(pg, selector: str) -> float:
+    """The share of a box (an image component) the page paints with something other than the page's
+    white background (from a screenshot of the box: what a user sees, not the file)."""
+    shot = np.asarray(Image.open(io.BytesIO(pg.locator(selector).first.screenshot())).convert("RGB")).astype(int)
+    return float((np.abs(shot - 255).sum(axis=2) > 30).mean())
+
+
 @pytest.fixture(scope="module")
 def garment(tmp_path_factory) -> tuple[Path, np.ndarray]:
     from pixseq.data import load_fashion_mnist
@@ -271,8 +278,15 @@ def test_compress_and_assess_at_a_target_rate(page, server, tmp_path):
 
 
 def test_models_tab_shows_the_cards(page):
+    open_tab(page, "Sample")  # tiny-gan: loaded by this choice only, after the page opened
+    choose(page, "sample-model", "tiny-gan")
+    wait_status(page, "sample", "tiny-gan ready")
+    choose(page, "sample-model", "tiny-taming")  # as the later tests expect it
+    wait_status(page, "sample", "tiny-taming ready")
     open_tab(page, "Models")
     page.wait_for_function("document.querySelector('#models-card').innerText.includes('fm-igpt')")
+    # opening the tab shows what is loaded now, not what was when the page opened
+    page.wait_for_function("document.querySelector('#models-list').innerText.includes('tiny-gan\\tgan\\tSample\\tloaded')")
     listing = page.inner_text("#models-list")
     assert "fm-igpt\tigpt\tComplete, Sample, Compress & assess" in listing
     assert "tiny-gan\tgan\tSample" in listing and "tiny-rrdb\trrdbnet\tUpscale" in listing
@@ -280,6 +294,7 @@ def test_models_tab_shows_the_cards(page):
     assert "tiny-cyclegan\tcyclegan\tTranslate" in listing and "tiny-denoise\trestore\tTranslate" in listing
     card = page.inner_text("#models-card")
     assert "Run settings" in card and "fashion-mnist" in card and "final_loss" in card
+    assert ", loaded" in card  # the Complete tab loaded fm-igpt when the page opened
 
 
 # ---------------------------------------------------------------- bad uploads
@@ -306,6 +321,7 @@ def test_bad_uploads_give_a_message_and_the_server_goes_on(page, garment, tmp_pa
         assert "/tmp" not in text and str(tmp_path) not in text  # the file's name, not the server's path
     upload(page, "complete", garment[0])  # still serving, and the upload box is ready again
     wait_status(page, "complete", "loaded boot.png", stop_on_error=False)
+    assert page.locator("#complete-pick input").input_value() == ""  # no longer names the earlier pick
     page.click("#complete-run")
     wait_status(page, "complete", "kept")
 
@@ -359,6 +375,7 @@ def test_text_to_image_runs_to_the_end(page, server, tmp_path):
     text = wait_status(page, "text", "CLIP score")
     assert "32x24, 6 steps" in text and "generating 32x24" in text  # rounded to the factor 4, with a notice
     shown = fetch_image(page, "#text-image img")
+    assert shown.shape[:2] == (24, 32) and painted_fraction(page, "#text-image") > 0.5  # fills its box, not a speck
     m = server["models"]
     expect = text_to_image("a red shoe|blurry:-0.5", m / "tiny-vq", m / "tiny-clip", tmp_path / "t.png",
                            (22, 30), generate_config(steps=6, cutn=4, seed=0, frame_every=5))
@@ -387,7 +404,7 @@ def test_upscale_gives_the_library_s_image(page, server, tmp_path):
     wait_status(page, "upscale", "loaded small.png")
     choose(page, "upscale-model", "tiny-rrdb")
     page.click("#upscale-run")
-    assert "24x20 -> 96x80 with tiny-rrdb" in wait_status(page, "upscale", "->")
+    assert "24x20 -> 96x80 with tiny-rrdb (1 tile of 24 px" in wait_status(page, "upscale", "->")
     link = page.locator("#upscale-file a").first
     shown = np.asarray(Image.open(io.BytesIO(page.request.get(link.get_attribute("href")).body())))
     np.testing.assert_array_equal(shown, upscale_image(load_model(server["models"] / "tiny-rrdb"), image))

@@ -185,15 +185,16 @@ def wire_image_input(ctx, inp: ImageInput, status) -> None:
     from pixseq.runtime import capture_notices
 
     # the upload box empties again once its file is read (the editor holds the image): ready
-    # for the next file, and a bad one leaves nothing behind that looks loaded
+    # for the next file, and a bad one leaves nothing behind that looks loaded; the example
+    # picker empties too (it named an image no longer in the editor)
     def from_upload(path):
         with capture_notices() as notes:
             try:
                 image, name = load_upload(path, ctx.limits.max_pixels)
             except PixseqError as exc:
-                return None, None, status_html(notes, error=str(exc))
+                return None, None, None, status_html(notes, error=str(exc))
         h, w = image.shape[:2]
-        return None, ctx.work.page_image(image), status_html(notes, done=f"loaded {name}: {w}x{h} pixels")
+        return None, ctx.work.page_image(image), None, status_html(notes, done=f"loaded {name}: {w}x{h} pixels")
 
     def from_pick(name):
         if not name:
@@ -202,7 +203,7 @@ def wire_image_input(ctx, inp: ImageInput, status) -> None:
         return ctx.work.page_image(image), status_html(done=f"picked {name}: {image.shape[1]}x{image.shape[0]} pixels")
 
     # queued too (decoding a large upload is work), apart from the model requests
-    inp.upload.upload(from_upload, inp.upload, [inp.upload, inp.editor, status], concurrency_id="images",
+    inp.upload.upload(from_upload, inp.upload, [inp.upload, inp.editor, inp.pick, status], concurrency_id="images",
                       concurrency_limit=ctx.limits.concurrency)
     inp.pick.input(from_pick, inp.pick, [inp.editor, status], concurrency_id="images",
                    concurrency_limit=ctx.limits.concurrency)
@@ -256,7 +257,7 @@ def result_image(key: str, label: str, name: str = "image"):
     import gradio as gr
 
     return gr.Image(label=label, format="png", interactive=False, height=440, elem_id=f"{key}-{name}",
-                    buttons=["download", "fullscreen"])
+                    buttons=["download", "fullscreen"], elem_classes=["pixseq-result"])
 
 
 def sampling_controls(key: str):

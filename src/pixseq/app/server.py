@@ -25,6 +25,10 @@ CSS = """
 .pixseq-error { color: #b00020; }
 .pixseq-note { color: #555; font-size: 0.92em; margin: 0.15em 0; }
 table.pixseq-scores td, table.pixseq-scores th, table.pixseq-models td, table.pixseq-models th { padding: 2px 8px; }
+/* a result fills its box: Gradio only scales images down, and a 28x28 garment or a 32x24
+   text-to-image result stood as a speck in a 440-px box; pixelated, the pixels stay visible */
+.pixseq-result .image-frame { width: 100%; }
+.pixseq-result .image-frame img { object-fit: contain; image-rendering: pixelated; }
 """
 
 
@@ -40,6 +44,8 @@ class AppContext:
     offline: bool | None = None
     jobs: JobBoard = field(default_factory=JobBoard)
     loads: list[tuple[Callable, Any, Any]] = field(default_factory=list)
+    #: the tab being built (its ``select`` event: the tab was opened)
+    tab: Any = None
 
     def on_load(self, fn: Callable, inputs, outputs) -> None:
         """Run ``fn`` when a page opens (e.g. fill a model's details into the form)."""
@@ -59,8 +65,9 @@ def build_app(ctx: AppContext):
                     elem_id="pixseq-header")
         with gr.Tabs():
             for tab in available_tabs():
-                with gr.Tab(tab.TITLE, id=tab.KEY, elem_id=f"tab-{tab.KEY}"):
+                with gr.Tab(tab.TITLE, id=tab.KEY, elem_id=f"tab-{tab.KEY}") as ctx.tab:
                     tab.build(ctx)
+            ctx.tab = None
         for fn, inputs, outputs in ctx.loads:
             demo.load(fn, inputs, outputs)
     demo.queue(default_concurrency_limit=ctx.limits.concurrency, max_size=ctx.limits.queue_size)

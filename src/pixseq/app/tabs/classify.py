@@ -44,7 +44,7 @@ def build(ctx) -> None:
         with gr.Column(scale=1):
             top = gr.Label(num_top_classes=TOP_K, label="top classes", elem_id=f"{KEY}-top")
             attention = gr.Image(label="attention rollout", format="png", interactive=False, height=300,
-                                 elem_id=f"{KEY}-attention")
+                                 elem_id=f"{KEY}-attention", elem_classes=["pixseq-result"])
             status = gr.HTML(elem_id=f"{KEY}-status")
     wire_image_input(ctx, inp, status)
     go.click(_on_classify(ctx), [inp.editor, model, labels], [top, attention, status], api_name="classify",

@@ -27,6 +27,8 @@ def build(ctx) -> None:
     model.change(show, model, [listing, card])
     refresh.click(show, model, [listing, card])
     ctx.on_load(show, model, [listing, card])
+    # opened again: what is loaded now (requests load models after the page opened)
+    ctx.tab.select(show, model, [listing, card])
 
 
 def _on_show(ctx):

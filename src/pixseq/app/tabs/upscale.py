@@ -72,6 +72,7 @@ def _work(ctx):
 
         from pixseq.app.common import editor_image
         from pixseq.io import save_image
+        from pixseq.runtime import plural
         from pixseq.upscale import upscale_image
 
         image = editor_image(editor)
@@ -84,7 +85,7 @@ def _work(ctx):
         bicubic = np.asarray(Image.fromarray(image).resize((ow, oh), Image.BICUBIC))
         path = save_image(big, ctx.work.request_dir() / "upscaled.png")
         return ((bicubic, big), str(path),
-                f"{w}x{h} -> {ow}x{oh} with {name} ({stats['tiles']} tiles of {stats['tile']} px, "
+                f"{w}x{h} -> {ow}x{oh} with {name} ({plural(stats['tiles'], 'tile')} of {stats['tile']} px, "
                 f"{stats['seconds']:.1f} s)")
 
     return upscale
