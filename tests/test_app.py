@@ -290,6 +290,14 @@ def test_ui_on_a_busy_port_is_one_line_before_anything_is_written(tmp_path, caps
     assert not (tmp_path / "work").exists()
 
 
+def test_ui_has_no_seed_option_that_would_do_nothing(capsys):
+    """Each request has its own seed field; a server-wide --seed was accepted and ignored."""
+    with pytest.raises(SystemExit) as exc:
+        _ui_here(capsys, "--seed", "3")
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --seed 3" in capsys.readouterr().err
+
+
 def test_ui_help_names_every_tab():
     from pixseq.app.tabs import available_tabs
     from pixseq.cli.ui import HELP

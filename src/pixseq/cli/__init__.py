@@ -5,6 +5,7 @@ A verb module defines::
     HELP = "one line shown in `pixseq --help`"
     def add_parser(parser: argparse.ArgumentParser) -> None   # add the verb's options
     def run(args: argparse.Namespace) -> int                  # do the work, return exit code
+    SEEDED = False                     # optional: the verb takes no --seed (nothing it does is random)
 
 :func:`main` adds ``--device`` and ``--seed`` to every verb, turns
 :class:`~pixseq.errors.PixseqError` into one line on stderr and exit code 2, and never
@@ -54,11 +55,12 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def add_common(parser: argparse.ArgumentParser) -> None:
-    """Options every verb has."""
+def add_common(parser: argparse.ArgumentParser, seed: bool = True) -> None:
+    """Options every verb has (``--seed`` not for a verb without randomness of its own)."""
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where to run (auto: cuda when available, else cpu)")
-    parser.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    if seed:
+        parser.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
 
 
 def _seed(text: str) -> int:
@@ -102,7 +104,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_parser(p)
         if not getattr(mod, "HAS_SUBCOMMANDS", False):
-            add_common(p)
+            add_common(p, seed=getattr(mod, "SEEDED", True))
         p.set_defaults(_run=mod.run)
     return parser
 

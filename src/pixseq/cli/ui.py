@@ -9,6 +9,9 @@ import argparse
 HELP = ("serve the web UI: complete, sample, text to image, upscale, translate, classify, compress & assess, "
         "models (Gradio, localhost by default)")
 
+#: no --seed: each request carries its own (the page's Seed fields)
+SEEDED = False
+
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     from pixseq.app.work import Limits
