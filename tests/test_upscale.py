@@ -329,6 +329,9 @@ def test_upscale_bad_inputs_are_one_line_and_write_nothing(tmp_path, capsys):
     _one_line_error(capsys, "would both be written")
     assert main(["upscale", str(tmp_path / "nope.png"), *model, "--out", str(out)]) == 2
     _one_line_error(capsys, "image not found")
+    torch.save({"params_ema": _tiny_rrdb().state_dict()}, tmp_path / "x4.pth")  # a weight file as --model
+    assert main(["upscale", str(small), "--model", str(tmp_path / "x4.pth"), "--out", str(out)]) == 2
+    _one_line_error(capsys, "is a weight file", "pixseq convert realesrgan")
     assert not out.exists()
 
 
@@ -396,7 +399,10 @@ def test_generate_upscale_writes_the_super_resolved_image(tmp_path, capsys):
     # past the pixel limit: refused before the optimisation, nothing written
     (tmp_path / "o.png").unlink()
     assert main([*base, "--upscale", "1e4", "--upscale-model", str(tmp_path / "sr")]) == 2
-    _one_line_error(capsys, "past the limit")
+    _one_line_error(capsys, "past the limit", "use --upscale 577")  # generate's own flag, not upscale's
+    for bad in ("0", "-2", "inf"):  # refused before any model loads
+        assert main([*base, "--upscale", bad, "--upscale-model", str(tmp_path / "nowhere")]) == 2
+        _one_line_error(capsys, "--upscale must be a positive number")
     assert not out.exists()
 
 

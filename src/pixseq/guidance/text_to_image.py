@@ -150,6 +150,10 @@ def text_to_image(prompt: str | None, vqgan: str | os.PathLike, clip: str | os.P
     cfg = config or GenerateConfig()
     out = Path(out)
     video, frames_dir = (Path(video) if video else None), (Path(frames_dir) if frames_dir else None)
+    if upscale is not None:
+        from pixseq.upscale.upscaler import check_outscale
+
+        check_outscale(upscale, "--upscale")  # before any model loads
     big = upscaled_path(out, upscale) if upscale is not None else None
     prompts = _check_inputs(prompt, image_prompts, init_image, out, video, frames_dir, big, cfg, force)
     tokenizer = load_vqgan(vqgan, device)
@@ -201,7 +205,7 @@ def _upscaler(name: str, factor: float, hw: tuple[int, int], device):
     from pixseq.upscale.upscaler import output_size
 
     model = load_upscaler(name, device)
-    output_size(hw[0], hw[1], model.scale, factor, name="the generated image")
+    output_size(hw[0], hw[1], model.scale, factor, name="the generated image", option="--upscale")
     return model
 
 

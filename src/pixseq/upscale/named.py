@@ -76,4 +76,7 @@ def load_upscaler(source: str | os.PathLike, device="cpu"):
     ``rrdbnet`` / ``srvgg``."""
     from pixseq.upscale.rrdb import SR_KINDS
 
+    if Path(source).is_file():  # a downloaded Real-ESRGAN .pth, or an ncnn .param / .bin
+        raise PixseqError(f"--model {source} is a weight file, not a model folder: convert it once with "
+                          f"`pixseq convert realesrgan {source} DIR` and give --model DIR")
     return load_model(source, SR_KINDS, device)

@@ -77,22 +77,22 @@ def _available_ram() -> int:
     return 0
 
 
-def check_outscale(outscale: float | None) -> None:
+def check_outscale(outscale: float | None, option: str = "--outscale") -> None:
     """``outscale`` is a positive finite number when given."""
     if outscale is not None and not (math.isfinite(outscale) and outscale > 0):
-        raise PixseqError(f"--outscale must be a positive number, got {outscale:g}")
+        raise PixseqError(f"{option} must be a positive number, got {outscale:g}")
 
 
 def output_size(height: int, width: int, scale: int, outscale: float | None, max_pixels: int = MAX_PIXELS,
-                name: str = "the image") -> tuple[int, int]:
+                name: str = "the image", option: str = "--outscale") -> tuple[int, int]:
     """The output size (the net's ``scale`` unless ``outscale``), refused past ``max_pixels``
-    with the largest ``outscale`` that would fit."""
-    check_outscale(outscale)
+    with the largest ``outscale`` that would fit (``option``: what the user's flag is called)."""
+    check_outscale(outscale, option)
     factor = float(scale) if outscale is None else float(outscale)
     out_h, out_w = out_size(height, width, factor)
     if out_h * out_w > max_pixels:
         fits = math.floor(math.sqrt(max_pixels / (height * width)) * 100) / 100
-        hint = f"use --outscale {fits:g} or less, or " if fits >= 0.01 else ""
+        hint = f"use {option} {fits:g} or less, or " if fits >= 0.01 else ""
         raise PixseqError(f"upscaling {name} ({width}x{height}) {factor:g}x gives {out_w}x{out_h} = "
                           f"{out_h * out_w} pixels, past the limit of {max_pixels}: {hint}cut the image into tiles "
                           f"and upscale each (or raise --max-pixels)")
