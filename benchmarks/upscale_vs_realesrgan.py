@@ -20,6 +20,16 @@ B. ``--seam-size`` (400) photo, seams: the whole-image output against pixseq's d
    a picture of a tile corner: whole | anchor tiled | pixseq tiled, and their differences x20.
 
 Prints a table and writes ``--out`` (JSON + PNG). Both run with ``--threads`` torch threads.
+
+The anchor venv (what the default ``--anchor-python`` expects)::
+
+    python3 -m venv --system-site-packages /work/venvs/realesrgan
+    /work/venvs/realesrgan/bin/pip install --no-deps realesrgan==0.3.0 basicsr-fixed==1.4.2
+
+``--no-deps``: realesrgan 0.3.0 requires ``basicsr`` (whose degradations module imports
+``torchvision.transforms.functional_tensor``, removed in torchvision 0.17), ``facexlib`` and
+``gfpgan``; ``RealESRGANer`` and basicsr-fixed's ``RRDBNet`` import without them, on the
+system's torch, numpy and opencv.
 """
 from __future__ import annotations
 
@@ -139,6 +149,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of experiment A (fastest kept)")
     ap.add_argument("--out", type=Path, default=Path("upscale-bench"))
     args = ap.parse_args()
+    if not Path(args.anchor_python).is_file():
+        sys.exit(f"no anchor interpreter at {args.anchor_python}: make the venv as this script's docstring says, "
+                 f"or give --anchor-python")
     torch.set_num_threads(args.threads)
     from pixseq.upscale import load_upscaler
 
