@@ -7,16 +7,21 @@ Both run as whole commands on the same random weights: an ImageNet-f16-16384-sha
 (``--anchor DIR``: its ``generate.py``) with its PyPI dependencies in a separate venv
 (``--anchor-python``: taming-transformers-rom1504, clip-anytorch, kornia, omegaconf,
 pytorch-lightning 1.9, torch-optimizer, einops; its own ``from CLIP import clip`` is served
-by a two-line shim folder). Seconds per step = (time of a long run - time of a short run) /
-(steps between them), so start-up and model loading cancel; peak RAM is the long run's
-maximum resident set (``/usr/bin/time -v``). ``--sizes 256,512`` adds pixseq's 512x512 run.
+by a two-line shim folder; ``setuptools<70`` for clip-anytorch's ``pkg_resources``). Seconds
+per step = (CPU seconds of a long run - of a short run) / (steps between them), so start-up
+and model loading cancel; the anchor and pixseq run side by side (the same steps at the same
+time, one thread each by default), so that the machine's other load falls on both; peak RAM is
+the long run's maximum resident set (``/usr/bin/time -v``). ``--sizes 256,512`` adds pixseq's
+512x512 runs. At the end, the CPU seconds of the decoder's and ViT-B/32's forward + backward
+passes alone: the floor under any implementation's step.
 
-    flock /tmp/pixseq-heavy.lock python3 benchmarks/clip_speed.py --anchor /path/VQGAN-CLIP \
-        --anchor-python /work/venv-vqclip/bin/python --work /tmp/clip-bench
+    python3 benchmarks/clip_speed.py --anchor /path/VQGAN-CLIP \
+        --anchor-python /work/venvs/vqganclip/bin/python --work /tmp/clip-bench
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -41,15 +46,20 @@ with open(sys.argv[1] + "/vqgan_f16_16384.yaml", "w") as fh:
 '''
 
 
-def timed(cmd: list[str], env: dict, cwd: Path | None = None) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS in MiB, output) of one command."""
+def timed(cmd: list[str], env: dict, cwd: Path | None = None) -> dict:
+    """Wall seconds, CPU seconds (user + system), peak RSS (MiB) and output of one command."""
     t0 = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, cwd=cwd, capture_output=True, text=True,
+                          check=False)
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1)) // 1024
-    return wall, rss, proc.stdout + proc.stderr
+
+    def field(name: str) -> float:
+        return float(re.search(rf"{re.escape(name)}: ([\d.]+)", proc.stderr).group(1))
+
+    return {"wall": wall, "cpu": field("User time (seconds)") + field("System time (seconds)"),
+            "rss": int(field("Maximum resident set size (kbytes)")) // 1024, "out": proc.stdout + proc.stderr}
 
 
 def prepare(work: Path, anchor_python: str, env: dict) -> None:
@@ -84,9 +94,10 @@ def shim(anchor: Path, work: Path) -> Path:
 
 
 def floor(work: Path, size: int, threads: int, reps: int = 2) -> dict:
-    """Seconds of the math every VQGAN-CLIP step must do, whoever runs it: the decoder forward
-    + backward to the latent at ``size``, and ViT-B/32 forward + backward to 32 cut-outs of
-    224x224 (pixseq's modules, in this process). A step can be no faster than their sum."""
+    """CPU seconds of the math every VQGAN-CLIP step must do, whoever runs it: the decoder
+    forward + backward to the latent at ``size``, and ViT-B/32 forward + backward to 32
+    cut-outs of 224x224 (pixseq's modules, of the anchor's architectures and shapes, in this
+    process; weights frozen as in both programs). A step can be no cheaper than their sum."""
     import torch
 
     from pixseq.checkpoint import load_model
@@ -95,16 +106,16 @@ def floor(work: Path, size: int, threads: int, reps: int = 2) -> dict:
 
     torch.set_num_threads(threads)
     dec = LatentDecoder(load_model(work / "vqgan-pixseq", "vqgan"))
-    guide = load_guide("ViT-B-32:openai", work / "ViT-B-32-random.safetensors")
+    guide = load_guide("ViT-B-32:openai", work / "ViT-B-32-random.safetensors").frozen()
     z = torch.randn(1, dec.codebook.shape[1], size // 16, size // 16, requires_grad=True)
     cuts = torch.rand(32, 3, 224, 224, requires_grad=True)
 
     def clock(fn) -> float:
         fn()  # warm-up
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for _ in range(reps):
             fn()
-        return (time.perf_counter() - t0) / reps
+        return (time.process_time() - t0) / reps
 
     t_dec = clock(lambda: dec(z).sum().backward())
     t_clip = clock(lambda: guide.encode_image(guide.normalize(cuts)).sum().backward())
@@ -114,11 +125,11 @@ def floor(work: Path, size: int, threads: int, reps: int = 2) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--anchor", type=Path, required=True, help="a checkout of nerdyrodent/VQGAN-CLIP")
-    ap.add_argument("--anchor-python", default="/work/venv-vqclip/bin/python")
+    ap.add_argument("--anchor-python", default="/work/venvs/vqganclip/bin/python")
     ap.add_argument("--work", type=Path, default=Path("/tmp/clip-bench"))
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--short", type=int, default=2, help="steps of the short run")
-    ap.add_argument("--long", type=int, default=5, help="steps of the long run")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--short", type=int, default=1, help="steps of the short run")
+    ap.add_argument("--long", type=int, default=3, help="steps of the long run")
     ap.add_argument("--sizes", default="256,512", help="pixseq sizes to run (the anchor runs at the first)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -130,32 +141,53 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     w = args.work
 
-    def anchor(steps: int):  # its -i N runs N + 1 steps
+    def anchor(steps: int) -> dict:  # its -i N runs N + 1 steps
         return timed([args.anchor_python, "-W", "ignore", "generate.py", "-p", "a castle", "-s", str(sizes[0]),
                       str(sizes[0]), "-cuts", "32", "-i", str(steps - 1), "-conf", str(w / "vqgan_f16_16384.yaml"),
                       "-ckpt", str(w / "vqgan_f16_16384.ckpt"), "-m", str(w / "ViT-B-32-random.pt"),
-                      "-o", str(w / "anchor.png"), "-cd", "cpu", "-sd", "0"], env, run_dir)
+                      "-o", str(w / f"anchor-{steps}.png"), "-cd", "cpu", "-sd", "0"], env, run_dir)
 
-    def ours(steps: int, size: int):
+    def ours(steps: int, size: int) -> dict:
         return timed([sys.executable, "-m", "pixseq", "generate", "a castle", "--vqgan", str(w / "vqgan-pixseq"),
                       "--clip", "ViT-B-32:openai", "--clip-weights", str(w / "ViT-B-32-random.safetensors"),
-                      "--size", f"{size}x{size}", "--cutn", "32", "--steps", str(steps),
-                      "--out", str(w / f"ours-{size}.png")], env)
+                      "--size", f"{size}x{size}", "--cutn", "32", "--steps", str(steps), "--force",
+                      "--out", str(w / f"ours-{size}-{steps}.png")], env)
 
+    # side by side: the anchor and pixseq at the same settings run at the same time (one thread
+    # each), so that whatever else loads the machine loads both; CPU time is the measure (wall
+    # time on a shared machine is mostly waiting), the long run's peak RSS the memory
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = ["nerdyrodent generate.py"] + [f"pixseq generate {s}x{s}" for s in sizes]
+    fns = [anchor] + [functools.partial(lambda size, st: ours(st, size), s) for s in sizes]
+    runs = {}
+    with ThreadPoolExecutor(2) as pool:
+        for steps in (args.short, args.long):
+            for name, res in zip(names[:2], pool.map(lambda fn, st=steps: fn(st), fns[:2])):
+                runs[name, steps] = res
+        for name, fn in zip(names[2:], fns[2:]):  # pixseq's larger sizes: short and long side by side
+            for steps, res in zip((args.short, args.long), pool.map(fn, (args.short, args.long))):
+                runs[name, steps] = res
     rows = {}
-    for name, fn in [("nerdyrodent generate.py", lambda s: anchor(s))] + \
-            [(f"pixseq generate {s}x{s}", (lambda size: lambda st: ours(st, size))(s)) for s in sizes]:
-        (t1, _, _), (t2, rss, _) = fn(args.short), fn(args.long)
-        rows[name] = {"s_per_step": (t2 - t1) / (args.long - args.short), "peak_rss_mib": rss,
-                      "short_run_s": t1, "long_run_s": t2}
-        print(f"{name:28s} {rows[name]['s_per_step']:7.2f} s/step  peak RSS {rss:6d} MiB", flush=True)
-    a, b = rows["nerdyrodent generate.py"], rows[f"pixseq generate {sizes[0]}x{sizes[0]}"]
-    print(f"speed-up {a['s_per_step'] / b['s_per_step']:.2f}x, peak memory {b['peak_rss_mib'] / a['peak_rss_mib']:.2f}x "
-          f"of the anchor's ({sizes[0]}x{sizes[0]}, 32 cut-outs, {args.threads} threads)")
+    print(f"{'':28s} {'CPU s/step':>10s} {'wall s/step':>11s} {'peak RSS':>10s}")
+    for name in names:
+        a, b = runs[name, args.short], runs[name, args.long]
+        n = args.long - args.short
+        rows[name] = {"cpu_s_per_step": (b["cpu"] - a["cpu"]) / n, "wall_s_per_step": (b["wall"] - a["wall"]) / n,
+                      "peak_rss_mib": b["rss"], "short": {k: a[k] for k in ("wall", "cpu", "rss")},
+                      "long": {k: b[k] for k in ("wall", "cpu", "rss")}}
+        r = rows[name]
+        print(f"{name:28s} {r['cpu_s_per_step']:10.2f} {r['wall_s_per_step']:11.2f} {r['peak_rss_mib']:6d} MiB",
+              flush=True)
+    a, b = rows[names[0]], rows[names[1]]
+    print(f"speed-up {a['cpu_s_per_step'] / b['cpu_s_per_step']:.2f}x (CPU time per step), peak memory "
+          f"{b['peak_rss_mib'] / a['peak_rss_mib']:.2f}x of the anchor's ({sizes[0]}x{sizes[0]}, 32 cut-outs, "
+          f"{args.threads} thread(s) each, steps {args.short} vs {args.long})")
     f = floor(w, sizes[0], args.threads)
     print(f"shared math at {sizes[0]}x{sizes[0]}: decoder fwd+bwd {f['decoder_s']:.2f} s + ViT-B/32 on 32 cut-outs "
-          f"fwd+bwd {f['clip_s']:.2f} s = {f['floor_s']:.2f} s/step: no loop can beat the anchor by more than "
-          f"{a['s_per_step'] / f['floor_s']:.2f}x at these settings in fp32")
+          f"fwd+bwd {f['clip_s']:.2f} s = {f['floor_s']:.2f} CPU s/step = {f['floor_s'] / a['cpu_s_per_step']:.0%} "
+          f"of the anchor's step, {f['floor_s'] / b['cpu_s_per_step']:.0%} of pixseq's: no loop can beat the "
+          f"anchor by more than {a['cpu_s_per_step'] / f['floor_s']:.2f}x at these settings in fp32")
     rows["floor"] = f
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
