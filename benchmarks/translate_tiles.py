@@ -83,6 +83,7 @@ def main() -> None:
 
     model = pixseq.load_model("zoo:cyclegan-vintage", device="cpu")
     rows = tiles_vs_whole(model, args.tile)
+    print(json.dumps(rows), flush=True)  # part 1 as soon as it is done
     whole_gib = peak_floats_per_pixel(model.config.generator) * args.side ** 2 * 4 / 2 ** 30
     del model
     with tempfile.TemporaryDirectory() as tmp:

@@ -211,6 +211,11 @@ def test_translate_cli_and_its_bad_inputs(tmp_path, capsys):
     # an image past the pixel limit
     code = main(["translate", str(img), "--model", str(tmp_path / "m"), "--max-pixels", "100", "--out", str(tmp_path / "x")])
     assert "image too large" in _one_line_error(capsys, code) and not (tmp_path / "x").exists()
+    # an unreadable file after a good one: refused before the good one is written
+    (tmp_path / "bad.png").write_text("not a png")
+    code = main(["translate", str(img), str(tmp_path / "bad.png"), "--model", str(tmp_path / "m"), "--out",
+                 str(tmp_path / "x")])
+    assert "not an image file" in _one_line_error(capsys, code) and not (tmp_path / "x").exists()
     # a model of another kind
     from pixseq.tokenizers.vqgan import VQGAN, vqgan_config
 
