@@ -212,3 +212,9 @@ def test_a_run_stopped_while_writing_leaves_nothing(setup, tmp_path, capsys, mon
     monkeypatch.setattr(report, "write_study", stop)
     assert main(_argv(setup, tmp_path / "rep", "--bits", "1", "--no-elias")) == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_table_cells_say_inf_for_a_lossless_psnr_and_n_a_for_no_measurement():
+    from pixseq.report.study import _cell
+
+    assert [_cell(float("inf"), "psnr"), _cell(float("nan"), "psnr"), _cell(0.12345, "bpp")] == ["inf", "n/a", "0.123"]

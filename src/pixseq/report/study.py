@@ -104,8 +104,10 @@ def summary(study: Study) -> list[dict]:
 def _cell(v, key: str) -> str:
     if isinstance(v, str):
         return v
-    if v is None or not math.isfinite(v):
+    if v is None or math.isnan(v):
         return "n/a"
+    if math.isinf(v):  # a lossless output's PSNR
+        return "inf" if v > 0 else "-inf"
     if key == "mse" or key == "kid":
         return f"{v:.2e}"
     return f"{v:.3f}" if key in ("bpp", "vit_score", "ssim", "ms_ssim", "lpips") else f"{v:.2f}"
