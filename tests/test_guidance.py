@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,18 +231,12 @@ def test_generate_bad_input_is_one_line_and_writes_nothing(models, tmp_path, cap
 
 
 # ------------------------------------------------------------------ CLIP as a metric
-def test_clip_score_matches_torchmetrics_on_the_same_weights(models):
-    """torchmetrics' clip_score with a callable model: the same open_clip network behind a
-    Hugging Face image processor (rescale + normalise: our images are at the input size, so
-    no resampling differs) and torchmetrics' own formula 100 * cos, clamped at 0."""
+def _torchmetrics_clip(guide):
+    """torchmetrics' ``model_name_or_path`` as a callable: the same open_clip network behind a
+    Hugging Face image processor (rescale + normalise, no resampling: the images given are at
+    the input size) and tokenizer, so that torchmetrics' own code computes the score."""
     from transformers import CLIPImageProcessor
-    from torchmetrics.functional.multimodal import clip_score as tm_clip_score
 
-    from pixseq.metrics.clip_score import CLIPScore, clip_cosines, clip_score
-
-    guide = load_guide(models / "clip")
-    images = torch.rand(3, 3, 32, 32)
-    texts = ["a red dog", "a blue car", "a cat"]
     hf = CLIPImageProcessor(do_resize=False, do_center_crop=False, do_rescale=True, rescale_factor=1 / 255,
                             do_normalize=True, image_mean=list(guide.pixel_mean), image_std=list(guide.pixel_std))
 
@@ -265,7 +258,20 @@ def test_clip_score_matches_torchmetrics_on_the_same_weights(models):
         def get_text_features(self, ids, mask):
             return guide.encode_text(ids)
 
-    ref = [float(tm_clip_score((images[i] * 255).round(), texts[i], lambda: (Model(), Processor())))
+    return lambda: (Model(), Processor())
+
+
+def test_clip_score_matches_torchmetrics_on_the_same_weights(models):
+    """torchmetrics' clip_score (its formula 100 * cos, clamped at 0) on the same network."""
+    from torchmetrics.functional.multimodal import clip_score as tm_clip_score
+
+    from pixseq.metrics.clip_score import CLIPScore, clip_cosines, clip_score
+
+    guide = load_guide(models / "clip")
+    images = torch.rand(3, 3, 32, 32)
+    texts = ["a red dog", "a blue car", "a cat"]
+    model = _torchmetrics_clip(guide)
+    ref = [float(tm_clip_score((images[i] * 255).round(), texts[i], model))
            for i in range(3)]
     ours = clip_score((images * 255).round() / 255, texts, guide)
     assert np.allclose(ours.numpy(), ref, atol=1e-4)  # float32 networks on identical inputs
@@ -273,6 +279,30 @@ def test_clip_score_matches_torchmetrics_on_the_same_weights(models):
     metric.update((images * 255).round() / 255, texts)
     cos = clip_cosines((images * 255).round() / 255, texts, guide)
     assert metric.compute() == pytest.approx(max(float(cos.double().mean()), 0.0), abs=1e-9)
+
+
+def test_assess_clip_score_is_torchmetrics_clip_score(models, tmp_path):
+    """``pixseq assess --metrics clip_score`` on image files: each image's number in the JSON
+    record is torchmetrics' clip_score of that 8-bit image and the prompt (same network),
+    including torchmetrics' clamp at 0 (random weights give negative cosines too)."""
+    from torchmetrics.functional.multimodal import clip_score as tm_clip_score
+
+    from pixseq.io import save_image
+
+    guide = load_guide(models / "clip")
+    assert guide.input_size == 32  # files at the input size: no resampling to differ in
+    gen = torch.Generator().manual_seed(3)
+    images = (torch.rand(2, 32, 32, 3, generator=gen) * 255).to(torch.uint8)
+    for name, im in zip("ab", images):
+        save_image(im.numpy(), tmp_path / f"{name}.png")
+    for prompt in ("a red dog", "a blue car"):
+        assert main(["assess", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--metrics", "clip_score",
+                     "--prompt", prompt, "--clip", str(models / "clip"), "--json", str(tmp_path / "s.json"),
+                     "--force"]) == 0
+        pair = json.loads((tmp_path / "s.json").read_text())["pairs"][0]
+        want = [float(tm_clip_score(im.permute(2, 0, 1).float(), prompt, _torchmetrics_clip(guide)))
+                for im in images]
+        assert [pair["clip_score_ref"], pair["clip_score_dist"]] == pytest.approx(want, abs=1e-4)
 
 
 def test_zero_shot_is_the_softmax_of_scaled_cosines(models):
