@@ -56,8 +56,8 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     # here (260 CPU ms a step, batch 128), so the recipe replays that run (seed 0).
     # Measured (process CPU, 1 thread, all 10 000 test images), 1.5-CPU-minute runs planned for
     # 320 steps: this recipe 72.7 %; without SPT 66.1 %, without LSA 73.4 %, without label
-    # smoothing 72.0 %, with drop path 0.1 71.6 % (those two ran at a load of ~50 and got only
-    # 284 / 276 steps), without crop + flip 81.8 %, `pixseq train vit`'s defaults (class
+    # smoothing 72.0 % (run at a load of ~50: only 284 steps in the budget), with drop path 0.1
+    # 73.4 % (71.6 % in 276 steps at that load), without crop + flip 81.8 %, `pixseq train vit`'s defaults (class
     # token, no SPT / LSA) 68.1 %. At that budget (0.7 epoch) augmentation costs the most; the
     # 20-minute run itself was not finished on the shared machine (its checkpoint resumes with
     # vit_fmnist.py --resume), so neither 92 % nor the best 20-minute augmentation is shown yet.
