@@ -29,7 +29,12 @@ from pixseq.guidance.clip import load_guide
 from pixseq.guidance.lit_train import FASHION_MNIST_NAMES
 from pixseq.guidance.prompts import parse_prompts
 from pixseq.guidance.text_to_image import generate_config
-from pixseq.guidance.vqgan_clip import LatentDecoder, embed_targets, vqgan_clip
+from pixseq.guidance.vqgan_clip import (
+    LatentDecoder,
+    embed_targets,
+    encode_init,
+    vqgan_clip,
+)
 from pixseq.io import save_image, to_uint8
 
 
@@ -82,15 +87,19 @@ def classifier(path: str, epochs: int = 2):
 def generate_class(job: tuple) -> tuple[int, torch.Tensor, float]:
     """``seeds`` images of one class prompt, 8-bit as written, ``(seeds, 3, 28, 28)`` in [0, 1],
     and this process's CPU seconds for them (a worker of ``--jobs``: one thread each)."""
-    c, vqgan_src, clip_src, template, seeds, steps, cutn, recipe = job
+    c, vqgan_src, clip_src, template, seeds, steps, cutn, recipe, init = job
     torch.set_num_threads(1)
     c0 = time.process_time()
-    decoder, guide = LatentDecoder(load_model(vqgan_src, "vqgan")), load_guide(clip_src)
+    vqgan = load_model(vqgan_src, "vqgan")
+    decoder, guide = LatentDecoder(vqgan), load_guide(clip_src)
+    # "black": start from the latent of an all-black image (`pixseq generate --init-image
+    # black.png`, no init weight), Fashion-MNIST's background; "random": random codes
+    start = encode_init(vqgan, torch.zeros(1, 3, 28, 28)) if init == "black" else None
     targets = embed_targets(guide, parse_prompts(template.format(FASHION_MNIST_NAMES[c])))
     images = []
     for seed in range(seeds):
         cfg = generate_config(steps=steps, cutn=cutn, cut_batch=cutn, seed=seed, **recipe)
-        images.append(to_uint8(vqgan_clip(decoder, guide, targets, (28, 28), cfg).image))
+        images.append(to_uint8(vqgan_clip(decoder, guide, targets, (28, 28), cfg, start).image))
     batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255)
     return c, batch, time.process_time() - c0
 
@@ -109,6 +118,8 @@ def main() -> None:
     ap.add_argument("--cut-pow", type=float, default=None, help="default: pixseq generate's")
     ap.add_argument("--classes", default="", help="comma-separated class ids to run (default: all ten)")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (one class each at a time, 1 thread)")
+    ap.add_argument("--init", choices=("random", "black"), default="random",
+                    help="start latent: random codes, or an all-black image's (the data's background)")
     ap.add_argument("--template", default="a photo of a {}.")
     ap.add_argument("--out", type=Path, default=Path("clip-fmnist"))
     ap.add_argument("--shots", type=Path, default=None, help="also copy the grid here")
@@ -118,7 +129,8 @@ def main() -> None:
               if v is not None}
     cfg = generate_config(steps=args.steps, cutn=args.cutn, cut_batch=args.cutn, **recipe)
     classes = [int(c) for c in args.classes.split(",")] if args.classes else list(range(len(FASHION_MNIST_NAMES)))
-    jobs = [(c, args.vqgan, args.clip, args.template, args.seeds, args.steps, args.cutn, recipe) for c in classes]
+    jobs = [(c, args.vqgan, args.clip, args.template, args.seeds, args.steps, args.cutn, recipe, args.init)
+            for c in classes]
     classify, what = classifier(args.classifier, args.cnn_epochs)
     t0 = time.perf_counter()
     if args.jobs > 1:
@@ -148,11 +160,11 @@ def main() -> None:
         save_image(to_uint8(F.interpolate(grid[None], scale_factor=3, mode="nearest")[0]), args.shots / "grid.png")
     worst = min(r["hits"] / r["of"] for r in rows.values())
     print(f"classifier: {what}; {len(rows) * args.seeds} images, {args.steps} steps, {args.cutn} cut-outs, "
-          f"lr {cfg.lr}, tv {cfg.tv_weight}, cut_pow {cfg.cutouts.cut_pow}; {wall:.0f} s wall, "
+          f"lr {cfg.lr}, tv {cfg.tv_weight}, cut_pow {cfg.cutouts.cut_pow}, init {args.init}; {wall:.0f} s wall, "
           f"{cpu:.0f} CPU s in {min(args.jobs, len(jobs))} process(es) of 1 thread; "
           f"worst prompt {worst:.0%} (target >= 70 %), mean {np.mean([r['hits'] / r['of'] for r in rows.values()]):.0%}")
     (args.out / "results.json").write_text(json.dumps({"classifier": what, "steps": args.steps, "cutn": args.cutn,
-                                                        "lr": cfg.lr, "tv_weight": cfg.tv_weight,
+                                                        "lr": cfg.lr, "tv_weight": cfg.tv_weight, "init": args.init,
                                                         "cutouts": vars(cfg.cutouts), "cpu_s": cpu,
                                                         "wall_s": wall, "rows": rows}, indent=2))
 
