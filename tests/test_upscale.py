@@ -329,6 +329,10 @@ def test_upscale_bad_inputs_are_one_line_and_write_nothing(tmp_path, capsys):
     _one_line_error(capsys, "would both be written")
     assert main(["upscale", str(tmp_path / "nope.png"), *model, "--out", str(out)]) == 2
     _one_line_error(capsys, "image not found")
+    # an unreadable file after a good one: refused while planning, before the good one is written
+    (tmp_path / "bad.png").write_text("not a png")
+    assert main(["upscale", str(small), str(tmp_path / "bad.png"), *model, "--out", str(out)]) == 2
+    _one_line_error(capsys, "not an image file")
     torch.save({"params_ema": _tiny_rrdb().state_dict()}, tmp_path / "x4.pth")  # a weight file as --model
     assert main(["upscale", str(small), "--model", str(tmp_path / "x4.pth"), "--out", str(out)]) == 2
     _one_line_error(capsys, "is a weight file", "pixseq convert realesrgan")
