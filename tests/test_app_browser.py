@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import io
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from _ui_server import running_ui
+
 CHROMIUM = os.environ.get("PIXSEQ_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update"]
-SRC = Path(__file__).resolve().parents[1] / "src"
 #: generous: two shared CPU cores, several jobs at once
 WAIT_MS = 90_000
 
@@ -35,12 +32,6 @@ if not Path(CHROMIUM).is_file():
     pytest.skip(f"no Chromium at {CHROMIUM} (scripts/setup.sh --test installs Debian's chromium)",
                 allow_module_level=True)
 pytest.importorskip("gradio", reason="gradio is not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -94,24 +85,10 @@ def server(models, tmp_path_factory):
     """``pixseq ui`` on a free port with a work folder of its own; stopped (SIGTERM) at the end,
     when the work folder must be empty again."""
     work = tmp_path_factory.mktemp("ui-work")
-    log = work.parent / "ui-server.log"  # a file, not a pipe: a full pipe would block the server
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "PIXSEQ_OFFLINE": "1",
-           "PIXSEQ_COMPILE": "0"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "pixseq", "ui", "--models", str(models), "--port", str(port),
-                                 "--work", str(work), "--no-zoo", "--max-upload-mb", "2", "--max-images", "16"],
-                                stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
-    deadline = time.monotonic() + 300
-    while "serving on" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if "serving on" not in log.read_text():
-        proc.kill()
-        pytest.fail(f"pixseq ui did not start:\n{log.read_text()}")
-    yield {"url": f"http://127.0.0.1:{port}/", "work": work, "proc": proc, "models": models, "log": log}
-    proc.terminate()
-    proc.wait(timeout=60)
-    assert proc.returncode == 0, log.read_text()
+    log = work.parent / "ui-server.log"
+    args = ["--models", str(models), "--work", str(work), "--no-zoo", "--max-upload-mb", "2", "--max-images", "16"]
+    with running_ui(args, log) as (proc, url):
+        yield {"url": url, "work": work, "proc": proc, "models": models, "log": log}
     assert not _request_bugs(log.read_text()), log.read_text()  # no request ended in a bug
     assert sorted(p.name for p in work.iterdir()) == [], "the server left files in its work folder"
 

@@ -8,12 +8,7 @@ of a user's choosing is: the files it hands out must still be served.
 from __future__ import annotations
 
 import io
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -21,16 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _ui_server import running_ui
+
 pytest.importorskip("gradio", reason="gradio is not installed")
 client_mod = pytest.importorskip("gradio_client", reason="gradio_client is not installed (gradio brings it)")
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -48,25 +38,10 @@ def server(tmp_path_factory):
     for d in ("work", "systmp", "cwd"):
         (root / d).mkdir()
     log = root / "server.log"
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(SRC), "TMPDIR": str(root / "systmp"), "OMP_NUM_THREADS": "1",
-           "PIXSEQ_OFFLINE": "1", "PIXSEQ_COMPILE": "0"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "pixseq", "ui", "--models", str(root / "models"), "--no-zoo",
-                                 "--port", str(port), "--work", str(root / "work")],
-                                stdout=out, stderr=subprocess.STDOUT, text=True, env=env, cwd=root / "cwd")
-    deadline = time.monotonic() + 300
-    while "serving on" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if "serving on" not in log.read_text():
-        proc.kill()
-        pytest.fail(f"pixseq ui did not start:\n{log.read_text()}")
-    url = f"http://127.0.0.1:{port}/"
-    yield {"url": url, "root": root, "log": log,
-           "client": client_mod.Client(url, verbose=False, download_files=False)}
-    proc.terminate()
-    proc.wait(timeout=60)
-    assert proc.returncode == 0, log.read_text()
+    with running_ui(["--models", str(root / "models"), "--no-zoo", "--work", str(root / "work")], log,
+                    env={"TMPDIR": str(root / "systmp")}, cwd=root / "cwd") as (_proc, url):
+        yield {"url": url, "root": root, "log": log,
+               "client": client_mod.Client(url, verbose=False, download_files=False)}
     assert "Traceback" not in log.read_text(), log.read_text()
 
 
