@@ -411,6 +411,16 @@ def peek_image(path: str | os.PathLike) -> ImageHeader | None:
     return ImageHeader(h, w, channels, 16 if mode.startswith("I") or mode == "F" else 8)
 
 
+def checked_header(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> ImageHeader | None:
+    """:func:`peek_image`, for verbs that plan every output before writing one: where the
+    header does not tell, the file is loaded now, so that a file that is not an image fails
+    with the loader's error before any output exists (not after the files before it)."""
+    head = peek_image(path)
+    if head is None:
+        load_image(path, max_pixels=max_pixels)
+    return head
+
+
 def _is_tiff(path: Path) -> bool:
     with open(path, "rb") as fh:
         return fh.read(4) in (b"II*\x00", b"MM\x00*")

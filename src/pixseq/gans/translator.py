@@ -249,14 +249,12 @@ def plan_translation(sources: Sequence[Path], out_dir: Path, ext: str = "png",
     """Check every input and output name before any work (images past the pixel limit, files
     whose header no image reader recognises, outputs that collide or would replace an input, an existing output without ``force``:
     :func:`pixseq.io.claim_output`). Returns ``(source, output)`` pairs."""
-    from pixseq.io import MAX_PIXELS, claim_file_in, load_image, output_format, peek_image
+    from pixseq.io import MAX_PIXELS, checked_header, claim_file_in, output_format
 
     limit = MAX_PIXELS if max_pixels is None else max_pixels
     seen, planned = {}, []
     for src in sources:
-        head = peek_image(src)
-        if head is None:  # the header does not tell (not an image?): the loader's error now, before any output
-            load_image(src, max_pixels=limit)
+        head = checked_header(src, limit)
         if head is not None and head.height * head.width > limit:
             raise PixseqError(f"image too large: {src} has {head.width}x{head.height} = {head.height * head.width} "
                               f"pixels, limit is {limit} (--max-pixels)")

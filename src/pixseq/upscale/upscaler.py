@@ -358,13 +358,11 @@ def plan_outputs(sources: Sequence[Path], out_dir: Path, ext: str = "auto", scal
     that collide, an output that would replace an input, formats that cannot hold the image,
     an existing output without ``force`` (:func:`pixseq.io.claim_output`).
     Returns (source, output) pairs; the images are read later, one at a time."""
-    from pixseq.io import claim_file_in, load_image, output_format, peek_image
+    from pixseq.io import checked_header, claim_file_in, output_format
 
     planned, seen = [], {}
     for src in sources:
-        head = peek_image(src)
-        if head is None:  # the header does not tell (not an image?): the loader's error now, before any output
-            load_image(src, max_pixels=max_pixels)
+        head = checked_header(src, max_pixels)
         channels, bits = (head.channels, head.bits) if head is not None else (3, 8)
         if head is not None:
             output_size(head.height, head.width, scale, outscale, max_pixels, name=str(src))
